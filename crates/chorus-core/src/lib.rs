@@ -1,0 +1,14 @@
+//! Chorus's pure core: everything that decides what a document or a room
+//! becomes, with no IO and no async, so it can be tested exhaustively and run
+//! the same on the server, in the Rust client and in simulations.
+//!
+//! - [`text`]: the text OT type (ops, transform, compose, invert, cursors).
+//! - [`client`]: the client side of OT: one op in flight, the rest buffered.
+//! - [`oplog`]: the server side: one order per document, idempotent submits.
+//! - [`sim`]: a seeded simulation of a server and many clients over a lossy,
+//!   reordering network, checking that everyone converges.
+
+pub mod client;
+pub mod oplog;
+pub mod sim;
+pub mod text;
