@@ -12,3 +12,4 @@ pub mod client;
 pub mod oplog;
 pub mod sim;
 pub mod text;
+pub mod trace;

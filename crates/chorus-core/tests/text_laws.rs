@@ -110,6 +110,22 @@ proptest! {
         prop_assert_eq!(apply(&doc, &composed), apply(&mid, &b));
     }
 
+    /// Ops that carry their deleted text keep carrying it through compose and
+    /// transform, so undo can always invert what the server stores.
+    #[test]
+    fn invertibility_survives_compose_and_transform((doc, a, b) in doc_and_two_ops(), s2 in steps()) {
+        let d = TextDoc::from(doc.as_str());
+        let a = d.make_invertible(&a).unwrap();
+        let b = d.make_invertible(&b).unwrap();
+        prop_assert!(a.transform(&b, Side::Left).is_invertible());
+        prop_assert!(b.transform(&a, Side::Right).is_invertible());
+        let mid = TextDoc::from(apply(&doc, &a).as_str());
+        let c = mid.make_invertible(&build_op(&mid.to_string(), &s2)).unwrap();
+        let ac = a.compose(&c);
+        prop_assert!(ac.is_invertible());
+        prop_assert_eq!(apply(&apply(&doc, &ac), &ac.invert().unwrap()), doc);
+    }
+
     #[test]
     fn invert_restores_the_document((doc, op) in doc_and_op()) {
         let full = TextDoc::from(doc.as_str()).make_invertible(&op).unwrap();

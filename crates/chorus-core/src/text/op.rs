@@ -162,19 +162,16 @@ impl TextOp {
     /// Code points of the document the op needs: its retains plus its deletes.
     /// The op applies to any document at least this long.
     pub fn input_len(&self) -> usize {
-        self.components.iter().map(Component::input_len).sum()
+        self.components.iter().fold(0usize, |n, c| n.saturating_add(c.input_len()))
     }
 
     /// Change in document length, in code points, when the op applies.
     pub fn len_delta(&self) -> isize {
-        self.components
-            .iter()
-            .map(|c| match c {
-                Component::Retain(_) => 0,
-                Component::Insert(s) => char_len(s) as isize,
-                Component::Delete(d) => -(d.len() as isize),
-            })
-            .sum()
+        self.components.iter().fold(0isize, |n, c| match c {
+            Component::Retain(_) => n,
+            Component::Insert(s) => n.saturating_add_unsigned(char_len(s)),
+            Component::Delete(d) => n.saturating_sub_unsigned(d.len()),
+        })
     }
 
     /// Checks the shape of the op: no empty components, no adjacent retains,
@@ -296,11 +293,11 @@ impl OpBuilder {
             return self;
         }
         match (self.components.last_mut(), c) {
-            (Some(Component::Retain(a)), Component::Retain(b)) => *a += b,
+            (Some(Component::Retain(a)), Component::Retain(b)) => *a = a.saturating_add(b),
             (Some(Component::Insert(a)), Component::Insert(b)) => a.push_str(&b),
             (Some(Component::Delete(a)), Component::Delete(b)) => match (a, b) {
                 (Delete::Text(a), Delete::Text(b)) => a.push_str(&b),
-                (a, b) => *a = Delete::Len(a.len() + b.len()),
+                (a, b) => *a = Delete::Len(a.len().saturating_add(b.len())),
             },
             (_, c) => self.components.push(c),
         }

@@ -52,16 +52,16 @@ impl TextOp {
             match c {
                 Component::Insert(s) => {
                     if pre < cursor || (pre == cursor && author == Author::Own) {
-                        moved += char_len(s);
+                        moved = moved.saturating_add(char_len(s));
                     } else {
                         break;
                     }
                 }
                 _ if pre >= cursor => break,
-                Component::Retain(n) => pre += n,
+                Component::Retain(n) => pre = pre.saturating_add(*n),
                 Component::Delete(d) => {
                     moved -= d.len().min(cursor - pre);
-                    pre += d.len();
+                    pre = pre.saturating_add(d.len());
                 }
             }
         }
