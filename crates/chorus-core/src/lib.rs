@@ -5,11 +5,13 @@
 //! - [`text`]: the text OT type (ops, transform, compose, invert, cursors).
 //! - [`client`]: the client side of OT: one op in flight, the rest buffered.
 //! - [`oplog`]: the server side: one order per document, idempotent submits.
+//! - [`presence`]: who is in a room, with expiry as a function of time.
 //! - [`sim`]: a seeded simulation of a server and many clients over a lossy,
 //!   reordering network, checking that everyone converges.
 
 pub mod client;
 pub mod oplog;
+pub mod presence;
 pub mod sim;
 pub mod text;
 pub mod trace;

@@ -1,1 +1,440 @@
+//! The Chorus wire protocol: JSON text frames over one WebSocket per client.
+//!
+//! Every frame is one JSON object whose `"type"` names the message. A client
+//! opens with `hello` (carrying [`PROTOCOL_VERSION`]); the server answers
+//! `welcome`. Requests may carry a client-chosen `id`, echoed in the reply or
+//! in the error they cause, so a client can match them. One connection can be
+//! in many rooms; every room message names its room.
+//!
+//! Errors that reach a client carry a stable [`ErrorCode`] and a human
+//! message; fatal ones are followed by a close frame with a [`close`] code.
+//! docs/protocol.md documents every message with an example; the snapshot
+//! tests below pin the exact JSON.
 
+use chorus_core::presence::{Member, UserInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use chorus_core::presence::Millis;
+
+/// The protocol version a client must name in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The WebSocket subprotocol a browser may ask for; a token may follow as a
+/// second subprotocol `chorus.token.<JWT>`.
+pub const SUBPROTOCOL: &str = "chorus.v1";
+pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "chorus.token.";
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message on every connection.
+    Hello {
+        protocol: u32,
+        /// Free-form client name and version, for logs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+    },
+    /// Enter a room, optionally with initial presence state.
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<Value>,
+    },
+    Leave {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+    },
+    /// Replace this connection's presence state in a room.
+    Presence {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        state: Value,
+    },
+    /// Move (or, with `null`, hide) this connection's cursor in a room.
+    Cursor {
+        room: String,
+        cursor: Value,
+        /// The document the cursor is in, for text selections.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        doc: Option<String>,
+        /// The document version the selection refers to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+    },
+    /// Keeps this connection's presence alive; answered with `heartbeat`.
+    Heartbeat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
+}
+
+impl ClientMessage {
+    /// The request id, if the message carries one.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            ClientMessage::Join { id, .. }
+            | ClientMessage::Leave { id, .. }
+            | ClientMessage::Presence { id, .. }
+            | ClientMessage::Heartbeat { id } => *id,
+            ClientMessage::Hello { .. } | ClientMessage::Cursor { .. } => None,
+        }
+    }
+
+    /// The room the message is about, if any.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            ClientMessage::Join { room, .. }
+            | ClientMessage::Leave { room, .. }
+            | ClientMessage::Presence { room, .. }
+            | ClientMessage::Cursor { room, .. } => Some(room),
+            ClientMessage::Hello { .. } | ClientMessage::Heartbeat { .. } => None,
+        }
+    }
+}
+
+/// Why a member left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// The connection asked to leave.
+    Left,
+    /// The connection closed.
+    Closed,
+    /// No heartbeat within the presence TTL.
+    Expired,
+}
+
+/// A connection's cursor as others see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CursorState {
+    pub connection: String,
+    pub user: String,
+    pub cursor: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+}
+
+/// Limits the server enforces on this connection, told in `welcome`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub messages_per_second: u32,
+    pub rooms_per_connection: usize,
+    pub members_per_room: usize,
+    pub cursor_updates_per_second: u32,
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome {
+        protocol: u32,
+        server: String,
+        connection: String,
+        user: UserInfo,
+        /// Send a heartbeat at least this often.
+        heartbeat_ms: u64,
+        /// Presence expires after this long without a heartbeat.
+        presence_ttl_ms: u64,
+        limits: Limits,
+    },
+    Joined {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        connection: String,
+        members: Vec<Member>,
+        count: usize,
+        cursors: Vec<CursorState>,
+    },
+    Left {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        reason: LeaveReason,
+    },
+    MemberJoined {
+        room: String,
+        member: Member,
+        count: usize,
+    },
+    MemberLeft {
+        room: String,
+        connection: String,
+        user: String,
+        reason: LeaveReason,
+        count: usize,
+    },
+    Presence {
+        room: String,
+        connection: String,
+        state: Value,
+    },
+    Cursor {
+        room: String,
+        #[serde(flatten)]
+        cursor: CursorState,
+    },
+    Heartbeat {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        server_time: Millis,
+    },
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// The server is going away; reconnect (to another node) after the delay.
+    Shutdown {
+        reason: String,
+        reconnect_after_ms: u64,
+    },
+}
+
+impl ServerMessage {
+    /// The JSON text of the message (serialized once, sent to many).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+
+    pub fn error(id: Option<u64>, room: Option<&str>, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error { id, code, message: message.into(), room: room.map(str::to_owned) }
+    }
+}
+
+/// Stable error codes. New codes may be added; existing ones never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame is not valid JSON.
+    BadJson,
+    /// Valid JSON, but not a valid message (missing or mistyped fields).
+    BadMessage,
+    /// The message `type` is not one the server knows.
+    UnknownType,
+    /// Binary frames are not part of the protocol.
+    BinaryFrame,
+    /// The first message must be `hello`.
+    HelloRequired,
+    /// `hello` named a protocol version this server does not speak.
+    UnsupportedProtocol,
+    /// No valid token (missing, malformed, badly signed or expired).
+    Unauthorized,
+    /// The token does not allow this in this room.
+    Forbidden,
+    /// The room name is empty, too long or has characters outside the allowed set.
+    InvalidRoom,
+    /// The connection has not joined this room.
+    NotJoined,
+    AlreadyJoined,
+    TooManyRooms,
+    RoomFull,
+    /// Over the per-connection message rate; the message was dropped.
+    RateLimited,
+    MessageTooLarge,
+    /// The server is shutting down or its store is unreachable; retry.
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::BinaryFrame => "binary_frame",
+            ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// WebSocket close codes Chorus uses, with their meaning.
+pub mod close {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// A frame was larger than the server's message size limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server hit an unexpected error.
+    pub const INTERNAL: u16 = 1011;
+    /// The server is restarting or shutting down: reconnect, to another node
+    /// if there is one.
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// No valid token.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// The handshake failed: no `hello` first, or an unsupported version.
+    pub const PROTOCOL: u16 = 4002;
+    /// No message within the presence TTL.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4003;
+    /// The client kept sending far over its message rate.
+    pub const FLOOD: u16 = 4004;
+    /// The client did not read its messages fast enough; reconnect and resync.
+    pub const SLOW_CONSUMER: u16 = 4005;
+}
+
+/// A client frame that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct DecodeError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Decodes one client text frame, classifying what is wrong with it.
+pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeError> {
+    serde_json::from_str(text).map_err(|e| {
+        use serde_json::error::Category;
+        let message = e.to_string();
+        let code = match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => ErrorCode::BadJson,
+            Category::Data if message.starts_with("unknown variant") => ErrorCode::UnknownType,
+            Category::Data => ErrorCode::BadMessage,
+        };
+        let message = match code {
+            ErrorCode::BadJson => format!("the frame is not valid JSON ({message})"),
+            ErrorCode::UnknownType => format!("unknown message type ({message})"),
+            _ => format!("invalid message ({message})"),
+        };
+        DecodeError { code, message }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn member(conn: &str, user: &str) -> Member {
+        Member {
+            connection: conn.into(),
+            user: UserInfo::new(user, Some("Ann".into()), None, None),
+            state: json!({"page": 3}),
+            joined_at: 1_764_000_000_000,
+        }
+    }
+
+    #[test]
+    fn client_messages_wire_format() {
+        let msgs = vec![
+            ClientMessage::Hello { protocol: 1, client: Some("chorus-js/0.1".into()) },
+            ClientMessage::Join { id: Some(1), room: "team-42/plan".into(), state: Some(json!({"typing": false})) },
+            ClientMessage::Leave { id: None, room: "team-42/plan".into() },
+            ClientMessage::Presence { id: Some(2), room: "team-42/plan".into(), state: json!({"page": 3}) },
+            ClientMessage::Cursor { room: "team-42/plan".into(), cursor: json!({"anchor": 3, "head": 7}), doc: Some("body".into()), version: Some(12) },
+            ClientMessage::Cursor { room: "team-42/plan".into(), cursor: json!({"x": 0.4, "y": 0.25}), doc: None, version: None },
+            ClientMessage::Heartbeat { id: None },
+        ];
+        let lines: Vec<String> = msgs.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
+        insta::assert_snapshot!(lines.join("\n"));
+        for (m, line) in msgs.iter().zip(&lines) {
+            assert_eq!(&decode_client(line).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn server_messages_wire_format() {
+        let limits = Limits {
+            max_message_bytes: 65_536,
+            messages_per_second: 100,
+            rooms_per_connection: 50,
+            members_per_room: 1_000,
+            cursor_updates_per_second: 30,
+        };
+        let cursor = CursorState {
+            connection: "c2".into(),
+            user: "bob".into(),
+            cursor: json!({"anchor": 3, "head": 7}),
+            doc: Some("body".into()),
+            version: Some(12),
+        };
+        let msgs = vec![
+            ServerMessage::Welcome {
+                protocol: 1,
+                server: "chorus/0.1.0".into(),
+                connection: "c1".into(),
+                user: UserInfo::new("ann", Some("Ann".into()), Some("https://example.com/ann.png".into()), None),
+                heartbeat_ms: 10_000,
+                presence_ttl_ms: 30_000,
+                limits,
+            },
+            ServerMessage::Joined {
+                id: Some(1),
+                room: "team-42/plan".into(),
+                connection: "c1".into(),
+                members: vec![member("c1", "ann")],
+                count: 1,
+                cursors: vec![cursor.clone()],
+            },
+            ServerMessage::Left { id: Some(3), room: "team-42/plan".into(), reason: LeaveReason::Left },
+            ServerMessage::MemberJoined { room: "team-42/plan".into(), member: member("c2", "bob"), count: 2 },
+            ServerMessage::MemberLeft { room: "team-42/plan".into(), connection: "c2".into(), user: "bob".into(), reason: LeaveReason::Expired, count: 1 },
+            ServerMessage::Presence { room: "team-42/plan".into(), connection: "c2".into(), state: json!({"typing": true}) },
+            ServerMessage::Cursor { room: "team-42/plan".into(), cursor },
+            ServerMessage::Heartbeat { id: None, server_time: 1_764_000_000_123 },
+            ServerMessage::error(Some(4), Some("team-42/plan"), ErrorCode::Forbidden, "your token does not allow presence in room team-42/plan"),
+            ServerMessage::Shutdown { reason: "server shutting down".into(), reconnect_after_ms: 1_000 },
+        ];
+        let lines: Vec<String> = msgs.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
+        insta::assert_snapshot!(lines.join("\n"));
+        for (m, line) in msgs.iter().zip(&lines) {
+            assert_eq!(&serde_json::from_str::<ServerMessage>(line).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_classified() {
+        let cases = [
+            ("{not json", ErrorCode::BadJson),
+            ("", ErrorCode::BadJson),
+            (r#"{"type":"dance"}"#, ErrorCode::UnknownType),
+            (r#"{"type":"join"}"#, ErrorCode::BadMessage),
+            (r#"{"type":"join","room":5}"#, ErrorCode::BadMessage),
+            (r#"{"type":"join","room":"r","extra":1}"#, ErrorCode::BadMessage),
+            (r#"[1,2]"#, ErrorCode::BadMessage),
+            (r#"{"room":"r"}"#, ErrorCode::BadMessage),
+        ];
+        for (frame, code) in cases {
+            let err = decode_client(frame).unwrap_err();
+            assert_eq!(err.code, code, "{frame}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn error_codes_serialize_as_their_names() {
+        for code in [ErrorCode::BadJson, ErrorCode::RoomFull, ErrorCode::HelloRequired, ErrorCode::Unavailable] {
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+        }
+    }
+}
