@@ -1,1 +1,144 @@
+//! Where Chorus keeps shared state and how nodes tell each other about it.
+//!
+//! Two traits, each with one guarantee the server is built on:
+//!
+//! - [`PresenceStore`] holds who is in which room, with per-entry expiry.
+//!   Removing an entry (leave or expiry) hands it back to exactly one caller,
+//!   however many nodes try at once, so exactly one leave event is published.
+//! - [`Bus`] carries room events between nodes. It is a wake-up, not the
+//!   truth: delivery is at most once, and a subscriber that falls behind is
+//!   told so ([`BusError::Lagged`]) and resyncs from the store.
+//!
+//! [`MemoryStore`] implements both for one process with zero setup. Every
+//! backend must pass [`conformance`], the same suite, unchanged.
 
+use async_trait::async_trait;
+use chorus_core::presence::{Member, Millis};
+use chorus_protocol::{CursorState, LeaveReason};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+pub mod conformance;
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// A failure of the backend itself (not of the request).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached; the request may be retried later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A presence entry removed by expiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expired {
+    pub room: String,
+    pub member: Member,
+    /// Live members left in the room.
+    pub count: usize,
+}
+
+/// A room and how many are in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    pub room: String,
+    pub members: usize,
+}
+
+/// Who is in which room.
+#[async_trait]
+pub trait PresenceStore: Send + Sync + 'static {
+    /// Adds or replaces a connection's entry; returns the live count after.
+    async fn join(&self, room: &str, member: Member, expires_at: Millis, now: Millis) -> StoreResult<usize>;
+
+    /// Pushes an entry's expiry forward; false when the entry is gone.
+    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis) -> StoreResult<bool>;
+
+    /// Replaces an entry's application state; false when the entry is gone.
+    async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool>;
+
+    /// Removes an entry. Returns it with the live count after, to the one
+    /// caller that removed it; `None` to everyone else.
+    async fn leave(&self, room: &str, connection: &str, now: Millis) -> StoreResult<Option<(Member, usize)>>;
+
+    /// Live entries at `now`, in join order.
+    async fn members(&self, room: &str, now: Millis) -> StoreResult<Vec<Member>>;
+
+    /// Number of live entries at `now`.
+    async fn count(&self, room: &str, now: Millis) -> StoreResult<usize>;
+
+    /// Removes every entry expired at `now`, in every room. Each expired entry
+    /// is returned by exactly one call, however many run at once.
+    async fn expire(&self, now: Millis) -> StoreResult<Vec<Expired>>;
+
+    /// Rooms with live members at `now`.
+    async fn rooms(&self, now: Millis) -> StoreResult<Vec<RoomSummary>>;
+
+    /// Whether the backend answers (for readiness checks).
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// An event in a room, as it travels between nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomEvent {
+    MemberJoined { member: Member, count: usize },
+    MemberLeft { connection: String, user: String, reason: LeaveReason, count: usize },
+    Presence { connection: String, state: Value },
+    Cursor { cursor: CursorState },
+}
+
+/// Why a subscription stopped delivering.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// The subscriber fell behind and `missed` events were dropped; resync.
+    #[error("subscriber fell behind; {missed} events missed")]
+    Lagged { missed: u64 },
+    /// The bus is gone (the backend shut down).
+    #[error("bus closed")]
+    Closed,
+}
+
+/// Events of one room, in publish order, from the moment of subscribing.
+/// Dropping it unsubscribes.
+pub struct Subscription {
+    rx: broadcast::Receiver<RoomEvent>,
+}
+
+impl Subscription {
+    pub fn new(rx: broadcast::Receiver<RoomEvent>) -> Self {
+        Self { rx }
+    }
+
+    /// The next event.
+    pub async fn recv(&mut self) -> Result<RoomEvent, BusError> {
+        self.rx.recv().await.map_err(|e| match e {
+            broadcast::error::RecvError::Lagged(missed) => BusError::Lagged { missed },
+            broadcast::error::RecvError::Closed => BusError::Closed,
+        })
+    }
+}
+
+/// Carries room events to every node with subscribers in that room.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Sends an event to every subscriber of the room (this node's included).
+    async fn publish(&self, room: &str, event: RoomEvent) -> StoreResult<()>;
+
+    /// Starts receiving the room's events published from now on.
+    async fn subscribe(&self, room: &str) -> StoreResult<Subscription>;
+}
+
+/// A backend: a presence store and a bus, with a name for logs.
+pub trait Backend: PresenceStore + Bus {
+    /// What the server prints at start-up, e.g. "embedded in-memory store".
+    fn describe(&self) -> String;
+}

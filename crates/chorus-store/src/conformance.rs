@@ -1,0 +1,199 @@
+//! The conformance suite every backend must pass, unchanged.
+//!
+//! A backend's tests call [`run_all`] with a function that makes a fresh,
+//! empty backend. Each check names itself in its panic message. The checks
+//! state the guarantees the server relies on: atomic removal (one leave per
+//! entry, however many callers race), expiry by the given clock, isolation
+//! between rooms, and in-order bus delivery to every subscriber.
+
+use std::sync::Arc;
+
+use chorus_core::presence::{Member, UserInfo};
+use chorus_protocol::{CursorState, LeaveReason};
+use serde_json::json;
+
+use crate::{Backend, BusError, RoomEvent, RoomSummary};
+
+fn member(connection: &str, user: &str, joined_at: u64) -> Member {
+    Member {
+        connection: connection.into(),
+        user: UserInfo::new(user, Some(user.to_uppercase()), None, None),
+        state: serde_json::Value::Null,
+        joined_at,
+    }
+}
+
+fn cursor_event(connection: &str, x: u64) -> RoomEvent {
+    RoomEvent::Cursor {
+        cursor: CursorState { connection: connection.into(), user: "u".into(), cursor: json!({ "x": x }), doc: None, version: None },
+    }
+}
+
+/// Runs every check against fresh backends from `make`.
+pub async fn run_all<B, F>(make: F)
+where
+    B: Backend,
+    F: Fn() -> B,
+{
+    join_list_and_leave(make()).await;
+    two_connections_of_one_user_are_two_entries(make()).await;
+    leave_hands_the_entry_back_once(Arc::new(make())).await;
+    expiry_follows_the_clock(make()).await;
+    concurrent_expiry_returns_each_entry_once(Arc::new(make())).await;
+    state_and_refresh_need_a_live_entry(make()).await;
+    rooms_are_listed_with_counts(make()).await;
+    bus_delivers_in_order_to_every_subscriber(make()).await;
+    bus_keeps_rooms_apart(make()).await;
+    dropped_subscriptions_receive_nothing(make()).await;
+    bus_reports_lag(make()).await;
+}
+
+async fn join_list_and_leave<B: Backend>(b: B) {
+    let check = "join_list_and_leave";
+    assert_eq!(b.join("r", member("c1", "ann", 1), 1_000, 0).await.unwrap(), 1, "{check}");
+    assert_eq!(b.join("r", member("c2", "bob", 2), 1_000, 0).await.unwrap(), 2, "{check}");
+    let list = b.members("r", 10).await.unwrap();
+    assert_eq!(list.iter().map(|m| m.connection.as_str()).collect::<Vec<_>>(), ["c1", "c2"], "{check}: join order");
+    assert_eq!(list[0].user.name.as_deref(), Some("ANN"), "{check}: user info kept");
+    let (gone, count) = b.leave("r", "c1", 10).await.unwrap().expect("c1 was there");
+    assert_eq!((gone.connection.as_str(), count), ("c1", 1), "{check}");
+    assert_eq!(b.count("r", 10).await.unwrap(), 1, "{check}");
+    assert_eq!(b.members("nowhere", 10).await.unwrap(), vec![], "{check}: unknown room is empty");
+}
+
+async fn two_connections_of_one_user_are_two_entries<B: Backend>(b: B) {
+    let check = "two_connections_of_one_user_are_two_entries";
+    b.join("r", member("tab1", "ann", 1), 1_000, 0).await.unwrap();
+    b.join("r", member("tab2", "ann", 2), 1_000, 0).await.unwrap();
+    assert_eq!(b.count("r", 0).await.unwrap(), 2, "{check}");
+    b.leave("r", "tab2", 0).await.unwrap().expect("tab2 was there");
+    let left = b.members("r", 0).await.unwrap();
+    assert_eq!(left.len(), 1, "{check}");
+    assert_eq!(left[0].connection, "tab1", "{check}: closing one tab leaves the other");
+}
+
+async fn leave_hands_the_entry_back_once<B: Backend>(b: Arc<B>) {
+    let check = "leave_hands_the_entry_back_once";
+    b.join("r", member("c1", "ann", 1), 1_000, 0).await.unwrap();
+    let racers = (0..8).map(|_| {
+        let b = b.clone();
+        tokio::spawn(async move { b.leave("r", "c1", 0).await.unwrap().is_some() })
+    });
+    let winners = join_all(racers).await.into_iter().filter(|won| *won).count();
+    assert_eq!(winners, 1, "{check}: exactly one of eight racing leaves removes the entry");
+}
+
+async fn expiry_follows_the_clock<B: Backend>(b: B) {
+    let check = "expiry_follows_the_clock";
+    b.join("r", member("old", "ann", 1), 100, 0).await.unwrap();
+    b.join("r", member("new", "bob", 2), 500, 0).await.unwrap();
+    b.join("s", member("other", "cid", 3), 100, 0).await.unwrap();
+    assert!(b.expire(99).await.unwrap().is_empty(), "{check}: nothing expires early");
+    assert_eq!(b.count("r", 100).await.unwrap(), 1, "{check}: expired entries are not counted");
+    let mut gone = b.expire(100).await.unwrap();
+    gone.sort_by(|a, b| a.room.cmp(&b.room));
+    let got: Vec<(&str, &str, usize)> = gone.iter().map(|e| (e.room.as_str(), e.member.connection.as_str(), e.count)).collect();
+    assert_eq!(got, [("r", "old", 1), ("s", "other", 0)], "{check}");
+    assert!(b.expire(100).await.unwrap().is_empty(), "{check}: an entry expires once");
+    assert_eq!(b.leave("r", "old", 100).await.unwrap(), None, "{check}: an expired entry cannot leave again");
+}
+
+async fn concurrent_expiry_returns_each_entry_once<B: Backend>(b: Arc<B>) {
+    let check = "concurrent_expiry_returns_each_entry_once";
+    for i in 0..50 {
+        b.join(&format!("room-{}", i % 5), member(&format!("c{i}"), "u", i), 100, 0).await.unwrap();
+    }
+    let sweepers = (0..6).map(|_| {
+        let b = b.clone();
+        tokio::spawn(async move { b.expire(1_000).await.unwrap() })
+    });
+    let mut all: Vec<String> = join_all(sweepers).await.into_iter().flatten().map(|e| e.member.connection).collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!((before, all.len()), (50, 50), "{check}: 50 entries, each returned by exactly one sweep");
+}
+
+async fn state_and_refresh_need_a_live_entry<B: Backend>(b: B) {
+    let check = "state_and_refresh_need_a_live_entry";
+    b.join("r", member("c1", "ann", 1), 100, 0).await.unwrap();
+    assert!(b.set_state("r", "c1", json!({"page": 3})).await.unwrap(), "{check}");
+    assert_eq!(b.members("r", 0).await.unwrap()[0].state, json!({"page": 3}), "{check}");
+    assert!(b.refresh("r", "c1", 300).await.unwrap(), "{check}");
+    assert!(b.expire(200).await.unwrap().is_empty(), "{check}: refresh postponed expiry");
+    assert_eq!(b.expire(300).await.unwrap().len(), 1, "{check}");
+    assert!(!b.refresh("r", "c1", 900).await.unwrap(), "{check}: no refresh after expiry");
+    assert!(!b.set_state("r", "c1", json!(1)).await.unwrap(), "{check}: no state after expiry");
+    assert!(!b.set_state("r", "nobody", json!(1)).await.unwrap(), "{check}");
+}
+
+async fn rooms_are_listed_with_counts<B: Backend>(b: B) {
+    let check = "rooms_are_listed_with_counts";
+    b.join("b-room", member("c1", "ann", 1), 1_000, 0).await.unwrap();
+    b.join("a-room", member("c2", "bob", 1), 1_000, 0).await.unwrap();
+    b.join("a-room", member("c3", "cid", 1), 1_000, 0).await.unwrap();
+    let expected = vec![
+        RoomSummary { room: "a-room".into(), members: 2 },
+        RoomSummary { room: "b-room".into(), members: 1 },
+    ];
+    assert_eq!(b.rooms(0).await.unwrap(), expected, "{check}");
+    b.leave("b-room", "c1", 0).await.unwrap();
+    assert_eq!(b.rooms(0).await.unwrap().len(), 1, "{check}: empty rooms are not listed");
+    b.ping().await.expect("ping");
+}
+
+async fn bus_delivers_in_order_to_every_subscriber<B: Backend>(b: B) {
+    let check = "bus_delivers_in_order_to_every_subscriber";
+    let mut s1 = b.subscribe("r").await.unwrap();
+    let mut s2 = b.subscribe("r").await.unwrap();
+    for x in 0..100 {
+        b.publish("r", cursor_event("c1", x)).await.unwrap();
+    }
+    for s in [&mut s1, &mut s2] {
+        for x in 0..100 {
+            assert_eq!(s.recv().await.unwrap(), cursor_event("c1", x), "{check}");
+        }
+    }
+    let left = RoomEvent::MemberLeft { connection: "c1".into(), user: "ann".into(), reason: LeaveReason::Expired, count: 0 };
+    b.publish("r", left.clone()).await.unwrap();
+    assert_eq!(s1.recv().await.unwrap(), left, "{check}: events keep their fields");
+}
+
+async fn bus_keeps_rooms_apart<B: Backend>(b: B) {
+    let check = "bus_keeps_rooms_apart";
+    let mut r = b.subscribe("r").await.unwrap();
+    b.publish("other", cursor_event("c9", 9)).await.unwrap();
+    b.publish("r", cursor_event("c1", 1)).await.unwrap();
+    assert_eq!(r.recv().await.unwrap(), cursor_event("c1", 1), "{check}");
+}
+
+async fn dropped_subscriptions_receive_nothing<B: Backend>(b: B) {
+    let check = "dropped_subscriptions_receive_nothing";
+    let s = b.subscribe("r").await.unwrap();
+    drop(s);
+    b.publish("r", cursor_event("c1", 1)).await.expect(check);
+    let mut late = b.subscribe("r").await.unwrap();
+    b.publish("r", cursor_event("c1", 2)).await.unwrap();
+    assert_eq!(late.recv().await.unwrap(), cursor_event("c1", 2), "{check}: a new subscriber sees only what follows");
+}
+
+async fn bus_reports_lag<B: Backend>(b: B) {
+    let check = "bus_reports_lag";
+    let mut s = b.subscribe("r").await.unwrap();
+    for x in 0..20_000 {
+        b.publish("r", cursor_event("c1", x)).await.unwrap();
+    }
+    match s.recv().await {
+        Err(BusError::Lagged { missed }) => assert!(missed > 0, "{check}"),
+        other => panic!("{check}: a subscriber 20,000 events behind must be told it lagged, got {other:?}"),
+    }
+}
+
+async fn join_all<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task panicked"));
+    }
+    out
+}
+
