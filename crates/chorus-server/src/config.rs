@@ -1,0 +1,123 @@
+//! Configuration: every setting is a `chorus serve` flag and an environment
+//! variable, with a default that works on a laptop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chorus_protocol::Limits;
+use clap::{Args, ValueEnum};
+
+/// `chorus serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on (HTTP and WebSocket).
+    #[arg(long, env = "CHORUS_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+
+    /// Open development mode: anonymous users may connect and may do anything.
+    /// Also on whenever no token key is configured.
+    #[arg(long, env = "CHORUS_DEV")]
+    pub dev: bool,
+
+    /// Secret for HS256-signed tokens.
+    #[arg(long, env = "CHORUS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with an RSA public key for RS256-signed tokens.
+    #[arg(long, env = "CHORUS_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `aud` claim of tokens, if any.
+    #[arg(long, env = "CHORUS_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Bearer token for the HTTP API (/v1/rooms...). Without it the API is
+    /// open in development mode and closed otherwise.
+    #[arg(long, env = "CHORUS_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Presence expires after this many milliseconds without a heartbeat.
+    #[arg(long, env = "CHORUS_PRESENCE_TTL_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub presence_ttl_ms: u64,
+
+    /// Largest client message, in bytes.
+    #[arg(long, env = "CHORUS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Messages per second a connection may send (bursts up to twice that).
+    #[arg(long, env = "CHORUS_MESSAGES_PER_SECOND", default_value_t = 100)]
+    pub messages_per_second: u32,
+
+    /// Rooms one connection may be in at once.
+    #[arg(long, env = "CHORUS_ROOMS_PER_CONNECTION", default_value_t = 50)]
+    pub rooms_per_connection: usize,
+
+    /// Members one room may hold.
+    #[arg(long, env = "CHORUS_MEMBERS_PER_ROOM", default_value_t = 1_000)]
+    pub members_per_room: usize,
+
+    /// Cursor updates per second broadcast per sender; faster updates are
+    /// coalesced (latest wins, the last one always goes out).
+    #[arg(long, env = "CHORUS_CURSOR_RATE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cursor_rate: u32,
+
+    /// Messages waiting for one connection before it counts as a slow
+    /// consumer and is disconnected.
+    #[arg(long, env = "CHORUS_OUTBOX_CAPACITY", default_value_t = 4_096)]
+    pub outbox_capacity: usize,
+
+    /// How long shutdown waits for connections to be told and closed.
+    #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    pub shutdown_grace_ms: u64,
+
+    /// Log format.
+    #[arg(long, env = "CHORUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Defaults for a server on `listen` (tests and embedding).
+    pub fn for_address(listen: SocketAddr) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = Wrap::parse_from(["chorus"]).config;
+        config.listen = listen;
+        config
+    }
+
+    pub fn presence_ttl(&self) -> Duration {
+        Duration::from_millis(self.presence_ttl_ms)
+    }
+
+    /// How often clients should send a heartbeat: a third of the TTL, so two
+    /// may be lost before presence expires.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.presence_ttl() / 3
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message_bytes: self.max_message_bytes,
+            messages_per_second: self.messages_per_second,
+            rooms_per_connection: self.rooms_per_connection,
+            members_per_room: self.members_per_room,
+            cursor_updates_per_second: self.cursor_rate,
+        }
+    }
+
+    /// Whether anonymous connections are accepted.
+    pub fn open_mode(&self) -> bool {
+        self.dev || (self.jwt_secret.is_none() && self.jwt_public_key.is_none())
+    }
+}

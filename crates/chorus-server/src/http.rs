@@ -1,0 +1,135 @@
+//! HTTP routes: the WebSocket endpoint, health and readiness, Prometheus
+//! metrics, and the API backends use to look into rooms.
+//!
+//! The API is guarded by a bearer token (`--api-token`). Without one it is
+//! open in development mode and refuses every request otherwise, saying how
+//! to enable it.
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chorus_protocol::{SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::check_room_name;
+use crate::node::{now_ms, Node};
+use crate::session;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/v1/ws", get(websocket))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/v1/rooms", get(list_rooms))
+        .route("/v1/rooms/{room}/members", get(room_members))
+        .with_state(node)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+    /// Development mode only: who an anonymous connection claims to be.
+    user: Option<String>,
+    name: Option<String>,
+}
+
+async fn websocket(State(node): State<Arc<Node>>, Query(q): Query<WsQuery>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
+        .collect();
+    let token = q.token.or_else(|| offered.iter().find_map(|p| p.strip_prefix(TOKEN_SUBPROTOCOL_PREFIX).map(str::to_owned)));
+    let identity = node.auth.authenticate(token.as_deref(), q.user.as_deref(), q.name.as_deref());
+    let limit = node.config.max_message_bytes;
+    let ws = ws
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        // Small buffers keep an idle connection cheap; they grow on demand.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .protocols([SUBPROTOCOL]);
+    let tracker = node.sessions.clone();
+    ws.on_upgrade(move |socket| tracker.track_future(session::run(node, socket, identity)))
+}
+
+async fn landing(State(node): State<Arc<Node>>) -> Html<String> {
+    let mode = if node.config.open_mode() { "open development mode (no token needed)" } else { "tokens required" };
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><title>Chorus</title>\
+         <h1>Chorus is running</h1><p>WebSocket endpoint: <code>/v1/ws</code> ({mode}).</p>\
+         <p>Health: <a href=/healthz>/healthz</a> · Readiness: <a href=/readyz>/readyz</a> · \
+         Metrics: <a href=/metrics>/metrics</a></p>"
+    ))
+}
+
+async fn ready(State(node): State<Arc<Node>>) -> Response {
+    if node.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match node.backend.ping().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.render())
+}
+
+fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "code": code, "message": message.into() }))).into_response()
+}
+
+fn authorize_api(node: &Node, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &node.config.api_token else {
+        return if node.config.open_mode() {
+            Ok(())
+        } else {
+            Err(api_error(StatusCode::FORBIDDEN, "forbidden", "the HTTP API is disabled: start the server with --api-token (CHORUS_API_TOKEN)"))
+        };
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(api_error(StatusCode::UNAUTHORIZED, "unauthorized", "the API token is wrong")),
+        None => Err(api_error(StatusCode::UNAUTHORIZED, "unauthorized", "send the API token as Authorization: Bearer <token>")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn list_rooms(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize_api(&node, &headers) {
+        return r;
+    }
+    match node.backend.rooms(now_ms()).await {
+        Ok(rooms) => Json(json!({ "rooms": rooms })).into_response(),
+        Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    }
+}
+
+/// `GET /v1/rooms/{room}/members`; a room name with `/` is sent encoded (`%2F`).
+async fn room_members(State(node): State<Arc<Node>>, Path(room): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize_api(&node, &headers) {
+        return r;
+    }
+    if let Err(m) = check_room_name(&room) {
+        return api_error(StatusCode::BAD_REQUEST, "invalid_room", m);
+    }
+    match node.backend.members(&room, now_ms()).await {
+        Ok(members) => Json(json!({ "room": room, "count": members.len(), "members": members })).into_response(),
+        Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    }
+}

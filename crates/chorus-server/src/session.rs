@@ -1,0 +1,451 @@
+//! One client connection: the handshake, then every message it sends.
+//!
+//! A session is two tasks. The reader (this module's loop) decodes frames,
+//! enforces the per-connection limits and talks to room tasks; the writer
+//! drains the connection's [`Outbox`] and batches frames into one flush. Bad
+//! input gets an error naming what was wrong and changes nothing; only
+//! protocol violations that make the conversation impossible (no `hello`, an
+//! invalid token, a frame over the size limit, a flood) close the connection,
+//! each with its documented close code.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use chorus_protocol::{close, decode_client, ClientMessage, ErrorCode, LeaveReason, ServerMessage, PROTOCOL_VERSION};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::auth::{check_room_name, AuthError, Identity, Permission};
+use crate::node::{now_ms, Node};
+use crate::outbox::Outbox;
+use crate::room::{Refusal, RoomCommand, RoomHandle};
+
+/// How long a new connection has to say `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An error for the client: code, message, and the request it answers.
+struct Reply {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Reply {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Runs a connection to its end.
+pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, AuthError>) {
+    let (sink, mut stream) = socket.split();
+    let outbox = Arc::new(Outbox::new(node.config.outbox_capacity));
+    let mut writer = tokio::spawn(write_loop(sink, outbox.clone()));
+    metrics::gauge!("chorus_connections").increment(1.0);
+
+    let identity = match identity {
+        Ok(id) => id,
+        Err(e) => {
+            info!("connection refused: {e}");
+            refuse(&outbox, ErrorCode::Unauthorized, close::UNAUTHORIZED, e.to_string());
+            finish(writer, &node).await;
+            return;
+        }
+    };
+
+    // Handshake: the first frame must be a hello in our protocol version.
+    let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
+    let hello = match first {
+        Ok(Some(Ok(Message::Text(text)))) => decode_client(&text),
+        Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => {
+            finish(writer, &node).await;
+            return;
+        }
+        Ok(Some(Ok(_))) => {
+            refuse(&outbox, ErrorCode::HelloRequired, close::PROTOCOL, "the first frame must be a hello text frame".into());
+            finish(writer, &node).await;
+            return;
+        }
+        Err(_) => {
+            refuse(&outbox, ErrorCode::HelloRequired, close::PROTOCOL, format!("no hello within {HELLO_TIMEOUT:?}"));
+            finish(writer, &node).await;
+            return;
+        }
+    };
+    match hello {
+        Ok(ClientMessage::Hello { protocol, client }) if protocol == PROTOCOL_VERSION => {
+            debug!(client = client.as_deref().unwrap_or("-"), "hello");
+        }
+        Ok(ClientMessage::Hello { protocol, .. }) => {
+            let msg = format!("protocol version {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
+            refuse(&outbox, ErrorCode::UnsupportedProtocol, close::PROTOCOL, msg);
+            finish(writer, &node).await;
+            return;
+        }
+        Ok(_) => {
+            refuse(&outbox, ErrorCode::HelloRequired, close::PROTOCOL, "the first message must be hello".into());
+            finish(writer, &node).await;
+            return;
+        }
+        Err(e) => {
+            refuse(&outbox, e.code, close::PROTOCOL, format!("{} (expected hello)", e.message));
+            finish(writer, &node).await;
+            return;
+        }
+    }
+
+    let conn = node.connection_id();
+    info!(%conn, user = %identity.user.id, anonymous = identity.anonymous, "connected");
+    let welcome = ServerMessage::Welcome {
+        protocol: PROTOCOL_VERSION,
+        server: format!("chorus/{}", env!("CARGO_PKG_VERSION")),
+        connection: conn.to_string(),
+        user: identity.user.clone(),
+        heartbeat_ms: node.config.heartbeat_interval().as_millis() as u64,
+        presence_ttl_ms: node.config.presence_ttl_ms,
+        limits: node.config.limits(),
+    };
+    outbox.push(welcome.to_json().into());
+
+    let mut session = Session {
+        bucket: TokenBucket::new(node.config.messages_per_second),
+        node: node.clone(),
+        conn: conn.clone(),
+        identity,
+        outbox: outbox.clone(),
+        rooms: HashMap::new(),
+        last_refresh: Instant::now(),
+        dropped_in_row: 0,
+        last_rate_error: None,
+    };
+    let ttl = node.config.presence_ttl();
+    let mut deadline = Instant::now() + ttl;
+    let reason = loop {
+        tokio::select! {
+            frame = stream.next() => {
+                deadline = Instant::now() + ttl;
+                match frame {
+                    Some(Ok(Message::Text(text))) => session.on_text(&text).await,
+                    Some(Ok(Message::Binary(_))) => session.error(None, None, Reply::new(ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text frames")),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break LeaveReason::Closed,
+                    Some(Err(e)) => {
+                        session.on_read_error(&e.to_string());
+                        break LeaveReason::Closed;
+                    }
+                }
+                if outbox.is_closing() {
+                    break LeaveReason::Closed;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                info!(%conn, "no message within the presence TTL; closing");
+                outbox.close(close::HEARTBEAT_TIMEOUT, format!("no message within {} ms", ttl.as_millis()));
+                break LeaveReason::Expired;
+            }
+            _ = node.shutdown.cancelled() => {
+                outbox.push(ServerMessage::Shutdown { reason: "server shutting down".into(), reconnect_after_ms: 1_000 }.to_json().into());
+                outbox.close(close::SERVICE_RESTART, "server shutting down; reconnect");
+                // Presence is left to expire: a client reconnecting elsewhere
+                // within the TTL should not flap in everyone's member list.
+                session.rooms.clear();
+                break LeaveReason::Closed;
+            }
+            _ = &mut writer => {
+                // The socket is gone.
+                break LeaveReason::Closed;
+            }
+        }
+    };
+    session.leave_all(reason).await;
+    info!(%conn, "disconnected");
+    finish(writer, &node).await;
+}
+
+/// Sends an error, then closes with `code`.
+fn refuse(outbox: &Outbox, error: ErrorCode, code: u16, message: String) {
+    metrics::counter!("chorus_errors_total", "code" => error.as_str()).increment(1);
+    outbox.push(ServerMessage::error(None, None, error, message.clone()).to_json().into());
+    outbox.close(code, truncate_reason(message));
+}
+
+/// Close reasons must fit in a control frame (123 bytes).
+fn truncate_reason(mut s: String) -> String {
+    if s.len() > 120 {
+        let mut cut = 120;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+async fn finish(writer: tokio::task::JoinHandle<()>, node: &Node) {
+    // Give the writer a moment to deliver the last words, then let it go.
+    let grace = Duration::from_millis(node.config.shutdown_grace_ms.min(2_000));
+    if !writer.is_finished() {
+        let _ = tokio::time::timeout(grace, writer).await;
+    }
+    metrics::gauge!("chorus_connections").decrement(1.0);
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>) {
+    loop {
+        let batch = outbox.next_batch().await;
+        let n = batch.messages.len() as u64;
+        for text in batch.messages {
+            if sink.feed(Message::Text(text)).await.is_err() {
+                return;
+            }
+        }
+        metrics::counter!("chorus_frames_written_total").increment(n);
+        if let Some(closing) = batch.closing {
+            let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+            let _ = sink.close().await;
+            return;
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Messages per second with bursts of twice the rate.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(per_second: u32) -> Self {
+        let rate = f64::from(per_second.max(1));
+        Self { rate, tokens: rate * 2.0, at: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate * 2.0);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Session {
+    node: Arc<Node>,
+    conn: Arc<str>,
+    identity: Identity,
+    outbox: Arc<Outbox>,
+    rooms: HashMap<String, RoomHandle>,
+    bucket: TokenBucket,
+    last_refresh: Instant,
+    dropped_in_row: u32,
+    last_rate_error: Option<Instant>,
+}
+
+impl Session {
+    fn send(&self, msg: ServerMessage) {
+        self.outbox.push(msg.to_json().into());
+    }
+
+    fn error(&self, id: Option<u64>, room: Option<&str>, reply: Reply) {
+        metrics::counter!("chorus_errors_total", "code" => reply.code.as_str()).increment(1);
+        info!(conn = %self.conn, code = %reply.code, room = room.unwrap_or("-"), "{}", reply.message);
+        self.send(ServerMessage::error(id, room, reply.code, reply.message));
+    }
+
+    fn on_read_error(&self, error: &str) {
+        // The WebSocket layer enforces the frame size limit and UTF-8.
+        if error.contains("too long") || error.contains("Space limit") {
+            let limit = self.node.config.max_message_bytes;
+            refuse(&self.outbox, ErrorCode::MessageTooLarge, close::MESSAGE_TOO_BIG, format!("message larger than {limit} bytes"));
+        } else if error.contains("UTF-8") {
+            refuse(&self.outbox, ErrorCode::BadMessage, 1007, "text frame is not valid UTF-8".into());
+        } else {
+            debug!(conn = %self.conn, "read error: {error}");
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        metrics::counter!("chorus_messages_in_total").increment(1);
+        if !self.bucket.take() {
+            self.dropped_in_row += 1;
+            metrics::counter!("chorus_errors_total", "code" => "rate_limited").increment(1);
+            let limit = self.node.config.messages_per_second;
+            if self.dropped_in_row > limit.max(10) {
+                warn!(conn = %self.conn, "flood: {} messages over the rate in a row; closing", self.dropped_in_row);
+                refuse(&self.outbox, ErrorCode::RateLimited, close::FLOOD, format!("far over {limit} messages per second"));
+                return;
+            }
+            // One error per second at most, so a flood is not echoed back.
+            if self.last_rate_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                self.last_rate_error = Some(Instant::now());
+                self.send(ServerMessage::error(None, None, ErrorCode::RateLimited, format!("over {limit} messages per second; messages are being dropped")));
+            }
+            return;
+        }
+        self.dropped_in_row = 0;
+        self.refresh_presence_if_due().await;
+        let msg = match decode_client(text) {
+            Ok(msg) => msg,
+            Err(e) => return self.error(None, None, Reply::new(e.code, e.message)),
+        };
+        let id = msg.id();
+        let room = msg.room().map(str::to_owned);
+        if let Err(reply) = self.handle(msg).await {
+            self.error(id, room.as_deref(), reply);
+        }
+    }
+
+    async fn handle(&mut self, msg: ClientMessage) -> Result<(), Reply> {
+        match msg {
+            ClientMessage::Hello { .. } => Err(Reply::new(ErrorCode::BadMessage, "hello was already received")),
+            ClientMessage::Join { id, room, state } => self.join(id, room, state.unwrap_or(Value::Null)).await,
+            ClientMessage::Leave { id, room } => {
+                let handle = self.joined(&room)?.clone();
+                let (reply, done) = oneshot::channel();
+                let cmd = RoomCommand::Leave { conn: self.conn.clone(), reason: LeaveReason::Left, id, reply };
+                if handle.tx.send(cmd).await.is_ok() {
+                    let _ = done.await;
+                }
+                self.rooms.remove(&room);
+                Ok(())
+            }
+            ClientMessage::Presence { id: _, room, state } => {
+                let handle = self.joined(&room)?.clone();
+                self.require(&room, Permission::Presence)?;
+                let (reply, done) = oneshot::channel();
+                let cmd = RoomCommand::Presence { conn: self.conn.clone(), state, reply };
+                self.ask(&room, &handle, cmd, done).await
+            }
+            ClientMessage::Cursor { room, cursor, doc, version } => {
+                let handle = self.joined(&room)?.clone();
+                self.require(&room, Permission::Presence)?;
+                if !(cursor.is_object() || cursor.is_null()) {
+                    return Err(Reply::new(ErrorCode::BadMessage, "cursor must be an object or null"));
+                }
+                let cmd = RoomCommand::Cursor { conn: self.conn.clone(), cursor, doc, version };
+                if handle.tx.send(cmd).await.is_err() {
+                    self.rooms.remove(&room);
+                }
+                Ok(())
+            }
+            ClientMessage::Heartbeat { id } => {
+                self.refresh_presence().await;
+                self.send(ServerMessage::Heartbeat { id, server_time: now_ms() });
+                Ok(())
+            }
+        }
+    }
+
+    fn joined(&self, room: &str) -> Result<&RoomHandle, Reply> {
+        self.rooms.get(room).ok_or_else(|| Reply::new(ErrorCode::NotJoined, format!("not in room {room}; join it first")))
+    }
+
+    fn require(&self, room: &str, perm: Permission) -> Result<(), Reply> {
+        if self.identity.can(room, perm) {
+            Ok(())
+        } else {
+            Err(Reply::new(ErrorCode::Forbidden, format!("your token does not allow {} in room {room}", perm.as_str())))
+        }
+    }
+
+    async fn ask(
+        &mut self,
+        room: &str,
+        handle: &RoomHandle,
+        cmd: RoomCommand,
+        done: oneshot::Receiver<Result<(), Refusal>>,
+    ) -> Result<(), Reply> {
+        let outcome = if handle.tx.send(cmd).await.is_ok() { done.await.ok() } else { None };
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(Refusal::Refused(code, message))) => Err(Reply::new(code, message)),
+            // The room task is gone, and with it this connection's membership.
+            Some(Err(Refusal::Retry)) | None => {
+                self.rooms.remove(room);
+                Err(Reply::new(ErrorCode::NotJoined, format!("not in room {room} any more; join it again")))
+            }
+        }
+    }
+
+    async fn join(&mut self, id: Option<u64>, room: String, state: Value) -> Result<(), Reply> {
+        check_room_name(&room).map_err(|m| Reply::new(ErrorCode::InvalidRoom, m))?;
+        if self.rooms.contains_key(&room) {
+            return Err(Reply::new(ErrorCode::AlreadyJoined, format!("already in room {room}")));
+        }
+        let limit = self.node.config.rooms_per_connection;
+        if self.rooms.len() >= limit {
+            return Err(Reply::new(ErrorCode::TooManyRooms, format!("a connection may be in at most {limit} rooms")));
+        }
+        self.require(&room, Permission::Read)?;
+        let visible = self.identity.can(&room, Permission::Presence);
+        for _ in 0..10 {
+            let handle = self.node.room(&room).await.map_err(|e| Reply::new(ErrorCode::Unavailable, e.to_string()))?;
+            let (reply, done) = oneshot::channel();
+            let cmd = RoomCommand::Join {
+                conn: self.conn.clone(),
+                user: self.identity.user.clone(),
+                visible,
+                state: state.clone(),
+                id,
+                outbox: self.outbox.clone(),
+                reply,
+            };
+            if handle.tx.send(cmd).await.is_err() {
+                continue;
+            }
+            match done.await {
+                Ok(Ok(())) => {
+                    debug!(conn = %self.conn, %room, "joined");
+                    self.rooms.insert(room, handle);
+                    return Ok(());
+                }
+                Ok(Err(Refusal::Refused(code, message))) => return Err(Reply::new(code, message)),
+                Ok(Err(Refusal::Retry)) | Err(_) => continue,
+            }
+        }
+        Err(Reply::new(ErrorCode::Unavailable, format!("room {room} is restarting; try again")))
+    }
+
+    async fn refresh_presence_if_due(&mut self) {
+        if self.last_refresh.elapsed() >= self.node.config.heartbeat_interval() {
+            self.refresh_presence().await;
+        }
+    }
+
+    /// Pushes this connection's presence expiry forward in every room.
+    async fn refresh_presence(&mut self) {
+        self.last_refresh = Instant::now();
+        let expires = now_ms() + self.node.config.presence_ttl_ms;
+        for room in self.rooms.keys() {
+            if self.identity.can(room, Permission::Presence) {
+                if let Err(e) = self.node.backend.refresh(room, &self.conn, expires).await {
+                    warn!(conn = %self.conn, %room, "presence refresh failed: {e}");
+                }
+            }
+        }
+    }
+
+    async fn leave_all(&mut self, reason: LeaveReason) {
+        for (_, handle) in self.rooms.drain() {
+            let (reply, done) = oneshot::channel();
+            let cmd = RoomCommand::Leave { conn: self.conn.clone(), reason, id: None, reply };
+            if handle.tx.send(cmd).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+}
