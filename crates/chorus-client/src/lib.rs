@@ -235,6 +235,16 @@ impl Client {
             .map_err(|_| ClientError::Closed { code: None, reason: "connection closed".into() })
     }
 
+    /// Sends a text frame whose payload is not valid UTF-8 (for tests).
+    pub fn send_invalid_utf8(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
+        self.out
+            .send(Message::Frame(frame))
+            .map_err(|_| ClientError::Closed { code: None, reason: "connection closed".into() })
+    }
+
     /// Sends a binary frame (which the protocol does not allow).
     pub fn send_binary(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
         self.out
@@ -249,7 +259,11 @@ impl Client {
     }
 
     async fn recv(&mut self) -> Result<Event, ClientError> {
-        match tokio::time::timeout(self.timeout, self.events.recv()).await {
+        self.recv_until(tokio::time::Instant::now() + self.timeout).await
+    }
+
+    async fn recv_until(&mut self, deadline: tokio::time::Instant) -> Result<Event, ClientError> {
+        match tokio::time::timeout_at(deadline, self.events.recv()).await {
             Ok(Some(e)) => Ok(e),
             Ok(None) => Ok(Event::Closed { code: None, reason: "connection ended".into() }),
             Err(_) => Err(ClientError::Timeout(self.timeout)),
@@ -278,8 +292,11 @@ impl Client {
             let e = self.backlog.remove(i).expect("index is in range");
             return Ok(pick(&e).expect("picked above"));
         }
+        // One deadline for the whole wait: a stream of other messages (heartbeat
+        // replies, say) must not keep it waiting forever.
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let e = self.recv().await?;
+            let e = self.recv_until(deadline).await?;
             if let Some(t) = pick(&e) {
                 return Ok(t);
             }

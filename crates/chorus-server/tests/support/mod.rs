@@ -1,0 +1,113 @@
+//! Test support: real Chorus servers on free ports, real clients, and a small
+//! HTTP client for the API.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_client::{Client, ConnectOptions, Event};
+use chorus_protocol::ServerMessage;
+use chorus_server::{Config, Server};
+use chorus_store::MemoryStore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub addr: SocketAddr,
+}
+
+/// Starts a server on 127.0.0.1:0 with the embedded store; `tune` adjusts the
+/// defaults.
+pub async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = Config::for_address("127.0.0.1:0".parse().unwrap());
+    config.shutdown_grace_ms = 2_000;
+    tune(&mut config);
+    let server = Server::start(config, Arc::new(MemoryStore::new())).await.expect("server starts");
+    let addr = server.addr;
+    TestServer { server: Some(server), addr }
+}
+
+impl TestServer {
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// A development-mode client claiming to be `user`.
+    pub async fn client(&self, user: &str) -> Client {
+        self.connect(ConnectOptions::dev(user)).await
+    }
+
+    pub async fn connect(&self, options: ConnectOptions) -> Client {
+        Client::connect(&self.ws_url(), options).await.expect("client connects")
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// GET `path`, with a bearer token if given: (status, body).
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        http_get(self.addr, path, token).await
+    }
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, dechunk(&body))
+}
+
+/// Undoes chunked transfer encoding, if the body uses it.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else { return body.to_owned() };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_owned() };
+        if n == 0 {
+            return out;
+        }
+        if after.len() < n {
+            return body.to_owned();
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+}
+
+/// Waits for the next server message matching `pick`, skipping others.
+pub async fn expect<T>(client: &mut Client, what: &str, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+    client
+        .wait_for(|e| match e {
+            Event::Message(m) => pick(m),
+            Event::Closed { .. } => None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
+}
+
+/// Collects every message arriving during the next `wait`.
+pub async fn drain(client: &mut Client, wait: Duration) -> Vec<ServerMessage> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return out;
+        }
+        match client.next_event_within(left).await {
+            Some(Event::Message(m)) => out.push(m),
+            Some(Event::Closed { .. }) | None => return out,
+        }
+    }
+}
