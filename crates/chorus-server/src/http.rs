@@ -50,10 +50,13 @@ async fn websocket(State(node): State<Arc<Node>>, Query(q): Query<WsQuery>, head
         .collect();
     let token = q.token.or_else(|| offered.iter().find_map(|p| p.strip_prefix(TOKEN_SUBPROTOCOL_PREFIX).map(str::to_owned)));
     let identity = node.auth.authenticate(token.as_deref(), q.user.as_deref(), q.name.as_deref());
-    let limit = node.config.max_message_bytes;
+    // The configured limit is enforced on whole messages by the session, which
+    // can then answer with an error and a clean close; the socket layer only
+    // stops frames so large that reading them would itself be the attack.
+    let hard_cap = node.config.max_message_bytes.saturating_mul(4).max(1 << 20);
     let ws = ws
-        .max_message_size(limit)
-        .max_frame_size(limit)
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
         // Small buffers keep an idle connection cheap; they grow on demand.
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chorus_protocol::{close, decode_client, ClientMessage, ErrorCode, LeaveReason, ServerMessage, PROTOCOL_VERSION};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -53,7 +53,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         Err(e) => {
             info!("connection refused: {e}");
             refuse(&outbox, ErrorCode::Unauthorized, close::UNAUTHORIZED, e.to_string());
-            finish(writer, &node).await;
+            finish(writer, &mut stream, &node).await;
             return;
         }
     };
@@ -63,17 +63,17 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
     let hello = match first {
         Ok(Some(Ok(Message::Text(text)))) => decode_client(&text),
         Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => {
-            finish(writer, &node).await;
+            finish(writer, &mut stream, &node).await;
             return;
         }
         Ok(Some(Ok(_))) => {
             refuse(&outbox, ErrorCode::HelloRequired, close::PROTOCOL, "the first frame must be a hello text frame".into());
-            finish(writer, &node).await;
+            finish(writer, &mut stream, &node).await;
             return;
         }
         Err(_) => {
             refuse(&outbox, ErrorCode::HelloRequired, close::PROTOCOL, format!("no hello within {HELLO_TIMEOUT:?}"));
-            finish(writer, &node).await;
+            finish(writer, &mut stream, &node).await;
             return;
         }
     };
@@ -84,17 +84,17 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         Ok(ClientMessage::Hello { protocol, .. }) => {
             let msg = format!("protocol version {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
             refuse(&outbox, ErrorCode::UnsupportedProtocol, close::PROTOCOL, msg);
-            finish(writer, &node).await;
+            finish(writer, &mut stream, &node).await;
             return;
         }
         Ok(_) => {
             refuse(&outbox, ErrorCode::HelloRequired, close::PROTOCOL, "the first message must be hello".into());
-            finish(writer, &node).await;
+            finish(writer, &mut stream, &node).await;
             return;
         }
         Err(e) => {
             refuse(&outbox, e.code, close::PROTOCOL, format!("{} (expected hello)", e.message));
-            finish(writer, &node).await;
+            finish(writer, &mut stream, &node).await;
             return;
         }
     }
@@ -164,7 +164,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
     };
     session.leave_all(reason).await;
     info!(%conn, "disconnected");
-    finish(writer, &node).await;
+    finish(writer, &mut stream, &node).await;
 }
 
 /// Sends an error, then closes with `code`.
@@ -186,12 +186,23 @@ fn truncate_reason(mut s: String) -> String {
     s
 }
 
-async fn finish(writer: tokio::task::JoinHandle<()>, node: &Node) {
-    // Give the writer a moment to deliver the last words, then let it go.
+/// Ends a connection cleanly: lets the writer deliver the last words and
+/// the close frame, then reads (and drops) whatever the client still sends
+/// until it closes too. Dropping a socket with unread input makes the kernel
+/// reset it, and the client would lose the close code telling it why.
+async fn finish(writer: tokio::task::JoinHandle<()>, stream: &mut SplitStream<WebSocket>, node: &Node) {
     let grace = Duration::from_millis(node.config.shutdown_grace_ms.min(2_000));
     if !writer.is_finished() {
         let _ = tokio::time::timeout(grace, writer).await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
     metrics::gauge!("chorus_connections").decrement(1.0);
 }
 
@@ -267,10 +278,10 @@ impl Session {
     }
 
     fn on_read_error(&self, error: &str) {
-        // The WebSocket layer enforces the frame size limit and UTF-8.
+        // The WebSocket layer enforces the hard frame size cap and UTF-8.
         if error.contains("too long") || error.contains("Space limit") {
             let limit = self.node.config.max_message_bytes;
-            refuse(&self.outbox, ErrorCode::MessageTooLarge, close::MESSAGE_TOO_BIG, format!("message larger than {limit} bytes"));
+            refuse(&self.outbox, ErrorCode::MessageTooLarge, close::MESSAGE_TOO_BIG, format!("message far over the {limit}-byte limit"));
         } else if error.contains("UTF-8") {
             refuse(&self.outbox, ErrorCode::BadMessage, 1007, "text frame is not valid UTF-8".into());
         } else {
@@ -280,6 +291,11 @@ impl Session {
 
     async fn on_text(&mut self, text: &str) {
         metrics::counter!("chorus_messages_in_total").increment(1);
+        let limit = self.node.config.max_message_bytes;
+        if text.len() > limit {
+            refuse(&self.outbox, ErrorCode::MessageTooLarge, close::MESSAGE_TOO_BIG, format!("message of {} bytes is over the {limit}-byte limit", text.len()));
+            return;
+        }
         if !self.bucket.take() {
             self.dropped_in_row += 1;
             metrics::counter!("chorus_errors_total", "code" => "rate_limited").increment(1);
