@@ -138,7 +138,7 @@ impl Client {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_str(&protocols).map_err(|e| ClientError::Connect(e.to_string()))?,
         );
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await.map_err(|e| ClientError::Connect(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
 
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
@@ -275,6 +275,15 @@ impl Client {
         match self.backlog.pop_front() {
             Some(e) => Ok(e),
             None => self.recv().await,
+        }
+    }
+
+    /// The next event, waiting as long as it takes (`None` once the
+    /// connection's event stream has ended). Cancel-safe, for `select!`.
+    pub async fn recv_event(&mut self) -> Option<Event> {
+        match self.backlog.pop_front() {
+            Some(e) => Some(e),
+            None => self.events.recv().await,
         }
     }
 

@@ -72,6 +72,11 @@ impl Server {
         tokio::spawn(node.clone().sweep_presence());
         let app = http::router(node.clone());
         let shutdown = node.shutdown.clone();
+        // Small frames go out at once: Nagle's algorithm would hold a cursor
+        // update back until the previous one is acknowledged.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
             Ok(())
