@@ -246,7 +246,7 @@ pub enum ErrorCode {
     /// Over the per-connection message rate; the message was dropped.
     RateLimited,
     MessageTooLarge,
-    /// The server is shutting down or its store is unreachable; retry.
+    /// The store behind the server is unreachable; retry later.
     Unavailable,
     Internal,
 }

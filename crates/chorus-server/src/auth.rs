@@ -98,7 +98,7 @@ pub fn pattern_matches(pattern: &str, room: &str) -> bool {
 /// Why a token was refused. The message goes to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("a token is required (pass it as ?token=… or as the subprotocol chorus.token.<token>)")]
+    #[error("a token is required (pass it as ?token=… or offer the subprotocols chorus.v1 and chorus.token.<token>)")]
     Missing,
     #[error("the token is invalid: {0}")]
     Invalid(String),
@@ -167,7 +167,10 @@ fn validation(alg: Algorithm, config: &Config) -> Validation {
     v.validate_exp = true;
     v.leeway = 5;
     match &config.jwt_audience {
-        Some(aud) => v.set_audience(&[aud]),
+        Some(aud) => {
+            v.set_audience(&[aud]);
+            v.required_spec_claims.insert("aud".into());
+        }
         None => v.validate_aud = false,
     }
     v

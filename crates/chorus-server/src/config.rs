@@ -42,19 +42,19 @@ pub struct Config {
     pub presence_ttl_ms: u64,
 
     /// Largest client message, in bytes.
-    #[arg(long, env = "CHORUS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "CHORUS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024, value_parser = positive)]
     pub max_message_bytes: usize,
 
     /// Messages per second a connection may send (bursts up to twice that).
-    #[arg(long, env = "CHORUS_MESSAGES_PER_SECOND", default_value_t = 100)]
+    #[arg(long, env = "CHORUS_MESSAGES_PER_SECOND", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub messages_per_second: u32,
 
     /// Rooms one connection may be in at once.
-    #[arg(long, env = "CHORUS_ROOMS_PER_CONNECTION", default_value_t = 50)]
+    #[arg(long, env = "CHORUS_ROOMS_PER_CONNECTION", default_value_t = 50, value_parser = positive)]
     pub rooms_per_connection: usize,
 
     /// Members one room may hold.
-    #[arg(long, env = "CHORUS_MEMBERS_PER_ROOM", default_value_t = 1_000)]
+    #[arg(long, env = "CHORUS_MEMBERS_PER_ROOM", default_value_t = 1_000, value_parser = positive)]
     pub members_per_room: usize,
 
     /// Cursor updates per second broadcast per sender; faster updates are
@@ -64,7 +64,7 @@ pub struct Config {
 
     /// Messages waiting for one connection before it counts as a slow
     /// consumer and is disconnected.
-    #[arg(long, env = "CHORUS_OUTBOX_CAPACITY", default_value_t = 4_096)]
+    #[arg(long, env = "CHORUS_OUTBOX_CAPACITY", default_value_t = 4_096, value_parser = positive)]
     pub outbox_capacity: usize,
 
     /// How long shutdown waits for connections to be told and closed.
@@ -74,6 +74,14 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "CHORUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -57,6 +57,8 @@ pub enum RoomCommand {
         state: Value,
         id: Option<u64>,
         outbox: Arc<Outbox>,
+        /// Tells the session when the room drops it on its own (expiry).
+        dropped: mpsc::UnboundedSender<Arc<str>>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     Leave {
@@ -87,6 +89,7 @@ pub struct RoomHandle {
 
 struct Local {
     outbox: Arc<Outbox>,
+    dropped: mpsc::UnboundedSender<Arc<str>>,
     user: String,
     visible: bool,
 }
@@ -137,7 +140,7 @@ impl Room {
                     None => break,
                 },
                 event = sub.recv() => match event {
-                    Ok(event) => self.deliver(event),
+                    Ok(event) => self.deliver(&event),
                     Err(BusError::Lagged { missed }) => {
                         warn!(room = %self.name, missed, "room fell behind its bus; resyncing members");
                         self.resync().await;
@@ -183,8 +186,8 @@ impl Room {
 
     async fn handle(&mut self, cmd: RoomCommand) {
         match cmd {
-            RoomCommand::Join { conn, user, visible, state, id, outbox, reply } => {
-                let result = self.join(conn, user, visible, state, id, outbox).await;
+            RoomCommand::Join { conn, user, visible, state, id, outbox, dropped, reply } => {
+                let result = self.join(conn, user, visible, state, id, outbox, dropped).await;
                 let _ = reply.send(result);
             }
             RoomCommand::Leave { conn, reason, id, reply } => {
@@ -206,6 +209,7 @@ impl Room {
         state: Value,
         id: Option<u64>,
         outbox: Arc<Outbox>,
+        dropped: mpsc::UnboundedSender<Arc<str>>,
     ) -> Result<(), Refusal> {
         if self.local.contains_key(&conn) {
             return Err(Refusal::Refused(ErrorCode::AlreadyJoined, format!("already in room {}", self.name)));
@@ -233,7 +237,7 @@ impl Room {
             cursors: self.cursors.values().filter(|c| *c.connection != *conn).cloned().collect(),
         };
         outbox.push(joined.to_json().into());
-        self.local.insert(conn, Local { outbox, user: user.id, visible });
+        self.local.insert(conn, Local { outbox, dropped, user: user.id, visible });
         Ok(())
     }
 
@@ -319,9 +323,9 @@ impl Room {
     }
 
     /// Delivers a bus event to this node's connections in the room.
-    fn deliver(&mut self, event: RoomEvent) {
+    fn deliver(&mut self, event: &RoomEvent) {
         let started = Instant::now();
-        match event {
+        match event.clone() {
             RoomEvent::MemberJoined { member, count } => {
                 let skip = member.connection.clone();
                 let msg = ServerMessage::MemberJoined { room: self.name.to_string(), member, count };
@@ -331,9 +335,11 @@ impl Room {
                 let conn: Arc<str> = Arc::from(connection.as_str());
                 self.cursors.remove(&conn);
                 if let Some(local) = self.local.remove(&conn) {
-                    // Expired while still connected: tell the connection itself.
+                    // Expired while still connected: tell the connection, and
+                    // its session, which may join again.
                     self.gates.remove(&conn);
                     local.outbox.push(ServerMessage::Left { id: None, room: self.name.to_string(), reason }.to_json().into());
+                    let _ = local.dropped.send(self.name.clone());
                 }
                 let msg: Utf8Bytes =
                     ServerMessage::MemberLeft { room: self.name.to_string(), connection, user, reason, count }.to_json().into();

@@ -5,8 +5,8 @@
 //! drains the connection's [`Outbox`] and batches frames into one flush. Bad
 //! input gets an error naming what was wrong and changes nothing; only
 //! protocol violations that make the conversation impossible (no `hello`, an
-//! invalid token, a frame over the size limit, a flood) close the connection,
-//! each with its documented close code.
+//! invalid token, a frame over the size limit, invalid UTF-8, a flood) close
+//! the connection, each with its documented close code.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,7 +112,9 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
     };
     outbox.push(welcome.to_json().into());
 
+    let (dropped, mut dropped_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut session = Session {
+        dropped,
         bucket: TokenBucket::new(node.config.messages_per_second),
         node: node.clone(),
         conn: conn.clone(),
@@ -127,11 +129,20 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
     let mut deadline = Instant::now() + ttl;
     let reason = loop {
         tokio::select! {
+            Some(room) = dropped_rx.recv() => {
+                session.rooms.remove(&*room);
+            }
             frame = stream.next() => {
                 deadline = Instant::now() + ttl;
+                // Any frame shows the client is alive.
+                session.refresh_presence_if_due().await;
                 match frame {
                     Some(Ok(Message::Text(text))) => session.on_text(&text).await,
-                    Some(Ok(Message::Binary(_))) => session.error(None, None, Reply::new(ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text frames")),
+                    Some(Ok(Message::Binary(_))) => {
+                        if session.admit() {
+                            session.error(None, None, Reply::new(ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text frames"));
+                        }
+                    }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break LeaveReason::Closed,
                     Some(Err(e)) => {
@@ -151,8 +162,9 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
             _ = node.shutdown.cancelled() => {
                 outbox.push(ServerMessage::Shutdown { reason: "server shutting down".into(), reconnect_after_ms: 1_000 }.to_json().into());
                 outbox.close(close::SERVICE_RESTART, "server shutting down; reconnect");
-                // Presence is left to expire: a client reconnecting elsewhere
-                // within the TTL should not flap in everyone's member list.
+                // Presence is not removed here: the entries expire within the
+                // TTL (on a shared store, other nodes sweep them), and this
+                // node's last moments go to telling clients to reconnect.
                 session.rooms.clear();
                 break LeaveReason::Closed;
             }
@@ -255,6 +267,8 @@ impl TokenBucket {
 }
 
 struct Session {
+    /// Given to rooms, which report here when they drop this connection.
+    dropped: tokio::sync::mpsc::UnboundedSender<Arc<str>>,
     node: Arc<Node>,
     conn: Arc<str>,
     identity: Identity,
@@ -296,24 +310,9 @@ impl Session {
             refuse(&self.outbox, ErrorCode::MessageTooLarge, close::MESSAGE_TOO_BIG, format!("message of {} bytes is over the {limit}-byte limit", text.len()));
             return;
         }
-        if !self.bucket.take() {
-            self.dropped_in_row += 1;
-            metrics::counter!("chorus_errors_total", "code" => "rate_limited").increment(1);
-            let limit = self.node.config.messages_per_second;
-            if self.dropped_in_row > limit.max(10) {
-                warn!(conn = %self.conn, "flood: {} messages over the rate in a row; closing", self.dropped_in_row);
-                refuse(&self.outbox, ErrorCode::RateLimited, close::FLOOD, format!("far over {limit} messages per second"));
-                return;
-            }
-            // One error per second at most, so a flood is not echoed back.
-            if self.last_rate_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                self.last_rate_error = Some(Instant::now());
-                self.send(ServerMessage::error(None, None, ErrorCode::RateLimited, format!("over {limit} messages per second; messages are being dropped")));
-            }
+        if !self.admit() {
             return;
         }
-        self.dropped_in_row = 0;
-        self.refresh_presence_if_due().await;
         let msg = match decode_client(text) {
             Ok(msg) => msg,
             Err(e) => return self.error(None, None, Reply::new(e.code, e.message)),
@@ -323,6 +322,29 @@ impl Session {
         if let Err(reply) = self.handle(msg).await {
             self.error(id, room.as_deref(), reply);
         }
+    }
+
+    /// Takes a frame against the rate limit. Over it, the frame is dropped
+    /// (with an error at most once a second) and a flood closes the connection.
+    fn admit(&mut self) -> bool {
+        if !self.bucket.take() {
+            self.dropped_in_row += 1;
+            metrics::counter!("chorus_errors_total", "code" => "rate_limited").increment(1);
+            let limit = self.node.config.messages_per_second;
+            if self.dropped_in_row > limit.max(10) {
+                warn!(conn = %self.conn, "flood: {} messages over the rate in a row; closing", self.dropped_in_row);
+                refuse(&self.outbox, ErrorCode::RateLimited, close::FLOOD, format!("far over {limit} messages per second"));
+                return false;
+            }
+            // One error per second at most, so a flood is not echoed back.
+            if self.last_rate_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                self.last_rate_error = Some(Instant::now());
+                self.send(ServerMessage::error(None, None, ErrorCode::RateLimited, format!("over {limit} messages per second; messages are being dropped")));
+            }
+            return false;
+        }
+        self.dropped_in_row = 0;
+        true
     }
 
     async fn handle(&mut self, msg: ClientMessage) -> Result<(), Reply> {
@@ -418,6 +440,7 @@ impl Session {
                 state: state.clone(),
                 id,
                 outbox: self.outbox.clone(),
+                dropped: self.dropped.clone(),
                 reply,
             };
             if handle.tx.send(cmd).await.is_err() {

@@ -151,12 +151,12 @@ async fn bus_delivers_in_order_to_every_subscriber<B: Backend>(b: B) {
     }
     for s in [&mut s1, &mut s2] {
         for x in 0..100 {
-            assert_eq!(s.recv().await.unwrap(), cursor_event("c1", x), "{check}");
+            assert_eq!(*s.recv().await.unwrap(), cursor_event("c1", x), "{check}");
         }
     }
     let left = RoomEvent::MemberLeft { connection: "c1".into(), user: "ann".into(), reason: LeaveReason::Expired, count: 0 };
     b.publish("r", left.clone()).await.unwrap();
-    assert_eq!(s1.recv().await.unwrap(), left, "{check}: events keep their fields");
+    assert_eq!(*s1.recv().await.unwrap(), left, "{check}: events keep their fields");
 }
 
 async fn bus_keeps_rooms_apart<B: Backend>(b: B) {
@@ -164,7 +164,7 @@ async fn bus_keeps_rooms_apart<B: Backend>(b: B) {
     let mut r = b.subscribe("r").await.unwrap();
     b.publish("other", cursor_event("c9", 9)).await.unwrap();
     b.publish("r", cursor_event("c1", 1)).await.unwrap();
-    assert_eq!(r.recv().await.unwrap(), cursor_event("c1", 1), "{check}");
+    assert_eq!(*r.recv().await.unwrap(), cursor_event("c1", 1), "{check}");
 }
 
 async fn dropped_subscriptions_receive_nothing<B: Backend>(b: B) {
@@ -174,7 +174,7 @@ async fn dropped_subscriptions_receive_nothing<B: Backend>(b: B) {
     b.publish("r", cursor_event("c1", 1)).await.expect(check);
     let mut late = b.subscribe("r").await.unwrap();
     b.publish("r", cursor_event("c1", 2)).await.unwrap();
-    assert_eq!(late.recv().await.unwrap(), cursor_event("c1", 2), "{check}: a new subscriber sees only what follows");
+    assert_eq!(*late.recv().await.unwrap(), cursor_event("c1", 2), "{check}: a new subscriber sees only what follows");
 }
 
 async fn bus_reports_lag<B: Backend>(b: B) {

@@ -12,6 +12,8 @@
 //! [`MemoryStore`] implements both for one process with zero setup. Every
 //! backend must pass [`conformance`], the same suite, unchanged.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chorus_core::presence::{Member, Millis};
 use chorus_protocol::{CursorState, LeaveReason};
@@ -108,18 +110,19 @@ pub enum BusError {
 }
 
 /// Events of one room, in publish order, from the moment of subscribing.
-/// Dropping it unsubscribes.
+/// Dropping it unsubscribes. Events are shared, not copied, between the
+/// subscribers of a node.
 pub struct Subscription {
-    rx: broadcast::Receiver<RoomEvent>,
+    rx: broadcast::Receiver<Arc<RoomEvent>>,
 }
 
 impl Subscription {
-    pub fn new(rx: broadcast::Receiver<RoomEvent>) -> Self {
+    pub fn new(rx: broadcast::Receiver<Arc<RoomEvent>>) -> Self {
         Self { rx }
     }
 
     /// The next event.
-    pub async fn recv(&mut self) -> Result<RoomEvent, BusError> {
+    pub async fn recv(&mut self) -> Result<Arc<RoomEvent>, BusError> {
         self.rx.recv().await.map_err(|e| match e {
             broadcast::error::RecvError::Lagged(missed) => BusError::Lagged { missed },
             broadcast::error::RecvError::Closed => BusError::Closed,

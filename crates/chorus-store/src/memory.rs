@@ -6,7 +6,7 @@
 //! room, dropped when its last subscriber goes. Nothing survives a restart.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chorus_core::presence::{Member, Millis, PresenceTable};
@@ -15,13 +15,15 @@ use tokio::sync::broadcast;
 
 use crate::{Backend, Bus, Expired, PresenceStore, RoomEvent, RoomSummary, StoreResult, Subscription};
 
-/// Events a slow subscriber may fall behind by before it must resync.
-const BUS_CAPACITY: usize = 4_096;
+/// Events a slow subscriber may fall behind by before it must resync. The
+/// channel allocates every slot up front, so this is also a fixed cost per
+/// room with subscribers (about 40 bytes a slot).
+const BUS_CAPACITY: usize = 1_024;
 
 #[derive(Default)]
 pub struct MemoryStore {
     rooms: Mutex<HashMap<String, PresenceTable>>,
-    channels: Mutex<HashMap<String, broadcast::Sender<RoomEvent>>>,
+    channels: Mutex<HashMap<String, broadcast::Sender<Arc<RoomEvent>>>>,
 }
 
 impl MemoryStore {
@@ -116,7 +118,7 @@ impl Bus for MemoryStore {
     async fn publish(&self, room: &str, event: RoomEvent) -> StoreResult<()> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = channels.get(room) {
-            if tx.send(event).is_err() {
+            if tx.send(Arc::new(event)).is_err() {
                 // No subscriber is left: forget the channel.
                 channels.remove(room);
             }
