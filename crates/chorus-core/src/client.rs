@@ -171,11 +171,8 @@ impl OtClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::test_op as op;
     use crate::text::apply_to_str;
-
-    fn op(json: &str) -> TextOp {
-        serde_json::from_str(json).unwrap()
-    }
 
     #[test]
     fn one_op_in_flight_the_rest_composed() {

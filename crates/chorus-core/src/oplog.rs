@@ -183,10 +183,7 @@ impl OrderedText {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(json: &str) -> TextOp {
-        serde_json::from_str(json).unwrap()
-    }
+    use crate::text::test_op as op;
 
     #[test]
     fn stale_ops_are_transformed_and_resubmissions_acknowledged() {

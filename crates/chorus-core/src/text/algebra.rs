@@ -269,10 +269,7 @@ impl TextOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(json: &str) -> TextOp {
-        serde_json::from_str(json).unwrap()
-    }
+    use crate::text::test_op as op;
 
     #[test]
     fn concurrent_inserts_at_one_spot_follow_the_side() {

@@ -150,10 +150,7 @@ pub fn apply_to_str(text: &str, op: &TextOp) -> Result<String, OpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(json: &str) -> TextOp {
-        serde_json::from_str(json).unwrap()
-    }
+    use crate::text::test_op as op;
 
     #[test]
     fn apply_edits_by_code_point() {

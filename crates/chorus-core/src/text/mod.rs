@@ -18,3 +18,9 @@ pub use edit::SimpleEdit;
 pub use error::{OpError, UnitError};
 pub use op::{Component, Delete, OpBuilder, TextOp};
 pub use position::{Author, Selection};
+
+/// Parses an op from its JSON form, for tests.
+#[cfg(test)]
+pub(crate) fn test_op(json: &str) -> TextOp {
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("bad op {json}: {e}"))
+}

@@ -471,10 +471,7 @@ impl fmt::Display for TextOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(json: &str) -> TextOp {
-        serde_json::from_str(json).unwrap()
-    }
+    use crate::text::test_op as op;
 
     #[test]
     fn json_form_round_trips() {

@@ -81,10 +81,7 @@ impl TextOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(json: &str) -> TextOp {
-        serde_json::from_str(json).unwrap()
-    }
+    use crate::text::test_op as op;
 
     #[test]
     fn inserts_at_the_caret_follow_the_own_insert_rule() {
