@@ -228,15 +228,7 @@ impl Room {
             store.publish(&self.name, RoomEvent::MemberJoined { member, count }).await?;
         }
         let members = store.members(&self.name, now).await?;
-        let joined = ServerMessage::Joined {
-            id,
-            room: self.name.to_string(),
-            connection: conn.to_string(),
-            count: members.len(),
-            members,
-            cursors: self.cursors.values().filter(|c| *c.connection != *conn).cloned().collect(),
-        };
-        outbox.push(joined.to_json().into());
+        outbox.push(self.joined(id, &conn, members).to_json().into());
         self.local.insert(conn, Local { outbox, dropped, user: user.id, visible });
         Ok(())
     }
@@ -387,6 +379,18 @@ impl Room {
         metrics::counter!("chorus_messages_out_total").increment(sent);
     }
 
+    /// The room as `conn` should see it: members, and everyone else's cursors.
+    fn joined(&self, id: Option<u64>, conn: &str, members: Vec<Member>) -> ServerMessage {
+        ServerMessage::Joined {
+            id,
+            room: self.name.to_string(),
+            connection: conn.to_owned(),
+            count: members.len(),
+            members,
+            cursors: self.cursors.values().filter(|c| c.connection != conn).cloned().collect(),
+        }
+    }
+
     /// After missing bus events: every local connection gets a fresh member
     /// list (an unsolicited `joined`), which replaces what it had.
     async fn resync(&mut self) {
@@ -398,15 +402,7 @@ impl Room {
             }
         };
         for (conn, local) in &self.local {
-            let msg = ServerMessage::Joined {
-                id: None,
-                room: self.name.to_string(),
-                connection: conn.to_string(),
-                count: members.len(),
-                members: members.clone(),
-                cursors: self.cursors.values().filter(|c| *c.connection != **conn).cloned().collect(),
-            };
-            local.outbox.push(msg.to_json().into());
+            local.outbox.push(self.joined(None, conn, members.clone()).to_json().into());
         }
     }
 }
