@@ -5,12 +5,26 @@
 //! matching their id; every other server message is kept, in order, for
 //! [`Client::next_event`]. A background task sends heartbeats at the interval
 //! the server asks for, unless turned off (tests of expiry turn it off).
+//!
+//! Text documents ([`Client::open_doc`]) are driven by the core's OT state
+//! machine (see [`document`]): local edits apply at once, one op is in
+//! flight, later ones are composed, and the server's ops and acks for open
+//! documents are consumed as they arrive, whichever call is reading. After a
+//! dropped connection, [`Client::reconnect`] (or, with
+//! [`ConnectOptions::reconnect`], any call that waits on a document) opens a
+//! new connection, joins the rooms again, reopens each document from the
+//! version it had, and resubmits the op that was in flight.
 
-use std::collections::VecDeque;
+pub mod document;
+
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use chorus_core::client::Submission;
 use chorus_core::presence::{Member, UserInfo};
-use chorus_protocol::{ClientMessage, CursorState, ErrorCode, Limits, ServerMessage, PROTOCOL_VERSION, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
+use chorus_core::text::{Selection, TextOp};
+use chorus_protocol::{ClientMessage, CursorState, DocPosition, ErrorCode, Limits, ServerMessage, PROTOCOL_VERSION, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
+use serde_json::json;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -36,6 +50,12 @@ pub struct ConnectOptions {
     pub protocol: u32,
     /// How long to wait for the server's replies.
     pub timeout: Duration,
+    /// Reconnect by itself when the connection drops while a document call
+    /// waits (with exponential backoff and jitter, within `timeout`).
+    pub reconnect: bool,
+    /// Also hand the server's ops and acks for open documents to
+    /// `next_event` (they are always applied to the documents).
+    pub doc_events: bool,
 }
 
 impl Default for ConnectOptions {
@@ -48,6 +68,8 @@ impl Default for ConnectOptions {
             heartbeats: true,
             protocol: PROTOCOL_VERSION,
             timeout: Duration::from_secs(10),
+            reconnect: false,
+            doc_events: false,
         }
     }
 }
@@ -105,19 +127,60 @@ pub struct Joined {
     pub cursors: Vec<CursorState>,
 }
 
-pub struct Client {
-    pub session: Session,
+/// One WebSocket connection: its writer, reader and heartbeat tasks.
+struct Link {
     out: mpsc::UnboundedSender<Message>,
     events: mpsc::UnboundedReceiver<Event>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+type DocKey = (String, String);
+
+pub struct Client {
+    pub session: Session,
+    url: String,
+    options: ConnectOptions,
+    link: Link,
+    connected: bool,
     backlog: VecDeque<Event>,
     next_id: u64,
     timeout: Duration,
-    tasks: Vec<JoinHandle<()>>,
+    /// Joined rooms with the presence state to join again with.
+    rooms: HashMap<String, Option<Value>>,
+    docs: HashMap<DocKey, document::TextDocument>,
+    /// Selections waiting for their document's pending edits to be acked.
+    pending_cursors: HashMap<DocKey, Selection>,
 }
 
 impl Client {
     /// Connects to the WebSocket endpoint `url` (e.g. `ws://127.0.0.1:8787/v1/ws`).
     pub async fn connect(url: &str, options: ConnectOptions) -> Result<Client, ClientError> {
+        let (link, session) = Self::open_link(url, &options).await?;
+        Ok(Client {
+            session,
+            url: url.to_owned(),
+            timeout: options.timeout,
+            options,
+            link,
+            connected: true,
+            backlog: VecDeque::new(),
+            next_id: 1,
+            rooms: HashMap::new(),
+            docs: HashMap::new(),
+            pending_cursors: HashMap::new(),
+        })
+    }
+
+    /// Opens a connection and completes the handshake.
+    async fn open_link(url: &str, options: &ConnectOptions) -> Result<(Link, Session), ClientError> {
         let mut query = Vec::new();
         if let (Some(t), false) = (&options.token, options.token_in_subprotocol) {
             query.push(format!("token={t}"));
@@ -176,34 +239,23 @@ impl Client {
             let _ = ev_tx.send(Event::Closed { code: None, reason: "connection ended".into() });
         });
 
-        let mut client = Client {
-            session: Session {
-                connection: String::new(),
-                user: UserInfo::new("", None, None, None),
-                heartbeat_ms: 0,
-                presence_ttl_ms: 0,
-                limits: Limits { max_message_bytes: 0, messages_per_second: 0, rooms_per_connection: 0, members_per_room: 0, cursor_updates_per_second: 0 },
-            },
-            out,
-            events,
-            backlog: VecDeque::new(),
-            next_id: 1,
-            timeout: options.timeout,
-            tasks: vec![writer, reader],
-        };
-        client.send(&ClientMessage::Hello { protocol: options.protocol, client: Some(format!("chorus-client/{}", env!("CARGO_PKG_VERSION"))) })?;
-        match client.recv().await? {
-            Event::Message(ServerMessage::Welcome { connection, user, heartbeat_ms, presence_ttl_ms, limits, .. }) => {
-                client.session = Session { connection, user, heartbeat_ms, presence_ttl_ms, limits };
+        let mut link = Link { out, events, tasks: vec![writer, reader] };
+        let hello = ClientMessage::Hello { protocol: options.protocol, client: Some(format!("chorus-client/{}", env!("CARGO_PKG_VERSION"))) };
+        send_on(&link.out, &hello)?;
+        let first = tokio::time::timeout(options.timeout, link.events.recv()).await.map_err(|_| ClientError::Timeout(options.timeout))?;
+        let session = match first {
+            Some(Event::Message(ServerMessage::Welcome { connection, user, heartbeat_ms, presence_ttl_ms, limits, .. })) => {
+                Session { connection, user, heartbeat_ms, presence_ttl_ms, limits }
             }
-            Event::Message(ServerMessage::Error { code, message, .. }) => return Err(ClientError::Server { code, message }),
-            Event::Closed { code, reason } => return Err(ClientError::Closed { code, reason }),
-            Event::Message(other) => return Err(ClientError::Unexpected(format!("{other:?}"))),
-        }
-        if options.heartbeats && client.session.heartbeat_ms > 0 {
-            let out = client.out.clone();
-            let every = Duration::from_millis(client.session.heartbeat_ms);
-            client.tasks.push(tokio::spawn(async move {
+            Some(Event::Message(ServerMessage::Error { code, message, .. })) => return Err(ClientError::Server { code, message }),
+            Some(Event::Closed { code, reason }) => return Err(ClientError::Closed { code, reason }),
+            None => return Err(ClientError::Closed { code: None, reason: "connection ended".into() }),
+            Some(Event::Message(other)) => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        if options.heartbeats && session.heartbeat_ms > 0 {
+            let out = link.out.clone();
+            let every = Duration::from_millis(session.heartbeat_ms);
+            link.tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.tick().await;
                 loop {
@@ -215,7 +267,7 @@ impl Client {
                 }
             }));
         }
-        Ok(client)
+        Ok((link, session))
     }
 
     /// This connection's id.
@@ -225,12 +277,13 @@ impl Client {
 
     /// Sends a message without waiting for anything.
     pub fn send(&self, msg: &ClientMessage) -> Result<(), ClientError> {
-        self.send_raw(serde_json::to_string(msg).expect("client messages serialize"))
+        send_on(&self.link.out, msg)
     }
 
     /// Sends any text frame (for testing how the server takes bad input).
     pub fn send_raw(&self, text: impl Into<String>) -> Result<(), ClientError> {
-        self.out
+        self.link
+            .out
             .send(Message::Text(text.into().into()))
             .map_err(|_| ClientError::Closed { code: None, reason: "connection closed".into() })
     }
@@ -240,14 +293,16 @@ impl Client {
         use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
         use tokio_tungstenite::tungstenite::protocol::frame::Frame;
         let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
-        self.out
+        self.link
+            .out
             .send(Message::Frame(frame))
             .map_err(|_| ClientError::Closed { code: None, reason: "connection closed".into() })
     }
 
     /// Sends a binary frame (which the protocol does not allow).
     pub fn send_binary(&self, bytes: Vec<u8>) -> Result<(), ClientError> {
-        self.out
+        self.link
+            .out
             .send(Message::Binary(bytes.into()))
             .map_err(|_| ClientError::Closed { code: None, reason: "connection closed".into() })
     }
@@ -262,11 +317,92 @@ impl Client {
         self.recv_until(tokio::time::Instant::now() + self.timeout).await
     }
 
+    /// The next event for the caller; document traffic is applied on the
+    /// way and kept back (unless `doc_events`).
     async fn recv_until(&mut self, deadline: tokio::time::Instant) -> Result<Event, ClientError> {
-        match tokio::time::timeout_at(deadline, self.events.recv()).await {
-            Ok(Some(e)) => Ok(e),
-            Ok(None) => Ok(Event::Closed { code: None, reason: "connection ended".into() }),
-            Err(_) => Err(ClientError::Timeout(self.timeout)),
+        loop {
+            if let Some(e) = self.recv_step(deadline).await? {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// Takes one message off the connection: the event, or `None` when it
+    /// was document traffic that has been applied.
+    async fn recv_step(&mut self, deadline: tokio::time::Instant) -> Result<Option<Event>, ClientError> {
+        let event = match tokio::time::timeout_at(deadline, self.link.events.recv()).await {
+            Ok(Some(e)) => e,
+            Ok(None) => Event::Closed { code: None, reason: "connection ended".into() },
+            Err(_) => return Err(ClientError::Timeout(self.timeout)),
+        };
+        Ok(self.absorb(event))
+    }
+
+    /// Applies document messages to the open documents, sending whatever
+    /// they make ready. Returns the event if the caller should see it.
+    fn absorb(&mut self, event: Event) -> Option<Event> {
+        let msg = match event {
+            Event::Closed { .. } => {
+                self.connected = false;
+                return Some(event);
+            }
+            Event::Message(msg) => msg,
+        };
+        let (key, outcome, surface) = match &msg {
+            ServerMessage::Opened { id, room, doc, epoch, version, text, ops, reset } => {
+                let key = (room.clone(), doc.clone());
+                let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
+                if let Some(reason) = reset {
+                    tracing::warn!(%room, %doc, ?reason, "document reset to the server's text; unacknowledged edits are dropped");
+                }
+                let outcome = d.opened(epoch.clone(), *version, text.clone(), ops.clone(), *reset);
+                (key, outcome, id.is_some() || self.options.doc_events)
+            }
+            ServerMessage::Ack { room, doc, seq, version, .. } => {
+                let key = (room.clone(), doc.clone());
+                let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
+                (key, d.ack(*seq, *version), self.options.doc_events)
+            }
+            ServerMessage::Op { room, doc, entry } => {
+                let key = (room.clone(), doc.clone());
+                let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
+                (key, d.committed(entry), self.options.doc_events)
+            }
+            _ => return Some(Event::Message(msg)),
+        };
+        match outcome {
+            Ok(Some(sub)) => self.submit(&key, &sub),
+            Ok(None) => self.flush_cursor(&key),
+            Err(e) => {
+                tracing::warn!(room = %key.0, doc = %key.1, "{e}; opening the document again");
+                self.reopen(&key, None, None);
+            }
+        }
+        surface.then_some(Event::Message(msg))
+    }
+
+    fn submit(&self, key: &DocKey, sub: &Submission) {
+        if !self.connected {
+            return; // Resubmitted after reconnecting.
+        }
+        let op = serde_json::to_value(&sub.op).expect("ops serialize");
+        let msg = ClientMessage::Submit { id: None, room: key.0.clone(), doc: key.1.clone(), seq: sub.seq, base: sub.base, op };
+        let _ = self.send(&msg);
+    }
+
+    /// Asks for a document again: from where it is (`since`), or whole.
+    fn reopen(&mut self, key: &DocKey, since: Option<DocPosition>, id: Option<u64>) {
+        let Some(d) = self.docs.get(key) else { return };
+        let msg = ClientMessage::OpenDoc { id, room: key.0.clone(), doc: key.1.clone(), client: Some(d.client_id().to_owned()), since };
+        let _ = self.send(&msg);
+    }
+
+    fn flush_cursor(&mut self, key: &DocKey) {
+        if !self.connected || !self.docs.get(key).is_some_and(|d| d.is_synchronized()) {
+            return;
+        }
+        if let Some(selection) = self.pending_cursors.remove(key) {
+            let _ = self.doc_cursor(&key.0, &key.1, selection);
         }
     }
 
@@ -281,9 +417,14 @@ impl Client {
     /// The next event, waiting as long as it takes (`None` once the
     /// connection's event stream has ended). Cancel-safe, for `select!`.
     pub async fn recv_event(&mut self) -> Option<Event> {
-        match self.backlog.pop_front() {
-            Some(e) => Some(e),
-            None => self.events.recv().await,
+        if let Some(e) = self.backlog.pop_front() {
+            return Some(e);
+        }
+        loop {
+            let e = self.link.events.recv().await?;
+            if let Some(e) = self.absorb(e) {
+                return Some(e);
+            }
         }
     }
 
@@ -292,7 +433,8 @@ impl Client {
         if let Some(e) = self.backlog.pop_front() {
             return Some(e);
         }
-        tokio::time::timeout(wait, self.events.recv()).await.ok().flatten()
+        let deadline = tokio::time::Instant::now() + wait;
+        self.recv_until(deadline).await.ok()
     }
 
     /// Waits for the next event that `pick` accepts, keeping the others.
@@ -335,25 +477,34 @@ impl Client {
     /// Joins a room and returns its members and cursors.
     pub async fn join(&mut self, room: &str, state: Option<Value>) -> Result<Joined, ClientError> {
         let id = self.take_id();
-        self.send(&ClientMessage::Join { id: Some(id), room: room.into(), state })?;
-        self.reply(id, |m| match m {
-            ServerMessage::Joined { id: Some(i), room, members, count, cursors, .. } if *i == id => {
-                Some(Joined { room: room.clone(), members: members.clone(), count: *count, cursors: cursors.clone() })
-            }
-            _ => None,
-        })
-        .await
+        self.send(&ClientMessage::Join { id: Some(id), room: room.into(), state: state.clone() })?;
+        let joined = self
+            .reply(id, |m| match m {
+                ServerMessage::Joined { id: Some(i), room, members, count, cursors, .. } if *i == id => {
+                    Some(Joined { room: room.clone(), members: members.clone(), count: *count, cursors: cursors.clone() })
+                }
+                _ => None,
+            })
+            .await?;
+        self.rooms.insert(room.to_owned(), state);
+        Ok(joined)
     }
 
     pub async fn leave(&mut self, room: &str) -> Result<(), ClientError> {
         let id = self.take_id();
         self.send(&ClientMessage::Leave { id: Some(id), room: room.into() })?;
-        self.reply(id, |m| matches!(m, ServerMessage::Left { id: Some(i), .. } if *i == id).then_some(())).await
+        self.reply(id, |m| matches!(m, ServerMessage::Left { id: Some(i), .. } if *i == id).then_some(())).await?;
+        self.rooms.remove(room);
+        self.docs.retain(|(r, _), _| r != room);
+        Ok(())
     }
 
     /// Replaces this connection's presence state in a room (no reply on success).
     pub fn set_presence(&mut self, room: &str, state: Value) -> Result<(), ClientError> {
         let id = self.take_id();
+        if let Some(s) = self.rooms.get_mut(room) {
+            *s = Some(state.clone());
+        }
         self.send(&ClientMessage::Presence { id: Some(id), room: room.into(), state })
     }
 
@@ -385,8 +536,8 @@ impl Client {
     /// Closes the connection normally.
     pub async fn close(mut self) {
         let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "".into() };
-        let _ = self.out.send(Message::Close(Some(frame)));
-        let mut tasks = std::mem::take(&mut self.tasks).into_iter();
+        let _ = self.link.out.send(Message::Close(Some(frame)));
+        let mut tasks = std::mem::take(&mut self.link.tasks).into_iter();
         if let Some(writer) = tasks.next() {
             let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
         }
@@ -399,12 +550,187 @@ impl Client {
     pub fn abort(self) {
         drop(self);
     }
-}
 
-impl Drop for Client {
-    fn drop(&mut self) {
-        for t in &self.tasks {
+    /// Drops the connection without a close frame but keeps the client's
+    /// rooms and documents, as a network failure would; edits made
+    /// meanwhile wait for [`Client::reconnect`].
+    pub fn disconnect(&mut self) {
+        for t in &self.link.tasks {
             t.abort();
         }
+        self.connected = false;
     }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Opens a new connection and restores this client's place: joins its
+    /// rooms again, reopens each document from the version it has (the
+    /// server sends the ops missed, or the whole text if its log no longer
+    /// reaches back), and resubmits the op that was in flight. Retries with
+    /// exponential backoff and jitter until `timeout`.
+    pub async fn reconnect(&mut self) -> Result<(), ClientError> {
+        self.disconnect();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut delay = Duration::from_millis(20);
+        let (link, session) = loop {
+            match Self::open_link(&self.url, &self.options).await {
+                Ok(ok) => break ok,
+                Err(e) if tokio::time::Instant::now() + delay >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::debug!("reconnect failed ({e}); retrying in {delay:?}");
+                    let jitter = Duration::from_millis(rand::random::<u64>() % (delay.as_millis() as u64 / 2 + 1));
+                    tokio::time::sleep(delay + jitter).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        self.link = link;
+        self.session = session;
+        self.connected = true;
+        // What the old connection still had queued belongs to it.
+        self.backlog.retain(|e| !matches!(e, Event::Closed { .. }));
+        let rooms: Vec<(String, Option<Value>)> = self.rooms.iter().map(|(r, s)| (r.clone(), s.clone())).collect();
+        for (room, state) in rooms {
+            self.join(&room, state).await?;
+        }
+        let keys: Vec<DocKey> = self.docs.keys().cloned().collect();
+        for key in keys {
+            let since = self.docs.get(&key).map(|d| DocPosition { epoch: d.epoch().to_owned(), version: d.version() });
+            self.open_and_wait(&key, since).await?;
+        }
+        Ok(())
+    }
+
+    /// Reconnects if the connection is down and the options allow it.
+    async fn ensure_connected(&mut self) -> Result<(), ClientError> {
+        match (self.connected, self.options.reconnect) {
+            (true, _) => Ok(()),
+            (false, true) => self.reconnect().await,
+            (false, false) => Err(ClientError::Closed { code: None, reason: "disconnected".into() }),
+        }
+    }
+
+    async fn open_and_wait(&mut self, key: &DocKey, since: Option<DocPosition>) -> Result<(), ClientError> {
+        let id = self.take_id();
+        self.reopen(key, since, Some(id));
+        self.reply(id, |m| matches!(m, ServerMessage::Opened { id: Some(i), .. } if *i == id).then_some(())).await
+    }
+
+    /// Opens a text document in a joined room and waits for its text.
+    pub async fn open_doc(&mut self, room: &str, doc: &str) -> Result<&document::TextDocument, ClientError> {
+        let key = (room.to_owned(), doc.to_owned());
+        let client_id = format!("{}-{:012x}", self.session.user.id, rand::random::<u64>() & 0xffff_ffff_ffff);
+        self.docs.insert(key.clone(), document::TextDocument::new(room, doc, client_id));
+        if let Err(e) = self.open_and_wait(&key, None).await {
+            self.docs.remove(&key);
+            return Err(e);
+        }
+        Ok(&self.docs[&key])
+    }
+
+    /// Stops receiving a document's ops and forgets it.
+    pub async fn close_doc(&mut self, room: &str, doc: &str) -> Result<(), ClientError> {
+        self.docs.remove(&(room.to_owned(), doc.to_owned()));
+        let id = self.take_id();
+        self.send(&ClientMessage::CloseDoc { id: Some(id), room: room.into(), doc: doc.into() })?;
+        self.reply(id, |m| matches!(m, ServerMessage::DocClosed { id: Some(i), .. } if *i == id).then_some(())).await
+    }
+
+    /// An open document.
+    pub fn doc(&self, room: &str, doc: &str) -> Option<&document::TextDocument> {
+        self.docs.get(&(room.to_owned(), doc.to_owned()))
+    }
+
+    pub fn doc_mut(&mut self, room: &str, doc: &str) -> Option<&mut document::TextDocument> {
+        self.docs.get_mut(&(room.to_owned(), doc.to_owned()))
+    }
+
+    /// Applies a local edit to an open document and sends it when it can go.
+    pub fn edit(&mut self, room: &str, doc: &str, op: TextOp) -> Result<(), ClientError> {
+        let key = (room.to_owned(), doc.to_owned());
+        let d = self.docs.get_mut(&key).ok_or_else(|| ClientError::Unexpected(format!("document {doc} in {room} is not open")))?;
+        let sub = d.edit(op).map_err(|e| ClientError::Unexpected(format!("the edit does not apply to the local text: {e}")))?;
+        if let Some(sub) = sub {
+            self.submit(&key, &sub);
+        }
+        Ok(())
+    }
+
+    /// Inserts `text` at code point `at`.
+    pub fn insert(&mut self, room: &str, doc: &str, at: usize, text: &str) -> Result<(), ClientError> {
+        self.edit(room, doc, TextOp::insert(at, text))
+    }
+
+    /// Deletes `len` code points at `at`.
+    pub fn delete(&mut self, room: &str, doc: &str, at: usize, len: usize) -> Result<(), ClientError> {
+        self.edit(room, doc, TextOp::delete(at, len))
+    }
+
+    /// Waits until every local edit of the document is acknowledged,
+    /// reconnecting if allowed.
+    pub async fn sync(&mut self, room: &str, doc: &str) -> Result<(), ClientError> {
+        self.wait_doc(room, doc, |d| d.is_synchronized()).await
+    }
+
+    /// Waits until the document has seen server version `version`.
+    pub async fn catch_up(&mut self, room: &str, doc: &str, version: u64) -> Result<(), ClientError> {
+        self.wait_doc(room, doc, |d| d.version() >= version).await
+    }
+
+    async fn wait_doc(&mut self, room: &str, doc: &str, done: impl Fn(&document::TextDocument) -> bool) -> Result<(), ClientError> {
+        let key = (room.to_owned(), doc.to_owned());
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            self.ensure_connected().await?;
+            match self.docs.get(&key) {
+                None => return Err(ClientError::Unexpected(format!("document {doc} in {room} is not open"))),
+                Some(d) if done(d) => return Ok(()),
+                Some(_) => {}
+            }
+            match self.recv_step(deadline).await? {
+                Some(Event::Closed { .. }) | None => {}
+                Some(e) => self.backlog.push_back(e),
+            }
+        }
+    }
+
+    /// Processes incoming messages for `wait`, applying document traffic;
+    /// other events are kept for `next_event`.
+    pub async fn pump(&mut self, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(e) = self.recv_step(deadline).await {
+            match e {
+                Some(Event::Closed { .. }) => return,
+                Some(e) => self.backlog.push_back(e),
+                None => {}
+            }
+        }
+    }
+
+    /// Shows this connection's selection in a document to the room. Sent
+    /// tagged with the document's version once no local edit is pending
+    /// (the server moves it forward through later ops).
+    pub fn doc_cursor(&mut self, room: &str, doc: &str, selection: Selection) -> Result<(), ClientError> {
+        let key = (room.to_owned(), doc.to_owned());
+        let d = self.docs.get(&key).ok_or_else(|| ClientError::Unexpected(format!("document {doc} in {room} is not open")))?;
+        match d.server_selection(selection) {
+            Some((version, s)) => self.send(&ClientMessage::Cursor {
+                room: room.into(),
+                cursor: json!({ "anchor": s.anchor, "head": s.head }),
+                doc: Some(doc.into()),
+                version: Some(version),
+            }),
+            None => {
+                self.pending_cursors.insert(key, selection);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn send_on(out: &mpsc::UnboundedSender<Message>, msg: &ClientMessage) -> Result<(), ClientError> {
+    out.send(Message::Text(serde_json::to_string(msg).expect("client messages serialize").into()))
+        .map_err(|_| ClientError::Closed { code: None, reason: "connection closed".into() })
 }

@@ -63,6 +63,11 @@ impl OtClient {
         self.version
     }
 
+    /// The sequence number the next new op will carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     pub fn is_synchronized(&self) -> bool {
         self.state == State::Synchronized
     }

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::text::{OpError, Side, TextDoc, TextOp};
@@ -19,8 +20,8 @@ use crate::text::{OpError, Side, TextDoc, TextOp};
 /// Who sent an op: a client id unique per connection session of one client.
 pub type ClientId = String;
 
-/// One ordered op.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One ordered op, as it is stored and as it travels on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
     pub version: u64,
     pub client: ClientId,
@@ -114,6 +115,13 @@ impl OpLog {
         Ok(Rebased::Fresh(op))
     }
 
+    /// Length in code points of the document at `version`, given its length
+    /// `head_len` at the head; `None` when the log no longer reaches back.
+    pub fn len_at(&self, version: u64, head_len: usize) -> Option<usize> {
+        let delta: isize = self.since(version)?.map(|e| e.op.len_delta()).sum();
+        head_len.checked_add_signed(-delta)
+    }
+
     /// Appends an op that applies at the head; returns its version.
     pub fn push(&mut self, client: ClientId, seq: u64, op: TextOp) -> u64 {
         let version = self.head() + 1;
@@ -128,6 +136,15 @@ impl OpLog {
             self.oldest += 1;
         }
     }
+}
+
+/// A stored document that does not add up: the store is damaged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RestoreError {
+    #[error("the stored log does not continue from version {snapshot} (next op is version {first})")]
+    Gap { snapshot: u64, first: u64 },
+    #[error("stored op at version {version} does not apply: {error}")]
+    Op { version: u64, error: OpError },
 }
 
 /// An op moved to the head of the log, or found there already.
@@ -147,6 +164,31 @@ pub struct OrderedText {
 impl OrderedText {
     pub fn new(text: TextDoc, version: u64) -> Self {
         Self { text, log: OpLog::starting_at(version) }
+    }
+
+    /// Rebuilds a document from a snapshot (its text at `snapshot_version`)
+    /// and the consecutive ops a store kept around it: those at or before the
+    /// snapshot stay in the log for catching clients up, those after it are
+    /// applied.
+    pub fn restore(snapshot: TextDoc, snapshot_version: u64, entries: Vec<LogEntry>) -> Result<Self, RestoreError> {
+        let oldest = entries.first().map_or(snapshot_version, |e| e.version - 1);
+        if oldest > snapshot_version {
+            return Err(RestoreError::Gap { snapshot: snapshot_version, first: oldest + 1 });
+        }
+        let mut doc = Self { text: snapshot, log: OpLog::starting_at(oldest) };
+        for e in entries {
+            if e.version != doc.log.head() + 1 {
+                return Err(RestoreError::Gap { snapshot: doc.log.head(), first: e.version });
+            }
+            if e.version > snapshot_version {
+                doc.text.apply(&e.op).map_err(|error| RestoreError::Op { version: e.version, error })?;
+            }
+            doc.log.push(e.client, e.seq, e.op);
+        }
+        if doc.log.head() < snapshot_version {
+            return Err(RestoreError::Gap { snapshot: snapshot_version, first: doc.log.head() + 1 });
+        }
+        Ok(doc)
     }
 
     pub fn text(&self) -> &TextDoc {
@@ -178,6 +220,13 @@ impl OrderedText {
     pub fn trim_to(&mut self, version: u64) {
         self.log.trim_to(version)
     }
+
+    /// Appends an op ordered elsewhere (by the store) at the next version.
+    /// Refuses, changing nothing, an op that does not apply to the head.
+    pub fn commit(&mut self, client: &str, seq: u64, op: TextOp) -> Result<u64, OpError> {
+        self.text.apply(&op)?;
+        Ok(self.log.push(client.to_owned(), seq, op))
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +245,34 @@ mod tests {
         assert_eq!(d.submit("x", 1, 0, &op(r#"[1,"X"]"#)).unwrap(), Accepted::Duplicate { version: 1 });
         assert_eq!(d.text().to_string(), "aXYb");
         assert_eq!(d.version(), 2);
+    }
+
+    #[test]
+    fn restore_applies_only_the_ops_after_the_snapshot() {
+        let entry = |version, text: &str| LogEntry { version, client: "x".into(), seq: version, op: op(&format!(r#"["{text}"]"#)) };
+        // Snapshot "ba" at version 2; ops 1 and 2 are kept for catch-up.
+        let d = OrderedText::restore(TextDoc::from("ba"), 2, vec![entry(1, "a"), entry(2, "b"), entry(3, "c")]).unwrap();
+        assert_eq!((d.text().to_string(), d.version(), d.log().oldest()), ("cba".to_string(), 3, 0));
+        let empty = OrderedText::restore(TextDoc::from("q"), 7, vec![]).unwrap();
+        assert_eq!((empty.version(), empty.log().oldest()), (7, 7));
+        assert!(matches!(OrderedText::restore(TextDoc::new(), 2, vec![entry(4, "a")]), Err(RestoreError::Gap { .. })));
+        assert!(matches!(OrderedText::restore(TextDoc::new(), 0, vec![entry(1, "a"), entry(3, "b")]), Err(RestoreError::Gap { .. })));
+        assert!(matches!(OrderedText::restore(TextDoc::new(), 5, vec![entry(1, "a")]), Err(RestoreError::Gap { .. })));
+    }
+
+    #[test]
+    fn lengths_at_past_versions_follow_the_log() {
+        let mut d = OrderedText::new(TextDoc::from("ab"), 3);
+        d.commit("x", 1, op(r#"["xyz"]"#)).unwrap();
+        d.commit("x", 2, op(r#"[{"d":4}]"#)).unwrap();
+        assert_eq!(d.text().to_string(), "b");
+        assert_eq!(d.log().len_at(3, 1), Some(2));
+        assert_eq!(d.log().len_at(4, 1), Some(5));
+        assert_eq!(d.log().len_at(5, 1), Some(1));
+        assert_eq!(d.log().len_at(2, 1), None, "before the log");
+        assert_eq!(d.log().len_at(6, 1), None, "after the head");
+        assert!(d.commit("x", 3, op(r#"[2,"q"]"#)).is_err());
+        assert_eq!(d.version(), 5, "a refused commit changes nothing");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! docs/protocol.md documents every message with an example; the snapshot
 //! tests below pin the exact JSON.
 
+use chorus_core::oplog::LogEntry;
 use chorus_core::presence::{Member, UserInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -72,6 +73,67 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
     },
+    /// Open a text document in a joined room (created empty on first use).
+    /// Answered with `opened`; every op after that version follows.
+    OpenDoc {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        doc: String,
+        /// The submitter identity of this document's ops: stable across
+        /// reconnects, so a resubmitted op is recognised. Defaults to the
+        /// connection id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+        /// Where a reconnecting client left off: it gets the ops after this
+        /// instead of the whole text, when the log still reaches back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<DocPosition>,
+    },
+    /// Submit an op made against document version `base`.
+    Submit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        doc: String,
+        /// Increases with every new op of this client id; a resubmission
+        /// repeats it.
+        seq: u64,
+        base: u64,
+        /// An ot-text-unicode op (`[3, "hi", {"d": 2}]`) or a simple form
+        /// (`{"insert": {"at": 3, "text": "hi"}}`, `{"delete": {"at": 3, "length": 2}}`).
+        /// Kept as JSON here so a bad op gets its own error code.
+        op: Value,
+    },
+    /// Stop receiving a document's ops.
+    CloseDoc {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        doc: String,
+    },
+}
+
+/// A version of one incarnation of a document's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocPosition {
+    pub epoch: String,
+    pub version: u64,
+}
+
+/// Why `opened` carries the whole text although the client asked for the
+/// ops since a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetReason {
+    /// The log no longer reaches back to that version (it was trimmed
+    /// behind a snapshot).
+    Trimmed,
+    /// The document's log is a different incarnation (the store lost it and
+    /// it was created again); versions of the old one mean nothing here.
+    Epoch,
+    /// The version is ahead of the document.
+    Ahead,
 }
 
 impl ClientMessage {
@@ -81,7 +143,10 @@ impl ClientMessage {
             ClientMessage::Join { id, .. }
             | ClientMessage::Leave { id, .. }
             | ClientMessage::Presence { id, .. }
-            | ClientMessage::Heartbeat { id } => *id,
+            | ClientMessage::Heartbeat { id }
+            | ClientMessage::OpenDoc { id, .. }
+            | ClientMessage::Submit { id, .. }
+            | ClientMessage::CloseDoc { id, .. } => *id,
             ClientMessage::Hello { .. } | ClientMessage::Cursor { .. } => None,
         }
     }
@@ -92,7 +157,10 @@ impl ClientMessage {
             ClientMessage::Join { room, .. }
             | ClientMessage::Leave { room, .. }
             | ClientMessage::Presence { room, .. }
-            | ClientMessage::Cursor { room, .. } => Some(room),
+            | ClientMessage::Cursor { room, .. }
+            | ClientMessage::OpenDoc { room, .. }
+            | ClientMessage::Submit { room, .. }
+            | ClientMessage::CloseDoc { room, .. } => Some(room),
             ClientMessage::Hello { .. } | ClientMessage::Heartbeat { .. } => None,
         }
     }
@@ -130,6 +198,9 @@ pub struct Limits {
     pub rooms_per_connection: usize,
     pub members_per_room: usize,
     pub cursor_updates_per_second: u32,
+    pub max_op_bytes: usize,
+    pub max_document_bytes: usize,
+    pub documents_per_connection: usize,
 }
 
 /// A message from the server.
@@ -202,6 +273,48 @@ pub enum ServerMessage {
         reason: String,
         reconnect_after_ms: u64,
     },
+    /// A document is open: its state at `version`, either the whole `text`
+    /// or, for a client that said where it left off, the `ops` since then.
+    Opened {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        doc: String,
+        epoch: String,
+        version: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ops: Option<Vec<LogEntry>>,
+        /// Set when the client asked for ops but gets the text: its local
+        /// state is replaced and its unacknowledged edits are dropped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reset: Option<ResetReason>,
+    },
+    /// The submitter's op was committed as `version` (or had been already,
+    /// for a resubmission).
+    Ack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        doc: String,
+        seq: u64,
+        version: u64,
+    },
+    /// Someone's op, committed as `version`, transformed to apply after
+    /// version - 1.
+    Op {
+        room: String,
+        doc: String,
+        #[serde(flatten)]
+        entry: LogEntry,
+    },
+    DocClosed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        doc: String,
+    },
 }
 
 impl ServerMessage {
@@ -249,6 +362,25 @@ pub enum ErrorCode {
     /// The store behind the server is unreachable; retry later.
     Unavailable,
     Internal,
+    /// The document name is empty, too long or has characters outside the allowed set.
+    InvalidDocument,
+    /// The document is not open on this connection; open it first.
+    NotOpen,
+    /// The connection has as many documents open as it may.
+    TooManyDocuments,
+    /// The op is malformed, or does not fit the document at its base version.
+    InvalidOp,
+    /// The op's base version is ahead of the document.
+    FutureVersion,
+    /// The op's base version is older than the log reaches; open the
+    /// document again (a snapshot follows).
+    VersionTrimmed,
+    /// A sequence number older than this client's last committed op.
+    StaleSeq,
+    /// The op is over the configured op size limit.
+    OpTooLarge,
+    /// Committing the op would take the document over its size limit.
+    DocumentTooLarge,
 }
 
 impl ErrorCode {
@@ -271,6 +403,15 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => "message_too_large",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidDocument => "invalid_document",
+            ErrorCode::NotOpen => "not_open",
+            ErrorCode::TooManyDocuments => "too_many_documents",
+            ErrorCode::InvalidOp => "invalid_op",
+            ErrorCode::FutureVersion => "future_version",
+            ErrorCode::VersionTrimmed => "version_trimmed",
+            ErrorCode::StaleSeq => "stale_seq",
+            ErrorCode::OpTooLarge => "op_too_large",
+            ErrorCode::DocumentTooLarge => "document_too_large",
         }
     }
 }
@@ -355,12 +496,27 @@ mod tests {
             ClientMessage::Cursor { room: "team-42/plan".into(), cursor: json!({"anchor": 3, "head": 7}), doc: Some("body".into()), version: Some(12) },
             ClientMessage::Cursor { room: "team-42/plan".into(), cursor: json!({"x": 0.4, "y": 0.25}), doc: None, version: None },
             ClientMessage::Heartbeat { id: None },
+            ClientMessage::OpenDoc { id: Some(5), room: "team-42/plan".into(), doc: "body".into(), client: Some("k7".into()), since: None },
+            ClientMessage::OpenDoc {
+                id: Some(6),
+                room: "team-42/plan".into(),
+                doc: "body".into(),
+                client: Some("k7".into()),
+                since: Some(DocPosition { epoch: "9f2c".into(), version: 12 }),
+            },
+            ClientMessage::Submit { id: None, room: "team-42/plan".into(), doc: "body".into(), seq: 3, base: 12, op: json!([5, "hi", {"d": 2}]) },
+            ClientMessage::Submit { id: Some(7), room: "team-42/plan".into(), doc: "body".into(), seq: 4, base: 13, op: json!({"insert": {"at": 0, "text": "😭"}}) },
+            ClientMessage::CloseDoc { id: Some(8), room: "team-42/plan".into(), doc: "body".into() },
         ];
         let lines: Vec<String> = msgs.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
         insta::assert_snapshot!(lines.join("\n"));
         for (m, line) in msgs.iter().zip(&lines) {
             assert_eq!(&decode_client(line).unwrap(), m);
         }
+    }
+
+    fn entry(version: u64, client: &str, seq: u64, op: Value) -> LogEntry {
+        LogEntry { version, client: client.into(), seq, op: serde_json::from_value(op).unwrap() }
     }
 
     #[test]
@@ -371,6 +527,9 @@ mod tests {
             rooms_per_connection: 50,
             members_per_room: 1_000,
             cursor_updates_per_second: 30,
+            max_op_bytes: 32_768,
+            max_document_bytes: 8_388_608,
+            documents_per_connection: 50,
         };
         let cursor = CursorState {
             connection: "c2".into(),
@@ -405,6 +564,39 @@ mod tests {
             ServerMessage::Heartbeat { id: None, server_time: 1_764_000_000_123 },
             ServerMessage::error(Some(4), Some("team-42/plan"), ErrorCode::Forbidden, "your token does not allow presence in room team-42/plan"),
             ServerMessage::Shutdown { reason: "server shutting down".into(), reconnect_after_ms: 1_000 },
+            ServerMessage::Opened {
+                id: Some(5),
+                room: "team-42/plan".into(),
+                doc: "body".into(),
+                epoch: "9f2c".into(),
+                version: 12,
+                text: Some("hello 😭".into()),
+                ops: None,
+                reset: None,
+            },
+            ServerMessage::Opened {
+                id: Some(6),
+                room: "team-42/plan".into(),
+                doc: "body".into(),
+                epoch: "9f2c".into(),
+                version: 14,
+                text: None,
+                ops: Some(vec![entry(13, "k2", 8, json!([5, "!"])), entry(14, "k7", 3, json!([{"d": "h"}]))]),
+                reset: None,
+            },
+            ServerMessage::Opened {
+                id: Some(6),
+                room: "team-42/plan".into(),
+                doc: "body".into(),
+                epoch: "a001".into(),
+                version: 40_000,
+                text: Some("…".into()),
+                ops: None,
+                reset: Some(ResetReason::Trimmed),
+            },
+            ServerMessage::Ack { id: None, room: "team-42/plan".into(), doc: "body".into(), seq: 3, version: 15 },
+            ServerMessage::Op { room: "team-42/plan".into(), doc: "body".into(), entry: entry(16, "k2", 9, json!([2, "x"])) },
+            ServerMessage::DocClosed { id: Some(8), room: "team-42/plan".into(), doc: "body".into() },
         ];
         let lines: Vec<String> = msgs.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
         insta::assert_snapshot!(lines.join("\n"));
@@ -433,7 +625,7 @@ mod tests {
 
     #[test]
     fn error_codes_serialize_as_their_names() {
-        for code in [ErrorCode::BadJson, ErrorCode::RoomFull, ErrorCode::HelloRequired, ErrorCode::Unavailable] {
+        for code in [ErrorCode::BadJson, ErrorCode::RoomFull, ErrorCode::HelloRequired, ErrorCode::Unavailable, ErrorCode::VersionTrimmed, ErrorCode::DocumentTooLarge] {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
         }
     }

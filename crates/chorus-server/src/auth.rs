@@ -178,11 +178,20 @@ fn validation(alg: Algorithm, config: &Config) -> Validation {
 
 /// Checks a room name: 1 to 128 bytes of letters, digits and `_ . : / @ ~ -`.
 pub fn check_room_name(room: &str) -> Result<(), String> {
-    if room.is_empty() || room.len() > 128 {
-        return Err(format!("room names are 1 to 128 bytes long; this one has {}", room.len()));
+    check_name("room", room)
+}
+
+/// Document names follow the same rules as room names.
+pub fn check_doc_name(doc: &str) -> Result<(), String> {
+    check_name("document", doc)
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(format!("{what} names are 1 to 128 bytes long; this one has {}", name.len()));
     }
-    if let Some(c) = room.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.:/@~-".contains(*c))) {
-        return Err(format!("room names use letters, digits and _ . : / @ ~ -; {c:?} is not allowed"));
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.:/@~-".contains(*c))) {
+        return Err(format!("{what} names use letters, digits and _ . : / @ ~ -; {c:?} is not allowed"));
     }
     Ok(())
 }

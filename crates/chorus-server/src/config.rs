@@ -67,6 +67,29 @@ pub struct Config {
     #[arg(long, env = "CHORUS_OUTBOX_CAPACITY", default_value_t = 4_096, value_parser = positive)]
     pub outbox_capacity: usize,
 
+    /// Largest text document, in UTF-8 bytes; an op that would grow a
+    /// document past it is refused.
+    #[arg(long, env = "CHORUS_MAX_DOCUMENT_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = positive)]
+    pub max_document_bytes: usize,
+
+    /// Largest op, in bytes of text inserted and deleted (plus 8 per component).
+    #[arg(long, env = "CHORUS_MAX_OP_BYTES", default_value_t = 32 * 1024, value_parser = positive)]
+    pub max_op_bytes: usize,
+
+    /// Documents one connection may have open at once.
+    #[arg(long, env = "CHORUS_DOCUMENTS_PER_CONNECTION", default_value_t = 50, value_parser = positive)]
+    pub documents_per_connection: usize,
+
+    /// Ops of a document kept behind its latest snapshot, so reconnecting
+    /// clients catch up with ops instead of the whole text. Older ones are
+    /// trimmed; a client further behind gets a snapshot.
+    #[arg(long, env = "CHORUS_DOC_LOG_WINDOW", default_value_t = 10_000)]
+    pub doc_log_window: u64,
+
+    /// Ops between two snapshots of a document.
+    #[arg(long, env = "CHORUS_DOC_SNAPSHOT_EVERY", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub doc_snapshot_every: u64,
+
     /// How long shutdown waits for connections to be told and closed.
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
@@ -121,6 +144,9 @@ impl Config {
             rooms_per_connection: self.rooms_per_connection,
             members_per_room: self.members_per_room,
             cursor_updates_per_second: self.cursor_rate,
+            max_op_bytes: self.max_op_bytes,
+            max_document_bytes: self.max_document_bytes,
+            documents_per_connection: self.documents_per_connection,
         }
     }
 

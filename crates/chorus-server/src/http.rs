@@ -13,12 +13,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chorus_protocol::{SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
+use chorus_protocol::{ErrorCode, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::auth::check_room_name;
+use crate::auth::{check_doc_name, check_room_name};
+use crate::document::parse_op;
 use crate::node::{now_ms, Node};
+use crate::room::{DocSubmission, Refusal, RoomCommand, Submitter};
 use crate::session;
 
 pub fn router(node: Arc<Node>) -> Router {
@@ -30,6 +32,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/rooms", get(list_rooms))
         .route("/v1/rooms/{room}/members", get(room_members))
+        .route("/v1/rooms/{room}/docs/{doc}", get(read_doc))
+        .route("/v1/rooms/{room}/docs/{doc}/ops", get(read_ops).post(submit_op))
         .with_state(node)
 }
 
@@ -134,5 +138,111 @@ async fn room_members(State(node): State<Arc<Node>>, Path(room): Path<String>, h
     match node.backend.members(&room, now_ms()).await {
         Ok(members) => Json(json!({ "room": room, "count": members.len(), "members": members })).into_response(),
         Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    }
+}
+
+fn refusal_response(r: Refusal) -> Response {
+    match r {
+        Refusal::Retry => api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the room is restarting; try again"),
+        Refusal::Refused(code, message) => {
+            let status = match code {
+                ErrorCode::VersionTrimmed => StatusCode::GONE,
+                ErrorCode::OpTooLarge | ErrorCode::DocumentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::FutureVersion | ErrorCode::StaleSeq => StatusCode::CONFLICT,
+                ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            api_error(status, code.as_str(), message)
+        }
+    }
+}
+
+/// Checks the API token and the room and document names.
+fn check_doc_request(node: &Node, headers: &HeaderMap, room: &str, doc: &str) -> Result<(), Response> {
+    authorize_api(node, headers)?;
+    check_room_name(room).map_err(|m| api_error(StatusCode::BAD_REQUEST, "invalid_room", m))?;
+    check_doc_name(doc).map_err(|m| api_error(StatusCode::BAD_REQUEST, "invalid_document", m))
+}
+
+/// `GET /v1/rooms/{room}/docs/{doc}`: the text at the head, with its version.
+async fn read_doc(State(node): State<Arc<Node>>, Path((room, doc)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_doc_request(&node, &headers, &room, &doc) {
+        return r;
+    }
+    let name: Arc<str> = Arc::from(doc.as_str());
+    match node.ask_room(&room, |reply| RoomCommand::ReadDoc { doc: name.clone(), since: None, reply }).await {
+        Ok(read) => Json(json!({ "room": room, "doc": doc, "epoch": read.epoch, "version": read.version, "text": read.text })).into_response(),
+        Err(r) => refusal_response(r),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SinceQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+/// `GET /v1/rooms/{room}/docs/{doc}/ops?since=N`: the ops after version N.
+async fn read_ops(
+    State(node): State<Arc<Node>>,
+    Path((room, doc)): Path<(String, String)>,
+    Query(q): Query<SinceQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_doc_request(&node, &headers, &room, &doc) {
+        return r;
+    }
+    let name: Arc<str> = Arc::from(doc.as_str());
+    match node.ask_room(&room, |reply| RoomCommand::ReadDoc { doc: name.clone(), since: Some(q.since), reply }).await {
+        Ok(read) => Json(json!({ "room": room, "doc": doc, "epoch": read.epoch, "version": read.version, "ops": read.ops })).into_response(),
+        Err(r) => refusal_response(r),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    op: Value,
+    /// Version the op was made at; the head when absent.
+    base: Option<u64>,
+    /// With `seq`, makes retries of this request idempotent.
+    client: Option<String>,
+    seq: Option<u64>,
+}
+
+/// `POST /v1/rooms/{room}/docs/{doc}/ops`: commits an op from a backend; it
+/// reaches every connected reader like any other op.
+async fn submit_op(State(node): State<Arc<Node>>, Path((room, doc)): Path<(String, String)>, headers: HeaderMap, body: String) -> Response {
+    if let Err(r) = check_doc_request(&node, &headers, &room, &doc) {
+        return r;
+    }
+    let body: SubmitBody = match serde_json::from_str(&body) {
+        Ok(b) => b,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, "bad_message", format!("invalid request body: {e}")),
+    };
+    let op = match parse_op(body.op) {
+        Ok(op) => op,
+        Err(m) => return api_error(StatusCode::BAD_REQUEST, "invalid_op", m),
+    };
+    // Without a client id and sequence number the request is its own
+    // submitter, used once.
+    let (client, seq) = match (body.client, body.seq) {
+        (Some(c), Some(s)) if !c.is_empty() && c.len() <= 128 => (format!("api:{c}"), s),
+        (None, None) => (format!("api:{:016x}", rand::random::<u64>()), 1),
+        _ => return api_error(StatusCode::BAD_REQUEST, "bad_message", "give both client (1 to 128 bytes) and seq, or neither"),
+    };
+    let name: Arc<str> = Arc::from(doc.as_str());
+    let client: Arc<str> = Arc::from(client);
+    let outcome = node
+        .ask_room(&room, |reply| RoomCommand::Submit {
+            doc: name.clone(),
+            submission: DocSubmission { from: Submitter::Api { client: client.clone() }, seq, base: body.base, op: op.clone() },
+            reply,
+        })
+        .await;
+    match outcome {
+        Ok(c) => Json(json!({ "room": room, "doc": doc, "version": c.version, "duplicate": c.duplicate })).into_response(),
+        Err(r) => refusal_response(r),
     }
 }

@@ -6,7 +6,10 @@
 //! - [`auth`]: tokens, permissions, room names.
 //! - [`node`]: one server's shared state, room registry and expiry sweep.
 //! - [`session`]: one connection, from handshake to close.
-//! - [`room`]: one room's task: fan-out, presence, cursor rate bounds.
+//! - [`room`]: one room's task: fan-out, presence, cursor rate bounds, and
+//!   the commit path of its text documents.
+//! - [`document`]: a room's replica of one text document: checks, transform
+//!   to the head, catch-up replies, cursor anchoring.
 //! - [`outbox`]: a connection's bounded outgoing queue with cursor slots.
 //! - [`http`]: health, readiness, metrics and the backend HTTP API.
 //!
@@ -14,6 +17,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod document;
 pub mod http;
 pub mod node;
 pub mod outbox;

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::room::{Room, RoomHandle};
+use crate::room::{Refusal, Room, RoomCommand, RoomHandle};
 
 /// Wall-clock milliseconds since the Unix epoch: the clock of presence
 /// expiry, shared by every node of a cluster.
@@ -78,6 +78,27 @@ impl Node {
                 Ok(handle)
             }
         }
+    }
+
+    /// Sends a command to the room's task (starting it if needed) and waits
+    /// for its answer; retries when the task was just stopping.
+    pub async fn ask_room<T>(
+        self: &Arc<Self>,
+        room: &str,
+        make: impl Fn(tokio::sync::oneshot::Sender<Result<T, Refusal>>) -> RoomCommand,
+    ) -> Result<T, Refusal> {
+        for _ in 0..10 {
+            let handle = self.room(room).await?;
+            let (reply, done) = tokio::sync::oneshot::channel();
+            if handle.tx.send(make(reply)).await.is_err() {
+                continue;
+            }
+            match done.await {
+                Ok(Err(Refusal::Retry)) | Err(_) => continue,
+                Ok(outcome) => return outcome,
+            }
+        }
+        Err(Refusal::Refused(chorus_protocol::ErrorCode::Unavailable, format!("room {room} is restarting; try again")))
     }
 
     /// Removes expired presence entries and announces each one's leave, once.

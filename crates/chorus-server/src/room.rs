@@ -14,6 +14,13 @@
 //! the interval. Readers get cursors through per-sender slots in their
 //! outboxes (see [`crate::outbox`]).
 //!
+//! Text documents live here too (see [`crate::document`]): the task holds a
+//! replica of each open document, commits ops through the store's
+//! compare-and-set, and fans each committed op out in version order, so a
+//! connection that opened a document at version v receives every op after
+//! v exactly once. Ops committed by other nodes arrive on the bus; a gap in
+//! their versions is filled from the store before anything newer goes out.
+//!
 //! The task stops when its last local connection leaves, unsubscribing from
 //! the bus, so idle rooms cost nothing.
 
@@ -24,15 +31,22 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
+use chorus_core::oplog::LogEntry;
 use chorus_core::presence::{Member, UserInfo};
-use chorus_protocol::{CursorState, ErrorCode, LeaveReason, ServerMessage};
-use chorus_store::{BusError, RoomEvent, StoreError, Subscription};
+use chorus_core::text::TextOp;
+use chorus_protocol::{CursorState, DocPosition, ErrorCode, LeaveReason, ResetReason, ServerMessage};
+use chorus_store::{Appended, BusError, RoomEvent, StoreError, Subscription};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::document::{DocLimits, Document, Prepared};
 use crate::node::{now_ms, Node};
 use crate::outbox::{CursorKey, Outbox};
+
+/// Commit attempts for one op before giving up: each failed attempt means
+/// another node committed first, and this one catches up before retrying.
+const MAX_COMMIT_ATTEMPTS: usize = 32;
 
 /// Why a room refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +92,61 @@ pub enum RoomCommand {
         doc: Option<String>,
         version: Option<u64>,
     },
+    OpenDoc {
+        conn: Arc<str>,
+        doc: Arc<str>,
+        client: Arc<str>,
+        since: Option<DocPosition>,
+        id: Option<u64>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    CloseDoc {
+        conn: Arc<str>,
+        doc: Arc<str>,
+        id: Option<u64>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    Submit {
+        doc: Arc<str>,
+        submission: DocSubmission,
+        reply: oneshot::Sender<Result<Committed, Refusal>>,
+    },
+    /// A document's text, or its ops since a version (for the HTTP API).
+    ReadDoc {
+        doc: Arc<str>,
+        since: Option<u64>,
+        reply: oneshot::Sender<Result<DocRead, Refusal>>,
+    },
+}
+
+/// An op to commit, from a connection (acknowledged on its outbox) or
+/// from the HTTP API (answered through the command's reply).
+pub struct DocSubmission {
+    pub from: Submitter,
+    pub seq: u64,
+    /// The version the op was made at; `None` for the head (API only).
+    pub base: Option<u64>,
+    pub op: TextOp,
+}
+
+pub enum Submitter {
+    Connection { conn: Arc<str>, id: Option<u64> },
+    Api { client: Arc<str> },
+}
+
+/// A committed (or already committed) op's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub version: u64,
+    pub duplicate: bool,
+}
+
+/// A document as the HTTP API reads it.
+pub struct DocRead {
+    pub epoch: String,
+    pub version: u64,
+    pub text: Option<String>,
+    pub ops: Option<Vec<LogEntry>>,
 }
 
 /// A way to reach a room task.
@@ -109,6 +178,8 @@ pub struct Room {
     cursors: HashMap<Arc<str>, CursorState>,
     gates: HashMap<Arc<str>, Gate>,
     cursor_interval: Duration,
+    /// Open documents (loaded on first use, unloaded with their last reader).
+    docs: HashMap<Arc<str>, Document>,
 }
 
 impl Room {
@@ -124,6 +195,7 @@ impl Room {
             local: HashMap::new(),
             cursors: HashMap::new(),
             gates: HashMap::new(),
+            docs: HashMap::new(),
         };
         metrics::gauge!("chorus_rooms").increment(1.0);
         tokio::spawn(room.run(rx, sub));
@@ -140,7 +212,10 @@ impl Room {
                     None => break,
                 },
                 event = sub.recv() => match event {
-                    Ok(event) => self.deliver(&event),
+                    Ok(event) => match &*event {
+                        RoomEvent::DocOp { doc, entry } => self.remote_op(doc, entry).await,
+                        _ => self.deliver(&event),
+                    },
                     Err(BusError::Lagged { missed }) => {
                         warn!(room = %self.name, missed, "room fell behind its bus; resyncing members");
                         self.resync().await;
@@ -172,7 +247,13 @@ impl Room {
                 RoomCommand::Join { reply, .. } => {
                     let _ = reply.send(Err(Refusal::Retry));
                 }
-                RoomCommand::Presence { reply, .. } => {
+                RoomCommand::Presence { reply, .. } | RoomCommand::OpenDoc { reply, .. } | RoomCommand::CloseDoc { reply, .. } => {
+                    let _ = reply.send(Err(Refusal::Retry));
+                }
+                RoomCommand::Submit { reply, .. } => {
+                    let _ = reply.send(Err(Refusal::Retry));
+                }
+                RoomCommand::ReadDoc { reply, .. } => {
                     let _ = reply.send(Err(Refusal::Retry));
                 }
                 RoomCommand::Leave { reply, .. } => {
@@ -198,6 +279,18 @@ impl Room {
                 let _ = reply.send(self.presence(conn, state).await);
             }
             RoomCommand::Cursor { conn, cursor, doc, version } => self.cursor(conn, cursor, doc, version).await,
+            RoomCommand::OpenDoc { conn, doc, client, since, id, reply } => {
+                let _ = reply.send(self.open_doc(conn, doc, client, since, id).await);
+            }
+            RoomCommand::CloseDoc { conn, doc, id, reply } => {
+                let _ = reply.send(self.close_doc(&conn, &doc, id));
+            }
+            RoomCommand::Submit { doc, submission, reply } => {
+                let _ = reply.send(self.submit(doc, submission).await);
+            }
+            RoomCommand::ReadDoc { doc, since, reply } => {
+                let _ = reply.send(self.read_doc(doc, since).await);
+            }
         }
     }
 
@@ -236,6 +329,7 @@ impl Room {
     async fn leave(&mut self, conn: &Arc<str>, reason: LeaveReason, id: Option<u64>) {
         let Some(local) = self.local.remove(conn) else { return };
         self.gates.remove(conn);
+        self.unsubscribe_all(conn);
         if local.visible {
             match self.node.backend.leave(&self.name, conn, now_ms()).await {
                 Ok(Some((member, count))) => {
@@ -330,6 +424,7 @@ impl Room {
                     // Expired while still connected: tell the connection, and
                     // its session, which may join again.
                     self.gates.remove(&conn);
+                    self.unsubscribe_all(&conn);
                     local.outbox.push(ServerMessage::Left { id: None, room: self.name.to_string(), reason }.to_json().into());
                     let _ = local.dropped.send(self.name.clone());
                 }
@@ -345,7 +440,9 @@ impl Room {
                 let skip = connection.clone();
                 self.fan_out(ServerMessage::Presence { room: self.name.to_string(), connection, state }, Some(&skip));
             }
-            RoomEvent::Cursor { cursor } => {
+            RoomEvent::DocOp { .. } => {} // Ordered separately: see remote_op.
+            RoomEvent::Cursor { mut cursor } => {
+                self.anchor(&mut cursor);
                 let conn: Arc<str> = Arc::from(cursor.connection.as_str());
                 if cursor.cursor.is_null() {
                     self.cursors.remove(&conn);
@@ -387,8 +484,271 @@ impl Room {
             connection: conn.to_owned(),
             count: members.len(),
             members,
-            cursors: self.cursors.values().filter(|c| c.connection != conn).cloned().collect(),
+            cursors: self
+                .cursors
+                .values()
+                .filter(|c| c.connection != conn)
+                .map(|c| {
+                    let mut c = c.clone();
+                    self.anchor(&mut c);
+                    c
+                })
+                .collect(),
         }
+    }
+
+    /// Moves a text cursor forward to its document's head, if it is open here.
+    fn anchor(&self, cursor: &mut CursorState) {
+        if let Some(doc) = cursor.doc.as_deref().and_then(|d| self.docs.get(d)) {
+            doc.anchor(cursor);
+        }
+    }
+
+    fn doc_limits(&self) -> DocLimits {
+        DocLimits { max_op_bytes: self.node.config.max_op_bytes, max_document_bytes: self.node.config.max_document_bytes }
+    }
+
+    /// Loads a document into the room if it is not here yet.
+    async fn load_doc(&mut self, name: &Arc<str>) -> Result<(), Refusal> {
+        if self.docs.contains_key(name) {
+            return Ok(());
+        }
+        let stored = self.node.backend.load(&self.name, name).await?;
+        let doc = Document::restore(stored).map_err(|e| {
+            warn!(room = %self.name, doc = %name, "stored document is damaged: {e}");
+            Refusal::Refused(ErrorCode::Internal, format!("document {name} cannot be loaded: {e}"))
+        })?;
+        debug!(room = %self.name, doc = %name, version = doc.version(), "document loaded");
+        self.docs.insert(name.clone(), doc);
+        Ok(())
+    }
+
+    /// Drops a document nobody reads any more.
+    fn unload_if_unread(&mut self, name: &str) {
+        if self.docs.get(name).is_some_and(|d| d.subscribers.is_empty()) {
+            self.docs.remove(name);
+            debug!(room = %self.name, doc = %name, "document unloaded");
+        }
+    }
+
+    fn unsubscribe_all(&mut self, conn: &str) {
+        let names: Vec<Arc<str>> = self.docs.iter().filter(|(_, d)| d.subscribers.contains_key(conn)).map(|(n, _)| n.clone()).collect();
+        for name in names {
+            if let Some(d) = self.docs.get_mut(&name) {
+                d.subscribers.remove(conn);
+            }
+            self.unload_if_unread(&name);
+        }
+    }
+
+    async fn open_doc(&mut self, conn: Arc<str>, name: Arc<str>, client: Arc<str>, since: Option<DocPosition>, id: Option<u64>) -> Result<(), Refusal> {
+        let Some(outbox) = self.local.get(&conn).map(|l| l.outbox.clone()) else {
+            return Err(Refusal::Refused(ErrorCode::NotJoined, format!("not in room {}", self.name)));
+        };
+        self.load_doc(&name).await?;
+        let doc = self.docs.get_mut(&name).expect("loaded above");
+        let msg = doc.opened(id, &self.name, &name, since.as_ref());
+        if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
+            info!(room = %self.name, doc = %name, %conn, ?reason, "client resynced from the whole text");
+        }
+        doc.subscribers.insert(conn, client);
+        outbox.push(msg.to_json().into());
+        Ok(())
+    }
+
+    fn close_doc(&mut self, conn: &Arc<str>, name: &Arc<str>, id: Option<u64>) -> Result<(), Refusal> {
+        let was_open = self.docs.get_mut(name).is_some_and(|d| d.subscribers.remove(conn).is_some());
+        if !was_open {
+            return Err(Refusal::Refused(ErrorCode::NotOpen, format!("document {name} is not open")));
+        }
+        self.unload_if_unread(name);
+        if let Some(local) = self.local.get(conn) {
+            local.outbox.push(ServerMessage::DocClosed { id, room: self.name.to_string(), doc: name.to_string() }.to_json().into());
+        }
+        Ok(())
+    }
+
+    /// Orders an op: transforms it to the head, commits it through the
+    /// store's compare-and-set (catching up and retrying when another node
+    /// got there first), then acknowledges it and fans it out.
+    async fn submit(&mut self, name: Arc<str>, sub: DocSubmission) -> Result<Committed, Refusal> {
+        let client: Arc<str> = match &sub.from {
+            Submitter::Connection { conn, .. } => {
+                match self.docs.get(&name).and_then(|d| d.subscribers.get(conn)) {
+                    Some(client) => client.clone(),
+                    None => return Err(Refusal::Refused(ErrorCode::NotOpen, format!("document {name} is not open; open it first"))),
+                }
+            }
+            Submitter::Api { client } => client.clone(),
+        };
+        self.load_doc(&name).await?;
+        let result = self.commit(&name, &client, &sub).await;
+        if let (Ok(done), Submitter::Connection { conn, id }) = (&result, &sub.from) {
+            if let Some(local) = self.local.get(conn) {
+                let ack = ServerMessage::Ack { id: *id, room: self.name.to_string(), doc: name.to_string(), seq: sub.seq, version: done.version };
+                local.outbox.push(ack.to_json().into());
+            }
+        }
+        self.unload_if_unread(&name);
+        result
+    }
+
+    async fn commit(&mut self, name: &Arc<str>, client: &Arc<str>, sub: &DocSubmission) -> Result<Committed, Refusal> {
+        let limits = self.doc_limits();
+        let store = self.node.backend.clone();
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let doc = self.docs.get(name).expect("loaded by the caller");
+            let head = doc.version();
+            let base = sub.base.unwrap_or(head);
+            let op = match doc.prepare(client, sub.seq, base, &sub.op, limits)? {
+                Prepared::Fresh(op) => op,
+                Prepared::Duplicate(version) => return Ok(Committed { version, duplicate: true }),
+                Prepared::Trimmed { oldest } => {
+                    return match store.last_committed(&self.name, name, client).await? {
+                        Some((seq, version)) if seq == sub.seq => Ok(Committed { version, duplicate: true }),
+                        Some((last, _)) if last > sub.seq => Err(stale_seq(sub.seq, last)),
+                        _ => Err(Refusal::Refused(
+                            ErrorCode::VersionTrimmed,
+                            format!("base version {base} is older than the log reaches (from version {oldest}); open the document again"),
+                        )),
+                    };
+                }
+            };
+            let epoch = doc.epoch.clone();
+            match store.append(&self.name, name, &epoch, head, client, sub.seq, &op).await? {
+                Appended::Committed { version } => {
+                    let entry = LogEntry { version, client: client.to_string(), seq: sub.seq, op };
+                    let origin = match &sub.from {
+                        Submitter::Connection { conn, .. } => Some(conn.clone()),
+                        Submitter::Api { .. } => None,
+                    };
+                    self.apply(name, entry.clone(), origin.as_deref());
+                    metrics::counter!("chorus_ops_committed_total").increment(1);
+                    if let Err(e) = store.publish(&self.name, RoomEvent::DocOp { doc: name.to_string(), entry }).await {
+                        // Other nodes find the op from the next version they see.
+                        warn!(room = %self.name, doc = %name, "could not publish an op: {e}");
+                    }
+                    return Ok(Committed { version, duplicate: false });
+                }
+                Appended::Duplicate { version } => return Ok(Committed { version, duplicate: true }),
+                Appended::StaleSeq { last } => return Err(stale_seq(sub.seq, last)),
+                Appended::Conflict { .. } => self.catch_up(name).await?,
+                Appended::EpochChanged { .. } => {
+                    self.reload(name, ResetReason::Epoch).await?;
+                    return Err(Refusal::Refused(ErrorCode::VersionTrimmed, format!("document {name} was reset; open it again")));
+                }
+            }
+        }
+        Err(Refusal::Refused(ErrorCode::Unavailable, format!("document {name} is too busy to commit; retry")))
+    }
+
+    /// Applies a committed op to the replica and sends it to every reader
+    /// but its submitter (who gets an ack). Snapshots every so often.
+    fn apply(&mut self, name: &Arc<str>, entry: LogEntry, submitter: Option<&str>) {
+        let Some(doc) = self.docs.get_mut(name) else { return };
+        if let Err(e) = doc.commit(&entry) {
+            // The store's order and this replica disagree: drop the replica;
+            // the next use reloads it from the store.
+            warn!(room = %self.name, doc = %name, version = entry.version, "committed op does not apply to the replica ({e}); reloading");
+            self.docs.remove(name);
+            return;
+        }
+        let msg: Utf8Bytes = ServerMessage::Op { room: self.name.to_string(), doc: name.to_string(), entry }.to_json().into();
+        let mut sent = 0;
+        for conn in doc.subscribers.keys() {
+            if Some(&**conn) != submitter {
+                if let Some(local) = self.local.get(conn) {
+                    local.outbox.push(msg.clone());
+                    sent += 1;
+                }
+            }
+        }
+        metrics::counter!("chorus_messages_out_total").increment(sent);
+        let version = doc.version();
+        let config = &self.node.config;
+        if version >= doc.snapshot_version + config.doc_snapshot_every {
+            let trim_to = version.saturating_sub(config.doc_log_window);
+            doc.snapshot_version = version;
+            doc.text.trim_to(trim_to);
+            let rope = doc.text.text().rope().clone();
+            let (store, room, name, epoch) = (self.node.backend.clone(), self.name.clone(), name.clone(), doc.epoch.clone());
+            // Written off the room task: the text is a cheap copy of the rope.
+            tokio::spawn(async move {
+                if let Err(e) = store.snapshot(&room, &name, &epoch, version, rope.to_string(), trim_to).await {
+                    warn!(%room, doc = %name, version, "could not save a snapshot: {e}");
+                } else {
+                    debug!(%room, doc = %name, version, trim_to, "snapshot saved");
+                }
+            });
+        }
+    }
+
+    /// Fetches and applies the ops the replica missed.
+    async fn catch_up(&mut self, name: &Arc<str>) -> Result<(), Refusal> {
+        let Some(doc) = self.docs.get(name) else { return Ok(()) };
+        let (epoch, head) = (doc.epoch.clone(), doc.version());
+        match self.node.backend.ops_since(&self.name, name, &epoch, head).await? {
+            Some(ops) => {
+                for entry in ops {
+                    self.apply(name, entry, None);
+                }
+                Ok(())
+            }
+            None => self.reload(name, ResetReason::Trimmed).await,
+        }
+    }
+
+    /// Replaces a replica that fell too far behind (or whose log was
+    /// recreated) with the store's, and gives every reader the whole text.
+    async fn reload(&mut self, name: &Arc<str>, reason: ResetReason) -> Result<(), Refusal> {
+        let Some(old) = self.docs.remove(name) else { return Ok(()) };
+        warn!(room = %self.name, doc = %name, ?reason, "document replica reloaded; readers get the whole text");
+        self.load_doc(name).await?;
+        let doc = self.docs.get_mut(name).expect("loaded above");
+        doc.subscribers = old.subscribers;
+        let mut msg = doc.opened(None, &self.name, name, None);
+        if let ServerMessage::Opened { reset, .. } = &mut msg {
+            *reset = Some(reason);
+        }
+        let text: Utf8Bytes = msg.to_json().into();
+        for conn in doc.subscribers.keys() {
+            if let Some(local) = self.local.get(conn) {
+                local.outbox.push(text.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// An op another node committed (or this one: then it is known already).
+    async fn remote_op(&mut self, name: &str, entry: &LogEntry) {
+        let Some(doc) = self.docs.get(name) else { return };
+        let head = doc.version();
+        let name: Arc<str> = Arc::from(name);
+        if entry.version <= head {
+            return;
+        }
+        if entry.version == head + 1 {
+            self.apply(&name, entry.clone(), None);
+        } else if let Err(e) = self.catch_up(&name).await {
+            warn!(room = %self.name, doc = %name, "could not fill a gap in the op stream: {e:?}");
+        }
+    }
+
+    async fn read_doc(&mut self, name: Arc<str>, since: Option<u64>) -> Result<DocRead, Refusal> {
+        self.load_doc(&name).await?;
+        let doc = self.docs.get(&name).expect("loaded above");
+        let read = match since {
+            None => Ok(DocRead { epoch: doc.epoch.clone(), version: doc.version(), text: Some(doc.text.text().to_string()), ops: None }),
+            Some(v) => match doc.text.log().since(v) {
+                Some(ops) => Ok(DocRead { epoch: doc.epoch.clone(), version: doc.version(), text: None, ops: Some(ops.cloned().collect()) }),
+                None => Err(Refusal::Refused(
+                    ErrorCode::VersionTrimmed,
+                    format!("the log of {name} holds the ops after version {} up to {}", doc.text.log().oldest(), doc.version()),
+                )),
+            },
+        };
+        self.unload_if_unread(&name);
+        read
     }
 
     /// After missing bus events: every local connection gets a fresh member
@@ -405,6 +765,10 @@ impl Room {
             local.outbox.push(self.joined(None, conn, members.clone()).to_json().into());
         }
     }
+}
+
+fn stale_seq(seq: u64, last: u64) -> Refusal {
+    Refusal::Refused(ErrorCode::StaleSeq, format!("sequence number {seq} is older than this client's last committed op ({last})"))
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -8,7 +8,7 @@
 //! invalid token, a frame over the size limit, invalid UTF-8, a flood) close
 //! the connection, each with its documented close code.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +21,11 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::auth::{check_room_name, AuthError, Identity, Permission};
+use crate::auth::{check_doc_name, check_room_name, AuthError, Identity, Permission};
+use crate::document::parse_op;
 use crate::node::{now_ms, Node};
 use crate::outbox::Outbox;
-use crate::room::{Refusal, RoomCommand, RoomHandle};
+use crate::room::{DocSubmission, Refusal, RoomCommand, RoomHandle, Submitter};
 
 /// How long a new connection has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,6 +122,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         identity,
         outbox: outbox.clone(),
         rooms: HashMap::new(),
+        docs: HashSet::new(),
         last_refresh: Instant::now(),
         dropped_in_row: 0,
         last_rate_error: None,
@@ -130,7 +132,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
     let reason = loop {
         tokio::select! {
             Some(room) = dropped_rx.recv() => {
-                session.rooms.remove(&*room);
+                session.forget_room(&room);
             }
             frame = stream.next() => {
                 deadline = Instant::now() + ttl;
@@ -274,6 +276,8 @@ struct Session {
     identity: Identity,
     outbox: Arc<Outbox>,
     rooms: HashMap<String, RoomHandle>,
+    /// Open documents, as (room, document).
+    docs: HashSet<(String, Arc<str>)>,
     bucket: TokenBucket,
     last_refresh: Instant,
     dropped_in_row: u32,
@@ -358,7 +362,7 @@ impl Session {
                 if handle.tx.send(cmd).await.is_ok() {
                     let _ = done.await;
                 }
-                self.rooms.remove(&room);
+                self.forget_room(&room);
                 Ok(())
             }
             ClientMessage::Presence { id: _, room, state } => {
@@ -376,7 +380,7 @@ impl Session {
                 }
                 let cmd = RoomCommand::Cursor { conn: self.conn.clone(), cursor, doc, version };
                 if handle.tx.send(cmd).await.is_err() {
-                    self.rooms.remove(&room);
+                    self.forget_room(&room);
                 }
                 Ok(())
             }
@@ -385,7 +389,60 @@ impl Session {
                 self.send(ServerMessage::Heartbeat { id, server_time: now_ms() });
                 Ok(())
             }
+            ClientMessage::OpenDoc { id, room, doc, client, since } => {
+                let handle = self.joined(&room)?.clone();
+                check_doc_name(&doc).map_err(|m| Reply::new(ErrorCode::InvalidDocument, m))?;
+                let doc: Arc<str> = Arc::from(doc);
+                let key = (room.clone(), doc.clone());
+                let limit = self.node.config.documents_per_connection;
+                if !self.docs.contains(&key) && self.docs.len() >= limit {
+                    return Err(Reply::new(ErrorCode::TooManyDocuments, format!("a connection may have at most {limit} documents open")));
+                }
+                let client: Arc<str> = match client {
+                    Some(c) if c.is_empty() || c.len() > 128 => {
+                        return Err(Reply::new(ErrorCode::BadMessage, "a client id is 1 to 128 bytes long"));
+                    }
+                    Some(c) => Arc::from(c),
+                    None => self.conn.clone(),
+                };
+                let (reply, done) = oneshot::channel();
+                let cmd = RoomCommand::OpenDoc { conn: self.conn.clone(), doc, client, since, id, reply };
+                self.ask(&room, &handle, cmd, done).await?;
+                self.docs.insert(key);
+                Ok(())
+            }
+            ClientMessage::CloseDoc { id, room, doc } => {
+                let handle = self.joined(&room)?.clone();
+                let doc: Arc<str> = Arc::from(doc);
+                self.docs.remove(&(room.clone(), doc.clone()));
+                let (reply, done) = oneshot::channel();
+                let cmd = RoomCommand::CloseDoc { conn: self.conn.clone(), doc, id, reply };
+                self.ask(&room, &handle, cmd, done).await
+            }
+            ClientMessage::Submit { id, room, doc, seq, base, op } => {
+                let handle = self.joined(&room)?.clone();
+                self.require(&room, Permission::Write)?;
+                let op = parse_op(op).map_err(|m| Reply::new(ErrorCode::InvalidOp, m))?;
+                let submission = DocSubmission { from: Submitter::Connection { conn: self.conn.clone(), id }, seq, base: Some(base), op };
+                let (reply, done) = oneshot::channel();
+                let cmd = RoomCommand::Submit { doc: Arc::from(doc), submission, reply };
+                let outcome = if handle.tx.send(cmd).await.is_ok() { done.await.ok() } else { None };
+                match outcome {
+                    Some(Ok(_)) => Ok(()),
+                    Some(Err(Refusal::Refused(code, message))) => Err(Reply::new(code, message)),
+                    Some(Err(Refusal::Retry)) | None => {
+                        self.forget_room(&room);
+                        Err(Reply::new(ErrorCode::NotJoined, format!("not in room {room} any more; join it again")))
+                    }
+                }
+            }
         }
+    }
+
+    /// Forgets a room (and the documents open in it) after leaving it.
+    fn forget_room(&mut self, room: &str) {
+        self.rooms.remove(room);
+        self.docs.retain(|(r, _)| r != room);
     }
 
     fn joined(&self, room: &str) -> Result<&RoomHandle, Reply> {
@@ -413,7 +470,7 @@ impl Session {
             Some(Err(Refusal::Refused(code, message))) => Err(Reply::new(code, message)),
             // The room task is gone, and with it this connection's membership.
             Some(Err(Refusal::Retry)) | None => {
-                self.rooms.remove(room);
+                self.forget_room(room);
                 Err(Reply::new(ErrorCode::NotJoined, format!("not in room {room} any more; join it again")))
             }
         }

@@ -4,7 +4,10 @@
 //! empty backend. Each check names itself in its panic message. The checks
 //! state the guarantees the server relies on: atomic removal (one leave per
 //! entry, however many callers race), expiry by the given clock, isolation
-//! between rooms, and in-order bus delivery to every subscriber.
+//! between rooms, in-order bus delivery to every subscriber, and for
+//! documents: one order by compare-and-set (exactly one of racing appends
+//! at a version wins), (client, seq) deduplication, epochs, and trimming
+//! behind snapshots that never leaves a silent hole.
 
 use std::sync::Arc;
 
@@ -12,7 +15,13 @@ use chorus_core::presence::{Member, UserInfo};
 use chorus_protocol::{CursorState, LeaveReason};
 use serde_json::json;
 
-use crate::{Backend, BusError, RoomEvent, RoomSummary};
+use chorus_core::text::TextOp;
+
+use crate::{Appended, Backend, BusError, RoomEvent, RoomSummary};
+
+fn ins(at: usize, text: &str) -> TextOp {
+    TextOp::insert(at, text)
+}
 
 fn member(connection: &str, user: &str, joined_at: u64) -> Member {
     Member {
@@ -46,6 +55,105 @@ where
     bus_keeps_rooms_apart(make()).await;
     dropped_subscriptions_receive_nothing(make()).await;
     bus_reports_lag(make()).await;
+    new_documents_are_empty_with_an_epoch(make()).await;
+    appends_are_compare_and_set(make()).await;
+    racing_appends_have_one_winner(Arc::new(make())).await;
+    submissions_are_deduplicated(make()).await;
+    snapshots_trim_the_log_without_holes(make()).await;
+    documents_keep_apart(make()).await;
+}
+
+async fn new_documents_are_empty_with_an_epoch<B: Backend>(b: B) {
+    let check = "new_documents_are_empty_with_an_epoch";
+    let d = b.load("r", "body").await.unwrap();
+    assert_eq!((d.snapshot_version, d.snapshot.as_str(), d.ops.len(), d.head()), (0, "", 0, 0), "{check}");
+    assert!(!d.epoch.is_empty(), "{check}: an epoch is set");
+    assert_eq!(b.load("r", "body").await.unwrap().epoch, d.epoch, "{check}: loading again keeps the epoch");
+    assert_eq!(b.ops_since("r", "body", &d.epoch, 0).await.unwrap(), Some(vec![]), "{check}");
+}
+
+async fn appends_are_compare_and_set<B: Backend>(b: B) {
+    let check = "appends_are_compare_and_set";
+    let e = b.load("r", "d").await.unwrap().epoch;
+    assert_eq!(b.append("r", "d", &e, 0, "a", 1, &ins(0, "x")).await.unwrap(), Appended::Committed { version: 1 }, "{check}");
+    assert_eq!(b.append("r", "d", &e, 0, "b", 1, &ins(0, "y")).await.unwrap(), Appended::Conflict { head: 1 }, "{check}: stale expectation");
+    assert_eq!(b.append("r", "d", &e, 5, "b", 1, &ins(0, "y")).await.unwrap(), Appended::Conflict { head: 1 }, "{check}: future expectation");
+    assert_eq!(b.append("r", "d", &e, 1, "b", 1, &ins(1, "y")).await.unwrap(), Appended::Committed { version: 2 }, "{check}");
+    let wrong = "not-the-epoch";
+    assert!(matches!(b.append("r", "d", wrong, 2, "c", 1, &ins(0, "z")).await.unwrap(), Appended::EpochChanged { epoch } if epoch == e), "{check}: epoch checked");
+    assert_eq!(b.ops_since("r", "d", wrong, 0).await.unwrap(), None, "{check}: no ops for another epoch");
+    let ops = b.ops_since("r", "d", &e, 0).await.unwrap().expect("log reaches version 0");
+    let got: Vec<(u64, &str, u64, &TextOp)> = ops.iter().map(|o| (o.version, o.client.as_str(), o.seq, &o.op)).collect();
+    assert_eq!(got, vec![(1, "a", 1, &ins(0, "x")), (2, "b", 1, &ins(1, "y"))], "{check}: ops kept with their submitters");
+    assert_eq!(b.ops_since("r", "d", &e, 1).await.unwrap().unwrap().len(), 1, "{check}");
+    assert_eq!(b.ops_since("r", "d", &e, 2).await.unwrap(), Some(vec![]), "{check}: nothing after the head");
+    assert_eq!(b.ops_since("r", "d", &e, 3).await.unwrap(), None, "{check}: a version past the head is refused");
+}
+
+async fn racing_appends_have_one_winner<B: Backend>(b: Arc<B>) {
+    let check = "racing_appends_have_one_winner";
+    let e = b.load("r", "d").await.unwrap().epoch;
+    let racers = (0..8).map(|i| {
+        let (b, e) = (b.clone(), e.clone());
+        tokio::spawn(async move { b.append("r", "d", &e, 0, &format!("c{i}"), 1, &ins(0, "x")).await.unwrap() })
+    });
+    let outcomes = join_all(racers).await;
+    let won = outcomes.iter().filter(|o| **o == Appended::Committed { version: 1 }).count();
+    let lost = outcomes.iter().filter(|o| **o == Appended::Conflict { head: 1 }).count();
+    assert_eq!((won, lost), (1, 7), "{check}: {outcomes:?}");
+}
+
+async fn submissions_are_deduplicated<B: Backend>(b: B) {
+    let check = "submissions_are_deduplicated";
+    let e = b.load("r", "d").await.unwrap().epoch;
+    assert_eq!(b.last_committed("r", "d", "a").await.unwrap(), None, "{check}");
+    b.append("r", "d", &e, 0, "a", 7, &ins(0, "x")).await.unwrap();
+    b.append("r", "d", &e, 1, "b", 1, &ins(0, "y")).await.unwrap();
+    // A resubmission is recognised whatever head it expects.
+    assert_eq!(b.append("r", "d", &e, 1, "a", 7, &ins(0, "x")).await.unwrap(), Appended::Duplicate { version: 1 }, "{check}");
+    assert_eq!(b.append("r", "d", &e, 2, "a", 7, &ins(0, "x")).await.unwrap(), Appended::Duplicate { version: 1 }, "{check}");
+    assert_eq!(b.append("r", "d", &e, 2, "a", 6, &ins(0, "x")).await.unwrap(), Appended::StaleSeq { last: 7 }, "{check}");
+    assert_eq!(b.last_committed("r", "d", "a").await.unwrap(), Some((7, 1)), "{check}");
+    assert_eq!(b.ops_since("r", "d", &e, 0).await.unwrap().unwrap().len(), 2, "{check}: nothing applied twice");
+    assert_eq!(b.append("r", "d", &e, 2, "a", 8, &ins(0, "z")).await.unwrap(), Appended::Committed { version: 3 }, "{check}");
+}
+
+async fn snapshots_trim_the_log_without_holes<B: Backend>(b: B) {
+    let check = "snapshots_trim_the_log_without_holes";
+    let e = b.load("r", "d").await.unwrap().epoch;
+    let mut text = String::new();
+    for v in 0..10u64 {
+        b.append("r", "d", &e, v, "a", v + 1, &ins(0, &v.to_string())).await.unwrap();
+        text.insert_str(0, &v.to_string());
+    }
+    // Text at version 8 is "76543210"; keep ops after version 5.
+    b.snapshot("r", "d", &e, 8, "76543210".into(), 5).await.unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    assert_eq!((d.snapshot_version, d.snapshot.as_str(), d.head()), (8, "76543210", 10), "{check}");
+    assert_eq!(d.ops.iter().map(|o| o.version).collect::<Vec<_>>(), vec![6, 7, 8, 9, 10], "{check}: ops after the trim point kept");
+    assert_eq!(b.ops_since("r", "d", &e, 4).await.unwrap(), None, "{check}: trimmed versions are refused, not partly answered");
+    assert_eq!(b.ops_since("r", "d", &e, 5).await.unwrap().unwrap().len(), 5, "{check}");
+    assert_eq!(b.last_committed("r", "d", "a").await.unwrap(), Some((10, 10)), "{check}");
+    // An older snapshot arriving late changes nothing.
+    b.snapshot("r", "d", &e, 7, "stale".into(), 7).await.unwrap();
+    let again = b.load("r", "d").await.unwrap();
+    assert_eq!((again.snapshot_version, again.snapshot.as_str(), again.ops.len()), (8, "76543210", 5), "{check}: late snapshot ignored");
+    // Trimming never passes the snapshot.
+    b.snapshot("r", "d", &e, 9, "876543210".into(), 100).await.unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    assert_eq!(d.ops.iter().map(|o| o.version).collect::<Vec<_>>(), vec![10], "{check}: ops after the snapshot are never trimmed");
+    assert_eq!(b.append("r", "d", &e, 10, "b", 1, &ins(0, "!")).await.unwrap(), Appended::Committed { version: 11 }, "{check}");
+}
+
+async fn documents_keep_apart<B: Backend>(b: B) {
+    let check = "documents_keep_apart";
+    let e1 = b.load("r", "one").await.unwrap().epoch;
+    let e2 = b.load("r", "two").await.unwrap().epoch;
+    let e3 = b.load("s", "one").await.unwrap().epoch;
+    b.append("r", "one", &e1, 0, "a", 1, &ins(0, "x")).await.unwrap();
+    assert_eq!(b.append("r", "two", &e2, 0, "a", 1, &ins(0, "y")).await.unwrap(), Appended::Committed { version: 1 }, "{check}: same client, other document");
+    assert_eq!(b.load("s", "one").await.unwrap().head(), 0, "{check}: same name, other room");
+    assert_eq!(b.append("s", "one", &e3, 0, "a", 1, &ins(0, "z")).await.unwrap(), Appended::Committed { version: 1 }, "{check}");
 }
 
 async fn join_list_and_leave<B: Backend>(b: B) {

@@ -8,6 +8,12 @@
 //! - [`Bus`] carries room events between nodes. It is a wake-up, not the
 //!   truth: delivery is at most once, and a subscriber that falls behind is
 //!   told so ([`BusError::Lagged`]) and resyncs from the store.
+//! - [`DocStore`] holds each text document's order: a log of ops appended
+//!   by compare-and-set on the head version (so one order exists however
+//!   many nodes commit at once), with (client, seq) deduplication, and
+//!   snapshots behind which the log is trimmed. It never holds the text at
+//!   the head: nodes keep that, so a commit costs the same whatever the
+//!   document's size.
 //!
 //! [`MemoryStore`] implements both for one process with zero setup. Every
 //! backend must pass [`conformance`], the same suite, unchanged.
@@ -15,7 +21,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chorus_core::oplog::LogEntry;
 use chorus_core::presence::{Member, Millis};
+use chorus_core::text::TextOp;
 use chorus_protocol::{CursorState, LeaveReason};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -96,6 +104,8 @@ pub enum RoomEvent {
     MemberLeft { connection: String, user: String, reason: LeaveReason, count: usize },
     Presence { connection: String, state: Value },
     Cursor { cursor: CursorState },
+    /// An op committed to a document of the room.
+    DocOp { doc: String, entry: LogEntry },
 }
 
 /// Why a subscription stopped delivering.
@@ -140,8 +150,69 @@ pub trait Bus: Send + Sync + 'static {
     async fn subscribe(&self, room: &str) -> StoreResult<Subscription>;
 }
 
-/// A backend: a presence store and a bus, with a name for logs.
-pub trait Backend: PresenceStore + Bus {
+/// A document as stored: its latest snapshot and the ops kept around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDoc {
+    /// Identifies this incarnation of the log: a document lost by the store
+    /// and created again gets a new epoch, so old versions are never trusted.
+    pub epoch: String,
+    pub snapshot_version: u64,
+    pub snapshot: String,
+    /// Consecutive ops, ending at the head. Those at or before the snapshot
+    /// are kept for catching clients up; the rest apply to the snapshot.
+    pub ops: Vec<LogEntry>,
+}
+
+impl StoredDoc {
+    pub fn head(&self) -> u64 {
+        self.ops.last().map_or(self.snapshot_version, |e| e.version)
+    }
+}
+
+/// What [`DocStore::append`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// The op is in the log at `version`.
+    Committed { version: u64 },
+    /// (client, seq) was already committed, at `version`; nothing changed.
+    Duplicate { version: u64 },
+    /// The head moved on to `head`: fetch the ops since, transform, retry.
+    Conflict { head: u64 },
+    /// `seq` is older than the client's last committed op (`last`).
+    StaleSeq { last: u64 },
+    /// The log is a different incarnation than the caller's.
+    EpochChanged { epoch: String },
+}
+
+/// The ordered ops of text documents. Documents are addressed by room and
+/// name; each room's documents travel together (one Redis hash tag).
+#[async_trait]
+pub trait DocStore: Send + Sync + 'static {
+    /// The document's snapshot and kept ops; an empty document at version 0
+    /// with a fresh epoch when it does not exist yet.
+    async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc>;
+
+    /// Appends `op` at `expected + 1` if the head is `expected` and the log
+    /// is still `epoch`, unless (client, seq) is committed already. Atomic.
+    #[allow(clippy::too_many_arguments)]
+    async fn append(&self, room: &str, doc: &str, epoch: &str, expected: u64, client: &str, seq: u64, op: &TextOp) -> StoreResult<Appended>;
+
+    /// Ops after `version` up to the head; `None` when the log no longer
+    /// reaches back that far (or the epoch differs).
+    async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>>;
+
+    /// The (seq, version) of `client`'s last committed op, while the log
+    /// still holds it.
+    async fn last_committed(&self, room: &str, doc: &str, client: &str) -> StoreResult<Option<(u64, u64)>>;
+
+    /// Records `text` as the document at `version` and drops the ops at or
+    /// before `trim_to` (never past the snapshot). An older snapshot than
+    /// the one kept is ignored.
+    async fn snapshot(&self, room: &str, doc: &str, epoch: &str, version: u64, text: String, trim_to: u64) -> StoreResult<()>;
+}
+
+/// A backend: a presence store, a bus and a document store, with a name for logs.
+pub trait Backend: PresenceStore + Bus + DocStore {
     /// What the server prints at start-up, e.g. "embedded in-memory store".
     fn describe(&self) -> String;
 }

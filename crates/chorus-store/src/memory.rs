@@ -3,17 +3,21 @@
 //! One lock guards all presence tables, so each operation (join, leave,
 //! expiry sweep) is atomic, which is what makes "exactly one leave per
 //! expiry" hold however many tasks sweep. The bus is a broadcast channel per
-//! room, dropped when its last subscriber goes. Nothing survives a restart.
+//! room, dropped when its last subscriber goes. Documents sit behind a lock
+//! of their own, so an append is one compare-and-set. Nothing survives a
+//! restart: a document's epoch is new each time the process starts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use chorus_core::oplog::LogEntry;
 use chorus_core::presence::{Member, Millis, PresenceTable};
+use chorus_core::text::TextOp;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::{Backend, Bus, Expired, PresenceStore, RoomEvent, RoomSummary, StoreResult, Subscription};
+use crate::{Appended, Backend, Bus, DocStore, Expired, PresenceStore, RoomEvent, RoomSummary, StoreResult, StoredDoc, Subscription};
 
 /// Events a slow subscriber may fall behind by before it must resync. The
 /// channel allocates every slot up front, so this is also a fixed cost per
@@ -24,11 +28,47 @@ const BUS_CAPACITY: usize = 1_024;
 pub struct MemoryStore {
     rooms: Mutex<HashMap<String, PresenceTable>>,
     channels: Mutex<HashMap<String, broadcast::Sender<Arc<RoomEvent>>>>,
+    docs: Mutex<HashMap<(String, String), StoredLog>>,
+}
+
+/// One document's log in memory.
+struct StoredLog {
+    epoch: String,
+    snapshot_version: u64,
+    snapshot: String,
+    /// Version before the first kept op.
+    oldest: u64,
+    ops: VecDeque<LogEntry>,
+    /// Each client's last committed (seq, version), while that op is kept.
+    clients: HashMap<String, (u64, u64)>,
+}
+
+impl StoredLog {
+    fn new() -> Self {
+        Self {
+            epoch: format!("{:016x}", rand::random::<u64>()),
+            snapshot_version: 0,
+            snapshot: String::new(),
+            oldest: 0,
+            ops: VecDeque::new(),
+            clients: HashMap::new(),
+        }
+    }
+
+    fn head(&self) -> u64 {
+        self.oldest + self.ops.len() as u64
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn with_doc<T>(&self, room: &str, doc: &str, f: impl FnOnce(&mut StoredLog) -> T) -> T {
+        let mut docs = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+        let log = docs.entry((room.to_owned(), doc.to_owned())).or_insert_with(StoredLog::new);
+        f(log)
     }
 
     fn with_rooms<T>(&self, f: impl FnOnce(&mut HashMap<String, PresenceTable>) -> T) -> T {
@@ -130,6 +170,71 @@ impl Bus for MemoryStore {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let tx = channels.entry(room.to_owned()).or_insert_with(|| broadcast::channel(BUS_CAPACITY).0);
         Ok(Subscription::new(tx.subscribe()))
+    }
+}
+
+#[async_trait]
+impl DocStore for MemoryStore {
+    async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc> {
+        Ok(self.with_doc(room, doc, |log| StoredDoc {
+            epoch: log.epoch.clone(),
+            snapshot_version: log.snapshot_version,
+            snapshot: log.snapshot.clone(),
+            ops: log.ops.iter().cloned().collect(),
+        }))
+    }
+
+    async fn append(&self, room: &str, doc: &str, epoch: &str, expected: u64, client: &str, seq: u64, op: &TextOp) -> StoreResult<Appended> {
+        Ok(self.with_doc(room, doc, |log| {
+            if log.epoch != epoch {
+                return Appended::EpochChanged { epoch: log.epoch.clone() };
+            }
+            match log.clients.get(client) {
+                Some(&(last, version)) if last == seq => return Appended::Duplicate { version },
+                Some(&(last, _)) if last > seq => return Appended::StaleSeq { last },
+                _ => {}
+            }
+            if log.head() != expected {
+                return Appended::Conflict { head: log.head() };
+            }
+            let version = expected + 1;
+            log.ops.push_back(LogEntry { version, client: client.to_owned(), seq, op: op.clone() });
+            log.clients.insert(client.to_owned(), (seq, version));
+            Appended::Committed { version }
+        }))
+    }
+
+    async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
+        Ok(self.with_doc(room, doc, |log| {
+            if log.epoch != epoch || version < log.oldest || version > log.head() {
+                return None;
+            }
+            Some(log.ops.iter().skip((version - log.oldest) as usize).cloned().collect())
+        }))
+    }
+
+    async fn last_committed(&self, room: &str, doc: &str, client: &str) -> StoreResult<Option<(u64, u64)>> {
+        Ok(self.with_doc(room, doc, |log| log.clients.get(client).copied()))
+    }
+
+    async fn snapshot(&self, room: &str, doc: &str, epoch: &str, version: u64, text: String, trim_to: u64) -> StoreResult<()> {
+        self.with_doc(room, doc, |log| {
+            if log.epoch != epoch || version <= log.snapshot_version || version > log.head() {
+                return;
+            }
+            log.snapshot_version = version;
+            log.snapshot = text;
+            let trim_to = trim_to.min(version);
+            while log.oldest < trim_to {
+                log.ops.pop_front();
+                log.oldest += 1;
+            }
+            // A client whose last op is gone from the log can only come back
+            // from before the trim point, and so gets a snapshot anyway.
+            let oldest = log.oldest;
+            log.clients.retain(|_, (_, v)| *v > oldest);
+        });
+        Ok(())
     }
 }
 

@@ -1,0 +1,318 @@
+//! One text document as a room task holds it: the text at the head, the
+//! log window behind it, and the connections that receive its ops.
+//!
+//! The store decides the order (see [`chorus_store::DocStore`]); this is
+//! the node's replica of it, which is what makes a commit cost the same
+//! whatever the document's size: the node transforms and checks an op
+//! against its replica, and the store only compares versions and appends.
+//! Everything here is synchronous; the room task does the IO around it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chorus_core::oplog::{LogEntry, OrderedText, Rebased, RestoreError, SubmitError};
+use chorus_core::text::{Author, Component, Delete, OpError, Selection, TextDoc, TextOp};
+use chorus_protocol::{CursorState, DocPosition, ErrorCode, ResetReason, ServerMessage};
+use chorus_store::StoredDoc;
+use serde_json::Value;
+
+use crate::room::Refusal;
+
+/// Size limits on what a submission may do.
+#[derive(Debug, Clone, Copy)]
+pub struct DocLimits {
+    pub max_op_bytes: usize,
+    pub max_document_bytes: usize,
+}
+
+/// A submission checked and moved to the head of the replica.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Apply this (transformed, with the text of its deletes) at the head.
+    Fresh(TextOp),
+    /// Already committed at this version: acknowledge only.
+    Duplicate(u64),
+    /// The base is older than the replica's log: ask the store whether it
+    /// is a resubmission before refusing it.
+    Trimmed { oldest: u64 },
+}
+
+pub struct Document {
+    pub epoch: String,
+    pub text: OrderedText,
+    /// Connections that receive the ops, with the client id they submit as.
+    pub subscribers: HashMap<Arc<str>, Arc<str>>,
+    /// Version of the last snapshot written.
+    pub snapshot_version: u64,
+}
+
+impl Document {
+    pub fn restore(stored: StoredDoc) -> Result<Self, RestoreError> {
+        let text = OrderedText::restore(TextDoc::from(stored.snapshot.as_str()), stored.snapshot_version, stored.ops)?;
+        Ok(Self { epoch: stored.epoch, text, subscribers: HashMap::new(), snapshot_version: stored.snapshot_version })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.text.version()
+    }
+
+    /// Checks a client's op made at `base` and transforms it to the head.
+    /// Nothing changes here; the caller commits the result through the store.
+    pub fn prepare(&self, client: &str, seq: u64, base: u64, op: &TextOp, limits: DocLimits) -> Result<Prepared, Refusal> {
+        let head = self.version();
+        let log = self.text.log();
+        if base > head {
+            return Err(refused(ErrorCode::FutureVersion, format!("base version {base} is ahead of the document (version {head})")));
+        }
+        // A resubmission is acknowledged even if it would not pass the checks
+        // below any more (it passed them once).
+        let rebased = match log.rebase(client, seq, base, op) {
+            Ok(Rebased::Duplicate { version }) => return Ok(Prepared::Duplicate(version)),
+            Ok(Rebased::Fresh(op)) => op,
+            Err(SubmitError::Trimmed { oldest, .. }) => return Ok(Prepared::Trimmed { oldest }),
+            Err(e) => return Err(refused(ErrorCode::InvalidOp, e.to_string())),
+        };
+        op.check().map_err(invalid)?;
+        let size = op_bytes(op);
+        if size > limits.max_op_bytes {
+            return Err(refused(ErrorCode::OpTooLarge, format!("the op is {size} bytes; the limit is {}", limits.max_op_bytes)));
+        }
+        let len_at_base = log.len_at(base, self.text.text().len_chars()).expect("the log reaches the base: rebase succeeded");
+        op.check_against(len_at_base).map_err(|e| match e {
+            OpError::Overrun { needed, doc_len } => refused(
+                ErrorCode::InvalidOp,
+                format!("the op spans {needed} code points but the document had {doc_len} at version {base}"),
+            ),
+            other => invalid(other),
+        })?;
+        let current = self.text.text();
+        let rebased = current.make_invertible(&rebased).map_err(invalid)?;
+        current.check(&rebased).map_err(invalid)?;
+        let grown = current.rope().len_bytes() as isize + byte_delta(&rebased);
+        if grown > limits.max_document_bytes as isize {
+            return Err(refused(
+                ErrorCode::DocumentTooLarge,
+                format!("the document would be {grown} bytes; the limit is {}", limits.max_document_bytes),
+            ));
+        }
+        Ok(Prepared::Fresh(rebased))
+    }
+
+    /// The `opened` reply for a client that has the document at `since`
+    /// (or nothing): the ops it missed when the log reaches back, else the
+    /// whole text, saying why when it asked for ops.
+    pub fn opened(&self, id: Option<u64>, room: &str, doc: &str, since: Option<&DocPosition>) -> ServerMessage {
+        let version = self.version();
+        let reset = match since {
+            None => None,
+            Some(p) if p.epoch != self.epoch => Some(ResetReason::Epoch),
+            Some(p) if p.version > version => Some(ResetReason::Ahead),
+            Some(p) => match self.text.log().since(p.version) {
+                Some(ops) => {
+                    return ServerMessage::Opened {
+                        id,
+                        room: room.to_owned(),
+                        doc: doc.to_owned(),
+                        epoch: self.epoch.clone(),
+                        version,
+                        text: None,
+                        ops: Some(ops.cloned().collect()),
+                        reset: None,
+                    }
+                }
+                None => Some(ResetReason::Trimmed),
+            },
+        };
+        ServerMessage::Opened {
+            id,
+            room: room.to_owned(),
+            doc: doc.to_owned(),
+            epoch: self.epoch.clone(),
+            version,
+            text: Some(self.text.text().to_string()),
+            ops: None,
+            reset,
+        }
+    }
+
+    /// Moves a text selection cursor (`{"anchor": n, "head": n}` tagged with
+    /// this document and a version) forward to the head, through the ops
+    /// committed since its version. Cursors of other shapes, of versions the
+    /// log no longer reaches, or from the future are left as they are.
+    pub fn anchor(&self, cursor: &mut CursorState) {
+        let Some(version) = cursor.version else { return };
+        let head = self.version();
+        if version >= head {
+            return;
+        }
+        let Some(selection) = selection_of(&cursor.cursor) else { return };
+        let Some(ops) = self.text.log().since(version) else { return };
+        let owner = self.subscribers.get(cursor.connection.as_str());
+        let mut s = selection;
+        for e in ops {
+            let author = if owner.is_some_and(|c| **c == *e.client) { Author::Own } else { Author::Other };
+            s = e.op.transform_selection(s, author);
+        }
+        if let Value::Object(map) = &mut cursor.cursor {
+            map.insert("anchor".into(), s.anchor.into());
+            map.insert("head".into(), s.head.into());
+        }
+        cursor.version = Some(head);
+    }
+
+    /// Applies an op the store committed; the caller fans it out.
+    pub fn commit(&mut self, entry: &LogEntry) -> Result<(), OpError> {
+        self.text.commit(&entry.client, entry.seq, entry.op.clone()).map(|_| ())
+    }
+}
+
+fn selection_of(cursor: &Value) -> Option<Selection> {
+    let anchor = cursor.get("anchor")?.as_u64()?;
+    let head = cursor.get("head")?.as_u64()?;
+    Some(Selection { anchor: usize::try_from(anchor).ok()?, head: usize::try_from(head).ok()? })
+}
+
+fn refused(code: ErrorCode, message: impl Into<String>) -> Refusal {
+    Refusal::Refused(code, message.into())
+}
+
+fn invalid(e: OpError) -> Refusal {
+    refused(ErrorCode::InvalidOp, e.to_string())
+}
+
+/// The size of an op for the op size limit: the text it carries, plus a
+/// little per component.
+pub fn op_bytes(op: &TextOp) -> usize {
+    op.components()
+        .iter()
+        .map(|c| {
+            8 + match c {
+                Component::Insert(s) | Component::Delete(Delete::Text(s)) => s.len(),
+                Component::Retain(_) | Component::Delete(Delete::Len(_)) => 0,
+            }
+        })
+        .sum()
+}
+
+/// Change in UTF-8 bytes when an op whose deletes carry their text applies.
+fn byte_delta(op: &TextOp) -> isize {
+    op.components()
+        .iter()
+        .map(|c| match c {
+            Component::Insert(s) => s.len() as isize,
+            Component::Delete(Delete::Text(s)) => -(s.len() as isize),
+            Component::Retain(_) | Component::Delete(Delete::Len(_)) => 0,
+        })
+        .sum()
+}
+
+/// Parses the `op` field of a submission: an ot-text-unicode op, or one of
+/// the simple forms.
+pub fn parse_op(value: Value) -> Result<TextOp, String> {
+    match value {
+        Value::Array(_) => serde_json::from_value::<TextOp>(value).map_err(|e| format!("malformed op: {e}")),
+        Value::Object(_) => serde_json::from_value::<chorus_core::text::SimpleEdit>(value)
+            .map(TextOp::from)
+            .map_err(|e| format!("malformed op: {e} (expected {{\"insert\": {{\"at\", \"text\"}}}} or {{\"delete\": {{\"at\", \"length\"}}}})")),
+        other => Err(format!("an op is a list of components or an insert/delete object, not {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(v: Value) -> TextOp {
+        parse_op(v).unwrap()
+    }
+
+    fn doc(text: &str) -> Document {
+        Document::restore(StoredDoc { epoch: "e".into(), snapshot_version: 0, snapshot: text.into(), ops: vec![] }).unwrap()
+    }
+
+    const LIMITS: DocLimits = DocLimits { max_op_bytes: 1_000, max_document_bytes: 100 };
+
+    fn code(r: Result<Prepared, Refusal>) -> ErrorCode {
+        match r {
+            Err(Refusal::Refused(code, _)) => code,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ops_are_checked_at_their_base_and_transformed_to_the_head() {
+        let mut d = doc("abc");
+        d.commit(&LogEntry { version: 1, client: "x".into(), seq: 1, op: op(json!(["XY"])) }).unwrap();
+        // Made at version 0, where the document had 3 code points.
+        match d.prepare("y", 1, 0, &op(json!([3, "!"])), LIMITS).unwrap() {
+            Prepared::Fresh(o) => assert_eq!(o, op(json!([5, "!"]))),
+            other => panic!("{other:?}"),
+        }
+        // Deletes get their text, so the log can be inverted later.
+        match d.prepare("y", 1, 1, &op(json!([{"d": 2}])), LIMITS).unwrap() {
+            Prepared::Fresh(o) => assert_eq!(o, op(json!([{"d": "XY"}]))),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(d.prepare("x", 1, 0, &op(json!(["Q"])), LIMITS), Ok(Prepared::Duplicate(1))));
+        // Four code points do not fit the three the document had at version 0,
+        // although they would fit the five it has now.
+        assert_eq!(code(d.prepare("y", 1, 0, &op(json!([4, "!"])), LIMITS)), ErrorCode::InvalidOp);
+        assert_eq!(code(d.prepare("y", 1, 2, &op(json!(["!"])), LIMITS)), ErrorCode::FutureVersion);
+        assert_eq!(code(d.prepare("y", 1, 1, &op(json!([1, 1, "!"])), LIMITS)), ErrorCode::InvalidOp);
+        assert_eq!(code(d.prepare("y", 1, 1, &op(json!([{"d": "zz"}])), LIMITS)), ErrorCode::InvalidOp);
+        assert_eq!(code(d.prepare("y", 1, 1, &op(json!([0, "a"])), LIMITS)), ErrorCode::InvalidOp);
+        assert_eq!(code(d.prepare("y", 1, 1, &op(json!(["a".repeat(1_001)])), LIMITS)), ErrorCode::OpTooLarge);
+        assert_eq!(code(d.prepare("y", 1, 1, &op(json!(["😭".repeat(24)])), LIMITS)), ErrorCode::DocumentTooLarge);
+        assert!(matches!(d.prepare("y", 1, 1, &op(json!(["😭".repeat(23)])), LIMITS), Ok(Prepared::Fresh(_))));
+    }
+
+    #[test]
+    fn opened_sends_ops_when_the_log_reaches_back_and_says_why_when_not() {
+        let mut d = doc("");
+        for v in 1..=3 {
+            d.commit(&LogEntry { version: v, client: "x".into(), seq: v, op: op(json!(["a"])) }).unwrap();
+        }
+        d.text.trim_to(1);
+        let at = |epoch: &str, version| DocPosition { epoch: epoch.into(), version };
+        let ops = |m: ServerMessage| match m {
+            ServerMessage::Opened { ops, text, reset, version, .. } => (ops.map(|o| o.len()), text, reset, version),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 1)))), (Some(2), None, None, 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 3)))), (Some(0), None, None, 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 0)))), (None, Some("aaa".into()), Some(ResetReason::Trimmed), 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("other", 2)))), (None, Some("aaa".into()), Some(ResetReason::Epoch), 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 4)))), (None, Some("aaa".into()), Some(ResetReason::Ahead), 3));
+        assert_eq!(ops(d.opened(None, "r", "d", None)), (None, Some("aaa".into()), None, 3));
+    }
+
+    #[test]
+    fn cursors_move_with_the_text_before_them() {
+        let mut d = doc("hello world");
+        d.commit(&LogEntry { version: 1, client: "x".into(), seq: 1, op: op(json!(["😭😭"])) }).unwrap();
+        d.commit(&LogEntry { version: 2, client: "x".into(), seq: 2, op: op(json!([8, {"d": 2}])) }).unwrap();
+        let mut c = CursorState {
+            connection: "c".into(),
+            user: "u".into(),
+            cursor: json!({"anchor": 6, "head": 11, "color": "red"}),
+            doc: Some("d".into()),
+            version: Some(0),
+        };
+        d.anchor(&mut c);
+        assert_eq!(c.cursor, json!({"anchor": 8, "head": 11, "color": "red"}));
+        assert_eq!(c.version, Some(2));
+        let mut xy = CursorState { cursor: json!({"x": 1}), version: Some(0), ..c.clone() };
+        d.anchor(&mut xy);
+        assert_eq!((xy.cursor, xy.version), (json!({"x": 1}), Some(0)), "non-text cursors are left alone");
+    }
+
+    #[test]
+    fn simple_forms_and_bad_ops_parse_with_reasons() {
+        assert_eq!(op(json!({"insert": {"at": 1, "text": "é"}})), op(json!([1, "é"])));
+        assert_eq!(op(json!({"delete": {"at": 0, "length": 2}})), op(json!([{"d": 2}])));
+        assert!(parse_op(json!([-1])).unwrap_err().contains("positive"));
+        assert!(parse_op(json!("abc")).unwrap_err().contains("not \"abc\""));
+        assert!(parse_op(json!({"move": 1})).unwrap_err().contains("insert"));
+    }
+}
