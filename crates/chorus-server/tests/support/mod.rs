@@ -52,12 +52,30 @@ impl TestServer {
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         http_get(self.addr, path, token).await
     }
+
+    /// A document's text and version, read over the HTTP API.
+    pub async fn doc_text(&self, room: &str, doc: &str) -> (String, u64) {
+        let (status, body) = self.get(&format!("/v1/rooms/{}/docs/{doc}", room.replace('/', "%2F")), None).await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (v["text"].as_str().unwrap().to_owned(), v["version"].as_u64().unwrap())
+    }
 }
 
 pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    http_request(addr, "GET", path, token, None).await
+}
+
+/// POST `body` (JSON) to `path`: (status, body).
+pub async fn http_post(addr: SocketAddr, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    http_request(addr, "POST", path, token, Some(body)).await
+}
+
+async fn http_request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let content = body.map(|b| format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len())).unwrap_or_default();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n{}", body.unwrap_or(""));
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
