@@ -12,6 +12,13 @@
 //!   peak memory.
 //! - `idle`: N connections joined to R rooms, doing nothing but heartbeats;
 //!   reports the server's memory per connection.
+//! - `edit-storm` (W1): C clients in one document, each inserting one
+//!   character at a random position with one op in flight; reports
+//!   committed ops/s, submit-to-ack and submit-to-seen-by-another-client
+//!   latency, and checks that everyone converged on the server's text. Runs
+//!   on an empty document and on one of `--doc-bytes`.
+//! - `trace`: one client replays the automerge-paper trace op by op (each
+//!   op waits for its ack) over the socket; reports the time it took.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -37,6 +44,30 @@ enum Workload {
     CursorStorm(StormArgs),
     /// Idle connections spread over rooms: memory per connection.
     Idle(IdleArgs),
+    /// W1: edit storm in one document.
+    EditStorm(EditArgs),
+    /// The automerge-paper trace, op by op, over the socket.
+    Trace(TraceArgs),
+}
+
+#[derive(Args)]
+struct EditArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Client counts to run, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    clients: Vec<usize>,
+    /// Document sizes to start from, in bytes (0: empty), one run each.
+    #[arg(long, value_delimiter = ',', default_value = "0,1000000")]
+    doc_bytes: Vec<usize>,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(Args, Clone)]
@@ -103,7 +134,7 @@ impl Server {
             .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
             .env("CHORUS_LOG", "warn")
             .env("CHORUS_MEMBERS_PER_ROOM", "100000")
-            .env("CHORUS_MESSAGES_PER_SECOND", "1000")
+            .env("CHORUS_MESSAGES_PER_SECOND", "1000000")
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
@@ -153,6 +184,8 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().workload {
         Workload::CursorStorm(args) => cursor_storm(args).await,
         Workload::Idle(args) => idle(args).await,
+        Workload::EditStorm(args) => edit_storm(args).await,
+        Workload::Trace(args) => trace(args).await,
     }
 }
 
@@ -329,6 +362,182 @@ async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     println!("memory per connection: {:.1} KB", per_conn / 1000.0);
     for c in clients {
         c.abort();
+    }
+    Ok(())
+}
+
+const DOC_ROOM: &str = "load/docs";
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds are valid")
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> String {
+    if h.is_empty() {
+        "-".into()
+    } else {
+        format!("{:.2}", h.value_at_quantile(q) as f64 / 1000.0)
+    }
+}
+
+/// A client in the document room with `doc` open.
+async fn doc_client(url: &str, user: &str, doc: &str) -> anyhow::Result<Client> {
+    let options = ConnectOptions { timeout: Duration::from_secs(30), ..ConnectOptions::dev(user) };
+    let mut c = Client::connect(url, options).await?;
+    c.join(DOC_ROOM, None).await?;
+    c.open_doc(DOC_ROOM, doc).await?;
+    Ok(c)
+}
+
+async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
+    println!("W1 edit storm: 1 document, one 1-character insert in flight per client, {} s per run", args.seconds);
+    println!("| start size | clients | committed ops/s | ack p50 ms | ack p99 ms | seen p50 ms | seen p99 ms | converged | server CPU |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &size in &args.doc_bytes {
+        for &c in &args.clients {
+            let server = Server::start(&args.target).await?;
+            let r = edit_run(&server, c, size, Duration::from_secs(args.seconds)).await?;
+            println!(
+                "| {} | {c} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                if size == 0 { "empty".to_string() } else { format!("{:.1} MB", size as f64 / 1e6) },
+                r.ops as f64 / args.seconds as f64,
+                ms(&r.ack, 0.5),
+                ms(&r.ack, 0.99),
+                ms(&r.seen, 0.5),
+                ms(&r.seen, 0.99),
+                if r.converged { "yes" } else { "NO" },
+                r.cpu,
+            );
+            if !r.converged {
+                bail!("clients diverged");
+            }
+        }
+    }
+    Ok(())
+}
+
+struct EditResult {
+    ops: u64,
+    ack: Histogram<u64>,
+    seen: Histogram<u64>,
+    converged: bool,
+    cpu: String,
+}
+
+async fn edit_run(server: &Server, clients: usize, size: usize, duration: Duration) -> anyhow::Result<EditResult> {
+    let doc = format!("w1-{}", micros());
+    if size > 0 {
+        // Fill the document in ops under the default op size limit.
+        let mut seed = doc_client(&server.url, "seeder", &doc).await?;
+        let line = "Chorus load generator filler text, one line of it after another.\n";
+        let mut written = 0;
+        while written < size {
+            let chunk: String = line.repeat((30_000 / line.len()).min((size - written).div_ceil(line.len())));
+            written += chunk.len();
+            seed.insert(DOC_ROOM, &doc, 0, &chunk)?;
+            seed.sync(DOC_ROOM, &doc).await?;
+        }
+        seed.close().await;
+    }
+    let mut joined = Vec::new();
+    for i in 0..clients {
+        joined.push(doc_client(&server.url, &format!("editor-{i}"), &doc).await?);
+    }
+    // Submit times of client 0's ops, by seq, to time when client 1 sees them.
+    let submitted: Arc<Mutex<std::collections::HashMap<u64, u64>>> = Arc::default();
+    let seen = Arc::new(Mutex::new(new_histogram()));
+    if clients > 1 {
+        let watched = joined[0].doc(DOC_ROOM, &doc).expect("open").client_id().to_owned();
+        let (submitted, seen) = (submitted.clone(), seen.clone());
+        joined[1].doc_mut(DOC_ROOM, &doc).expect("open").set_observer(Box::new(move |e| {
+            if e.client == watched {
+                if let Some(at) = submitted.lock().expect("not poisoned").remove(&e.seq) {
+                    seen.lock().expect("not poisoned").saturating_record(micros().saturating_sub(at).max(1));
+                }
+            }
+        }));
+    }
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    let end = started + duration;
+    let committed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, mut c) in joined.into_iter().enumerate() {
+        let (doc, committed, submitted) = (doc.clone(), committed.clone(), submitted.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ack = new_histogram();
+            while Instant::now() < end {
+                let d = c.doc(DOC_ROOM, &doc).expect("open");
+                let at = rand::random_range(0..=d.text().len_chars());
+                let letter = char::from(b'a' + (i % 26) as u8).to_string();
+                let t0 = micros();
+                c.insert(DOC_ROOM, &doc, at, &letter)?;
+                if i == 0 {
+                    let seq = c.doc(DOC_ROOM, &doc).and_then(|d| d.inflight()).map(|s| s.seq).expect("in flight");
+                    submitted.lock().expect("not poisoned").insert(seq, t0);
+                }
+                c.sync(DOC_ROOM, &doc).await?;
+                ack.saturating_record(micros().saturating_sub(t0).max(1));
+                committed.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok((c, ack))
+        }));
+    }
+    let mut ack = new_histogram();
+    let mut finished = Vec::new();
+    for t in tasks {
+        let (c, h) = t.await??;
+        ack.add(&h)?;
+        finished.push(c);
+    }
+    let wall = started.elapsed();
+    let cpu = match (cpu_before, server.cpu_seconds()) {
+        (Some(a), Some(b)) => format!("{:.0} %", 100.0 * (b - a) / wall.as_secs_f64()),
+        _ => "-".into(),
+    };
+    // Convergence: a newcomer's text is the server's; everyone else must
+    // reach the same version and the same text.
+    let check = doc_client(&server.url, "checker", &doc).await?;
+    let truth = check.doc(DOC_ROOM, &doc).expect("open");
+    let (text, version) = (truth.text().to_string(), truth.version());
+    let mut converged = true;
+    for c in &mut finished {
+        c.catch_up(DOC_ROOM, &doc, version).await?;
+        converged &= c.doc(DOC_ROOM, &doc).is_some_and(|d| d.version() == version && d.text().to_string() == text);
+    }
+    let seen = std::mem::replace(&mut *seen.lock().expect("not poisoned"), new_histogram());
+    Ok(EditResult { ops: committed.load(Ordering::Relaxed), ack, seen, converged, cpu })
+}
+
+async fn trace(args: TraceArgs) -> anyhow::Result<()> {
+    let trace = chorus_bench::load_trace("automerge-paper.json.gz");
+    let ops = trace.patch_ops();
+    let server = Server::start(&args.target).await?;
+    let doc = format!("paper-{}", micros());
+    let mut c = doc_client(&server.url, "typist", &doc).await?;
+    let mut ack = new_histogram();
+    let started = Instant::now();
+    for op in &ops {
+        let t0 = micros();
+        c.edit(DOC_ROOM, &doc, op.clone())?;
+        c.sync(DOC_ROOM, &doc).await?;
+        ack.saturating_record(micros().saturating_sub(t0).max(1));
+    }
+    let took = started.elapsed();
+    let check = doc_client(&server.url, "checker", &doc).await?;
+    let text = check.doc(DOC_ROOM, &doc).expect("open").text().to_string();
+    let matches = text == trace.end_content;
+    println!(
+        "automerge-paper over the socket: {} ops one at a time in {:.2} s ({:.0} ops/s), ack p50 {} ms p99 {} ms; server text matches endContent: {}",
+        ops.len(),
+        took.as_secs_f64(),
+        ops.len() as f64 / took.as_secs_f64(),
+        ms(&ack, 0.5),
+        ms(&ack, 0.99),
+        if matches { "yes" } else { "NO" }
+    );
+    if !matches {
+        bail!("the server's text differs from the trace's end content");
     }
     Ok(())
 }
