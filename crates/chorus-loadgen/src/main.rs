@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chorus_client::{Client, ConnectOptions};
+use chorus_core::client::OtClient;
+use chorus_core::text::{TextDoc, TextOp};
+use chorus_protocol::ServerMessage;
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 
@@ -48,6 +51,9 @@ enum Workload {
     EditStorm(EditArgs),
     /// The automerge-paper trace, op by op, over the socket.
     Trace(TraceArgs),
+    /// Heartbeat round trips on one connection: the floor under every
+    /// request/reply latency (socket, framing, the server's session task).
+    Ping(TraceArgs),
 }
 
 #[derive(Args)]
@@ -95,6 +101,10 @@ struct StormArgs {
     hz: u32,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Text cursors inside a document (tagged with its version, anchored
+    /// by the server through the ops since) instead of free x/y cursors.
+    #[arg(long)]
+    in_doc: bool,
 }
 
 #[derive(Args)]
@@ -178,7 +188,10 @@ impl Drop for Server {
     }
 }
 
-#[tokio::main]
+// One thread: the generator's clients then hand messages between their own
+// tasks without waking another thread, which on a 2-core machine would cost
+// more than the server's work per message; the other core is the server's.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     epoch();
     match Cli::parse().workload {
@@ -186,17 +199,19 @@ async fn main() -> anyhow::Result<()> {
         Workload::Idle(args) => idle(args).await,
         Workload::EditStorm(args) => edit_storm(args).await,
         Workload::Trace(args) => trace(args).await,
+        Workload::Ping(args) => ping(args).await,
     }
 }
 
 async fn cursor_storm(args: StormArgs) -> anyhow::Result<()> {
-    println!("W2 cursor storm: 1 room, {} Hz per client, {} s per run", args.hz, args.seconds);
+    let kind = if args.in_doc { "text cursors in a document" } else { "x/y cursors" };
+    println!("W2 cursor storm: 1 room, {kind}, {} Hz per client, {} s per run", args.hz, args.seconds);
     println!("| clients | sent/s | delivered/s | expected/s | delivered | p50 ms | p99 ms | max ms | server CPU | server peak RSS MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for &c in &args.clients {
         let server = Server::start(&args.target).await?;
         let cpu_before = server.cpu_seconds();
-        let r = storm_run(&server.url, c, args.hz, Duration::from_secs(args.seconds)).await?;
+        let r = storm_run(&server.url, c, args.hz, Duration::from_secs(args.seconds), args.in_doc).await?;
         let cpu = match (cpu_before, server.cpu_seconds()) {
             (Some(a), Some(b)) => format!("{:.0} %", 100.0 * (b - a) / r.wall.as_secs_f64()),
             _ => "-".into(),
@@ -229,15 +244,19 @@ struct StormResult {
 /// One storm client: a bare WebSocket speaking the protocol, reading only
 /// what the measurement needs, so the generator spends its CPU on the
 /// traffic and not on decoding it (the server is what is being measured).
-async fn storm_client(url: &str, user: &str, room: &str) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>> {
+async fn storm_client(url: &str, user: &str, room: &str, doc: Option<&str>) -> anyhow::Result<Socket> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(format!("{url}?user={user}"), None, true).await?;
     ws.send(Message::Text(r#"{"type":"hello","protocol":1}"#.into())).await?;
     ws.send(Message::Text(format!(r#"{{"type":"join","id":1,"room":"{room}"}}"#).into())).await?;
+    if let Some(doc) = doc {
+        ws.send(Message::Text(format!(r#"{{"type":"open_doc","id":2,"room":"{room}","doc":"{doc}"}}"#).into())).await?;
+    }
+    let ready = if doc.is_some() { r#""type":"opened""# } else { r#""type":"joined""# };
     while let Some(frame) = ws.next().await {
         if let Message::Text(t) = frame? {
-            if t.contains(r#""type":"joined""#) {
+            if t.contains(ready) {
                 return Ok(ws);
             }
             if t.contains(r#""type":"error""#) {
@@ -259,14 +278,30 @@ fn cursor_sent_at(text: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-async fn storm_run(url: &str, clients: usize, hz: u32, duration: Duration) -> anyhow::Result<StormResult> {
+/// Ops in the W2 document before the storm, so that cursors tagged with
+/// slightly older versions are moved through a few of them.
+const W2_DOC_OPS: u64 = 10;
+
+async fn storm_run(url: &str, clients: usize, hz: u32, duration: Duration, in_doc: bool) -> anyhow::Result<StormResult> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let began = Instant::now();
     let room = format!("storm-{}", micros());
+    let doc = in_doc.then_some("w2");
+    if let Some(doc) = doc {
+        let options = ConnectOptions { timeout: Duration::from_secs(30), ..ConnectOptions::dev("seeder") };
+        let mut seed = Client::connect(url, options).await?;
+        seed.join(&room, None).await?;
+        seed.open_doc(&room, doc).await?;
+        for _ in 0..W2_DOC_OPS {
+            seed.insert(&room, doc, 0, "several words of text ")?;
+            seed.sync(&room, doc).await?;
+        }
+        seed.close().await;
+    }
     let mut joined = Vec::new();
     for i in 0..clients {
-        joined.push(storm_client(url, &format!("load-{i}"), &room).await?);
+        joined.push(storm_client(url, &format!("load-{i}"), &room, doc).await?);
     }
     // Let the join announcements settle before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -312,7 +347,17 @@ async fn storm_run(url: &str, clients: usize, hz: u32, duration: Duration) -> an
                 if now >= end {
                     break;
                 }
-                let msg = format!(r#"{{"type":"cursor","room":"{room}","cursor":{{"x":{i},"y":{},"t":{now}}}}}"#, now % 1000);
+                let msg = match doc {
+                    // A caret somewhere in the text, seen at the head or a
+                    // version or two before it.
+                    Some(doc) => format!(
+                        r#"{{"type":"cursor","room":"{room}","doc":"{doc}","version":{},"cursor":{{"anchor":{},"head":{},"t":{now}}}}}"#,
+                        W2_DOC_OPS - (i as u64 % 3),
+                        now % 100,
+                        now % 100 + i as u64 % 7,
+                    ),
+                    None => format!(r#"{{"type":"cursor","room":"{room}","cursor":{{"x":{i},"y":{},"t":{now}}}}}"#, now % 1000),
+                };
                 if tx.send(Message::Text(msg.into())).await.is_err() {
                     break;
                 }
@@ -441,53 +486,41 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
     }
     let mut joined = Vec::new();
     for i in 0..clients {
-        joined.push(doc_client(&server.url, &format!("editor-{i}"), &doc).await?);
+        joined.push(EditClient::open(&server.url, i, &doc).await?);
     }
     // Submit times of client 0's ops, by seq, to time when client 1 sees them.
     let submitted: Arc<Mutex<std::collections::HashMap<u64, u64>>> = Arc::default();
     let seen = Arc::new(Mutex::new(new_histogram()));
-    if clients > 1 {
-        let watched = joined[0].doc(DOC_ROOM, &doc).expect("open").client_id().to_owned();
-        let (submitted, seen) = (submitted.clone(), seen.clone());
-        joined[1].doc_mut(DOC_ROOM, &doc).expect("open").set_observer(Box::new(move |e| {
-            if e.client == watched {
-                if let Some(at) = submitted.lock().expect("not poisoned").remove(&e.seq) {
-                    seen.lock().expect("not poisoned").saturating_record(micros().saturating_sub(at).max(1));
-                }
-            }
-        }));
-    }
     let cpu_before = server.cpu_seconds();
     let started = Instant::now();
     let end = started + duration;
-    let committed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for (i, mut c) in joined.into_iter().enumerate() {
-        let (doc, committed, submitted) = (doc.clone(), committed.clone(), submitted.clone());
+    for mut c in joined {
+        let (submitted, seen) = (submitted.clone(), seen.clone());
         tasks.push(tokio::spawn(async move {
             let mut ack = new_histogram();
+            let mut ops = 0u64;
             while Instant::now() < end {
-                let d = c.doc(DOC_ROOM, &doc).expect("open");
-                let at = rand::random_range(0..=d.text().len_chars());
-                let letter = char::from(b'a' + (i % 26) as u8).to_string();
+                let at = rand::random_range(0..=c.text.len_chars());
                 let t0 = micros();
-                c.insert(DOC_ROOM, &doc, at, &letter)?;
-                if i == 0 {
-                    let seq = c.doc(DOC_ROOM, &doc).and_then(|d| d.inflight()).map(|s| s.seq).expect("in flight");
+                let seq = c.edit(TextOp::insert(at, char::from(b'a' + (c.index % 26) as u8).to_string())).await?;
+                if c.index == 0 {
                     submitted.lock().expect("not poisoned").insert(seq, t0);
                 }
-                c.sync(DOC_ROOM, &doc).await?;
+                c.read_until(|c| c.ot.is_synchronized(), &submitted, &seen).await?;
                 ack.saturating_record(micros().saturating_sub(t0).max(1));
-                committed.fetch_add(1, Ordering::Relaxed);
+                ops += 1;
             }
-            anyhow::Ok((c, ack))
+            anyhow::Ok((c, ack, ops))
         }));
     }
     let mut ack = new_histogram();
     let mut finished = Vec::new();
+    let mut committed = 0;
     for t in tasks {
-        let (c, h) = t.await??;
+        let (c, h, n) = t.await??;
         ack.add(&h)?;
+        committed += n;
         finished.push(c);
     }
     let wall = started.elapsed();
@@ -502,11 +535,94 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
     let (text, version) = (truth.text().to_string(), truth.version());
     let mut converged = true;
     for c in &mut finished {
-        c.catch_up(DOC_ROOM, &doc, version).await?;
-        converged &= c.doc(DOC_ROOM, &doc).is_some_and(|d| d.version() == version && d.text().to_string() == text);
+        c.read_until(|c| c.ot.version() >= version, &submitted, &seen).await?;
+        converged &= c.ot.version() == version && c.text.to_string() == text;
     }
     let seen = std::mem::replace(&mut *seen.lock().expect("not poisoned"), new_histogram());
-    Ok(EditResult { ops: committed.load(Ordering::Relaxed), ack, seen, converged, cpu })
+    Ok(EditResult { ops: committed, ack, seen, converged, cpu })
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A W1 editor: a bare WebSocket and the core's OT client in one task, so
+/// the generator spends no task hops of its own on the measured path.
+struct EditClient {
+    index: usize,
+    ws: Socket,
+    doc: String,
+    text: TextDoc,
+    ot: OtClient,
+}
+
+impl EditClient {
+    async fn open(url: &str, index: usize, doc: &str) -> anyhow::Result<EditClient> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(format!("{url}?user=editor-{index}"), None, true).await?;
+        for msg in [
+            serde_json::json!({"type": "hello", "protocol": 1}),
+            serde_json::json!({"type": "join", "room": DOC_ROOM}),
+            serde_json::json!({"type": "open_doc", "id": 1, "room": DOC_ROOM, "doc": doc, "client": format!("w1-{index}")}),
+        ] {
+            ws.send(Message::Text(msg.to_string().into())).await?;
+        }
+        while let Some(frame) = ws.next().await {
+            if let Message::Text(t) = frame? {
+                match serde_json::from_str::<ServerMessage>(&t) {
+                    Ok(ServerMessage::Opened { version, text: Some(text), .. }) => {
+                        return Ok(EditClient { index, ws, doc: doc.to_owned(), text: TextDoc::from(text.as_str()), ot: OtClient::new(version, 1) });
+                    }
+                    Ok(ServerMessage::Error { message, .. }) => bail!("open refused: {message}"),
+                    _ => {}
+                }
+            }
+        }
+        bail!("connection closed while opening the document")
+    }
+
+    /// Applies a local edit and submits it (one op in flight: the caller
+    /// waits for the ack before the next). Returns its seq.
+    async fn edit(&mut self, op: TextOp) -> anyhow::Result<u64> {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        self.text.apply(&op)?;
+        let sub = self.ot.local(op).context("one op in flight at a time")?;
+        let msg = serde_json::json!({"type": "submit", "room": DOC_ROOM, "doc": self.doc, "seq": sub.seq, "base": sub.base, "op": sub.op});
+        self.ws.send(Message::Text(msg.to_string().into())).await?;
+        Ok(sub.seq)
+    }
+
+    /// Reads the server's messages, applying ops and acks, until `done`.
+    async fn read_until(
+        &mut self,
+        done: impl Fn(&EditClient) -> bool,
+        submitted: &Mutex<std::collections::HashMap<u64, u64>>,
+        seen: &Mutex<Histogram<u64>>,
+    ) -> anyhow::Result<()> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        while !done(self) {
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.ws.next()).await.context("no message within 30 s")?;
+            let Some(Message::Text(t)) = frame.transpose()? else { continue };
+            match serde_json::from_str::<ServerMessage>(&t)? {
+                ServerMessage::Ack { version, .. } => {
+                    self.ot.ack(version)?;
+                }
+                ServerMessage::Op { entry, .. } => {
+                    let apply = self.ot.remote(entry.version, &entry.op)?;
+                    self.text.apply(&apply)?;
+                    if self.index == 1 && entry.client == "w1-0" {
+                        if let Some(at) = submitted.lock().expect("not poisoned").remove(&entry.seq) {
+                            seen.lock().expect("not poisoned").saturating_record(micros().saturating_sub(at).max(1));
+                        }
+                    }
+                }
+                ServerMessage::Error { message, .. } => bail!("server error: {message}"),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn trace(args: TraceArgs) -> anyhow::Result<()> {
@@ -539,5 +655,30 @@ async fn trace(args: TraceArgs) -> anyhow::Result<()> {
     if !matches {
         bail!("the server's text differs from the trace's end content");
     }
+    Ok(())
+}
+
+async fn ping(args: TraceArgs) -> anyhow::Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start(&args.target).await?;
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(format!("{}?user=x", server.url), None, true).await?;
+    ws.send(Message::Text(r#"{"type":"hello","protocol":1}"#.into())).await?;
+    ws.next().await;
+    let t = Instant::now();
+    let n = 50_000;
+    let mut h = new_histogram();
+    for i in 0..n {
+        let t0 = micros();
+        ws.send(Message::Text(format!(r#"{{"type":"heartbeat","id":{i}}}"#).into())).await?;
+        ws.next().await.context("connection closed")??;
+        h.saturating_record(micros().saturating_sub(t0).max(1));
+    }
+    println!(
+        "heartbeat round trips: {n} in {:.2} s, p50 {} ms, p99 {} ms",
+        t.elapsed().as_secs_f64(),
+        ms(&h, 0.5),
+        ms(&h, 0.99)
+    );
     Ok(())
 }

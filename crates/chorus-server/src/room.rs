@@ -106,10 +106,12 @@ pub enum RoomCommand {
         id: Option<u64>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
+    /// Commit an op. A connection's submission is answered on its outbox
+    /// (ack or error), so its session need not wait; the API's through `reply`.
     Submit {
         doc: Arc<str>,
         submission: DocSubmission,
-        reply: oneshot::Sender<Result<Committed, Refusal>>,
+        reply: Option<oneshot::Sender<Result<Committed, Refusal>>>,
     },
     /// A document's text, or its ops since a version (for the HTTP API).
     ReadDoc {
@@ -130,7 +132,7 @@ pub struct DocSubmission {
 }
 
 pub enum Submitter {
-    Connection { conn: Arc<str>, id: Option<u64> },
+    Connection { conn: Arc<str>, id: Option<u64>, outbox: Arc<Outbox> },
     Api { client: Arc<str> },
 }
 
@@ -250,8 +252,8 @@ impl Room {
                 RoomCommand::Presence { reply, .. } | RoomCommand::OpenDoc { reply, .. } | RoomCommand::CloseDoc { reply, .. } => {
                     let _ = reply.send(Err(Refusal::Retry));
                 }
-                RoomCommand::Submit { reply, .. } => {
-                    let _ = reply.send(Err(Refusal::Retry));
+                RoomCommand::Submit { submission, reply, doc } => {
+                    self.answer_submit(&doc, &submission, reply, Err(Refusal::Retry));
                 }
                 RoomCommand::ReadDoc { reply, .. } => {
                     let _ = reply.send(Err(Refusal::Retry));
@@ -286,7 +288,8 @@ impl Room {
                 let _ = reply.send(self.close_doc(&conn, &doc, id));
             }
             RoomCommand::Submit { doc, submission, reply } => {
-                let _ = reply.send(self.submit(doc, submission).await);
+                let outcome = self.submit(doc.clone(), &submission).await;
+                self.answer_submit(&doc, &submission, reply, outcome);
             }
             RoomCommand::ReadDoc { doc, since, reply } => {
                 let _ = reply.send(self.read_doc(doc, since).await);
@@ -571,7 +574,24 @@ impl Room {
     /// Orders an op: transforms it to the head, commits it through the
     /// store's compare-and-set (catching up and retrying when another node
     /// got there first), then acknowledges it and fans it out.
-    async fn submit(&mut self, name: Arc<str>, sub: DocSubmission) -> Result<Committed, Refusal> {
+    /// Answers a submission: through `reply` for the API, on the outbox for
+    /// a connection (whose ack went out on commit).
+    fn answer_submit(&self, doc: &str, sub: &DocSubmission, reply: Option<oneshot::Sender<Result<Committed, Refusal>>>, outcome: Result<Committed, Refusal>) {
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+            return;
+        }
+        let Submitter::Connection { conn, id, outbox } = &sub.from else { return };
+        let (code, message) = match outcome {
+            Ok(_) => return,
+            Err(Refusal::Refused(code, message)) => (code, message),
+            Err(Refusal::Retry) => (ErrorCode::NotJoined, format!("not in room {} any more; join it again", self.name)),
+        };
+        let message = format!("op {} on document {doc}: {message}", sub.seq);
+        crate::session::report_error(outbox, conn, *id, Some(&self.name), code, message);
+    }
+
+    async fn submit(&mut self, name: Arc<str>, sub: &DocSubmission) -> Result<Committed, Refusal> {
         let client: Arc<str> = match &sub.from {
             Submitter::Connection { conn, .. } => {
                 match self.docs.get(&name).and_then(|d| d.subscribers.get(conn)) {
@@ -582,12 +602,10 @@ impl Room {
             Submitter::Api { client } => client.clone(),
         };
         self.load_doc(&name).await?;
-        let result = self.commit(&name, &client, &sub).await;
-        if let (Ok(done), Submitter::Connection { conn, id }) = (&result, &sub.from) {
-            if let Some(local) = self.local.get(conn) {
-                let ack = ServerMessage::Ack { id: *id, room: self.name.to_string(), doc: name.to_string(), seq: sub.seq, version: done.version };
-                local.outbox.push(ack.to_json().into());
-            }
+        let result = self.commit(&name, &client, sub).await;
+        if let (Ok(done), Submitter::Connection { outbox, id, .. }) = (&result, &sub.from) {
+            let ack = ServerMessage::Ack { id: *id, room: self.name.to_string(), doc: name.to_string(), seq: sub.seq, version: done.version };
+            outbox.push(ack.to_json().into());
         }
         self.unload_if_unread(&name);
         result

@@ -181,6 +181,13 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
     finish(writer, &mut stream, &node).await;
 }
 
+/// Tells a connection what was wrong with one of its requests, and logs it.
+pub(crate) fn report_error(outbox: &Outbox, conn: &str, id: Option<u64>, room: Option<&str>, code: ErrorCode, message: String) {
+    metrics::counter!("chorus_errors_total", "code" => code.as_str()).increment(1);
+    info!(%conn, %code, room = room.unwrap_or("-"), "{message}");
+    outbox.push(ServerMessage::error(id, room, code, message).to_json().into());
+}
+
 /// Sends an error, then closes with `code`.
 fn refuse(outbox: &Outbox, error: ErrorCode, code: u16, message: String) {
     metrics::counter!("chorus_errors_total", "code" => error.as_str()).increment(1);
@@ -290,9 +297,7 @@ impl Session {
     }
 
     fn error(&self, id: Option<u64>, room: Option<&str>, reply: Reply) {
-        metrics::counter!("chorus_errors_total", "code" => reply.code.as_str()).increment(1);
-        info!(conn = %self.conn, code = %reply.code, room = room.unwrap_or("-"), "{}", reply.message);
-        self.send(ServerMessage::error(id, room, reply.code, reply.message));
+        report_error(&self.outbox, &self.conn, id, room, reply.code, reply.message);
     }
 
     fn on_read_error(&self, error: &str) {
@@ -423,18 +428,16 @@ impl Session {
                 let handle = self.joined(&room)?.clone();
                 self.require(&room, Permission::Write)?;
                 let op = parse_op(op).map_err(|m| Reply::new(ErrorCode::InvalidOp, m))?;
-                let submission = DocSubmission { from: Submitter::Connection { conn: self.conn.clone(), id }, seq, base: Some(base), op };
-                let (reply, done) = oneshot::channel();
-                let cmd = RoomCommand::Submit { doc: Arc::from(doc), submission, reply };
-                let outcome = if handle.tx.send(cmd).await.is_ok() { done.await.ok() } else { None };
-                match outcome {
-                    Some(Ok(_)) => Ok(()),
-                    Some(Err(Refusal::Refused(code, message))) => Err(Reply::new(code, message)),
-                    Some(Err(Refusal::Retry)) | None => {
-                        self.forget_room(&room);
-                        Err(Reply::new(ErrorCode::NotJoined, format!("not in room {room} any more; join it again")))
-                    }
+                let from = Submitter::Connection { conn: self.conn.clone(), id, outbox: self.outbox.clone() };
+                let submission = DocSubmission { from, seq, base: Some(base), op };
+                // Answered by the room on the outbox: the next frame need not
+                // wait for this one's commit.
+                let cmd = RoomCommand::Submit { doc: Arc::from(doc), submission, reply: None };
+                if handle.tx.send(cmd).await.is_err() {
+                    self.forget_room(&room);
+                    return Err(Reply::new(ErrorCode::NotJoined, format!("not in room {room} any more; join it again")));
                 }
+                Ok(())
             }
         }
     }
