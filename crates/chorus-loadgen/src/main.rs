@@ -19,6 +19,8 @@
 //!   on an empty document and on one of `--doc-bytes`.
 //! - `trace`: one client replays the automerge-paper trace op by op (each
 //!   op waits for its ack) over the socket; reports the time it took.
+//! - `ping`: heartbeat round trips on one connection, the floor under every
+//!   request/reply latency above.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
