@@ -62,17 +62,22 @@ impl From<StoreError> for Refusal {
     }
 }
 
+/// A connection asking to enter the room.
+pub struct JoinRequest {
+    pub conn: Arc<str>,
+    pub user: UserInfo,
+    /// Listed as a member (has the presence permission) or only watching.
+    pub visible: bool,
+    pub state: Value,
+    pub id: Option<u64>,
+    pub outbox: Arc<Outbox>,
+    /// Tells the session when the room drops it on its own (expiry).
+    pub dropped: mpsc::UnboundedSender<Arc<str>>,
+}
+
 pub enum RoomCommand {
     Join {
-        conn: Arc<str>,
-        user: UserInfo,
-        /// Listed as a member (has the presence permission) or only watching.
-        visible: bool,
-        state: Value,
-        id: Option<u64>,
-        outbox: Arc<Outbox>,
-        /// Tells the session when the room drops it on its own (expiry).
-        dropped: mpsc::UnboundedSender<Arc<str>>,
+        request: JoinRequest,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     Leave {
@@ -269,8 +274,8 @@ impl Room {
 
     async fn handle(&mut self, cmd: RoomCommand) {
         match cmd {
-            RoomCommand::Join { conn, user, visible, state, id, outbox, dropped, reply } => {
-                let result = self.join(conn, user, visible, state, id, outbox, dropped).await;
+            RoomCommand::Join { request, reply } => {
+                let result = self.join(request).await;
                 let _ = reply.send(result);
             }
             RoomCommand::Leave { conn, reason, id, reply } => {
@@ -297,16 +302,8 @@ impl Room {
         }
     }
 
-    async fn join(
-        &mut self,
-        conn: Arc<str>,
-        user: UserInfo,
-        visible: bool,
-        state: Value,
-        id: Option<u64>,
-        outbox: Arc<Outbox>,
-        dropped: mpsc::UnboundedSender<Arc<str>>,
-    ) -> Result<(), Refusal> {
+    async fn join(&mut self, request: JoinRequest) -> Result<(), Refusal> {
+        let JoinRequest { conn, user, visible, state, id, outbox, dropped } = request;
         if self.local.contains_key(&conn) {
             return Err(Refusal::Refused(ErrorCode::AlreadyJoined, format!("already in room {}", self.name)));
         }

@@ -25,7 +25,7 @@ use crate::auth::{check_doc_name, check_room_name, AuthError, Identity, Permissi
 use crate::document::parse_op;
 use crate::node::{now_ms, Node};
 use crate::outbox::Outbox;
-use crate::room::{DocSubmission, Refusal, RoomCommand, RoomHandle, Submitter};
+use crate::room::{DocSubmission, JoinRequest, Refusal, RoomCommand, RoomHandle, Submitter};
 
 /// How long a new connection has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -493,7 +493,7 @@ impl Session {
         for _ in 0..10 {
             let handle = self.node.room(&room).await.map_err(|e| Reply::new(ErrorCode::Unavailable, e.to_string()))?;
             let (reply, done) = oneshot::channel();
-            let cmd = RoomCommand::Join {
+            let request = JoinRequest {
                 conn: self.conn.clone(),
                 user: self.identity.user.clone(),
                 visible,
@@ -501,8 +501,8 @@ impl Session {
                 id,
                 outbox: self.outbox.clone(),
                 dropped: self.dropped.clone(),
-                reply,
             };
+            let cmd = RoomCommand::Join { request, reply };
             if handle.tx.send(cmd).await.is_err() {
                 continue;
             }
