@@ -637,12 +637,9 @@ impl Room {
                         Submitter::Connection { conn, .. } => Some(conn.clone()),
                         Submitter::Api { .. } => None,
                     };
-                    self.apply(name, entry.clone(), origin.as_deref());
+                    // The store published it to the other nodes with the commit.
+                    self.apply(name, entry, origin.as_deref());
                     metrics::counter!("chorus_ops_committed_total").increment(1);
-                    if let Err(e) = store.publish(&self.name, RoomEvent::DocOp { doc: name.to_string(), entry }).await {
-                        // Other nodes find the op from the next version they see.
-                        warn!(room = %self.name, doc = %name, "could not publish an op: {e}");
-                    }
                     return Ok(Committed { version, duplicate: false });
                 }
                 Appended::Duplicate { version } => return Ok(Committed { version, duplicate: true }),

@@ -61,6 +61,27 @@ where
     submissions_are_deduplicated(make()).await;
     snapshots_trim_the_log_without_holes(make()).await;
     documents_keep_apart(make()).await;
+    commits_are_published(make()).await;
+}
+
+async fn commits_are_published<B: Backend>(b: B) {
+    let check = "commits_are_published";
+    let e = b.load("r", "d").await.unwrap().epoch;
+    let mut sub = b.subscribe("r").await.unwrap();
+    b.append("r", "d", &e, 0, "a", 1, &ins(0, "x")).await.unwrap();
+    b.append("r", "d", &e, 0, "b", 1, &ins(0, "y")).await.unwrap(); // conflict: not published
+    b.append("r", "d", &e, 1, "a", 1, &ins(0, "x")).await.unwrap(); // duplicate: not published
+    b.append("r", "d", &e, 1, "b", 1, &ins(1, "y")).await.unwrap();
+    for (version, client, op) in [(1, "a", ins(0, "x")), (2, "b", ins(1, "y"))] {
+        match &*sub.recv().await.unwrap() {
+            RoomEvent::DocOp { doc, entry } => {
+                assert_eq!((doc.as_str(), entry.version, entry.client.as_str(), &entry.op), ("d", version, client, &op), "{check}");
+            }
+            other => panic!("{check}: expected the op at version {version}, got {other:?}"),
+        }
+    }
+    b.publish("r", cursor_event("c1", 1)).await.unwrap();
+    assert_eq!(*sub.recv().await.unwrap(), cursor_event("c1", 1), "{check}: nothing else was published");
 }
 
 async fn new_documents_are_empty_with_an_epoch<B: Backend>(b: B) {

@@ -193,7 +193,9 @@ pub trait DocStore: Send + Sync + 'static {
     async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc>;
 
     /// Appends `op` at `expected + 1` if the head is `expected` and the log
-    /// is still `epoch`, unless (client, seq) is committed already. Atomic.
+    /// is still `epoch`, unless (client, seq) is committed already, and
+    /// publishes it on the room's bus as [`RoomEvent::DocOp`]. Atomic: one
+    /// round trip on a remote store, and no commit goes unpublished.
     #[allow(clippy::too_many_arguments)]
     async fn append(&self, room: &str, doc: &str, epoch: &str, expected: u64, client: &str, seq: u64, op: &TextOp) -> StoreResult<Appended>;
 

@@ -71,6 +71,16 @@ impl MemoryStore {
         f(log)
     }
 
+    fn broadcast(&self, room: &str, event: RoomEvent) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = channels.get(room) {
+            if tx.send(Arc::new(event)).is_err() {
+                // No subscriber is left: forget the channel.
+                channels.remove(room);
+            }
+        }
+    }
+
     fn with_rooms<T>(&self, f: impl FnOnce(&mut HashMap<String, PresenceTable>) -> T) -> T {
         // A panic while holding the lock cannot leave a table half-changed
         // (every change is one call on PresenceTable), so poison is ignored.
@@ -156,13 +166,7 @@ impl PresenceStore for MemoryStore {
 #[async_trait]
 impl Bus for MemoryStore {
     async fn publish(&self, room: &str, event: RoomEvent) -> StoreResult<()> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = channels.get(room) {
-            if tx.send(Arc::new(event)).is_err() {
-                // No subscriber is left: forget the channel.
-                channels.remove(room);
-            }
-        }
+        self.broadcast(room, event);
         Ok(())
     }
 
@@ -185,7 +189,7 @@ impl DocStore for MemoryStore {
     }
 
     async fn append(&self, room: &str, doc: &str, epoch: &str, expected: u64, client: &str, seq: u64, op: &TextOp) -> StoreResult<Appended> {
-        Ok(self.with_doc(room, doc, |log| {
+        let outcome = self.with_doc(room, doc, |log| {
             if log.epoch != epoch {
                 return Appended::EpochChanged { epoch: log.epoch.clone() };
             }
@@ -198,10 +202,14 @@ impl DocStore for MemoryStore {
                 return Appended::Conflict { head: log.head() };
             }
             let version = expected + 1;
-            log.ops.push_back(LogEntry { version, client: client.to_owned(), seq, op: op.clone() });
+            let entry = LogEntry { version, client: client.to_owned(), seq, op: op.clone() };
+            log.ops.push_back(entry.clone());
             log.clients.insert(client.to_owned(), (seq, version));
+            // Published under the document's lock, so in commit order.
+            self.broadcast(room, RoomEvent::DocOp { doc: doc.to_owned(), entry });
             Appended::Committed { version }
-        }))
+        });
+        Ok(outcome)
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
