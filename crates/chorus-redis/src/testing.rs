@@ -1,0 +1,259 @@
+//! Real Redis servers for tests: standalone servers and Clusters of real
+//! `redis-server` processes, each on free ports of 127.0.0.1 with its own
+//! data folder, so a test may kill, restart or cut one off without touching
+//! anything else (and never the server on 6379).
+//!
+//! Servers are stopped and their folders removed when dropped. The binaries
+//! are `redis-server` and `redis-cli` from `PATH`, or the paths in
+//! `CHORUS_REDIS_SERVER` and `CHORUS_REDIS_CLI`; `scripts/test` installs
+//! them from Debian's packages when they are missing.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a standalone server keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Persistence {
+    /// Memory only: a restart loses everything.
+    #[default]
+    None,
+    /// Append-only file, fsync once a second.
+    AofEverySec,
+    /// Append-only file, fsync on every write.
+    AofAlways,
+}
+
+fn server_binary() -> String {
+    std::env::var("CHORUS_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
+fn cli_binary() -> String {
+    std::env::var("CHORUS_REDIS_CLI").unwrap_or_else(|_| "redis-cli".into())
+}
+
+/// A port nobody listens on now, whose Cluster bus port (+10 000) is free too.
+fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind an ephemeral port").port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn fresh_dir(port: u16) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!("chorus-redis-{}-{port}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+/// One `redis-server` process.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// A standalone server without persistence.
+    pub fn start() -> Self {
+        Self::start_with(Persistence::None)
+    }
+
+    /// A standalone server keeping its data as `persistence` says.
+    pub fn start_with(persistence: Persistence) -> Self {
+        let mut args = vec!["--save".to_owned(), String::new()];
+        match persistence {
+            Persistence::None => args.extend(["--appendonly".into(), "no".into()]),
+            Persistence::AofEverySec => args.extend(["--appendonly".into(), "yes".into(), "--appendfsync".into(), "everysec".into()]),
+            Persistence::AofAlways => args.extend(["--appendonly".into(), "yes".into(), "--appendfsync".into(), "always".into()]),
+        }
+        Self::spawn(args)
+    }
+
+    fn spawn(extra: Vec<String>) -> Self {
+        let port = free_port();
+        let dir = fresh_dir(port);
+        let mut args = vec![
+            "--port".to_owned(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--daemonize".into(),
+            "no".into(),
+            "--loglevel".into(),
+            "warning".into(),
+            "--logfile".into(),
+            dir.join("redis.log").display().to_string(),
+        ];
+        args.extend(extra);
+        let mut server = RedisServer { port, dir, args, child: None };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new(server_binary())
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {}: {e}; install Redis (`apt-get install redis-server`, which scripts/test does) or set CHORUS_REDIS_SERVER",
+                    server_binary()
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self.try_cli(&["PING"]).as_deref() != Some("PONG") {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("redis-server on port {} exited at start ({status}); its log: {}", self.port, self.log());
+            }
+            assert!(Instant::now() < deadline, "redis-server on port {} did not answer within {START_TIMEOUT:?}; its log: {}", self.port, self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a command through `redis-cli`; its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args).unwrap_or_else(|| panic!("redis-cli -p {} {args:?} failed", self.port))
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new(cli_binary()).args(["-h", "127.0.0.1", "-p", &self.port.to_string()]).args(args).stdin(Stdio::null()).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && !text.starts_with("Could not connect") && !text.starts_with("ERR")).then_some(text)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same data folder
+    /// (an append-only file is read back).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of masters without replicas, slots spread evenly.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> Self {
+        assert!(masters >= 3, "a Redis Cluster needs at least 3 masters");
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                RedisServer::spawn(vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    "nodes.conf".into(),
+                    "--cluster-node-timeout".into(),
+                    "2000".into(),
+                    "--save".into(),
+                    String::new(),
+                    "--appendonly".into(),
+                    "no".into(),
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new(cli_binary())
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", cli_binary()));
+        assert!(out.status.success(), "redis-cli --cluster create failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let cluster = RedisCluster { nodes };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !cluster.nodes.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+            assert!(Instant::now() < deadline, "the cluster did not reach cluster_state:ok within {START_TIMEOUT:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// Seed URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_standalone_server_starts_on_its_own_port_and_forgets_on_restart() {
+        let mut s = RedisServer::start();
+        assert_ne!(s.port, 6379);
+        assert_eq!(s.cli(&["SET", "k", "v"]), "OK");
+        assert_eq!(s.cli(&["GET", "k"]), "v");
+        s.restart();
+        assert_eq!(s.cli(&["EXISTS", "k"]), "0", "no persistence: a restart loses the data");
+    }
+
+    #[test]
+    fn an_append_only_server_keeps_what_it_acknowledged_across_a_kill() {
+        let mut s = RedisServer::start_with(Persistence::AofAlways);
+        assert_eq!(s.cli(&["SET", "k", "v"]), "OK");
+        s.kill();
+        assert!(!s.is_running());
+        s.restart();
+        assert_eq!(s.cli(&["GET", "k"]), "v");
+    }
+
+    #[test]
+    fn a_cluster_of_three_masters_serves_every_slot() {
+        let c = RedisCluster::start(3);
+        assert_eq!(c.urls().len(), 3);
+        let info = c.nodes[0].cli(&["CLUSTER", "INFO"]);
+        assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
+        assert!(info.contains("cluster_known_nodes:3"), "{info}");
+        // Keys of one hash tag live in one slot.
+        assert_eq!(c.nodes[0].cli(&["CLUSTER", "KEYSLOT", "chorus:{team/plan}:members"]), c.nodes[0].cli(&["CLUSTER", "KEYSLOT", "chorus:{team/plan}:doc:body"]));
+    }
+}
