@@ -224,8 +224,14 @@ impl Room {
                         _ => self.deliver(&event),
                     },
                     Err(BusError::Lagged { missed }) => {
-                        warn!(room = %self.name, missed, "room fell behind its bus; resyncing members");
+                        warn!(room = %self.name, missed, "room missed bus events; resyncing members and documents");
                         self.resync().await;
+                        let names: Vec<Arc<str>> = self.docs.keys().cloned().collect();
+                        for name in names {
+                            if let Err(e) = self.catch_up(&name).await {
+                                warn!(room = %self.name, doc = %name, "could not catch up after missed events: {e:?}");
+                            }
+                        }
                     }
                     Err(BusError::Closed) => break,
                 },

@@ -39,29 +39,30 @@ fn cursor_event(connection: &str, x: u64) -> RoomEvent {
 }
 
 /// Runs every check against fresh backends from `make`.
-pub async fn run_all<B, F>(make: F)
+pub async fn run_all<B, F, Fut>(make: F)
 where
     B: Backend,
-    F: Fn() -> B,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = B>,
 {
-    join_list_and_leave(make()).await;
-    two_connections_of_one_user_are_two_entries(make()).await;
-    leave_hands_the_entry_back_once(Arc::new(make())).await;
-    expiry_follows_the_clock(make()).await;
-    concurrent_expiry_returns_each_entry_once(Arc::new(make())).await;
-    state_and_refresh_need_a_live_entry(make()).await;
-    rooms_are_listed_with_counts(make()).await;
-    bus_delivers_in_order_to_every_subscriber(make()).await;
-    bus_keeps_rooms_apart(make()).await;
-    dropped_subscriptions_receive_nothing(make()).await;
-    bus_reports_lag(make()).await;
-    new_documents_are_empty_with_an_epoch(make()).await;
-    appends_are_compare_and_set(make()).await;
-    racing_appends_have_one_winner(Arc::new(make())).await;
-    submissions_are_deduplicated(make()).await;
-    snapshots_trim_the_log_without_holes(make()).await;
-    documents_keep_apart(make()).await;
-    commits_are_published(make()).await;
+    join_list_and_leave(make().await).await;
+    two_connections_of_one_user_are_two_entries(make().await).await;
+    leave_hands_the_entry_back_once(Arc::new(make().await)).await;
+    expiry_follows_the_clock(make().await).await;
+    concurrent_expiry_returns_each_entry_once(Arc::new(make().await)).await;
+    state_and_refresh_need_a_live_entry(make().await).await;
+    rooms_are_listed_with_counts(make().await).await;
+    bus_delivers_in_order_to_every_subscriber(make().await).await;
+    bus_keeps_rooms_apart(make().await).await;
+    dropped_subscriptions_receive_nothing(make().await).await;
+    bus_reports_lag(make().await).await;
+    new_documents_are_empty_with_an_epoch(make().await).await;
+    appends_are_compare_and_set(make().await).await;
+    racing_appends_have_one_winner(Arc::new(make().await)).await;
+    submissions_are_deduplicated(make().await).await;
+    snapshots_trim_the_log_without_holes(make().await).await;
+    documents_keep_apart(make().await).await;
+    commits_are_published(make().await).await;
 }
 
 async fn commits_are_published<B: Backend>(b: B) {

@@ -27,7 +27,7 @@ use chorus_core::text::TextOp;
 use chorus_protocol::{CursorState, LeaveReason};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 pub mod conformance;
 mod memory;
@@ -111,7 +111,8 @@ pub enum RoomEvent {
 /// Why a subscription stopped delivering.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
-    /// The subscriber fell behind and `missed` events were dropped; resync.
+    /// The subscriber fell behind and `missed` events were dropped (0 when
+    /// the count is unknown: the bus connection was lost); resync.
     #[error("subscriber fell behind; {missed} events missed")]
     Lagged { missed: u64 },
     /// The bus is gone (the backend shut down).
@@ -124,19 +125,42 @@ pub enum BusError {
 /// subscribers of a node.
 pub struct Subscription {
     rx: broadcast::Receiver<Arc<RoomEvent>>,
+    /// Bumped by a backend whose connection to the bus was lost and
+    /// restored: whatever was published meanwhile is gone.
+    resync: Option<watch::Receiver<u64>>,
 }
 
 impl Subscription {
     pub fn new(rx: broadcast::Receiver<Arc<RoomEvent>>) -> Self {
-        Self { rx }
+        Self { rx, resync: None }
+    }
+
+    /// A subscription that also reports lag when `resync` changes.
+    pub fn with_resync(rx: broadcast::Receiver<Arc<RoomEvent>>, mut resync: watch::Receiver<u64>) -> Self {
+        resync.mark_unchanged();
+        Self { rx, resync: Some(resync) }
     }
 
     /// The next event.
     pub async fn recv(&mut self) -> Result<Arc<RoomEvent>, BusError> {
-        self.rx.recv().await.map_err(|e| match e {
-            broadcast::error::RecvError::Lagged(missed) => BusError::Lagged { missed },
-            broadcast::error::RecvError::Closed => BusError::Closed,
-        })
+        let lagged = async {
+            let reported = match &mut self.resync {
+                Some(w) => w.changed().await.is_ok(),
+                None => false,
+            };
+            if !reported {
+                // No resync signal (or its sender is gone): never lagged this way.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = lagged => Err(BusError::Lagged { missed: 0 }),
+            event = self.rx.recv() => event.map_err(|e| match e {
+                broadcast::error::RecvError::Lagged(missed) => BusError::Lagged { missed },
+                broadcast::error::RecvError::Closed => BusError::Closed,
+            }),
+        }
     }
 }
 

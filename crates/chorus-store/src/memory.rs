@@ -258,6 +258,6 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store_passes_the_conformance_suite() {
-        crate::conformance::run_all(MemoryStore::new).await;
+        crate::conformance::run_all(|| async { MemoryStore::new() }).await;
     }
 }
