@@ -158,7 +158,14 @@ pub struct Client {
     docs: HashMap<DocKey, document::TextDocument>,
     /// Selections waiting for their document's pending edits to be acked.
     pending_cursors: HashMap<DocKey, Selection>,
+    /// When to resubmit ops the server could not commit, and the pause
+    /// before the next such retry.
+    resubmit_at: Option<tokio::time::Instant>,
+    retry_delay: Duration,
 }
+
+/// The first pause before resubmitting an op the server could not commit.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
 
 impl Client {
     /// Connects to the WebSocket endpoint `url` (e.g. `ws://127.0.0.1:8787/v1/ws`).
@@ -176,6 +183,8 @@ impl Client {
             rooms: HashMap::new(),
             docs: HashMap::new(),
             pending_cursors: HashMap::new(),
+            resubmit_at: None,
+            retry_delay: FIRST_RETRY,
         })
     }
 
@@ -368,8 +377,24 @@ impl Client {
                 let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
                 (key, d.committed(entry), self.options.doc_events)
             }
+            ServerMessage::Error { code: ErrorCode::Unavailable, room: Some(room), .. } => {
+                // The server could not commit (its store is unreachable):
+                // the op in flight is resubmitted after a pause, and the
+                // server acknowledges it once whatever happened to the first.
+                let retry = tokio::time::Instant::now() + self.retry_delay;
+                self.retry_delay = (self.retry_delay * 2).min(Duration::from_secs(2));
+                for ((r, _), d) in &self.docs {
+                    if r == room && d.inflight().is_some() {
+                        self.resubmit_at.get_or_insert(retry);
+                    }
+                }
+                return Some(Event::Message(msg));
+            }
             _ => return Some(Event::Message(msg)),
         };
+        if matches!(msg, ServerMessage::Ack { .. }) {
+            self.retry_delay = FIRST_RETRY;
+        }
         match outcome {
             Ok(Some(sub)) => self.submit(&key, &sub),
             Ok(None) => self.flush_cursor(&key),
@@ -689,11 +714,31 @@ impl Client {
                 Some(d) if done(d) => return Ok(()),
                 Some(_) => {}
             }
-            match self.recv_step(deadline).await? {
-                Some(Event::Closed { .. }) | None => {}
-                Some(e) => self.backlog.push_back(e),
+            let wake = self.resubmit_at.map_or(deadline, |at| at.min(deadline));
+            match self.recv_step(wake).await {
+                Ok(Some(Event::Closed { .. }) | None) => {}
+                Ok(Some(e)) => self.backlog.push_back(e),
+                Err(ClientError::Timeout(_)) if wake < deadline => self.resubmit_inflight(),
+                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Sends every document's op in flight again (same seq: the server
+    /// acknowledges it once, whether or not the first one was committed).
+    fn resubmit_inflight(&mut self) {
+        self.resubmit_at = None;
+        let pending: Vec<(DocKey, Submission)> =
+            self.docs.iter().filter_map(|(k, d)| d.inflight().map(|s| (k.clone(), s.clone()))).collect();
+        for (key, sub) in pending {
+            self.submit(&key, &sub);
+        }
+    }
+
+    /// Where [`Client::reconnect`] connects next: another node of the same
+    /// cluster, say, when this one is gone.
+    pub fn set_url(&mut self, url: &str) {
+        self.url = url.to_owned();
     }
 
     /// Processes incoming messages for `wait`, applying document traffic;

@@ -15,6 +15,12 @@ pub struct Config {
     #[arg(long, env = "CHORUS_LISTEN", default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
 
+    /// Redis to share with other Chorus nodes, as the store of record and the
+    /// bus (`redis://HOST:PORT`, `rediss://` for TLS). Without it, the
+    /// embedded in-memory store (one node, nothing kept across restarts).
+    #[arg(long = "redis", env = "CHORUS_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+
     /// Open development mode: anonymous users may connect and may do anything.
     /// Also on whenever no token key is configured.
     #[arg(long, env = "CHORUS_DEV")]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chorus_server::config::LogFormat;
 use chorus_server::{Config, Server};
+use chorus_redis::RedisStore;
 use chorus_store::{Backend, MemoryStore};
 use clap::{Parser, Subcommand};
 use tracing::{info, warn};
@@ -28,7 +29,10 @@ async fn main() -> anyhow::Result<()> {
     let Cli { command: Command::Serve(config) } = Cli::parse();
     init_logs(config.log_format);
 
-    let backend: Arc<dyn Backend> = Arc::new(MemoryStore::new());
+    let backend: Arc<dyn Backend> = match &config.redis_url {
+        Some(url) => Arc::new(RedisStore::connect(url).await.context("could not start: --redis (CHORUS_REDIS_URL) was given")?),
+        None => Arc::new(MemoryStore::new()),
+    };
     let store = backend.describe();
     let open = config.open_mode();
     let server = Server::start(config, backend).await.context("could not start the server")?;

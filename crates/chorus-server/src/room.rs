@@ -648,7 +648,14 @@ impl Room {
                     metrics::counter!("chorus_ops_committed_total").increment(1);
                     return Ok(Committed { version, duplicate: false });
                 }
-                Appended::Duplicate { version } => return Ok(Committed { version, duplicate: true }),
+                Appended::Duplicate { version } => {
+                    // Committed by an attempt whose answer was lost (a Redis
+                    // failover, say): this replica may not have it yet.
+                    if version > head {
+                        self.catch_up(name).await?;
+                    }
+                    return Ok(Committed { version, duplicate: true });
+                }
                 Appended::StaleSeq { last } => return Err(stale_seq(sub.seq, last)),
                 Appended::Conflict { .. } => self.catch_up(name).await?,
                 Appended::EpochChanged { .. } => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chorus_client::{Client, ConnectOptions, Event};
 use chorus_protocol::ServerMessage;
 use chorus_server::{Config, Server};
-use chorus_store::MemoryStore;
+use chorus_store::{Backend, MemoryStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct TestServer {
@@ -20,10 +20,15 @@ pub struct TestServer {
 /// Starts a server on 127.0.0.1:0 with the embedded store; `tune` adjusts the
 /// defaults.
 pub async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
+    start_on(Arc::new(MemoryStore::new()), tune).await
+}
+
+/// Starts a server on 127.0.0.1:0 with the given backend.
+pub async fn start_on(backend: Arc<dyn Backend>, tune: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::for_address("127.0.0.1:0".parse().unwrap());
     config.shutdown_grace_ms = 2_000;
     tune(&mut config);
-    let server = Server::start(config, Arc::new(MemoryStore::new())).await.expect("server starts");
+    let server = Server::start(config, backend).await.expect("server starts");
     let addr = server.addr;
     TestServer { server: Some(server), addr }
 }

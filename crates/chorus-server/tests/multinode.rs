@@ -1,0 +1,266 @@
+//! Several Chorus nodes on one real Redis behave as one server: one member
+//! list, one text, through concurrent commits on different nodes, lost
+//! pub/sub connections, a Redis restart and a node killed mid-edit.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_client::{Client, ConnectOptions};
+use chorus_core::oplog::LogEntry;
+use chorus_core::text::apply_to_str;
+use chorus_protocol::{LeaveReason, ServerMessage};
+use chorus_redis::testing::{Persistence, RedisServer};
+use chorus_redis::RedisStore;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use support::{drain, expect, start_on, TestServer};
+
+const ROOM: &str = "multi/node";
+
+async fn node(redis: &RedisServer, tune: impl FnOnce(&mut chorus_server::Config)) -> TestServer {
+    let store = RedisStore::connect(&redis.url()).await.expect("connects to Redis");
+    start_on(Arc::new(store), tune).await
+}
+
+async fn editor_at(url: &str, user: &str, doc: &str) -> Client {
+    let options = ConnectOptions { reconnect: true, timeout: Duration::from_secs(20), ..ConnectOptions::dev(user) };
+    let mut c = Client::connect(url, options).await.expect("connects");
+    c.join(ROOM, None).await.expect("join");
+    c.open_doc(ROOM, doc).await.expect("open");
+    c
+}
+
+async fn editor(node: &TestServer, user: &str, doc: &str) -> Client {
+    editor_at(&node.ws_url(), user, doc).await
+}
+
+/// The whole op log of a document, replayed from the empty text.
+async fn replay(node: &TestServer, doc: &str) -> String {
+    let (status, body) = node.get(&format!("/v1/rooms/multi%2Fnode/docs/{doc}/ops?since=0"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let ops: Vec<LogEntry> = serde_json::from_value(v["ops"].clone()).unwrap();
+    let mut text = String::new();
+    for (i, e) in ops.iter().enumerate() {
+        assert_eq!(e.version, i as u64 + 1, "no gap in the log");
+        text = apply_to_str(&text, &e.op).unwrap();
+    }
+    text
+}
+
+/// Every client reaches `version` with `text`.
+async fn assert_converged(clients: &mut [Client], doc: &str, text: &str, version: u64) {
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.catch_up(ROOM, doc, version).await.unwrap_or_else(|e| panic!("client {i} did not reach version {version}: {e}"));
+        let d = c.doc(ROOM, doc).unwrap();
+        assert_eq!(d.version(), version, "client {i}");
+        assert!(d.text().to_string() == text, "client {i} diverged");
+    }
+}
+
+#[tokio::test]
+async fn three_nodes_share_one_member_list_and_converge_on_one_text() {
+    let seed: u64 = std::env::var("CHORUS_DOC_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("three_nodes_share_one_member_list_and_converge_on_one_text: seed={seed}");
+    let redis = RedisServer::start();
+    let nodes = [node(&redis, |_| {}).await, node(&redis, |_| {}).await, node(&redis, |_| {}).await];
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        clients.push(editor(&nodes[i % 3], &format!("user{i}"), "text").await);
+    }
+    // Every node lists all six, wherever they connected.
+    for n in &nodes {
+        let (_, body) = n.get("/v1/rooms/multi%2Fnode/members", None).await;
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["count"], 6, "{body}");
+    }
+    let mut tasks = Vec::new();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_add(i as u64));
+            for _ in 0..60 {
+                let len = c.doc(ROOM, "text").unwrap().text().len_chars();
+                if len == 0 || rng.random_bool(0.7) {
+                    c.insert(ROOM, "text", rng.random_range(0..=len), ["a", "😭", "é"][rng.random_range(0..3)]).unwrap();
+                } else {
+                    c.delete(ROOM, "text", rng.random_range(0..len), 1).unwrap();
+                }
+                c.pump(Duration::from_millis(rng.random_range(0..3))).await;
+            }
+            c.sync(ROOM, "text").await.expect("sync");
+            c
+        }));
+    }
+    let mut clients: Vec<Client> = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    let (text, version) = nodes[0].doc_text(ROOM, "text").await;
+    for n in &nodes[1..] {
+        assert_eq!(n.doc_text(ROOM, "text").await, (text.clone(), version), "seed {seed}: every node reads the same text");
+    }
+    assert_converged(&mut clients, "text", &text, version).await;
+    assert!(replay(&nodes[2], "text").await == text, "seed {seed}: the log replayed from empty differs");
+}
+
+#[tokio::test]
+async fn concurrent_submissions_on_two_nodes_against_one_base_both_commit_once() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
+    let mut on_a = a.client("ann").await;
+    let mut on_b = b.client("bob").await;
+    for (c, name) in [(&mut on_a, "ann"), (&mut on_b, "bob")] {
+        c.join(ROOM, None).await.unwrap();
+        c.send_raw(json!({"type": "open_doc", "id": 1, "room": ROOM, "doc": "race", "client": name}).to_string()).unwrap();
+        expect(c, "opened", |m| matches!(m, ServerMessage::Opened { .. }).then_some(())).await;
+    }
+    for round in 0..20u64 {
+        let base = round * 2;
+        on_a.send_raw(json!({"type": "submit", "room": ROOM, "doc": "race", "seq": round + 1, "base": base, "op": ["A"]}).to_string()).unwrap();
+        on_b.send_raw(json!({"type": "submit", "room": ROOM, "doc": "race", "seq": round + 1, "base": base, "op": ["B"]}).to_string()).unwrap();
+        let mut versions = Vec::new();
+        for c in [&mut on_a, &mut on_b] {
+            versions.push(expect(c, "ack", |m| match m {
+                ServerMessage::Ack { seq, version, .. } if *seq == round + 1 => Some(*version),
+                _ => None,
+            })
+            .await);
+        }
+        versions.sort();
+        assert_eq!(versions, vec![base + 1, base + 2], "round {round}: both committed, in one order");
+    }
+    let (text, version) = a.doc_text(ROOM, "race").await;
+    assert_eq!((text.matches('A').count(), text.matches('B').count(), version), (20, 20, 40));
+    assert!(replay(&b, "race").await == text);
+}
+
+#[tokio::test]
+async fn killed_pubsub_connections_are_noticed_and_the_gap_repaired() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
+    let mut writer = editor(&a, "writer", "d").await;
+    let mut reader = editor(&b, "reader", "d").await;
+    writer.insert(ROOM, "d", 0, "before ").unwrap();
+    writer.sync(ROOM, "d").await.unwrap();
+    reader.catch_up(ROOM, "d", 1).await.unwrap();
+    for round in 0..3 {
+        let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert!(killed.parse::<u32>().unwrap_or(0) >= 2, "round {round}: both nodes' subscribers were killed ({killed})");
+        // Ops committed while the nodes are not listening.
+        for i in 0..10 {
+            writer.insert(ROOM, "d", 0, &format!("{round}.{i} ")).unwrap();
+            writer.sync(ROOM, "d").await.unwrap();
+        }
+        let (text, version) = a.doc_text(ROOM, "d").await;
+        assert_converged(std::slice::from_mut(&mut reader), "d", &text, version).await;
+    }
+    // And the other way round.
+    reader.insert(ROOM, "d", 0, "reply ").unwrap();
+    reader.sync(ROOM, "d").await.unwrap();
+    let (text, version) = b.doc_text(ROOM, "d").await;
+    assert_converged(std::slice::from_mut(&mut writer), "d", &text, version).await;
+}
+
+#[tokio::test]
+async fn a_redis_restart_with_an_append_only_file_loses_no_acknowledged_op() {
+    let mut redis = RedisServer::start_with(Persistence::AofAlways);
+    let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
+    let mut on_a = editor(&a, "ann", "d").await;
+    let mut on_b = editor(&b, "bob", "d").await;
+    let mut acked = Vec::new();
+    for i in 0..60 {
+        if i == 30 {
+            redis.kill();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            redis.restart();
+        }
+        let (c, token) = if i % 2 == 0 { (&mut on_a, format!("<a{i}>")) } else { (&mut on_b, format!("<b{i}>")) };
+        c.insert(ROOM, "d", 0, &token).unwrap();
+        if i == 29 {
+            // This one is in flight when Redis dies.
+            continue;
+        }
+        c.sync(ROOM, "d").await.unwrap_or_else(|e| panic!("op {i}: {e}"));
+        acked.push(token);
+    }
+    on_a.sync(ROOM, "d").await.unwrap();
+    let (text, version) = a.doc_text(ROOM, "d").await;
+    for token in &acked {
+        assert_eq!(text.matches(token.as_str()).count(), 1, "{token} in {text}");
+    }
+    assert_eq!(text.matches("<b29>").count(), 1, "the op in flight during the restart was committed once");
+    assert_converged(&mut [on_a, on_b], "d", &text, version).await;
+    assert!(replay(&b, "d").await == text);
+}
+
+/// A `chorus serve` process on a free port, for tests that kill nodes.
+struct NodeProcess {
+    child: Child,
+    url: String,
+}
+
+impl NodeProcess {
+    async fn start(redis: &RedisServer) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}"), "--redis", &redis.url(), "--presence-ttl-ms", "1500"])
+            .env("CHORUS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chorus");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "chorus did not start listening");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { child, url: format!("ws://127.0.0.1:{port}/v1/ws") }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_edit_loses_nothing_acknowledged_and_its_presence_expires_once() {
+    let redis = RedisServer::start();
+    let mut doomed = NodeProcess::start(&redis).await;
+    let survivor = NodeProcess::start(&redis).await;
+    let mut watcher = Client::connect(&survivor.url, ConnectOptions::dev("watcher")).await.unwrap();
+    watcher.join(ROOM, None).await.unwrap();
+    let mut typist = editor_at(&doomed.url, "typist", "d").await;
+    let mut idle = Client::connect(&doomed.url, ConnectOptions::dev("idle")).await.unwrap();
+    idle.join(ROOM, None).await.unwrap();
+    let gone = [typist.connection().to_owned(), idle.connection().to_owned()];
+    for i in 0..40 {
+        typist.insert(ROOM, "d", 0, &format!("<{i}>")).unwrap();
+        if i < 20 {
+            typist.sync(ROOM, "d").await.unwrap();
+        }
+        if i == 25 {
+            doomed.child.kill().unwrap(); // SIGKILL, mid-edit
+            let _ = doomed.child.wait();
+        }
+    }
+    // The typist's client notices, moves to the other node and resubmits.
+    typist.set_url(&survivor.url);
+    typist.sync(ROOM, "d").await.expect("recovers on the surviving node");
+    let text = typist.doc(ROOM, "d").unwrap().text().to_string();
+    for i in 0..40 {
+        assert_eq!(text.matches(&format!("<{i}>")).count(), 1, "edit {i} exactly once in {text}");
+    }
+    // The dead node's connections leave within the TTL, once each.
+    let seen = drain(&mut watcher, Duration::from_millis(3_500)).await;
+    for conn in &gone {
+        let leaves: Vec<&ServerMessage> =
+            seen.iter().filter(|m| matches!(m, ServerMessage::MemberLeft { connection, .. } if connection == conn)).collect();
+        assert_eq!(leaves.len(), 1, "one leave for {conn}: {leaves:?}");
+        assert!(matches!(leaves[0], ServerMessage::MemberLeft { reason: LeaveReason::Expired, .. }));
+    }
+}
