@@ -264,3 +264,46 @@ async fn a_node_killed_mid_edit_loses_nothing_acknowledged_and_its_presence_expi
         assert!(matches!(leaves[0], ServerMessage::MemberLeft { reason: LeaveReason::Expired, .. }));
     }
 }
+
+#[tokio::test]
+async fn a_redis_outage_fails_writes_with_unavailable_and_everything_recovers_by_itself() {
+    let mut redis = RedisServer::start_with(Persistence::AofAlways);
+    let a = node(&redis, |_| {}).await;
+    let mut c = editor(&a, "ann", "d").await;
+    c.insert(ROOM, "d", 0, "kept ").unwrap();
+    c.sync(ROOM, "d").await.unwrap();
+    assert_eq!(a.get("/readyz", None).await.0, 200);
+    redis.kill();
+    let started = std::time::Instant::now();
+    c.insert(ROOM, "d", 0, "later ").unwrap();
+    let (code, message) = expect(&mut c, "an error", |m| match m {
+        ServerMessage::Error { code, message, .. } => Some((*code, message.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, chorus_protocol::ErrorCode::Unavailable, "{message}");
+    assert!(started.elapsed() < Duration::from_secs(8), "the write failed in {:?}, not hung", started.elapsed());
+    let (status, body) = a.get("/readyz", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store unavailable"), "{body}");
+    redis.restart();
+    // The client resubmits by itself; the node reconnects by itself.
+    c.sync(ROOM, "d").await.expect("the op goes through once Redis is back");
+    assert_eq!(a.get("/readyz", None).await.0, 200);
+    assert_eq!(a.doc_text(ROOM, "d").await, ("later kept ".to_string(), 2));
+}
+
+#[test]
+fn start_up_fails_clearly_when_the_given_redis_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--redis", &format!("redis://user:pw@127.0.0.1:{port}")])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run chorus");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach Redis at redis://***@127.0.0.1"), "{stderr}");
+    assert!(stderr.contains("--redis (CHORUS_REDIS_URL)"), "{stderr}");
+    assert!(!stderr.contains("pw"), "the password stays out of the message: {stderr}");
+}
