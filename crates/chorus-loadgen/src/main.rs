@@ -89,6 +89,10 @@ struct Target {
     /// Process id of that running server, to read its memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// With --spawn: start this many nodes sharing one Redis (a fresh
+    /// `redis-server` on a free port per run); clients go to the nodes in turn.
+    #[arg(long, default_value_t = 1, requires = "spawn")]
+    nodes: usize,
 }
 
 #[derive(Args)]
@@ -128,62 +132,102 @@ fn micros() -> u64 {
     epoch().elapsed().as_micros() as u64
 }
 
-/// A server to talk to: one this run started, or one given.
+/// A server to talk to: nodes this run started (sharing a Redis when there
+/// are several), or one given.
 struct Server {
-    url: String,
-    pid: Option<u32>,
-    child: Option<Child>,
+    urls: Vec<String>,
+    pids: Vec<u32>,
+    children: Vec<Child>,
+    redis: Option<chorus_redis::testing::RedisServer>,
 }
 
 impl Server {
     async fn start(target: &Target) -> anyhow::Result<Server> {
         if let Some(url) = &target.url {
-            return Ok(Server { url: url.clone(), pid: target.server_pid, child: None });
+            return Ok(Server { urls: vec![url.clone()], pids: target.server_pid.into_iter().collect(), children: vec![], redis: None });
         }
         let Some(bin) = &target.spawn else { bail!("give --spawn PATH_TO_CHORUS or --url URL") };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(bin)
-            .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-            .env("CHORUS_LOG", "warn")
-            .env("CHORUS_MEMBERS_PER_ROOM", "100000")
-            .env("CHORUS_MESSAGES_PER_SECOND", "1000000")
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let pid = child.id();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("the server did not start listening on port {port}");
+        let redis = (target.nodes > 1).then(chorus_redis::testing::RedisServer::start);
+        let mut server = Server { urls: vec![], pids: vec![], children: vec![], redis };
+        for _ in 0..target.nodes.max(1) {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let mut cmd = Command::new(bin);
+            cmd.args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")]);
+            if let Some(redis) = &server.redis {
+                cmd.args(["--redis", &redis.url()]);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let child = cmd
+                .env("CHORUS_LOG", "warn")
+                .env("CHORUS_MEMBERS_PER_ROOM", "100000")
+                .env("CHORUS_MESSAGES_PER_SECOND", "1000000")
+                .stdout(Stdio::null())
+                .spawn()
+                .with_context(|| format!("start {}", bin.display()))?;
+            server.pids.push(child.id());
+            server.children.push(child);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                if Instant::now() > deadline {
+                    bail!("the server did not start listening on port {port}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            server.urls.push(format!("ws://127.0.0.1:{port}/v1/ws"));
         }
-        Ok(Server { url: format!("ws://127.0.0.1:{port}/v1/ws"), pid: Some(pid), child: Some(child) })
+        Ok(server)
     }
 
-    /// CPU time used so far (user + system), in seconds.
+    /// The node the `i`th client connects to.
+    fn url(&self, i: usize) -> &str {
+        &self.urls[i % self.urls.len()]
+    }
+
+    /// CPU time used so far by the nodes (user + system), in seconds.
     fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
-        // Fields after the command name, which is in parentheses.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / 100.0)
+        let mut total = 0.0;
+        for pid in &self.pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the command name, which is in parentheses.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            total += ticks as f64 / 100.0;
+        }
+        (!self.pids.is_empty()).then_some(total)
     }
 
-    /// (current, peak) resident memory in KiB.
+    /// (current, peak) resident memory of the nodes together, in KiB.
     fn memory_kib(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        let field = |name: &str| {
-            status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
-        };
-        Some((field("VmRSS:")?, field("VmHWM:")?))
+        let mut total = (0, 0);
+        for pid in &self.pids {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let field = |name: &str| -> Option<u64> {
+                status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+            };
+            total = (total.0 + field("VmRSS:")?, total.1 + field("VmHWM:")?);
+        }
+        (!self.pids.is_empty()).then_some(total)
+    }
+
+    /// Commands Redis has run so far: (scripts run, which are the round
+    /// trips of commits; every command, those run inside scripts included),
+    /// from `INFO commandstats`, less the INFO calls themselves.
+    fn redis_calls(&self) -> Option<(u64, u64)> {
+        let stats = self.redis.as_ref()?.cli(&["INFO", "commandstats"]);
+        let calls = |l: &str| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok();
+        let counted: Vec<(&str, u64)> = stats
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+            .filter_map(|l| Some((l, calls(l)?)))
+            .collect();
+        let scripts = counted.iter().filter(|(l, _)| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:")).map(|(_, n)| n).sum();
+        Some((scripts, counted.iter().map(|(_, n)| n).sum()))
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
+        for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -213,7 +257,7 @@ async fn cursor_storm(args: StormArgs) -> anyhow::Result<()> {
     for &c in &args.clients {
         let server = Server::start(&args.target).await?;
         let cpu_before = server.cpu_seconds();
-        let r = storm_run(&server.url, c, args.hz, Duration::from_secs(args.seconds), args.in_doc).await?;
+        let r = storm_run(&server, c, args.hz, Duration::from_secs(args.seconds), args.in_doc).await?;
         let cpu = match (cpu_before, server.cpu_seconds()) {
             (Some(a), Some(b)) => format!("{:.0} %", 100.0 * (b - a) / r.wall.as_secs_f64()),
             _ => "-".into(),
@@ -284,7 +328,7 @@ fn cursor_sent_at(text: &str) -> Option<u64> {
 /// slightly older versions are moved through a few of them.
 const W2_DOC_OPS: u64 = 10;
 
-async fn storm_run(url: &str, clients: usize, hz: u32, duration: Duration, in_doc: bool) -> anyhow::Result<StormResult> {
+async fn storm_run(server: &Server, clients: usize, hz: u32, duration: Duration, in_doc: bool) -> anyhow::Result<StormResult> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let began = Instant::now();
@@ -292,7 +336,7 @@ async fn storm_run(url: &str, clients: usize, hz: u32, duration: Duration, in_do
     let doc = in_doc.then_some("w2");
     if let Some(doc) = doc {
         let options = ConnectOptions { timeout: Duration::from_secs(30), ..ConnectOptions::dev("seeder") };
-        let mut seed = Client::connect(url, options).await?;
+        let mut seed = Client::connect(server.url(0), options).await?;
         seed.join(&room, None).await?;
         seed.open_doc(&room, doc).await?;
         for _ in 0..W2_DOC_OPS {
@@ -303,7 +347,7 @@ async fn storm_run(url: &str, clients: usize, hz: u32, duration: Duration, in_do
     }
     let mut joined = Vec::new();
     for i in 0..clients {
-        joined.push(storm_client(url, &format!("load-{i}"), &room, doc).await?);
+        joined.push(storm_client(server.url(i), &format!("load-{i}"), &room, doc).await?);
     }
     // Let the join announcements settle before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -381,16 +425,16 @@ async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     let server = Server::start(&args.target).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (base, _) = server.memory_kib().context("need the server's pid (--spawn, or --server-pid)")?;
-    let url = Arc::new(server.url.clone());
+    let urls = Arc::new(server.urls.clone());
     let mut clients = Vec::with_capacity(args.connections);
     let started = Instant::now();
     // Connect in waves so the accept queue is never the bottleneck.
     for wave in (0..args.connections).collect::<Vec<_>>().chunks(250) {
         let mut tasks = Vec::new();
         for &i in wave {
-            let (url, room) = (url.clone(), format!("idle-{}", i % args.rooms));
+            let (urls, room) = (urls.clone(), format!("idle-{}", i % args.rooms));
             tasks.push(tokio::spawn(async move {
-                let mut c = Client::connect(&url, ConnectOptions::dev(&format!("idle-{i}"))).await?;
+                let mut c = Client::connect(&urls[i % urls.len()], ConnectOptions::dev(&format!("idle-{i}"))).await?;
                 c.join(&room, None).await?;
                 anyhow::Ok(c)
             }));
@@ -438,14 +482,17 @@ async fn doc_client(url: &str, user: &str, doc: &str) -> anyhow::Result<Client> 
 
 async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
     println!("W1 edit storm: 1 document, one 1-character insert in flight per client, {} s per run", args.seconds);
-    println!("| start size | clients | committed ops/s | ack p50 ms | ack p99 ms | seen p50 ms | seen p99 ms | converged | server CPU |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    if args.target.nodes > 1 {
+        println!("{} nodes sharing one Redis; clients spread over them", args.target.nodes);
+    }
+    println!("| start size | clients | committed ops/s | ack p50 ms | ack p99 ms | seen p50 ms | seen p99 ms | converged | server CPU | Redis scripts/op | Redis commands/op |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &size in &args.doc_bytes {
         for &c in &args.clients {
             let server = Server::start(&args.target).await?;
             let r = edit_run(&server, c, size, Duration::from_secs(args.seconds)).await?;
             println!(
-                "| {} | {c} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {c} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if size == 0 { "empty".to_string() } else { format!("{:.1} MB", size as f64 / 1e6) },
                 r.ops as f64 / args.seconds as f64,
                 ms(&r.ack, 0.5),
@@ -454,6 +501,8 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
                 ms(&r.seen, 0.99),
                 if r.converged { "yes" } else { "NO" },
                 r.cpu,
+                r.redis_per_op.map_or("-".into(), |(s, _)| format!("{s:.2}")),
+                r.redis_per_op.map_or("-".into(), |(_, n)| format!("{n:.2}")),
             );
             if !r.converged {
                 bail!("clients diverged");
@@ -465,6 +514,8 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
 
 struct EditResult {
     ops: u64,
+    /// Redis (scripts, commands) per committed op during the run, with Redis.
+    redis_per_op: Option<(f64, f64)>,
     ack: Histogram<u64>,
     seen: Histogram<u64>,
     converged: bool,
@@ -475,7 +526,7 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
     let doc = format!("w1-{}", micros());
     if size > 0 {
         // Fill the document in ops under the default op size limit.
-        let mut seed = doc_client(&server.url, "seeder", &doc).await?;
+        let mut seed = doc_client(server.url(0), "seeder", &doc).await?;
         let line = "Chorus load generator filler text, one line of it after another.\n";
         let mut written = 0;
         while written < size {
@@ -488,12 +539,13 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
     }
     let mut joined = Vec::new();
     for i in 0..clients {
-        joined.push(EditClient::open(&server.url, i, &doc).await?);
+        joined.push(EditClient::open(server.url(i), i, &doc).await?);
     }
     // Submit times of client 0's ops, by seq, to time when client 1 sees them.
     let submitted: Arc<Mutex<std::collections::HashMap<u64, u64>>> = Arc::default();
     let seen = Arc::new(Mutex::new(new_histogram()));
     let cpu_before = server.cpu_seconds();
+    let calls_before = server.redis_calls();
     let started = Instant::now();
     let end = started + duration;
     let mut tasks = Vec::new();
@@ -530,9 +582,13 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
         (Some(a), Some(b)) => format!("{:.0} %", 100.0 * (b - a) / wall.as_secs_f64()),
         _ => "-".into(),
     };
+    let redis_per_op = match (calls_before, server.redis_calls()) {
+        (Some(a), Some(b)) if committed > 0 => Some(((b.0 - a.0) as f64 / committed as f64, (b.1 - a.1) as f64 / committed as f64)),
+        _ => None,
+    };
     // Convergence: a newcomer's text is the server's; everyone else must
     // reach the same version and the same text.
-    let check = doc_client(&server.url, "checker", &doc).await?;
+    let check = doc_client(server.url(0), "checker", &doc).await?;
     let truth = check.doc(DOC_ROOM, &doc).expect("open");
     let (text, version) = (truth.text().to_string(), truth.version());
     let mut converged = true;
@@ -541,7 +597,7 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
         converged &= c.ot.version() == version && c.text.to_string() == text;
     }
     let seen = std::mem::replace(&mut *seen.lock().expect("not poisoned"), new_histogram());
-    Ok(EditResult { ops: committed, ack, seen, converged, cpu })
+    Ok(EditResult { ops: committed, redis_per_op, ack, seen, converged, cpu })
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -632,7 +688,7 @@ async fn trace(args: TraceArgs) -> anyhow::Result<()> {
     let ops = trace.patch_ops();
     let server = Server::start(&args.target).await?;
     let doc = format!("paper-{}", micros());
-    let mut c = doc_client(&server.url, "typist", &doc).await?;
+    let mut c = doc_client(server.url(0), "typist", &doc).await?;
     let mut ack = new_histogram();
     let started = Instant::now();
     for op in &ops {
@@ -642,7 +698,7 @@ async fn trace(args: TraceArgs) -> anyhow::Result<()> {
         ack.saturating_record(micros().saturating_sub(t0).max(1));
     }
     let took = started.elapsed();
-    let check = doc_client(&server.url, "checker", &doc).await?;
+    let check = doc_client(server.url(0), "checker", &doc).await?;
     let text = check.doc(DOC_ROOM, &doc).expect("open").text().to_string();
     let matches = text == trace.end_content;
     println!(
@@ -664,7 +720,7 @@ async fn ping(args: TraceArgs) -> anyhow::Result<()> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let server = Server::start(&args.target).await?;
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(format!("{}?user=x", server.url), None, true).await?;
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(format!("{}?user=x", server.url(0)), None, true).await?;
     ws.send(Message::Text(r#"{"type":"hello","protocol":1}"#.into())).await?;
     ws.next().await;
     let t = Instant::now();

@@ -73,6 +73,11 @@ fn room_of(channel: &str) -> Option<&str> {
 }
 
 impl RedisBus {
+    /// This node's random id (for markers, and turns in commit races).
+    pub(crate) fn node(&self) -> &str {
+        &self.state.node
+    }
+
     pub(crate) async fn start(client: redis::Client) -> redis::RedisResult<Self> {
         let (sink, stream) = client.get_async_pubsub().await?.split();
         let state = Arc::new(State {

@@ -18,6 +18,16 @@ fn entry_from(bytes: &[u8]) -> StoreResult<LogEntry> {
     serde_json::from_slice(bytes).map_err(|e| decode_error("op", e))
 }
 
+fn entries(replies: &[Reply]) -> StoreResult<Vec<LogEntry>> {
+    replies
+        .iter()
+        .map(|r| match r {
+            Reply::BulkString(b) => entry_from(b),
+            other => Err(decode_error("op", format!("{other:?}"))),
+        })
+        .collect()
+}
+
 fn text(reply: &Reply) -> StoreResult<String> {
     match reply {
         Reply::BulkString(b) => String::from_utf8(b.clone()).map_err(|e| decode_error("text", e)),
@@ -48,13 +58,7 @@ impl DocStore for RedisStore {
         let [epoch, snapshot_version, snapshot, ops @ ..] = items.as_slice() else {
             return Err(decode_error("document", format!("{items:?}")));
         };
-        let ops = ops
-            .iter()
-            .map(|r| match r {
-                Reply::BulkString(b) => entry_from(b),
-                other => Err(decode_error("op", format!("{other:?}"))),
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
+        let ops = entries(ops)?;
         Ok(StoredDoc { epoch: text(epoch)?, snapshot_version: number(snapshot_version)?, snapshot: text(snapshot)?, ops })
     }
 
@@ -73,16 +77,17 @@ impl DocStore for RedisStore {
             .arg(op)
             .arg(doc)
             .arg(channel(room))
+            .arg(self.bus.node())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        let [outcome, value] = reply.as_slice() else {
+        let [outcome, value, missed @ ..] = reply.as_slice() else {
             return Err(decode_error("append reply", format!("{reply:?}")));
         };
         Ok(match text(outcome)?.as_str() {
             "committed" => Appended::Committed { version: number(value)? },
             "duplicate" => Appended::Duplicate { version: number(value)? },
-            "conflict" => Appended::Conflict { head: number(value)? },
+            "conflict" => Appended::Conflict { head: number(value)?, missed: entries(missed)? },
             "stale" => Appended::StaleSeq { last: number(value)? },
             "epoch" => Appended::EpochChanged { epoch: text(value)? },
             other => return Err(decode_error("append outcome", other)),
@@ -102,14 +107,7 @@ impl DocStore for RedisStore {
             .map_err(store_error)?;
         match reply {
             Reply::Nil => Ok(None),
-            Reply::Array(items) => items
-                .iter()
-                .map(|r| match r {
-                    Reply::BulkString(b) => entry_from(b),
-                    other => Err(decode_error("op", format!("{other:?}"))),
-                })
-                .collect::<StoreResult<Vec<_>>>()
-                .map(Some),
+            Reply::Array(items) => entries(&items).map(Some),
             other => Err(decode_error("ops reply", format!("{other:?}"))),
         }
     }

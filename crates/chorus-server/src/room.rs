@@ -44,9 +44,10 @@ use crate::document::{DocLimits, Document, Prepared};
 use crate::node::{now_ms, Node};
 use crate::outbox::{CursorKey, Outbox};
 
-/// Commit attempts for one op before giving up: each failed attempt means
-/// another node committed first, and this one catches up before retrying.
-const MAX_COMMIT_ATTEMPTS: usize = 32;
+/// How long one op may keep losing commit races to other nodes (each lost
+/// race means another node committed first; this one catches up and
+/// retries) before the submitter is told to retry later.
+const COMMIT_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Why a room refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,11 +214,10 @@ impl Room {
         debug!(room = %self.name, "room loaded");
         loop {
             let next_flush = self.next_cursor_flush();
+            // Bus events first: ops other nodes committed are applied before
+            // this node commits its next one, which then rarely conflicts.
             tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd).await,
-                    None => break,
-                },
+                biased;
                 event = sub.recv() => match event {
                     Ok(event) => match &*event {
                         RoomEvent::DocOp { doc, entry } => self.remote_op(doc, entry).await,
@@ -234,6 +234,10 @@ impl Room {
                         }
                     }
                     Err(BusError::Closed) => break,
+                },
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => break,
                 },
                 _ = sleep_until(next_flush), if next_flush.is_some() => self.flush_cursors().await,
             }
@@ -552,6 +556,12 @@ impl Room {
             return Err(Refusal::Refused(ErrorCode::NotJoined, format!("not in room {}", self.name)));
         };
         self.load_doc(&name).await?;
+        let behind = self.docs.get(&name).is_some_and(|d| since.as_ref().is_some_and(|p| p.epoch == d.epoch && p.version > d.version()));
+        if behind {
+            // The client saw newer versions on another node.
+            self.catch_up(&name).await?;
+            self.load_doc(&name).await?;
+        }
         let doc = self.docs.get_mut(&name).expect("loaded above");
         let msg = doc.opened(id, &self.name, &name, since.as_ref());
         if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
@@ -617,8 +627,18 @@ impl Room {
     async fn commit(&mut self, name: &Arc<str>, client: &Arc<str>, sub: &DocSubmission) -> Result<Committed, Refusal> {
         let limits = self.doc_limits();
         let store = self.node.backend.clone();
-        for _ in 0..MAX_COMMIT_ATTEMPTS {
-            let doc = self.docs.get(name).expect("loaded by the caller");
+        let deadline = Instant::now() + COMMIT_DEADLINE;
+        while Instant::now() < deadline {
+            // Loaded by the caller, or again after a catch-up dropped a
+            // replica that disagreed with the store.
+            self.load_doc(name).await?;
+            if sub.base.is_some_and(|b| b > self.docs[name].version()) {
+                // Made at a version this replica has not heard of yet (the
+                // submitter saw it on another node): catch up first.
+                self.catch_up(name).await?;
+                self.load_doc(name).await?;
+            }
+            let doc = self.docs.get(name).expect("loaded above");
             let head = doc.version();
             let base = sub.base.unwrap_or(head);
             let op = match doc.prepare(client, sub.seq, base, &sub.op, limits)? {
@@ -657,7 +677,22 @@ impl Room {
                     return Ok(Committed { version, duplicate: true });
                 }
                 Appended::StaleSeq { last } => return Err(stale_seq(sub.seq, last)),
-                Appended::Conflict { .. } => self.catch_up(name).await?,
+                Appended::Conflict { head: store_head, missed } => {
+                    // Another node committed first; the store sent what it
+                    // committed, so the retry costs one round trip.
+                    let complete = missed.first().is_some_and(|e| e.version == head + 1) && missed.last().is_some_and(|e| e.version == store_head);
+                    if complete {
+                        for entry in missed {
+                            self.apply(name, entry, None);
+                        }
+                    } else if store_head == head {
+                        // Another node has the turn after losing a race:
+                        // let it commit first.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    } else {
+                        self.catch_up(name).await?;
+                    }
+                }
                 Appended::EpochChanged { .. } => {
                     self.reload(name, ResetReason::Epoch).await?;
                     return Err(Refusal::Refused(ErrorCode::VersionTrimmed, format!("document {name} was reset; open it again")));
@@ -760,6 +795,10 @@ impl Room {
     }
 
     async fn read_doc(&mut self, name: Arc<str>, since: Option<u64>) -> Result<DocRead, Refusal> {
+        self.load_doc(&name).await?;
+        // A reader expects what any node has acknowledged, not what this
+        // one has heard of so far.
+        self.catch_up(&name).await?;
         self.load_doc(&name).await?;
         let doc = self.docs.get(&name).expect("loaded above");
         let read = match since {

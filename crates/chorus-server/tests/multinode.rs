@@ -122,11 +122,13 @@ async fn concurrent_submissions_on_two_nodes_against_one_base_both_commit_once()
         on_b.send_raw(json!({"type": "submit", "room": ROOM, "doc": "race", "seq": round + 1, "base": base, "op": ["B"]}).to_string()).unwrap();
         let mut versions = Vec::new();
         for c in [&mut on_a, &mut on_b] {
-            versions.push(expect(c, "ack", |m| match m {
-                ServerMessage::Ack { seq, version, .. } if *seq == round + 1 => Some(*version),
+            let outcome = expect(c, "ack", |m| match m {
+                ServerMessage::Ack { seq, version, .. } if *seq == round + 1 => Some(Ok(*version)),
+                ServerMessage::Error { code, message, .. } => Some(Err(format!("{code}: {message}"))),
                 _ => None,
             })
-            .await);
+            .await;
+            versions.push(outcome.unwrap_or_else(|e| panic!("round {round}: {e}")));
         }
         versions.sort();
         assert_eq!(versions, vec![base + 1, base + 2], "round {round}: both committed, in one order");

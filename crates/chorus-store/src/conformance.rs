@@ -15,6 +15,7 @@ use chorus_core::presence::{Member, UserInfo};
 use chorus_protocol::{CursorState, LeaveReason};
 use serde_json::json;
 
+use chorus_core::oplog::LogEntry;
 use chorus_core::text::TextOp;
 
 use crate::{Appended, Backend, BusError, RoomEvent, RoomSummary};
@@ -98,8 +99,13 @@ async fn appends_are_compare_and_set<B: Backend>(b: B) {
     let check = "appends_are_compare_and_set";
     let e = b.load("r", "d").await.unwrap().epoch;
     assert_eq!(b.append("r", "d", &e, 0, "a", 1, &ins(0, "x")).await.unwrap(), Appended::Committed { version: 1 }, "{check}");
-    assert_eq!(b.append("r", "d", &e, 0, "b", 1, &ins(0, "y")).await.unwrap(), Appended::Conflict { head: 1 }, "{check}: stale expectation");
-    assert_eq!(b.append("r", "d", &e, 5, "b", 1, &ins(0, "y")).await.unwrap(), Appended::Conflict { head: 1 }, "{check}: future expectation");
+    let first = LogEntry { version: 1, client: "a".into(), seq: 1, op: ins(0, "x") };
+    assert_eq!(
+        b.append("r", "d", &e, 0, "b", 1, &ins(0, "y")).await.unwrap(),
+        Appended::Conflict { head: 1, missed: vec![first] },
+        "{check}: stale expectation, answered with the ops missed"
+    );
+    assert_eq!(b.append("r", "d", &e, 5, "b", 1, &ins(0, "y")).await.unwrap(), Appended::Conflict { head: 1, missed: vec![] }, "{check}: future expectation");
     assert_eq!(b.append("r", "d", &e, 1, "b", 1, &ins(1, "y")).await.unwrap(), Appended::Committed { version: 2 }, "{check}");
     let wrong = "not-the-epoch";
     assert!(matches!(b.append("r", "d", wrong, 2, "c", 1, &ins(0, "z")).await.unwrap(), Appended::EpochChanged { epoch } if epoch == e), "{check}: epoch checked");
@@ -121,7 +127,7 @@ async fn racing_appends_have_one_winner<B: Backend>(b: Arc<B>) {
     });
     let outcomes = join_all(racers).await;
     let won = outcomes.iter().filter(|o| **o == Appended::Committed { version: 1 }).count();
-    let lost = outcomes.iter().filter(|o| **o == Appended::Conflict { head: 1 }).count();
+    let lost = outcomes.iter().filter(|o| matches!(o, Appended::Conflict { head: 1, missed } if missed.len() == 1)).count();
     assert_eq!((won, lost), (1, 7), "{check}: {outcomes:?}");
 }
 

@@ -200,8 +200,11 @@ pub enum Appended {
     Committed { version: u64 },
     /// (client, seq) was already committed, at `version`; nothing changed.
     Duplicate { version: u64 },
-    /// The head moved on to `head`: fetch the ops since, transform, retry.
-    Conflict { head: u64 },
+    /// The head moved on to `head`. `missed` holds the ops after the
+    /// expected version (empty when the caller expected a version the log
+    /// does not hold): transform past them and retry, without a second
+    /// round trip to fetch them.
+    Conflict { head: u64, missed: Vec<LogEntry> },
     /// `seq` is older than the client's last committed op (`last`).
     StaleSeq { last: u64 },
     /// The log is a different incarnation than the caller's.

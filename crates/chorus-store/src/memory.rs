@@ -199,7 +199,11 @@ impl DocStore for MemoryStore {
                 _ => {}
             }
             if log.head() != expected {
-                return Appended::Conflict { head: log.head() };
+                let missed = match expected.checked_sub(log.oldest) {
+                    Some(skip) if expected < log.head() => log.ops.iter().skip(skip as usize).cloned().collect(),
+                    _ => Vec::new(),
+                };
+                return Appended::Conflict { head: log.head(), missed };
             }
             let version = expected + 1;
             let entry = LogEntry { version, client: client.to_owned(), seq, op: op.clone() };
