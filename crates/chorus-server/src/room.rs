@@ -766,6 +766,9 @@ impl Room {
         self.load_doc(name).await?;
         let doc = self.docs.get_mut(name).expect("loaded above");
         doc.subscribers = old.subscribers;
+        // A log the store lost and created again is a new epoch, whatever
+        // the path that noticed it.
+        let reason = if doc.epoch != old.epoch { ResetReason::Epoch } else { reason };
         let mut msg = doc.opened(None, &self.name, name, None);
         if let ServerMessage::Opened { reset, .. } = &mut msg {
             *reset = Some(reason);

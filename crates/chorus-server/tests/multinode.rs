@@ -309,3 +309,27 @@ fn start_up_fails_clearly_when_the_given_redis_is_unreachable() {
     assert!(stderr.contains("--redis (CHORUS_REDIS_URL)"), "{stderr}");
     assert!(!stderr.contains("pw"), "the password stays out of the message: {stderr}");
 }
+
+#[tokio::test]
+async fn a_redis_restart_without_persistence_resets_documents_and_says_so() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, |_| {}).await;
+    let mut c = editor(&a, "ann", "d").await;
+    c.insert(ROOM, "d", 0, "before").unwrap();
+    c.sync(ROOM, "d").await.unwrap();
+    let old_epoch = c.doc(ROOM, "d").unwrap().epoch().to_owned();
+    redis.restart(); // everything in Redis is gone
+    c.insert(ROOM, "d", 0, "lost ").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while c.doc(ROOM, "d").unwrap().resets == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the client was never told its document was reset");
+        c.pump(Duration::from_millis(50)).await;
+    }
+    let d = c.doc(ROOM, "d").unwrap();
+    assert_ne!(d.epoch(), old_epoch, "a new epoch");
+    assert_eq!((d.text().to_string(), d.version(), d.lost_edits), (String::new(), 0, 1));
+    // Editing goes on in the new incarnation.
+    c.insert(ROOM, "d", 0, "after").unwrap();
+    c.sync(ROOM, "d").await.unwrap();
+    assert_eq!(a.doc_text(ROOM, "d").await, ("after".to_string(), 1));
+}
