@@ -556,12 +556,8 @@ impl Room {
             return Err(Refusal::Refused(ErrorCode::NotJoined, format!("not in room {}", self.name)));
         };
         self.load_doc(&name).await?;
-        let behind = self.docs.get(&name).is_some_and(|d| since.as_ref().is_some_and(|p| p.epoch == d.epoch && p.version > d.version()));
-        if behind {
-            // The client saw newer versions on another node.
-            self.catch_up(&name).await?;
-            self.load_doc(&name).await?;
-        }
+        let seen = since.as_ref().filter(|p| p.epoch == self.docs[&name].epoch).map(|p| p.version);
+        self.load_doc_seen(&name, seen).await?;
         let doc = self.docs.get_mut(&name).expect("loaded above");
         let msg = doc.opened(id, &self.name, &name, since.as_ref());
         if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
@@ -629,15 +625,9 @@ impl Room {
         let store = self.node.backend.clone();
         let deadline = Instant::now() + COMMIT_DEADLINE;
         while Instant::now() < deadline {
-            // Loaded by the caller, or again after a catch-up dropped a
-            // replica that disagreed with the store.
-            self.load_doc(name).await?;
-            if sub.base.is_some_and(|b| b > self.docs[name].version()) {
-                // Made at a version this replica has not heard of yet (the
-                // submitter saw it on another node): catch up first.
-                self.catch_up(name).await?;
-                self.load_doc(name).await?;
-            }
+            // Loaded by the caller, or again after applying the ops of a
+            // conflict dropped a replica that disagreed with the store.
+            self.load_doc_seen(name, sub.base).await?;
             let doc = self.docs.get(name).expect("loaded above");
             let head = doc.version();
             let base = sub.base.unwrap_or(head);
@@ -743,19 +733,33 @@ impl Room {
         }
     }
 
-    /// Fetches and applies the ops the replica missed.
+    /// Fetches and applies the ops the replica missed. The document is
+    /// loaded afterwards (again, if applying dropped a replica that
+    /// disagreed with the store).
     async fn catch_up(&mut self, name: &Arc<str>) -> Result<(), Refusal> {
-        let Some(doc) = self.docs.get(name) else { return Ok(()) };
+        self.load_doc(name).await?;
+        let doc = &self.docs[name];
         let (epoch, head) = (doc.epoch.clone(), doc.version());
         match self.node.backend.ops_since(&self.name, name, &epoch, head).await? {
             Some(ops) => {
                 for entry in ops {
                     self.apply(name, entry, None);
                 }
-                Ok(())
             }
-            None => self.reload(name, ResetReason::Trimmed).await,
+            None => self.reload(name, ResetReason::Trimmed).await?,
         }
+        self.load_doc(name).await
+    }
+
+    /// Loads a document, catching its replica up first when a client has
+    /// seen version `seen` and the replica has not (the client saw it on
+    /// another node).
+    async fn load_doc_seen(&mut self, name: &Arc<str>, seen: Option<u64>) -> Result<(), Refusal> {
+        self.load_doc(name).await?;
+        if seen.is_some_and(|v| v > self.docs[name].version()) {
+            self.catch_up(name).await?;
+        }
+        Ok(())
     }
 
     /// Replaces a replica that fell too far behind (or whose log was
@@ -798,12 +802,10 @@ impl Room {
     }
 
     async fn read_doc(&mut self, name: Arc<str>, since: Option<u64>) -> Result<DocRead, Refusal> {
-        self.load_doc(&name).await?;
         // A reader expects what any node has acknowledged, not what this
         // one has heard of so far.
         self.catch_up(&name).await?;
-        self.load_doc(&name).await?;
-        let doc = self.docs.get(&name).expect("loaded above");
+        let doc = self.docs.get(&name).expect("loaded by the catch-up");
         let read = match since {
             None => Ok(DocRead { epoch: doc.epoch.clone(), version: doc.version(), text: Some(doc.text.text().to_string()), ops: None }),
             Some(v) => match doc.text.log().since(v) {

@@ -72,20 +72,6 @@ fn ops_of(msgs: &[ServerMessage]) -> Vec<LogEntry> {
         .collect()
 }
 
-/// Replays a document's whole op log, read over HTTP, from the empty text.
-async fn replay_log(server: &TestServer, doc: &str) -> String {
-    let (status, body) = server.get(&format!("/v1/rooms/team%2Fdoc-tests/docs/{doc}/ops?since=0"), None).await;
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let ops: Vec<LogEntry> = serde_json::from_value(v["ops"].clone()).unwrap();
-    let mut text = String::new();
-    for (i, e) in ops.iter().enumerate() {
-        assert_eq!(e.version, i as u64 + 1, "the log has no gap");
-        text = apply_to_str(&text, &e.op).unwrap_or_else(|err| panic!("op {} does not apply: {err}", e.version));
-    }
-    text
-}
-
 #[tokio::test]
 async fn edits_are_acknowledged_and_reach_every_reader() {
     let server = start(|_| {}).await;
@@ -188,7 +174,7 @@ async fn eight_clients_with_random_disconnects_converge() {
     }
     // 8 × 150 edits plus offline ones, some composed while one was in flight.
     assert!(version > 300, "seed {seed}: only {version} ops committed");
-    assert!(replay_log(&server, "storm").await == text, "seed {seed}: the op log replayed from empty differs from the text");
+    assert!(server.replay_log(ROOM, "storm").await == text, "seed {seed}: the op log replayed from empty differs from the text");
 }
 
 #[tokio::test]

@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_client::{Client, ConnectOptions};
-use chorus_core::oplog::LogEntry;
-use chorus_core::text::apply_to_str;
 use chorus_protocol::{LeaveReason, ServerMessage};
 use chorus_redis::testing::{Persistence, RedisServer};
 use chorus_redis::RedisStore;
@@ -35,20 +33,6 @@ async fn editor_at(url: &str, user: &str, doc: &str) -> Client {
 
 async fn editor(node: &TestServer, user: &str, doc: &str) -> Client {
     editor_at(&node.ws_url(), user, doc).await
-}
-
-/// The whole op log of a document, replayed from the empty text.
-async fn replay(node: &TestServer, doc: &str) -> String {
-    let (status, body) = node.get(&format!("/v1/rooms/multi%2Fnode/docs/{doc}/ops?since=0"), None).await;
-    assert_eq!(status, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let ops: Vec<LogEntry> = serde_json::from_value(v["ops"].clone()).unwrap();
-    let mut text = String::new();
-    for (i, e) in ops.iter().enumerate() {
-        assert_eq!(e.version, i as u64 + 1, "no gap in the log");
-        text = apply_to_str(&text, &e.op).unwrap();
-    }
-    text
 }
 
 /// Every client reaches `version` with `text`.
@@ -102,7 +86,7 @@ async fn three_nodes_share_one_member_list_and_converge_on_one_text() {
         assert_eq!(n.doc_text(ROOM, "text").await, (text.clone(), version), "seed {seed}: every node reads the same text");
     }
     assert_converged(&mut clients, "text", &text, version).await;
-    assert!(replay(&nodes[2], "text").await == text, "seed {seed}: the log replayed from empty differs");
+    assert!(nodes[2].replay_log(ROOM, "text").await == text, "seed {seed}: the log replayed from empty differs");
 }
 
 #[tokio::test]
@@ -135,7 +119,7 @@ async fn concurrent_submissions_on_two_nodes_against_one_base_both_commit_once()
     }
     let (text, version) = a.doc_text(ROOM, "race").await;
     assert_eq!((text.matches('A').count(), text.matches('B').count(), version), (20, 20, 40));
-    assert!(replay(&b, "race").await == text);
+    assert!(b.replay_log(ROOM, "race").await == text);
 }
 
 #[tokio::test]
@@ -194,7 +178,7 @@ async fn a_redis_restart_with_an_append_only_file_loses_no_acknowledged_op() {
     }
     assert_eq!(text.matches("<b29>").count(), 1, "the op in flight during the restart was committed once");
     assert_converged(&mut [on_a, on_b], "d", &text, version).await;
-    assert!(replay(&b, "d").await == text);
+    assert!(b.replay_log(ROOM, "d").await == text);
 }
 
 /// A `chorus serve` process on a free port, for tests that kill nodes.

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_client::{Client, ConnectOptions, Event};
+use chorus_core::oplog::LogEntry;
+use chorus_core::text::apply_to_str;
 use chorus_protocol::ServerMessage;
 use chorus_server::{Config, Server};
 use chorus_store::{Backend, MemoryStore};
@@ -56,6 +58,21 @@ impl TestServer {
     /// GET `path`, with a bearer token if given: (status, body).
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
         http_get(self.addr, path, token).await
+    }
+
+    /// A document's whole op log, read over the HTTP API and replayed from
+    /// the empty text; asserts that the log has no gap.
+    pub async fn replay_log(&self, room: &str, doc: &str) -> String {
+        let (status, body) = self.get(&format!("/v1/rooms/{}/docs/{doc}/ops?since=0", room.replace('/', "%2F")), None).await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let ops: Vec<LogEntry> = serde_json::from_value(v["ops"].clone()).unwrap();
+        let mut text = String::new();
+        for (i, e) in ops.iter().enumerate() {
+            assert_eq!(e.version, i as u64 + 1, "the log has no gap");
+            text = apply_to_str(&text, &e.op).unwrap_or_else(|err| panic!("op {} does not apply: {err}", e.version));
+        }
+        text
     }
 
     /// A document's text and version, read over the HTTP API.
