@@ -9,6 +9,13 @@
 //! catch their documents up), because whatever was published meanwhile is
 //! gone.
 //!
+//! On a Cluster the bus uses sharded pub/sub: each room's channel lives on
+//! the shard of the room's keys, so an event crosses only that shard. The
+//! Cluster connection subscribes again by itself after losing a node; the
+//! bus tells every subscription it lagged when the loss is reported and
+//! again when the subscription is confirmed, since events in between are
+//! gone.
+//!
 //! A new subscription must see only what is published after it starts. The
 //! node's pub/sub stream is shared, so a message published just before may
 //! still be on its way; the bus therefore publishes a marker of its own on
@@ -24,7 +31,9 @@ use async_trait::async_trait;
 use chorus_store::{Bus, RoomEvent, StoreError, StoreResult, Subscription};
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
-use tokio::sync::{broadcast, oneshot, watch};
+use redis::cluster_async::ClusterConnection;
+use redis::{PushInfo, PushKind};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -39,11 +48,21 @@ const MARKER: &str = "\u{1}chorus-marker:";
 
 type Sender = broadcast::Sender<Arc<RoomEvent>>;
 
+/// Where this node's room channels come from. Each is behind a lock that
+/// serialises subscribing and unsubscribing.
+enum Feed {
+    /// A pub/sub connection to a standalone Redis; `None` while the bus
+    /// reconnects it.
+    Single(tokio::sync::Mutex<Option<PubSubSink>>),
+    /// Sharded subscriptions on a Cluster connection of their own, whose
+    /// messages arrive as RESP3 pushes.
+    Cluster(tokio::sync::Mutex<ClusterConnection>),
+}
+
 struct State {
     /// Rooms this node is subscribed to, with their local fan-out.
     rooms: Mutex<HashMap<String, Sender>>,
-    /// Serialises subscribing and unsubscribing; `None` while reconnecting.
-    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+    feed: Feed,
     markers: Mutex<HashMap<u64, (String, oneshot::Sender<broadcast::Receiver<Arc<RoomEvent>>>)>>,
     /// Rooms whose unsubscription is under way.
     leaving: Mutex<HashSet<String>>,
@@ -78,49 +97,91 @@ impl RedisBus {
         &self.state.node
     }
 
-    pub(crate) async fn start(client: redis::Client) -> redis::RedisResult<Self> {
-        let (sink, stream) = client.get_async_pubsub().await?.split();
+    fn new(feed: Feed, dispatcher: impl FnOnce(Arc<State>) -> JoinHandle<()>) -> Self {
         let state = Arc::new(State {
             rooms: Mutex::new(HashMap::new()),
-            sink: tokio::sync::Mutex::new(Some(sink)),
+            feed,
             markers: Mutex::new(HashMap::new()),
             leaving: Mutex::new(HashSet::new()),
             resync: watch::channel(0).0,
             node: format!("{:016x}", rand::random::<u64>()),
         });
-        let dispatcher = tokio::spawn(dispatch(client, state.clone(), stream));
-        Ok(Self { state, next_marker: AtomicU64::new(1), dispatcher })
+        let dispatcher = dispatcher(state.clone());
+        Self { state, next_marker: AtomicU64::new(1), dispatcher }
+    }
+
+    pub(crate) async fn start_single(client: redis::Client) -> redis::RedisResult<Self> {
+        let (sink, stream) = client.get_async_pubsub().await?.split();
+        let feed = Feed::Single(tokio::sync::Mutex::new(Some(sink)));
+        Ok(Self::new(feed, |state| tokio::spawn(dispatch_single(client, state, stream))))
+    }
+
+    /// `subscriber` must be a RESP3 connection whose pushes go to `pushes`.
+    pub(crate) fn start_cluster(subscriber: ClusterConnection, pushes: mpsc::UnboundedReceiver<PushInfo>) -> Self {
+        let feed = Feed::Cluster(tokio::sync::Mutex::new(subscriber));
+        Self::new(feed, |state| tokio::spawn(dispatch_cluster(state, pushes)))
+    }
+}
+
+/// Hands one message on a room channel to the room's local subscriptions.
+fn deliver(state: &Arc<State>, channel: &str, payload: &[u8]) {
+    let Some(room) = room_of(channel) else { return };
+    if let Some(marker) = std::str::from_utf8(payload).ok().and_then(|p| p.strip_prefix(MARKER)) {
+        deliver_marker(state, room, marker);
+        return;
+    }
+    let event: RoomEvent = match serde_json::from_slice(payload) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(%room, "undecodable bus event ignored: {e}");
+            return;
+        }
+    };
+    let unread = match lock(&state.rooms).get(room) {
+        Some(tx) => tx.send(Arc::new(event)).is_err(),
+        None => false,
+    };
+    if unread {
+        leave_later(state, room);
+    }
+}
+
+/// Delivers a Cluster connection's pushes. The connection re-subscribes by
+/// itself; the bus only has to make rooms resync around a loss.
+async fn dispatch_cluster(state: Arc<State>, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
+    let mut lost = false;
+    while let Some(push) = pushes.recv().await {
+        match push.kind {
+            PushKind::SMessage => {
+                if let Some(msg) = redis::Msg::from_push_info(push) {
+                    deliver(&state, msg.get_channel_name(), msg.get_payload_bytes());
+                }
+            }
+            PushKind::Disconnection => {
+                warn!("lost a Redis Cluster connection; its shard's subscriptions are being restored");
+                lost = true;
+                state.resync.send_modify(|n| *n += 1);
+            }
+            PushKind::SSubscribe if lost => {
+                lost = false;
+                state.resync.send_modify(|n| *n += 1);
+                info!("Redis Cluster subscriptions restored; rooms resync");
+            }
+            _ => {}
+        }
     }
 }
 
 /// Delivers the node's pub/sub stream to the local subscriptions, and
 /// reconnects when the stream ends.
-async fn dispatch(client: redis::Client, state: Arc<State>, mut stream: PubSubStream) {
+async fn dispatch_single(client: redis::Client, state: Arc<State>, mut stream: PubSubStream) {
+    let Feed::Single(sink) = &state.feed else { unreachable!("a standalone feed") };
     loop {
         while let Some(msg) = stream.next().await {
-            let Some(room) = room_of(msg.get_channel_name()) else { continue };
-            let payload = msg.get_payload_bytes();
-            if let Some(marker) = std::str::from_utf8(payload).ok().and_then(|p| p.strip_prefix(MARKER)) {
-                deliver_marker(&state, room, marker);
-                continue;
-            }
-            let event: RoomEvent = match serde_json::from_slice(payload) {
-                Ok(e) => e,
-                Err(e) => {
-                    warn!(%room, "undecodable bus event ignored: {e}");
-                    continue;
-                }
-            };
-            let unread = match lock(&state.rooms).get(room) {
-                Some(tx) => tx.send(Arc::new(event)).is_err(),
-                None => false,
-            };
-            if unread {
-                leave_later(&state, room);
-            }
+            deliver(&state, msg.get_channel_name(), msg.get_payload_bytes());
         }
         warn!("lost the Redis pub/sub connection; reconnecting");
-        *state.sink.lock().await = None;
+        *sink.lock().await = None;
         stream = reconnect(&client, &state).await;
         // Whatever was published while the connection was down is gone.
         state.resync.send_modify(|n| *n += 1);
@@ -155,7 +216,9 @@ async fn reconnect(client: &redis::Client, state: &State) -> PubSubStream {
         if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
             continue;
         }
-        *state.sink.lock().await = Some(sink);
+        if let Feed::Single(feed) = &state.feed {
+            *feed.lock().await = Some(sink);
+        }
         return stream;
     }
 }
@@ -168,8 +231,7 @@ fn leave_later(state: &Arc<State>, room: &str) {
     }
     let (state, room) = (state.clone(), room.to_owned());
     tokio::spawn(async move {
-        let mut sink = state.sink.lock().await;
-        let unread = {
+        let unread = || {
             let mut rooms = lock(&state.rooms);
             let unread = rooms.get(&room).is_some_and(|tx| tx.receiver_count() == 0);
             if unread {
@@ -177,10 +239,25 @@ fn leave_later(state: &Arc<State>, room: &str) {
             }
             unread
         };
-        if let (true, Some(sink)) = (unread, sink.as_mut()) {
-            if let Err(e) = sink.unsubscribe(channel(&room)).await {
-                warn!(%room, "could not unsubscribe: {e}");
+        let outcome = match &state.feed {
+            Feed::Single(sink) => {
+                let mut sink = sink.lock().await;
+                match (unread(), sink.as_mut()) {
+                    (true, Some(sink)) => sink.unsubscribe(channel(&room)).await,
+                    _ => Ok(()),
+                }
             }
+            Feed::Cluster(conn) => {
+                let mut conn = conn.lock().await;
+                if unread() {
+                    conn.sunsubscribe(channel(&room)).await
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        if let Err(e) = outcome {
+            warn!(%room, "could not unsubscribe: {e}");
         }
         lock(&state.leaving).remove(&room);
     });
@@ -190,29 +267,53 @@ fn leave_later(state: &Arc<State>, room: &str) {
 impl Bus for RedisStore {
     async fn publish(&self, room: &str, event: RoomEvent) -> StoreResult<()> {
         let payload = serde_json::to_string(&event).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let _: i64 = redis::cmd("PUBLISH").arg(channel(room)).arg(payload).query_async(&mut self.conn()).await.map_err(store_error)?;
+        let _: i64 = redis::cmd(self.publish_command()).arg(channel(room)).arg(payload).query_async(&mut self.conn()).await.map_err(store_error)?;
         Ok(())
     }
 
     async fn subscribe(&self, room: &str) -> StoreResult<Subscription> {
+        let state = &self.bus.state;
+        let subscribed = || lock(&state.rooms).contains_key(room);
+        let confirmed = |outcome: Result<redis::RedisResult<()>, _>| {
+            outcome.map_err(|_| StoreError::Unavailable("Redis did not confirm a subscription".into()))?.map_err(store_error)?;
+            lock(&state.rooms).entry(room.to_owned()).or_insert_with(|| broadcast::channel(CAPACITY).0);
+            Ok::<_, StoreError>(())
+        };
+        // The feed stays locked until the subscription has started, so the
+        // room cannot be unsubscribed meanwhile.
+        match &state.feed {
+            Feed::Single(sink) => {
+                let mut sink = sink.lock().await;
+                let Some(sink) = sink.as_mut() else {
+                    return Err(StoreError::Unavailable("the Redis pub/sub connection is being restored".into()));
+                };
+                if !subscribed() {
+                    confirmed(tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(channel(room))).await)?;
+                }
+                self.start_at_marker(room).await
+            }
+            Feed::Cluster(conn) => {
+                let mut conn = conn.lock().await;
+                if !subscribed() {
+                    confirmed(tokio::time::timeout(RESPONSE_TIMEOUT, conn.ssubscribe(channel(room))).await)?;
+                }
+                self.start_at_marker(room).await
+            }
+        }
+    }
+}
+
+impl RedisStore {
+    /// Publishes a marker on the room's channel and starts the subscription
+    /// where it comes back.
+    async fn start_at_marker(&self, room: &str) -> StoreResult<Subscription> {
         let bus = &self.bus;
         let state = &bus.state;
-        let mut sink = state.sink.lock().await;
-        let Some(sink) = sink.as_mut() else {
-            return Err(StoreError::Unavailable("the Redis pub/sub connection is being restored".into()));
-        };
-        if !lock(&state.rooms).contains_key(room) {
-            tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(channel(room)))
-                .await
-                .map_err(|_| StoreError::Unavailable("Redis did not confirm a subscription".into()))?
-                .map_err(store_error)?;
-            lock(&state.rooms).entry(room.to_owned()).or_insert_with(|| broadcast::channel(CAPACITY).0);
-        }
         let n = bus.next_marker.fetch_add(1, Ordering::Relaxed);
         let (reply, started) = oneshot::channel();
         lock(&state.markers).insert(n, (room.to_owned(), reply));
         let marker = format!("{MARKER}{}:{n}", state.node);
-        let published = redis::cmd("PUBLISH").arg(channel(room)).arg(marker).query_async::<i64>(&mut self.conn()).await;
+        let published = redis::cmd(self.publish_command()).arg(channel(room)).arg(marker).query_async::<i64>(&mut self.conn()).await;
         let outcome = match published {
             Ok(_) => tokio::time::timeout(RESPONSE_TIMEOUT, started).await,
             Err(e) => {

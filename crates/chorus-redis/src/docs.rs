@@ -78,6 +78,7 @@ impl DocStore for RedisStore {
             .arg(doc)
             .arg(channel(room))
             .arg(self.bus.node())
+            .arg(self.publish_command())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;

@@ -15,7 +15,13 @@
 //!   (seq, version), and the snapshot text. A commit compares the head,
 //!   appends, bumps the head and publishes in one script, with O(1) work
 //!   whatever the document's size.
-//! - the bus: pub/sub per room, a wake-up and not the truth (see [`bus`]).
+//! - the bus: pub/sub per room (sharded pub/sub on a Cluster, so a room's
+//!   events travel only through the shard that holds its keys), a wake-up
+//!   and not the truth (see [`bus`]).
+//!
+//! A Cluster is recognised by itself: give one node's URL or several seed
+//! URLs separated by commas. Nothing else changes between the two, because
+//! no script touches more than one room.
 //!
 //! [`testing`] starts real `redis-server` processes and Clusters for tests.
 
@@ -28,6 +34,8 @@ use std::time::Duration;
 
 use chorus_store::{Backend, StoreError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 
 /// Commands that get no answer within this fail with "unavailable" instead
 /// of hanging the room that sent them.
@@ -37,13 +45,50 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Prefix of every key and channel.
 const PREFIX: &str = "chorus";
 
-/// A backend on one Redis server.
+/// A backend on one Redis server or on a Redis Cluster.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     bus: bus::RedisBus,
     scripts: Scripts,
     /// The URL without its password, for logs.
     shown: String,
+}
+
+/// The command connection: both kinds reconnect by themselves, and a
+/// Cluster connection also follows slots that move.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a redis::Pipeline, offset: usize, count: usize) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// The Lua scripts, loaded once (sent by hash, the text only when Redis
@@ -88,34 +133,84 @@ pub enum ConnectError {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url` (`redis://`, or `rediss://` for TLS)
-    /// and checks that it answers.
-    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
-        let shown = redact(url);
-        let client = redis::Client::open(url).map_err(|e| ConnectError::InvalidUrl { url: shown.clone(), reason: e.to_string() })?;
+    /// Connects to Redis and checks that it answers. `urls` is one URL
+    /// (`redis://`, or `rediss://` for TLS) or several separated by commas;
+    /// several URLs, or one URL of a node with cluster mode on, mean a
+    /// Redis Cluster.
+    pub async fn connect(urls: &str) -> Result<Self, ConnectError> {
+        let seeds: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        let shown = seeds.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",");
+        let invalid = |reason: String| ConnectError::InvalidUrl { url: shown.clone(), reason };
         let unreachable = |e: redis::RedisError| ConnectError::Unreachable { url: shown.clone(), reason: e.to_string() };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_connection_manager_with_config(config))
+        let timed_out = || ConnectError::Unreachable { url: shown.clone(), reason: "timed out".into() };
+        let [first, ..] = seeds.as_slice() else { return Err(invalid("no URL given".into())) };
+        let client = redis::Client::open(*first).map_err(|e| invalid(e.to_string()))?;
+        if seeds.len() == 1 {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            let mut conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_connection_manager_with_config(config))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(unreachable)?;
+            let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut conn).await.map_err(unreachable)?;
+            if !info.contains("cluster_enabled:1") {
+                let bus = bus::RedisBus::start_single(client).await.map_err(unreachable)?;
+                return Ok(Self { conn: Conn::Single(conn), bus, scripts: Scripts::new(), shown });
+            }
+        }
+        let cluster = |push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>| {
+            let builder = ClusterClientBuilder::new(seeds.clone())
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .retries(2)
+                .min_retry_wait(50)
+                .max_retry_wait(500);
+            match push {
+                Some(push) => builder.use_protocol(redis::ProtocolVersion::RESP3).push_sender(push),
+                None => builder,
+            }
+            .build()
+        };
+        let commands = cluster(None).map_err(|e| invalid(e.to_string()))?;
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, commands.get_async_connection())
             .await
-            .map_err(|_| ConnectError::Unreachable { url: shown.clone(), reason: "timed out".into() })?
+            .map_err(|_| timed_out())?
             .map_err(unreachable)?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(unreachable)?;
-        let bus = bus::RedisBus::start(client).await.map_err(unreachable)?;
-        Ok(Self { conn, bus, scripts: Scripts::new(), shown })
+        let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
+        let subscriber = cluster(Some(push)).map_err(|e| invalid(e.to_string()))?;
+        let subscriber = tokio::time::timeout(CONNECT_TIMEOUT * 2, subscriber.get_async_connection())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(unreachable)?;
+        let bus = bus::RedisBus::start_cluster(subscriber, pushes);
+        Ok(Self { conn: Conn::Cluster(conn), bus, scripts: Scripts::new(), shown })
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// PUBLISH, or SPUBLISH on a Cluster (which a script may call only
+    /// for a channel in its keys' slot, as every room channel is).
+    fn publish_command(&self) -> &'static str {
+        if self.conn.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
     }
 }
 
 impl Backend for RedisStore {
     fn describe(&self) -> String {
-        format!("Redis at {}", self.shown)
+        match self.conn {
+            Conn::Single(_) => format!("Redis at {}", self.shown),
+            Conn::Cluster(_) => format!("Redis Cluster at {}", self.shown),
+        }
     }
 }
 
@@ -145,8 +240,13 @@ fn channel(room: &str) -> String {
 }
 
 /// A Redis failure as the server sees it: unreachable (retry later) or not.
+/// A server still loading its data, or a Cluster between two states (a
+/// master down, slots moving), is unreachable for the moment too.
 fn store_error(e: redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error() {
+    use redis::{ErrorKind, ServerErrorKind};
+    let passing = e.is_cluster_error()
+        || matches!(e.kind(), ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::MasterDown | ServerErrorKind::ReadOnly));
+    if passing || e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error() {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Backend(e.to_string())
@@ -194,5 +294,31 @@ mod tests {
             RedisStore::connect(&url).await.expect("connects")
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn redis_store_on_a_cluster_passes_the_conformance_suite() {
+        let cluster = testing::RedisCluster::start(3);
+        let seeds = cluster.urls().join(",");
+        chorus_store::conformance::run_all(|| async {
+            cluster.flush_all();
+            let store = RedisStore::connect(&seeds).await.expect("connects");
+            assert!(store.describe().starts_with("Redis Cluster at"), "{}", store.describe());
+            store
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn one_node_of_a_cluster_is_enough_to_find_the_rest() {
+        let cluster = testing::RedisCluster::start(3);
+        let store = RedisStore::connect(&cluster.urls()[1]).await.expect("connects");
+        assert!(store.describe().starts_with("Redis Cluster at"), "{}", store.describe());
+        // Rooms whose keys live on different masters all work.
+        for room in ["a", "b", "c", "d", "e", "f"] {
+            chorus_store::PresenceStore::ping(&store).await.unwrap();
+            let stored = chorus_store::DocStore::load(&store, room, "body").await.expect("loads on any shard");
+            assert_eq!(stored.snapshot_version, 0);
+        }
     }
 }

@@ -4,6 +4,13 @@
 //! expiry) hands an entry back to exactly one caller however many nodes race.
 //! Members and their states are kept in two hashes so that a state update
 //! never rewrites (or re-encodes) the member.
+//!
+//! The index of rooms by earliest expiry is one key for the whole store, so
+//! on a Cluster it lives in another slot than the rooms and no script may
+//! touch both. It is a hint kept at or before each room's earliest expiry:
+//! a join lowers it after its script, and a sweep that raises it reads the
+//! room again afterwards and lowers it back if a join slipped in between
+//! (that join's script ran before its own lowering, so before the re-read).
 
 use async_trait::async_trait;
 use chorus_core::presence::{Member, Millis};
@@ -40,6 +47,41 @@ fn members_from(items: &[Reply]) -> StoreResult<Vec<Member>> {
         .collect()
 }
 
+/// An expiry time from a script's reply: a number, or empty for none.
+fn expiry_from(reply: &Reply) -> StoreResult<Option<f64>> {
+    let text = match reply {
+        Reply::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Reply::Double(d) => return Ok(Some(*d)),
+        Reply::Int(n) => return Ok(Some(*n as f64)),
+        other => return Err(decode_error("expiry", format!("{other:?}"))),
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|e| decode_error("expiry", e))
+}
+
+impl RedisStore {
+    /// Points the rooms index at a room's earliest expiry after a sweep (or
+    /// drops the room), then puts back anything a concurrent join added.
+    async fn reindex(&self, room: &str, earliest: Option<f64>) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let _: i64 = match earliest {
+            Some(at) => redis::cmd("ZADD").arg(rooms_index()).arg(at).arg(room).query_async(&mut conn).await,
+            None => redis::cmd("ZREM").arg(rooms_index()).arg(room).query_async(&mut conn).await,
+        }
+        .map_err(store_error)?;
+        let [_, _, expiry] = presence_keys(room);
+        let first: Vec<(String, f64)> = redis::cmd("ZRANGE").arg(expiry).arg(0).arg(0).arg("WITHSCORES").query_async(&mut conn).await.map_err(store_error)?;
+        if let Some((_, now_first)) = first.first() {
+            if earliest.is_none_or(|at| *now_first < at) {
+                let _: i64 = redis::cmd("ZADD").arg(rooms_index()).arg("LT").arg(*now_first).arg(room).query_async(&mut conn).await.map_err(store_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn sort_by_join(members: &mut [Member]) {
     members.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then_with(|| a.connection.cmp(&b.connection)));
 }
@@ -56,16 +98,15 @@ impl PresenceStore for RedisStore {
             .key(members)
             .key(states)
             .key(expiry)
-            .key(rooms_index())
             .arg(&member.connection)
             .arg(stored)
             .arg(state)
             .arg(expires_at)
             .arg(now)
-            .arg(room)
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
+        let _: i64 = redis::cmd("ZADD").arg(rooms_index()).arg("LT").arg(expires_at).arg(room).query_async(&mut self.conn()).await.map_err(store_error)?;
         Ok(count)
     }
 
@@ -108,10 +149,8 @@ impl PresenceStore for RedisStore {
             .key(members)
             .key(states)
             .key(expiry)
-            .key(rooms_index())
             .arg(connection)
             .arg(now)
-            .arg(room)
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -164,15 +203,14 @@ impl PresenceStore for RedisStore {
                 .key(members)
                 .key(states)
                 .key(expiry)
-                .key(rooms_index())
                 .arg(now)
-                .arg(&room)
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(store_error)?;
-            let Some((Reply::Int(count), gone)) = items.split_first() else {
+            let [Reply::Int(count), earliest, gone @ ..] = items.as_slice() else {
                 return Err(decode_error("expiry reply", format!("{items:?}")));
             };
+            self.reindex(&room, expiry_from(earliest)?).await?;
             for member in members_from(gone)? {
                 out.push(Expired { room: room.clone(), member, count: *count as usize });
             }
@@ -196,5 +234,38 @@ impl PresenceStore for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn()).await.map_err(store_error)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::RedisServer;
+    use chorus_core::presence::UserInfo;
+
+    fn member(connection: &str) -> Member {
+        Member { connection: connection.into(), user: UserInfo::new("ann", None, None, None), state: Value::Null, joined_at: 1 }
+    }
+
+    async fn indexed(store: &RedisStore, room: &str) -> Option<f64> {
+        redis::cmd("ZSCORE").arg(rooms_index()).arg(room).query_async(&mut store.conn()).await.unwrap()
+    }
+
+    /// A sweep decides from what its script saw; a join whose script ran
+    /// after that must still be found by the next sweep.
+    #[tokio::test]
+    async fn a_sweep_puts_back_a_join_that_slipped_in() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        store.join("r", member("a"), 100, 0).await.unwrap();
+        // The sweep saw the room empty...
+        store.reindex("r", None).await.unwrap();
+        assert_eq!(indexed(&store, "r").await, Some(100.0), "the entry that joined meanwhile keeps the room indexed");
+        // ...or saw only a later entry.
+        store.reindex("r", Some(5_000.0)).await.unwrap();
+        assert_eq!(indexed(&store, "r").await, Some(100.0));
+        let gone = store.expire(100).await.unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(indexed(&store, "r").await, None, "an empty room leaves the index");
     }
 }

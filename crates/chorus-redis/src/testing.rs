@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// How long a server may take to answer after it was started.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How a standalone server keeps its data.
+/// How a server keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Persistence {
     /// Memory only: a restart loses everything.
@@ -70,13 +70,7 @@ impl RedisServer {
 
     /// A standalone server keeping its data as `persistence` says.
     pub fn start_with(persistence: Persistence) -> Self {
-        let mut args = vec!["--save".to_owned(), String::new()];
-        match persistence {
-            Persistence::None => args.extend(["--appendonly".into(), "no".into()]),
-            Persistence::AofEverySec => args.extend(["--appendonly".into(), "yes".into(), "--appendfsync".into(), "everysec".into()]),
-            Persistence::AofAlways => args.extend(["--appendonly".into(), "yes".into(), "--appendfsync".into(), "always".into()]),
-        }
-        Self::spawn(args)
+        Self::spawn(persistence.args())
     }
 
     fn spawn(extra: Vec<String>) -> Self {
@@ -173,6 +167,18 @@ impl Drop for RedisServer {
     }
 }
 
+impl Persistence {
+    fn args(self) -> Vec<String> {
+        let mut args = vec!["--save".to_owned(), String::new()];
+        match self {
+            Persistence::None => args.extend(["--appendonly".into(), "no".into()]),
+            Persistence::AofEverySec => args.extend(["--appendonly".into(), "yes".into(), "--appendfsync".into(), "everysec".into()]),
+            Persistence::AofAlways => args.extend(["--appendonly".into(), "yes".into(), "--appendfsync".into(), "always".into()]),
+        }
+        args
+    }
+}
+
 /// A Redis Cluster of masters without replicas, slots spread evenly.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
@@ -180,21 +186,19 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(masters: usize) -> Self {
+        Self::start_with(masters, Persistence::None)
+    }
+
+    /// A Cluster whose masters keep their data as `persistence` says (a
+    /// restarted master rejoins with its slots and its append-only file).
+    pub fn start_with(masters: usize, persistence: Persistence) -> Self {
         assert!(masters >= 3, "a Redis Cluster needs at least 3 masters");
         let nodes: Vec<RedisServer> = (0..masters)
             .map(|_| {
-                RedisServer::spawn(vec![
-                    "--cluster-enabled".into(),
-                    "yes".into(),
-                    "--cluster-config-file".into(),
-                    "nodes.conf".into(),
-                    "--cluster-node-timeout".into(),
-                    "2000".into(),
-                    "--save".into(),
-                    String::new(),
-                    "--appendonly".into(),
-                    "no".into(),
-                ])
+                let mut args: Vec<String> =
+                    ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"].map(String::from).to_vec();
+                args.extend(persistence.args());
+                RedisServer::spawn(args)
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
@@ -208,17 +212,90 @@ impl RedisCluster {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", cli_binary()));
         assert!(out.status.success(), "redis-cli --cluster create failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let cluster = RedisCluster { nodes };
+        cluster.wait_until_serving();
+        cluster
+    }
+
+    /// Waits until every master reports `cluster_state:ok` (after a start,
+    /// or after a master restarted).
+    pub fn wait_until_serving(&self) {
         let deadline = Instant::now() + START_TIMEOUT;
-        while !cluster.nodes.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+        while !self.nodes.iter().all(|n| n.try_cli(&["CLUSTER", "INFO"]).is_some_and(|info| info.contains("cluster_state:ok"))) {
             assert!(Instant::now() < deadline, "the cluster did not reach cluster_state:ok within {START_TIMEOUT:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        cluster
     }
 
     /// Seed URLs of every node.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Empties every master (FLUSHALL reaches only the node it is sent to).
+    pub fn flush_all(&self) {
+        for node in &self.nodes {
+            assert_eq!(node.cli(&["FLUSHALL"]), "OK");
+        }
+    }
+
+    /// The master serving `key`'s slot.
+    pub fn node_for(&mut self, key: &str) -> &mut RedisServer {
+        let slot: u16 = self.nodes[0].cli(&["CLUSTER", "KEYSLOT", key]).parse().expect("a slot number");
+        let table = self.nodes[0].cli(&["CLUSTER", "NODES"]);
+        let port = table
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let serves = fields.get(8..)?.iter().any(|range| {
+                    let (from, to) = range.split_once('-').unwrap_or((range, range));
+                    matches!((from.parse::<u16>(), to.parse::<u16>()), (Ok(from), Ok(to)) if (from..=to).contains(&slot))
+                });
+                let port = fields.get(1)?.split(['@', ':']).nth(1)?.parse::<u16>().ok()?;
+                serves.then_some(port)
+            })
+            .unwrap_or_else(|| panic!("no master serves slot {slot}: {table}"));
+        self.nodes.iter_mut().find(|n| n.port == port).expect("a node of this cluster")
+    }
+}
+
+/// A standalone server or a Cluster, for tests that must hold on both.
+pub enum Redis {
+    Standalone(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Redis {
+    pub fn standalone(persistence: Persistence) -> Self {
+        Redis::Standalone(RedisServer::start_with(persistence))
+    }
+
+    /// Three masters.
+    pub fn cluster(persistence: Persistence) -> Self {
+        Redis::Cluster(RedisCluster::start_with(3, persistence))
+    }
+
+    /// What to give `--redis`: the URL, or every seed separated by commas.
+    pub fn url(&self) -> String {
+        match self {
+            Redis::Standalone(s) => s.url(),
+            Redis::Cluster(c) => c.urls().join(","),
+        }
+    }
+
+    /// Runs a command on every server; their outputs.
+    pub fn cli_everywhere(&self, args: &[&str]) -> Vec<String> {
+        match self {
+            Redis::Standalone(s) => vec![s.cli(args)],
+            Redis::Cluster(c) => c.nodes.iter().map(|n| n.cli(args)).collect(),
+        }
+    }
+
+    /// The server holding `key`.
+    pub fn server_for(&mut self, key: &str) -> &mut RedisServer {
+        match self {
+            Redis::Standalone(s) => s,
+            Redis::Cluster(c) => c.node_for(key),
+        }
     }
 }
 
@@ -255,5 +332,18 @@ mod tests {
         assert!(info.contains("cluster_known_nodes:3"), "{info}");
         // Keys of one hash tag live in one slot.
         assert_eq!(c.nodes[0].cli(&["CLUSTER", "KEYSLOT", "chorus:{team/plan}:members"]), c.nodes[0].cli(&["CLUSTER", "KEYSLOT", "chorus:{team/plan}:doc:body"]));
+    }
+
+    #[test]
+    fn a_restarted_cluster_master_keeps_its_keys_and_its_slots() {
+        let mut c = RedisCluster::start_with(3, Persistence::AofAlways);
+        let owner = c.node_for("chorus:{r}:k");
+        assert_eq!(owner.cli(&["SET", "chorus:{r}:k", "v"]), "OK");
+        let port = owner.port;
+        owner.restart();
+        c.wait_until_serving();
+        let owner = c.node_for("chorus:{r}:k");
+        assert_eq!(owner.port, port);
+        assert_eq!(owner.cli(&["GET", "chorus:{r}:k"]), "v");
     }
 }

@@ -1,6 +1,8 @@
 //! Several Chorus nodes on one real Redis behave as one server: one member
 //! list, one text, through concurrent commits on different nodes, lost
-//! pub/sub connections, a Redis restart and a node killed mid-edit.
+//! pub/sub connections, a Redis restart and a node killed mid-edit. Each of
+//! these runs twice: on a standalone Redis (`…_on_redis`) and on a Redis
+//! Cluster of three masters (`…_on_a_cluster`).
 
 mod support;
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use chorus_client::{Client, ConnectOptions};
 use chorus_protocol::{LeaveReason, ServerMessage};
-use chorus_redis::testing::{Persistence, RedisServer};
+use chorus_redis::testing::{Persistence, Redis};
 use chorus_redis::RedisStore;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -18,7 +20,28 @@ use support::{drain, expect, start_on, TestServer};
 
 const ROOM: &str = "multi/node";
 
-async fn node(redis: &RedisServer, tune: impl FnOnce(&mut chorus_server::Config)) -> TestServer {
+/// Runs a scenario on a standalone Redis and on a Cluster, each with the
+/// persistence given.
+macro_rules! on_both {
+    ($scenario:ident, $persistence:expr, $standalone:ident, $cluster:ident) => {
+        #[tokio::test]
+        async fn $standalone() {
+            $scenario(Redis::standalone($persistence)).await
+        }
+
+        #[tokio::test]
+        async fn $cluster() {
+            $scenario(Redis::cluster($persistence)).await
+        }
+    };
+}
+
+/// The Redis key of a document's log, to find the server that holds it.
+fn doc_key(doc: &str) -> String {
+    format!("chorus:{{{ROOM}}}:doc:{doc}:log")
+}
+
+async fn node(redis: &Redis, tune: impl FnOnce(&mut chorus_server::Config)) -> TestServer {
     let store = RedisStore::connect(&redis.url()).await.expect("connects to Redis");
     start_on(Arc::new(store), tune).await
 }
@@ -45,11 +68,11 @@ async fn assert_converged(clients: &mut [Client], doc: &str, text: &str, version
     }
 }
 
-#[tokio::test]
-async fn three_nodes_share_one_member_list_and_converge_on_one_text() {
+on_both!(three_nodes_share_one_member_list_and_converge, Persistence::None, three_nodes_converge_on_redis, three_nodes_converge_on_a_cluster);
+
+async fn three_nodes_share_one_member_list_and_converge(redis: Redis) {
     let seed: u64 = std::env::var("CHORUS_DOC_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("three_nodes_share_one_member_list_and_converge_on_one_text: seed={seed}");
-    let redis = RedisServer::start();
+    println!("three_nodes_share_one_member_list_and_converge: seed={seed} (CHORUS_DOC_SEED replays it)");
     let nodes = [node(&redis, |_| {}).await, node(&redis, |_| {}).await, node(&redis, |_| {}).await];
     let mut clients = Vec::new();
     for i in 0..6 {
@@ -89,9 +112,14 @@ async fn three_nodes_share_one_member_list_and_converge_on_one_text() {
     assert!(nodes[2].replay_log(ROOM, "text").await == text, "seed {seed}: the log replayed from empty differs");
 }
 
-#[tokio::test]
-async fn concurrent_submissions_on_two_nodes_against_one_base_both_commit_once() {
-    let redis = RedisServer::start();
+on_both!(
+    concurrent_submissions_on_two_nodes_against_one_base_both_commit_once,
+    Persistence::None,
+    concurrent_submissions_on_two_nodes_on_redis,
+    concurrent_submissions_on_two_nodes_on_a_cluster
+);
+
+async fn concurrent_submissions_on_two_nodes_against_one_base_both_commit_once(redis: Redis) {
     let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
     let mut on_a = a.client("ann").await;
     let mut on_b = b.client("bob").await;
@@ -122,9 +150,9 @@ async fn concurrent_submissions_on_two_nodes_against_one_base_both_commit_once()
     assert!(b.replay_log(ROOM, "race").await == text);
 }
 
-#[tokio::test]
-async fn killed_pubsub_connections_are_noticed_and_the_gap_repaired() {
-    let redis = RedisServer::start();
+on_both!(killed_pubsub_connections_are_noticed_and_the_gap_repaired, Persistence::None, killed_pubsub_on_redis, killed_pubsub_on_a_cluster);
+
+async fn killed_pubsub_connections_are_noticed_and_the_gap_repaired(redis: Redis) {
     let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
     let mut writer = editor(&a, "writer", "d").await;
     let mut reader = editor(&b, "reader", "d").await;
@@ -132,8 +160,8 @@ async fn killed_pubsub_connections_are_noticed_and_the_gap_repaired() {
     writer.sync(ROOM, "d").await.unwrap();
     reader.catch_up(ROOM, "d", 1).await.unwrap();
     for round in 0..3 {
-        let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
-        assert!(killed.parse::<u32>().unwrap_or(0) >= 2, "round {round}: both nodes' subscribers were killed ({killed})");
+        let killed: u32 = redis.cli_everywhere(&["CLIENT", "KILL", "TYPE", "pubsub"]).iter().map(|n| n.parse::<u32>().unwrap_or(0)).sum();
+        assert!(killed >= 2, "round {round}: both nodes' subscribers were killed ({killed})");
         // Ops committed while the nodes are not listening.
         for i in 0..10 {
             writer.insert(ROOM, "d", 0, &format!("{round}.{i} ")).unwrap();
@@ -149,18 +177,25 @@ async fn killed_pubsub_connections_are_noticed_and_the_gap_repaired() {
     assert_converged(std::slice::from_mut(&mut writer), "d", &text, version).await;
 }
 
-#[tokio::test]
-async fn a_redis_restart_with_an_append_only_file_loses_no_acknowledged_op() {
-    let mut redis = RedisServer::start_with(Persistence::AofAlways);
+on_both!(
+    a_redis_restart_with_an_append_only_file_loses_no_acknowledged_op,
+    Persistence::AofAlways,
+    a_redis_restart_with_aof_loses_nothing_on_redis,
+    a_master_restart_with_aof_loses_nothing_on_a_cluster
+);
+
+/// On a Cluster, the master holding the document restarts.
+async fn a_redis_restart_with_an_append_only_file_loses_no_acknowledged_op(mut redis: Redis) {
     let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
     let mut on_a = editor(&a, "ann", "d").await;
     let mut on_b = editor(&b, "bob", "d").await;
     let mut acked = Vec::new();
     for i in 0..60 {
         if i == 30 {
-            redis.kill();
+            let server = redis.server_for(&doc_key("d"));
+            server.kill();
             tokio::time::sleep(Duration::from_millis(300)).await;
-            redis.restart();
+            server.restart();
         }
         let (c, token) = if i % 2 == 0 { (&mut on_a, format!("<a{i}>")) } else { (&mut on_b, format!("<b{i}>")) };
         c.insert(ROOM, "d", 0, &token).unwrap();
@@ -188,7 +223,7 @@ struct NodeProcess {
 }
 
 impl NodeProcess {
-    async fn start(redis: &RedisServer) -> Self {
+    async fn start(redis: &Redis) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
             .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}"), "--redis", &redis.url(), "--presence-ttl-ms", "1500"])
@@ -213,9 +248,14 @@ impl Drop for NodeProcess {
     }
 }
 
-#[tokio::test]
-async fn a_node_killed_mid_edit_loses_nothing_acknowledged_and_its_presence_expires_once() {
-    let redis = RedisServer::start();
+on_both!(
+    a_node_killed_mid_edit_loses_nothing_acknowledged_and_its_presence_expires_once,
+    Persistence::None,
+    a_node_killed_mid_edit_on_redis,
+    a_node_killed_mid_edit_on_a_cluster
+);
+
+async fn a_node_killed_mid_edit_loses_nothing_acknowledged_and_its_presence_expires_once(redis: Redis) {
     let mut doomed = NodeProcess::start(&redis).await;
     let survivor = NodeProcess::start(&redis).await;
     let mut watcher = Client::connect(&survivor.url, ConnectOptions::dev("watcher")).await.unwrap();
@@ -253,13 +293,13 @@ async fn a_node_killed_mid_edit_loses_nothing_acknowledged_and_its_presence_expi
 
 #[tokio::test]
 async fn a_redis_outage_fails_writes_with_unavailable_and_everything_recovers_by_itself() {
-    let mut redis = RedisServer::start_with(Persistence::AofAlways);
+    let mut redis = Redis::standalone(Persistence::AofAlways);
     let a = node(&redis, |_| {}).await;
     let mut c = editor(&a, "ann", "d").await;
     c.insert(ROOM, "d", 0, "kept ").unwrap();
     c.sync(ROOM, "d").await.unwrap();
     assert_eq!(a.get("/readyz", None).await.0, 200);
-    redis.kill();
+    redis.server_for(&doc_key("d")).kill();
     let started = std::time::Instant::now();
     c.insert(ROOM, "d", 0, "later ").unwrap();
     let (code, message) = expect(&mut c, "an error", |m| match m {
@@ -272,7 +312,7 @@ async fn a_redis_outage_fails_writes_with_unavailable_and_everything_recovers_by
     let (status, body) = a.get("/readyz", None).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("store unavailable"), "{body}");
-    redis.restart();
+    redis.server_for(&doc_key("d")).restart();
     // The client resubmits by itself; the node reconnects by itself.
     c.sync(ROOM, "d").await.expect("the op goes through once Redis is back");
     assert_eq!(a.get("/readyz", None).await.0, 200);
@@ -296,13 +336,13 @@ fn start_up_fails_clearly_when_the_given_redis_is_unreachable() {
 
 #[tokio::test]
 async fn a_redis_restart_without_persistence_resets_documents_and_says_so() {
-    let mut redis = RedisServer::start();
+    let mut redis = Redis::standalone(Persistence::None);
     let a = node(&redis, |_| {}).await;
     let mut c = editor(&a, "ann", "d").await;
     c.insert(ROOM, "d", 0, "before").unwrap();
     c.sync(ROOM, "d").await.unwrap();
     let old_epoch = c.doc(ROOM, "d").unwrap().epoch().to_owned();
-    redis.restart(); // everything in Redis is gone
+    redis.server_for(&doc_key("d")).restart(); // everything in Redis is gone
     c.insert(ROOM, "d", 0, "lost ").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while c.doc(ROOM, "d").unwrap().resets == 0 {

@@ -51,6 +51,8 @@ where
     leave_hands_the_entry_back_once(Arc::new(make().await)).await;
     expiry_follows_the_clock(make().await).await;
     concurrent_expiry_returns_each_entry_once(Arc::new(make().await)).await;
+    expiry_finds_every_entry_after_leaves_and_sweeps(make().await).await;
+    joins_racing_sweeps_still_expire(Arc::new(make().await)).await;
     state_and_refresh_need_a_live_entry(make().await).await;
     rooms_are_listed_with_counts(make().await).await;
     bus_delivers_in_order_to_every_subscriber(make().await).await;
@@ -234,6 +236,52 @@ async fn expiry_follows_the_clock<B: Backend>(b: B) {
     assert_eq!(b.leave("r", "old", 100).await.unwrap(), None, "{check}: an expired entry cannot leave again");
 }
 
+async fn expiry_finds_every_entry_after_leaves_and_sweeps<B: Backend>(b: B) {
+    let check = "expiry_finds_every_entry_after_leaves_and_sweeps";
+    b.join("r", member("a", "ann", 1), 100, 0).await.unwrap();
+    b.join("r", member("b", "bob", 2), 500, 0).await.unwrap();
+    assert_eq!(b.expire(100).await.unwrap().len(), 1, "{check}");
+    assert_eq!(b.expire(500).await.unwrap().len(), 1, "{check}: the later entry is still found after the first sweep");
+    b.join("r", member("c", "cid", 3), 600, 0).await.unwrap();
+    b.leave("r", "c", 550).await.unwrap();
+    assert!(b.expire(700).await.unwrap().is_empty(), "{check}: a left entry does not expire");
+    b.join("r", member("d", "dan", 4), 900, 700).await.unwrap();
+    let gone = b.expire(900).await.unwrap();
+    assert_eq!(gone.iter().map(|e| e.member.connection.as_str()).collect::<Vec<_>>(), ["d"], "{check}: a room emptied by a leave is swept again after a join");
+}
+
+/// Joins land while sweeps empty the same room; every entry still expires
+/// exactly once in the end.
+async fn joins_racing_sweeps_still_expire<B: Backend>(b: Arc<B>) {
+    let check = "joins_racing_sweeps_still_expire";
+    let joiners = (0..4).map(|j| {
+        let b = b.clone();
+        tokio::spawn(async move {
+            for i in 0..25u64 {
+                b.join("r", member(&format!("j{j}-{i}"), "u", i), 100 + i, 0).await.unwrap();
+            }
+            Vec::new()
+        })
+    });
+    let sweepers = (0..3).map(|_| {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let mut gone = Vec::new();
+            for _ in 0..40 {
+                gone.extend(b.expire(1_000).await.unwrap().into_iter().map(|e| e.member.connection));
+            }
+            gone
+        })
+    });
+    let mut all: Vec<String> = join_all(joiners.chain(sweepers)).await.into_iter().flatten().collect();
+    all.extend(b.expire(1_000).await.unwrap().into_iter().map(|e| e.member.connection));
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!((before, all.len()), (100, 100), "{check}: 100 entries, each expired exactly once");
+    assert_eq!(b.count("r", 0).await.unwrap(), 0, "{check}");
+}
+
 async fn concurrent_expiry_returns_each_entry_once<B: Backend>(b: Arc<B>) {
     let check = "concurrent_expiry_returns_each_entry_once";
     for i in 0..50 {
@@ -325,7 +373,9 @@ async fn bus_reports_lag<B: Backend>(b: B) {
     }
 }
 
+/// Awaits tasks after starting them all (the iterator may spawn lazily).
 async fn join_all<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let tasks: Vec<_> = tasks.collect();
     let mut out = Vec::new();
     for t in tasks {
         out.push(t.await.expect("task panicked"));

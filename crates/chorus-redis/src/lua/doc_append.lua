@@ -2,7 +2,7 @@
 -- deduplication, bump the head, publish. O(1) whatever the document's size.
 -- KEYS: meta (hash), log (list), clients (hash)
 -- ARGV: epoch, expected head, client, seq, op JSON, document name, channel,
---       the committing node's id
+--       the committing node's id, the publish command (SPUBLISH on a Cluster)
 --
 -- Fairness: a node that lost a race claims the next turn for a moment
 -- (CLAIM_MS); meanwhile other nodes' appends are answered as conflicts with
@@ -53,5 +53,5 @@ if meta[4] == ARGV[8] then
   redis.call('HDEL', KEYS[1], 'turn', 'turn_until')
 end
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4] .. ':' .. version)
-redis.call('PUBLISH', ARGV[7], '{"kind":"doc_op","doc":' .. cjson.encode(ARGV[6]) .. ',"entry":' .. entry .. '}')
+redis.call(ARGV[9], ARGV[7], '{"kind":"doc_op","doc":' .. cjson.encode(ARGV[6]) .. ',"entry":' .. entry .. '}')
 return {'committed', tostring(version)}
