@@ -3,15 +3,20 @@
 //! the same on the server, in the Rust client and in simulations.
 //!
 //! - [`text`]: the text OT type (ops, transform, compose, invert, cursors).
+//! - [`crdt`]: room values that merge by law (registers, counters, sets, maps)
+//!   and the hybrid logical clock that orders their writes.
 //! - [`client`]: the client side of OT: one op in flight, the rest buffered.
 //! - [`oplog`]: the server side: one order per document, idempotent submits.
 //! - [`presence`]: who is in a room, with expiry as a function of time.
+//! - [`undo`]: per-user selective undo and redo of text edits.
 //! - [`sim`]: a seeded simulation of a server and many clients over a lossy,
 //!   reordering network, checking that everyone converges.
 
 pub mod client;
+pub mod crdt;
 pub mod oplog;
 pub mod presence;
 pub mod sim;
 pub mod text;
 pub mod trace;
+pub mod undo;

@@ -93,6 +93,10 @@ struct Target {
     /// `redis-server` on a free port per run); clients go to the nodes in turn.
     #[arg(long, default_value_t = 1, requires = "spawn")]
     nodes: usize,
+    /// With --nodes: share a Redis Cluster of 3 masters instead of one
+    /// standalone Redis.
+    #[arg(long, requires = "nodes")]
+    cluster: bool,
 }
 
 #[derive(Args)]
@@ -132,13 +136,13 @@ fn micros() -> u64 {
     epoch().elapsed().as_micros() as u64
 }
 
-/// A server to talk to: nodes this run started (sharing a Redis when there
-/// are several), or one given.
+/// A server to talk to: nodes this run started (sharing a Redis or a Redis
+/// Cluster when there are several), or one given.
 struct Server {
     urls: Vec<String>,
     pids: Vec<u32>,
     children: Vec<Child>,
-    redis: Option<chorus_redis::testing::RedisServer>,
+    redis: Option<chorus_redis::testing::Redis>,
 }
 
 impl Server {
@@ -147,7 +151,8 @@ impl Server {
             return Ok(Server { urls: vec![url.clone()], pids: target.server_pid.into_iter().collect(), children: vec![], redis: None });
         }
         let Some(bin) = &target.spawn else { bail!("give --spawn PATH_TO_CHORUS or --url URL") };
-        let redis = (target.nodes > 1).then(chorus_redis::testing::RedisServer::start);
+        use chorus_redis::testing::{Persistence, Redis};
+        let redis = (target.nodes > 1).then(|| if target.cluster { Redis::cluster(Persistence::None) } else { Redis::standalone(Persistence::None) });
         let mut server = Server { urls: vec![], pids: vec![], children: vec![], redis };
         for _ in 0..target.nodes.max(1) {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -213,10 +218,11 @@ impl Server {
     /// trips of commits; every command, those run inside scripts included),
     /// from `INFO commandstats`, less the INFO calls themselves.
     fn redis_calls(&self) -> Option<(u64, u64)> {
-        let stats = self.redis.as_ref()?.cli(&["INFO", "commandstats"]);
+        let stats = self.redis.as_ref()?.cli_everywhere(&["INFO", "commandstats"]);
         let calls = |l: &str| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok();
         let counted: Vec<(&str, u64)> = stats
-            .lines()
+            .iter()
+            .flat_map(|s| s.lines())
             .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
             .filter_map(|l| Some((l, calls(l)?)))
             .collect();
@@ -483,7 +489,8 @@ async fn doc_client(url: &str, user: &str, doc: &str) -> anyhow::Result<Client> 
 async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
     println!("W1 edit storm: 1 document, one 1-character insert in flight per client, {} s per run", args.seconds);
     if args.target.nodes > 1 {
-        println!("{} nodes sharing one Redis; clients spread over them", args.target.nodes);
+        let redis = if args.target.cluster { "a Redis Cluster of 3 masters" } else { "one Redis" };
+        println!("{} nodes sharing {redis}; clients spread over them", args.target.nodes);
     }
     println!("| start size | clients | committed ops/s | ack p50 ms | ack p99 ms | seen p50 ms | seen p99 ms | converged | server CPU | Redis scripts/op | Redis commands/op |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
