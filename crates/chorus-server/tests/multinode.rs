@@ -120,7 +120,7 @@ on_both!(
 );
 
 async fn concurrent_submissions_on_two_nodes_against_one_base_both_commit_once(redis: Redis) {
-    let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
+    let (a, b, c) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await, node(&redis, |_| {}).await);
     let mut on_a = a.client("ann").await;
     let mut on_b = b.client("bob").await;
     for (c, name) in [(&mut on_a, "ann"), (&mut on_b, "bob")] {
@@ -148,33 +148,35 @@ async fn concurrent_submissions_on_two_nodes_against_one_base_both_commit_once(r
     let (text, version) = a.doc_text(ROOM, "race").await;
     assert_eq!((text.matches('A').count(), text.matches('B').count(), version), (20, 20, 40));
     assert!(b.replay_log(ROOM, "race").await == text);
+    assert_eq!(c.doc_text(ROOM, "race").await, (text, version), "a third node reads the same order");
 }
 
 on_both!(killed_pubsub_connections_are_noticed_and_the_gap_repaired, Persistence::None, killed_pubsub_on_redis, killed_pubsub_on_a_cluster);
 
 async fn killed_pubsub_connections_are_noticed_and_the_gap_repaired(redis: Redis) {
-    let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
+    let (a, b, c) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await, node(&redis, |_| {}).await);
     let mut writer = editor(&a, "writer", "d").await;
-    let mut reader = editor(&b, "reader", "d").await;
+    let mut readers = [editor(&b, "reader", "d").await, editor(&c, "second-reader", "d").await];
     writer.insert(ROOM, "d", 0, "before ").unwrap();
     writer.sync(ROOM, "d").await.unwrap();
-    reader.catch_up(ROOM, "d", 1).await.unwrap();
+    assert_converged(&mut readers, "d", "before ", 1).await;
     for round in 0..3 {
         let killed: u32 = redis.cli_everywhere(&["CLIENT", "KILL", "TYPE", "pubsub"]).iter().map(|n| n.parse::<u32>().unwrap_or(0)).sum();
-        assert!(killed >= 2, "round {round}: both nodes' subscribers were killed ({killed})");
+        assert!(killed >= 3, "round {round}: every node's subscriber was killed ({killed})");
         // Ops committed while the nodes are not listening.
         for i in 0..10 {
             writer.insert(ROOM, "d", 0, &format!("{round}.{i} ")).unwrap();
             writer.sync(ROOM, "d").await.unwrap();
         }
         let (text, version) = a.doc_text(ROOM, "d").await;
-        assert_converged(std::slice::from_mut(&mut reader), "d", &text, version).await;
+        assert_converged(&mut readers, "d", &text, version).await;
     }
     // And the other way round.
-    reader.insert(ROOM, "d", 0, "reply ").unwrap();
-    reader.sync(ROOM, "d").await.unwrap();
+    readers[0].insert(ROOM, "d", 0, "reply ").unwrap();
+    readers[0].sync(ROOM, "d").await.unwrap();
     let (text, version) = b.doc_text(ROOM, "d").await;
     assert_converged(std::slice::from_mut(&mut writer), "d", &text, version).await;
+    assert_converged(&mut readers[1..], "d", &text, version).await;
 }
 
 on_both!(
@@ -186,9 +188,10 @@ on_both!(
 
 /// On a Cluster, the master holding the document restarts.
 async fn a_redis_restart_with_an_append_only_file_loses_no_acknowledged_op(mut redis: Redis) {
-    let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
+    let (a, b, c) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await, node(&redis, |_| {}).await);
     let mut on_a = editor(&a, "ann", "d").await;
     let mut on_b = editor(&b, "bob", "d").await;
+    let on_c = editor(&c, "cid", "d").await;
     let mut acked = Vec::new();
     for i in 0..60 {
         if i == 30 {
@@ -212,7 +215,7 @@ async fn a_redis_restart_with_an_append_only_file_loses_no_acknowledged_op(mut r
         assert_eq!(text.matches(token.as_str()).count(), 1, "{token} in {text}");
     }
     assert_eq!(text.matches("<b29>").count(), 1, "the op in flight during the restart was committed once");
-    assert_converged(&mut [on_a, on_b], "d", &text, version).await;
+    assert_converged(&mut [on_a, on_b, on_c], "d", &text, version).await;
     assert!(b.replay_log(ROOM, "d").await == text);
 }
 
@@ -258,7 +261,8 @@ on_both!(
 async fn a_node_killed_mid_edit_loses_nothing_acknowledged_and_its_presence_expires_once(redis: Redis) {
     let mut doomed = NodeProcess::start(&redis).await;
     let survivor = NodeProcess::start(&redis).await;
-    let mut watcher = Client::connect(&survivor.url, ConnectOptions::dev("watcher")).await.unwrap();
+    let bystander = NodeProcess::start(&redis).await;
+    let mut watcher = Client::connect(&bystander.url, ConnectOptions::dev("watcher")).await.unwrap();
     watcher.join(ROOM, None).await.unwrap();
     let mut typist = editor_at(&doomed.url, "typist", "d").await;
     let mut idle = Client::connect(&doomed.url, ConnectOptions::dev("idle")).await.unwrap();
