@@ -23,7 +23,9 @@ use std::time::Duration;
 use chorus_core::client::Submission;
 use chorus_core::presence::{Member, UserInfo};
 use chorus_core::text::{Selection, TextOp};
-use chorus_protocol::{ClientMessage, CursorState, DocPosition, ErrorCode, Limits, ServerMessage, PROTOCOL_VERSION, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
+use chorus_protocol::{
+    Change, ClientMessage, CursorState, DocPosition, ErrorCode, Limits, ServerMessage, ValueKind, ValueState, PROTOCOL_VERSION, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX,
+};
 use serde_json::json;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -103,6 +105,7 @@ pub enum ClientError {
 
 /// A server message, or the end of the connection.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // Events are moved, not stored in bulk.
 pub enum Event {
     Message(ServerMessage),
     Closed { code: Option<u16>, reason: String },
@@ -125,6 +128,7 @@ pub struct Joined {
     pub members: Vec<Member>,
     pub count: usize,
     pub cursors: Vec<CursorState>,
+    pub values: Vec<ValueState>,
 }
 
 /// One WebSocket connection: its writer, reader and heartbeat tasks.
@@ -156,6 +160,9 @@ pub struct Client {
     /// Joined rooms with the presence state to join again with.
     rooms: HashMap<String, Option<Value>>,
     docs: HashMap<DocKey, document::TextDocument>,
+    /// The latest state of each shared value of the joined rooms, by
+    /// (room, name).
+    values: HashMap<(String, String), ValueState>,
     /// Selections waiting for their document's pending edits to be acked.
     pending_cursors: HashMap<DocKey, Selection>,
     /// When to resubmit ops the server could not commit, and the pause
@@ -182,6 +189,7 @@ impl Client {
             next_id: 1,
             rooms: HashMap::new(),
             docs: HashMap::new(),
+            values: HashMap::new(),
             pending_cursors: HashMap::new(),
             resubmit_at: None,
             retry_delay: FIRST_RETRY,
@@ -377,6 +385,21 @@ impl Client {
                 let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
                 (key, d.committed(entry), self.options.doc_events)
             }
+            ServerMessage::Joined { room, values, .. } => {
+                // Every `joined` (a resync too) carries all of the room's values.
+                self.values.retain(|(r, _), _| r != room);
+                for v in values {
+                    self.values.insert((room.clone(), v.name.clone()), v.clone());
+                }
+                return Some(Event::Message(msg));
+            }
+            ServerMessage::Value { room, value } => {
+                let key = (room.clone(), value.name.clone());
+                if self.values.get(&key).is_none_or(|known| known.version < value.version) {
+                    self.values.insert(key, value.clone());
+                }
+                return Some(Event::Message(msg));
+            }
             ServerMessage::Error { code: ErrorCode::Unavailable, room: Some(room), .. } => {
                 // The server could not commit (its store is unreachable):
                 // the op in flight is resubmitted after a pause, and the
@@ -505,14 +528,36 @@ impl Client {
         self.send(&ClientMessage::Join { id: Some(id), room: room.into(), state: state.clone() })?;
         let joined = self
             .reply(id, |m| match m {
-                ServerMessage::Joined { id: Some(i), room, members, count, cursors, .. } if *i == id => {
-                    Some(Joined { room: room.clone(), members: members.clone(), count: *count, cursors: cursors.clone() })
-                }
+                ServerMessage::Joined { id: Some(i), room, members, count, cursors, values, .. } if *i == id => Some(Joined {
+                    room: room.clone(),
+                    members: members.clone(),
+                    count: *count,
+                    cursors: cursors.clone(),
+                    values: values.clone(),
+                }),
                 _ => None,
             })
             .await?;
         self.rooms.insert(room.to_owned(), state);
         Ok(joined)
+    }
+
+    /// Changes a shared value of a joined room (created as `kind` on first
+    /// use); returns the version written. Everyone in the room, this client
+    /// too, then gets the new state (see [`Client::value`]).
+    pub async fn update_value(&mut self, room: &str, name: &str, kind: ValueKind, change: Change) -> Result<u64, ClientError> {
+        let id = self.take_id();
+        self.send(&ClientMessage::UpdateValue { id: Some(id), room: room.into(), name: name.into(), kind, change })?;
+        self.reply(id, |m| match m {
+            ServerMessage::ValueUpdated { id: Some(i), version, .. } if *i == id => Some(*version),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The latest state of a shared value this client has been told.
+    pub fn value(&self, room: &str, name: &str) -> Option<&ValueState> {
+        self.values.get(&(room.to_owned(), name.to_owned()))
     }
 
     pub async fn leave(&mut self, room: &str) -> Result<(), ClientError> {
@@ -521,6 +566,7 @@ impl Client {
         self.reply(id, |m| matches!(m, ServerMessage::Left { id: Some(i), .. } if *i == id).then_some(())).await?;
         self.rooms.remove(room);
         self.docs.retain(|(r, _), _| r != room);
+        self.values.retain(|(r, _), _| r != room);
         Ok(())
     }
 

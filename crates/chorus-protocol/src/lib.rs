@@ -11,6 +11,7 @@
 //! docs/protocol.md documents every message with an example; the snapshot
 //! tests below pin the exact JSON.
 
+pub use chorus_core::crdt::{Change, ValueKind};
 use chorus_core::oplog::LogEntry;
 use chorus_core::presence::{Member, UserInfo};
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,17 @@ pub enum ClientMessage {
         room: String,
         doc: String,
     },
+    /// Change a shared value of a joined room, creating it as `kind` on
+    /// first use. Answered with `value_updated`; everyone in the room
+    /// (the sender too) gets the new `value`.
+    UpdateValue {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        name: String,
+        kind: ValueKind,
+        change: Change,
+    },
 }
 
 /// A version of one incarnation of a document's log.
@@ -146,7 +158,8 @@ impl ClientMessage {
             | ClientMessage::Heartbeat { id }
             | ClientMessage::OpenDoc { id, .. }
             | ClientMessage::Submit { id, .. }
-            | ClientMessage::CloseDoc { id, .. } => *id,
+            | ClientMessage::CloseDoc { id, .. }
+            | ClientMessage::UpdateValue { id, .. } => *id,
             ClientMessage::Hello { .. } | ClientMessage::Cursor { .. } => None,
         }
     }
@@ -160,7 +173,8 @@ impl ClientMessage {
             | ClientMessage::Cursor { room, .. }
             | ClientMessage::OpenDoc { room, .. }
             | ClientMessage::Submit { room, .. }
-            | ClientMessage::CloseDoc { room, .. } => Some(room),
+            | ClientMessage::CloseDoc { room, .. }
+            | ClientMessage::UpdateValue { room, .. } => Some(room),
             ClientMessage::Hello { .. } | ClientMessage::Heartbeat { .. } => None,
         }
     }
@@ -190,6 +204,17 @@ pub struct CursorState {
     pub version: Option<u64>,
 }
 
+/// A shared value as clients see it: its kind, how many changes it has
+/// had, and its plain JSON form (a register's value, a counter's number, a
+/// set's sorted elements, a map's object).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValueState {
+    pub name: String,
+    pub kind: ValueKind,
+    pub version: u64,
+    pub value: Value,
+}
+
 /// Limits the server enforces on this connection, told in `welcome`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -201,6 +226,8 @@ pub struct Limits {
     pub max_op_bytes: usize,
     pub max_document_bytes: usize,
     pub documents_per_connection: usize,
+    pub max_value_bytes: usize,
+    pub values_per_room: usize,
 }
 
 /// A message from the server.
@@ -226,6 +253,9 @@ pub enum ServerMessage {
         members: Vec<Member>,
         count: usize,
         cursors: Vec<CursorState>,
+        /// The room's shared values (absent when it has none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        values: Vec<ValueState>,
     },
     Left {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -315,6 +345,20 @@ pub enum ServerMessage {
         room: String,
         doc: String,
     },
+    /// A shared value's new state (to everyone in the room).
+    Value {
+        room: String,
+        #[serde(flatten)]
+        value: ValueState,
+    },
+    /// The sender's `update_value` was stored as `version`.
+    ValueUpdated {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        name: String,
+        version: u64,
+    },
 }
 
 impl ServerMessage {
@@ -381,6 +425,17 @@ pub enum ErrorCode {
     OpTooLarge,
     /// Committing the op would take the document over its size limit.
     DocumentTooLarge,
+    /// A value's name is empty, too long or has control characters.
+    InvalidValue,
+    /// The value exists with another kind, or the change is for another kind.
+    WrongKind,
+    /// A counter would leave its range (u64 for `g_counter`, i64 for
+    /// `pn_counter`), or a `g_counter` was asked to go down.
+    ValueOverflow,
+    /// The value's state would be over the size limit.
+    ValueTooLarge,
+    /// The room has as many values as it may.
+    TooManyValues,
 }
 
 impl ErrorCode {
@@ -412,6 +467,11 @@ impl ErrorCode {
             ErrorCode::StaleSeq => "stale_seq",
             ErrorCode::OpTooLarge => "op_too_large",
             ErrorCode::DocumentTooLarge => "document_too_large",
+            ErrorCode::InvalidValue => "invalid_value",
+            ErrorCode::WrongKind => "wrong_kind",
+            ErrorCode::ValueOverflow => "value_overflow",
+            ErrorCode::ValueTooLarge => "value_too_large",
+            ErrorCode::TooManyValues => "too_many_values",
         }
     }
 }
@@ -458,9 +518,16 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeError> {
     serde_json::from_str(text).map_err(|e| {
         use serde_json::error::Category;
         let message = e.to_string();
+        // Only an unknown `type` is an unknown message; an unknown variant
+        // inside a known message (a value kind, say) is a bad message.
+        let unknown_type = || {
+            let frame: Value = serde_json::from_str(text).ok()?;
+            let kind = frame.get("type")?.as_str()?;
+            Some(message.starts_with(&format!("unknown variant `{kind}`")))
+        };
         let code = match e.classify() {
             Category::Syntax | Category::Eof | Category::Io => ErrorCode::BadJson,
-            Category::Data if message.starts_with("unknown variant") => ErrorCode::UnknownType,
+            Category::Data if unknown_type() == Some(true) => ErrorCode::UnknownType,
             Category::Data => ErrorCode::BadMessage,
         };
         let message = match code {
@@ -507,6 +574,16 @@ mod tests {
             ClientMessage::Submit { id: None, room: "team-42/plan".into(), doc: "body".into(), seq: 3, base: 12, op: json!([5, "hi", {"d": 2}]) },
             ClientMessage::Submit { id: Some(7), room: "team-42/plan".into(), doc: "body".into(), seq: 4, base: 13, op: json!({"insert": {"at": 0, "text": "😭"}}) },
             ClientMessage::CloseDoc { id: Some(8), room: "team-42/plan".into(), doc: "body".into() },
+            ClientMessage::UpdateValue { id: Some(9), room: "team-42/plan".into(), name: "title".into(), kind: ValueKind::Register, change: Change::Set { value: json!("Q3 plan") } },
+            ClientMessage::UpdateValue { id: None, room: "team-42/plan".into(), name: "views".into(), kind: ValueKind::GCounter, change: Change::Increment { by: 1 } },
+            ClientMessage::UpdateValue { id: None, room: "team-42/plan".into(), name: "tags".into(), kind: ValueKind::OrSet, change: Change::Remove { element: "urgent".into() } },
+            ClientMessage::UpdateValue {
+                id: None,
+                room: "team-42/plan".into(),
+                name: "settings".into(),
+                kind: ValueKind::LwwMap,
+                change: Change::MapSet { key: "theme".into(), value: json!("dark") },
+            },
         ];
         let lines: Vec<String> = msgs.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
         insta::assert_snapshot!(lines.join("\n"));
@@ -530,6 +607,8 @@ mod tests {
             max_op_bytes: 32_768,
             max_document_bytes: 8_388_608,
             documents_per_connection: 50,
+            max_value_bytes: 65_536,
+            values_per_room: 100,
         };
         let cursor = CursorState {
             connection: "c2".into(),
@@ -555,6 +634,7 @@ mod tests {
                 members: vec![member("c1", "ann")],
                 count: 1,
                 cursors: vec![cursor.clone()],
+                values: vec![ValueState { name: "title".into(), kind: ValueKind::Register, version: 3, value: json!("Q3 plan") }],
             },
             ServerMessage::Left { id: Some(3), room: "team-42/plan".into(), reason: LeaveReason::Left },
             ServerMessage::MemberJoined { room: "team-42/plan".into(), member: member("c2", "bob"), count: 2 },
@@ -597,6 +677,11 @@ mod tests {
             ServerMessage::Ack { id: None, room: "team-42/plan".into(), doc: "body".into(), seq: 3, version: 15 },
             ServerMessage::Op { room: "team-42/plan".into(), doc: "body".into(), entry: entry(16, "k2", 9, json!([2, "x"])) },
             ServerMessage::DocClosed { id: Some(8), room: "team-42/plan".into(), doc: "body".into() },
+            ServerMessage::Value {
+                room: "team-42/plan".into(),
+                value: ValueState { name: "tags".into(), kind: ValueKind::OrSet, version: 7, value: json!(["design", "urgent"]) },
+            },
+            ServerMessage::ValueUpdated { id: Some(9), room: "team-42/plan".into(), name: "tags".into(), version: 7 },
         ];
         let lines: Vec<String> = msgs.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
         insta::assert_snapshot!(lines.join("\n"));
@@ -616,6 +701,8 @@ mod tests {
             (r#"{"type":"join","room":"r","extra":1}"#, ErrorCode::BadMessage),
             (r#"[1,2]"#, ErrorCode::BadMessage),
             (r#"{"room":"r"}"#, ErrorCode::BadMessage),
+            (r#"{"type":"update_value","room":"r","name":"n","kind":"vector","change":{"op":"set","value":1}}"#, ErrorCode::BadMessage),
+            (r#"{"type":"update_value","room":"r","name":"n","kind":"register","change":{"op":"swap"}}"#, ErrorCode::BadMessage),
         ];
         for (frame, code) in cases {
             let err = decode_client(frame).unwrap_err();
@@ -625,7 +712,7 @@ mod tests {
 
     #[test]
     fn error_codes_serialize_as_their_names() {
-        for code in [ErrorCode::BadJson, ErrorCode::RoomFull, ErrorCode::HelloRequired, ErrorCode::Unavailable, ErrorCode::VersionTrimmed, ErrorCode::DocumentTooLarge] {
+        for code in [ErrorCode::BadJson, ErrorCode::RoomFull, ErrorCode::HelloRequired, ErrorCode::Unavailable, ErrorCode::VersionTrimmed, ErrorCode::DocumentTooLarge, ErrorCode::WrongKind, ErrorCode::ValueOverflow] {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
         }
     }

@@ -48,6 +48,9 @@ const MARKER: &str = "\u{1}chorus-marker:";
 
 type Sender = broadcast::Sender<Arc<RoomEvent>>;
 
+/// Where a starting subscription is handed over when its marker comes back.
+type MarkerReply = oneshot::Sender<broadcast::Receiver<Arc<RoomEvent>>>;
+
 /// Where this node's room channels come from. Each is behind a lock that
 /// serialises subscribing and unsubscribing.
 enum Feed {
@@ -63,7 +66,7 @@ struct State {
     /// Rooms this node is subscribed to, with their local fan-out.
     rooms: Mutex<HashMap<String, Sender>>,
     feed: Feed,
-    markers: Mutex<HashMap<u64, (String, oneshot::Sender<broadcast::Receiver<Arc<RoomEvent>>>)>>,
+    markers: Mutex<HashMap<u64, (String, MarkerReply)>>,
     /// Rooms whose unsubscription is under way.
     leaving: Mutex<HashSet<String>>,
     resync: watch::Sender<u64>,

@@ -15,6 +15,8 @@
 //!   (seq, version), and the snapshot text. A commit compares the head,
 //!   appends, bumps the head and publishes in one script, with O(1) work
 //!   whatever the document's size.
+//! - values: per room a hash of versions and a hash of states; a change is
+//!   one compare-and-set script that also publishes the new state.
 //! - the bus: pub/sub per room (sharded pub/sub on a Cluster, so a room's
 //!   events travel only through the shard that holds its keys), a wake-up
 //!   and not the truth (see [`bus`]).
@@ -29,6 +31,7 @@ mod bus;
 mod docs;
 mod presence;
 pub mod testing;
+mod values;
 
 use std::time::Duration;
 
@@ -104,6 +107,8 @@ struct Scripts {
     doc_append: redis::Script,
     doc_since: redis::Script,
     doc_snapshot: redis::Script,
+    value_put: redis::Script,
+    value_all: redis::Script,
 }
 
 impl Scripts {
@@ -119,6 +124,8 @@ impl Scripts {
             doc_append: redis::Script::new(include_str!("lua/doc_append.lua")),
             doc_since: redis::Script::new(include_str!("lua/doc_since.lua")),
             doc_snapshot: redis::Script::new(include_str!("lua/doc_snapshot.lua")),
+            value_put: redis::Script::new(include_str!("lua/value_put.lua")),
+            value_all: redis::Script::new(include_str!("lua/value_all.lua")),
         }
     }
 }

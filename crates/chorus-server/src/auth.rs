@@ -186,6 +186,10 @@ pub fn check_doc_name(doc: &str) -> Result<(), String> {
     check_name("document", doc)
 }
 
+pub fn check_value_name(name: &str) -> Result<(), String> {
+    check_name("value", name)
+}
+
 fn check_name(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 128 {
         return Err(format!("{what} names are 1 to 128 bytes long; this one has {}", name.len()));

@@ -88,6 +88,14 @@ pub struct Config {
     #[arg(long, env = "CHORUS_DOCUMENTS_PER_CONNECTION", default_value_t = 50, value_parser = positive)]
     pub documents_per_connection: usize,
 
+    /// Largest state of one shared value, in bytes of its stored JSON.
+    #[arg(long, env = "CHORUS_MAX_VALUE_BYTES", default_value_t = 64 * 1024, value_parser = positive)]
+    pub max_value_bytes: usize,
+
+    /// Shared values one room may hold.
+    #[arg(long, env = "CHORUS_VALUES_PER_ROOM", default_value_t = 100, value_parser = positive)]
+    pub values_per_room: usize,
+
     /// Ops of a document kept behind its latest snapshot, so reconnecting
     /// clients catch up with ops instead of the whole text. Older ones are
     /// trimmed; a client further behind gets a snapshot.
@@ -155,6 +163,8 @@ impl Config {
             max_op_bytes: self.max_op_bytes,
             max_document_bytes: self.max_document_bytes,
             documents_per_connection: self.documents_per_connection,
+            max_value_bytes: self.max_value_bytes,
+            values_per_room: self.values_per_room,
         }
     }
 

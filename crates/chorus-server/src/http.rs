@@ -17,7 +17,7 @@ use chorus_protocol::{ErrorCode, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{check_doc_name, check_room_name};
+use crate::auth::{check_doc_name, check_room_name, check_value_name};
 use crate::document::parse_op;
 use crate::node::{now_ms, Node};
 use crate::room::{DocSubmission, Refusal, RoomCommand, Submitter};
@@ -38,6 +38,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/rooms/{room}/members", get(room_members))
         .route("/v1/rooms/{room}/docs/{doc}", get(read_doc))
         .route("/v1/rooms/{room}/docs/{doc}/ops", get(read_ops).post(submit_op))
+        .route("/v1/rooms/{room}/values", get(read_values))
+        .route("/v1/rooms/{room}/values/{name}", axum::routing::post(update_value))
         .with_state(node)
 }
 
@@ -103,6 +105,8 @@ fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
     (status, Json(json!({ "code": code, "message": message.into() }))).into_response()
 }
 
+// A ready response to return from the handler, built on the rare error path.
+#[allow(clippy::result_large_err)]
 fn authorize_api(node: &Node, headers: &HeaderMap) -> Result<(), Response> {
     let Some(expected) = &node.config.api_token else {
         return if node.config.open_mode() {
@@ -153,7 +157,8 @@ fn refusal_response(r: Refusal) -> Response {
         Refusal::Refused(code, message) => {
             let status = match code {
                 ErrorCode::VersionTrimmed => StatusCode::GONE,
-                ErrorCode::OpTooLarge | ErrorCode::DocumentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::OpTooLarge | ErrorCode::DocumentTooLarge | ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::WrongKind | ErrorCode::ValueOverflow => StatusCode::CONFLICT,
                 ErrorCode::FutureVersion | ErrorCode::StaleSeq => StatusCode::CONFLICT,
                 ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -165,6 +170,7 @@ fn refusal_response(r: Refusal) -> Response {
 }
 
 /// Checks the API token and the room and document names.
+#[allow(clippy::result_large_err)]
 fn check_doc_request(node: &Node, headers: &HeaderMap, room: &str, doc: &str) -> Result<(), Response> {
     authorize_api(node, headers)?;
     check_room_name(room).map_err(|m| api_error(StatusCode::BAD_REQUEST, "invalid_room", m))?;
@@ -249,6 +255,55 @@ async fn submit_op(State(node): State<Arc<Node>>, Path((room, doc)): Path<(Strin
         .await;
     match outcome {
         Ok(c) => Json(json!({ "room": room, "doc": doc, "version": c.version, "duplicate": c.duplicate })).into_response(),
+        Err(r) => refusal_response(r),
+    }
+}
+
+/// `GET /v1/rooms/{room}/values`: every shared value of the room.
+async fn read_values(State(node): State<Arc<Node>>, Path(room): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize_api(&node, &headers) {
+        return r;
+    }
+    if let Err(m) = check_room_name(&room) {
+        return api_error(StatusCode::BAD_REQUEST, "invalid_room", m);
+    }
+    match node.ask_room(&room, |reply| RoomCommand::ReadValues { reply }).await {
+        Ok(values) => Json(json!({ "room": room, "values": values })).into_response(),
+        Err(r) => refusal_response(r),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValueBody {
+    kind: chorus_protocol::ValueKind,
+    change: chorus_protocol::Change,
+    /// Whose counter entry an increment raises; "api" when absent.
+    writer: Option<String>,
+}
+
+/// `POST /v1/rooms/{room}/values/{name}`: changes a value from a backend;
+/// connected clients see it like any other change.
+async fn update_value(State(node): State<Arc<Node>>, Path((room, name)): Path<(String, String)>, headers: HeaderMap, body: String) -> Response {
+    if let Err(r) = authorize_api(&node, &headers) {
+        return r;
+    }
+    if let Err(m) = check_room_name(&room) {
+        return api_error(StatusCode::BAD_REQUEST, "invalid_room", m);
+    }
+    if let Err(m) = check_value_name(&name) {
+        return api_error(StatusCode::BAD_REQUEST, "invalid_value", m);
+    }
+    let body: ValueBody = match serde_json::from_str(&body) {
+        Ok(b) => b,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, "bad_message", format!("invalid request body: {e}")),
+    };
+    let writer = body.writer.unwrap_or_else(|| "api".into());
+    let outcome = node
+        .ask_room(&room, |reply| RoomCommand::UpdateValue { name: name.clone(), kind: body.kind, change: body.change.clone(), writer: writer.clone(), reply })
+        .await;
+    match outcome {
+        Ok(version) => Json(json!({ "room": room, "name": name, "version": version })).into_response(),
         Err(r) => refusal_response(r),
     }
 }

@@ -23,6 +23,7 @@ pub mod node;
 pub mod outbox;
 pub mod room;
 pub mod session;
+pub mod values;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

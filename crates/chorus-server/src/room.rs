@@ -21,6 +21,10 @@
 //! v exactly once. Ops committed by other nodes arrive on the bus; a gap in
 //! their versions is filled from the store before anything newer goes out.
 //!
+//! Shared values live here too (see [`crate::values`]): changes are
+//! applied to the latest state and written with a compare-and-set; every
+//! write comes back on the bus as a whole state, told to the room once.
+//!
 //! The task stops when its last local connection leaves, unsubscribing from
 //! the bus, so idle rooms cost nothing.
 
@@ -34,8 +38,9 @@ use axum::extract::ws::Utf8Bytes;
 use chorus_core::oplog::LogEntry;
 use chorus_core::presence::{Member, UserInfo};
 use chorus_core::text::TextOp;
-use chorus_protocol::{CursorState, DocPosition, ErrorCode, LeaveReason, ResetReason, ServerMessage};
-use chorus_store::{Appended, BusError, RoomEvent, StoreError, Subscription};
+use chorus_core::crdt::{Change, ValueKind};
+use chorus_protocol::{CursorState, DocPosition, ErrorCode, LeaveReason, ResetReason, ServerMessage, ValueState};
+use chorus_store::{Appended, BusError, RoomEvent, StoreError, Subscription, ValuePut};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -43,6 +48,7 @@ use tracing::{debug, info, warn};
 use crate::document::{DocLimits, Document, Prepared};
 use crate::node::{now_ms, Node};
 use crate::outbox::{CursorKey, Outbox};
+use crate::values::{RoomValues, ValueLimits};
 
 /// How long one op may keep losing commit races to other nodes (each lost
 /// race means another node committed first; this one catches up and
@@ -125,6 +131,19 @@ pub enum RoomCommand {
         since: Option<u64>,
         reply: oneshot::Sender<Result<DocRead, Refusal>>,
     },
+    /// Change a shared value (created as `kind` on first use); answered
+    /// with the version written.
+    UpdateValue {
+        name: String,
+        kind: ValueKind,
+        change: Change,
+        /// Whose counter entry an increment raises.
+        writer: String,
+        reply: oneshot::Sender<Result<u64, Refusal>>,
+    },
+    ReadValues {
+        reply: oneshot::Sender<Result<Vec<ValueState>, Refusal>>,
+    },
 }
 
 /// An op to commit, from a connection (acknowledged on its outbox) or
@@ -188,12 +207,15 @@ pub struct Room {
     cursor_interval: Duration,
     /// Open documents (loaded on first use, unloaded with their last reader).
     docs: HashMap<Arc<str>, Document>,
+    values: RoomValues,
 }
 
 impl Room {
     /// Starts a room task; the caller registers the handle.
     pub async fn spawn(node: Arc<Node>, name: &str, generation: u64) -> Result<RoomHandle, StoreError> {
         let sub = node.backend.subscribe(name).await?;
+        // Read after subscribing, so no write falls in between.
+        let values = RoomValues::new(node.backend.values(name).await?);
         let (tx, rx) = mpsc::channel(1_024);
         let room = Room {
             name: Arc::from(name),
@@ -204,6 +226,7 @@ impl Room {
             cursors: HashMap::new(),
             gates: HashMap::new(),
             docs: HashMap::new(),
+            values,
         };
         metrics::gauge!("chorus_rooms").increment(1.0);
         tokio::spawn(room.run(rx, sub));
@@ -221,6 +244,7 @@ impl Room {
                 event = sub.recv() => match event {
                     Ok(event) => match &*event {
                         RoomEvent::DocOp { doc, entry } => self.remote_op(doc, entry).await,
+                        RoomEvent::Value { name, version, state } => self.value_changed(name, *version, state.clone()),
                         _ => self.deliver(&event),
                     },
                     Err(BusError::Lagged { missed }) => {
@@ -273,6 +297,12 @@ impl Room {
                 RoomCommand::ReadDoc { reply, .. } => {
                     let _ = reply.send(Err(Refusal::Retry));
                 }
+                RoomCommand::UpdateValue { reply, .. } => {
+                    let _ = reply.send(Err(Refusal::Retry));
+                }
+                RoomCommand::ReadValues { reply } => {
+                    let _ = reply.send(Err(Refusal::Retry));
+                }
                 RoomCommand::Leave { reply, .. } => {
                     let _ = reply.send(());
                 }
@@ -309,6 +339,38 @@ impl Room {
             RoomCommand::ReadDoc { doc, since, reply } => {
                 let _ = reply.send(self.read_doc(doc, since).await);
             }
+            RoomCommand::UpdateValue { name, kind, change, writer, reply } => {
+                let _ = reply.send(self.update_value(name, kind, change, writer).await);
+            }
+            RoomCommand::ReadValues { reply } => {
+                let _ = reply.send(Ok(self.values.states()));
+            }
+        }
+    }
+
+    /// Applies a change to the latest state of a value and writes it with
+    /// the store's compare-and-set, applying it again on the newer state
+    /// when another node wrote first.
+    async fn update_value(&mut self, name: String, kind: ValueKind, change: Change, writer: String) -> Result<u64, Refusal> {
+        let config = &self.node.config;
+        let limits = ValueLimits { max_value_bytes: config.max_value_bytes, values_per_room: config.values_per_room };
+        let deadline = Instant::now() + COMMIT_DEADLINE;
+        while Instant::now() < deadline {
+            let prepared = self.values.prepare(&name, kind, &change, &writer, limits, now_ms())?;
+            match self.node.backend.put_value(&self.name, &name, prepared.expected, &prepared.state).await? {
+                ValuePut::Written { version } => {
+                    self.value_changed(&name, version, prepared.state);
+                    return Ok(version);
+                }
+                ValuePut::Conflict { current } => self.values.conflict(&name, current),
+            }
+        }
+        Err(Refusal::Refused(ErrorCode::Unavailable, format!("value {name} is too busy to change; retry")))
+    }
+
+    fn value_changed(&mut self, name: &str, version: u64, state: chorus_core::crdt::Value) {
+        if let Some(value) = self.values.changed(name, version, state) {
+            self.fan_out(ServerMessage::Value { room: self.name.to_string(), value }, None);
         }
     }
 
@@ -450,7 +512,8 @@ impl Room {
                 let skip = connection.clone();
                 self.fan_out(ServerMessage::Presence { room: self.name.to_string(), connection, state }, Some(&skip));
             }
-            RoomEvent::DocOp { .. } => {} // Ordered separately: see remote_op.
+            // Ordered separately: see remote_op and value_changed.
+            RoomEvent::DocOp { .. } | RoomEvent::Value { .. } => {}
             RoomEvent::Cursor { mut cursor } => {
                 self.anchor(&mut cursor);
                 let conn: Arc<str> = Arc::from(cursor.connection.as_str());
@@ -504,6 +567,7 @@ impl Room {
                     c
                 })
                 .collect(),
+            values: self.values.states(),
         }
     }
 
@@ -821,8 +885,13 @@ impl Room {
     }
 
     /// After missing bus events: every local connection gets a fresh member
-    /// list (an unsolicited `joined`), which replaces what it had.
+    /// list and the values (an unsolicited `joined`), which replace what it
+    /// had.
     async fn resync(&mut self) {
+        match self.node.backend.values(&self.name).await {
+            Ok(stored) => self.values.reset(stored),
+            Err(e) => warn!(room = %self.name, "could not reload values: {e}"),
+        }
         let members = match self.node.backend.members(&self.name, now_ms()).await {
             Ok(m) => m,
             Err(e) => {

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::auth::{check_doc_name, check_room_name, AuthError, Identity, Permission};
+use crate::auth::{check_doc_name, check_room_name, check_value_name, AuthError, Identity, Permission};
 use crate::document::parse_op;
 use crate::node::{now_ms, Node};
 use crate::outbox::Outbox;
@@ -439,6 +439,16 @@ impl Session {
                 }
                 Ok(())
             }
+            ClientMessage::UpdateValue { id, room, name, kind, change } => {
+                let handle = self.joined(&room)?.clone();
+                self.require(&room, Permission::Write)?;
+                check_value_name(&name).map_err(|m| Reply::new(ErrorCode::InvalidValue, m))?;
+                let (reply, done) = oneshot::channel();
+                let cmd = RoomCommand::UpdateValue { name: name.clone(), kind, change, writer: self.identity.user.id.clone(), reply };
+                let version = self.ask(&room, &handle, cmd, done).await?;
+                self.send(ServerMessage::ValueUpdated { id, room, name, version });
+                Ok(())
+            }
         }
     }
 
@@ -460,16 +470,10 @@ impl Session {
         }
     }
 
-    async fn ask(
-        &mut self,
-        room: &str,
-        handle: &RoomHandle,
-        cmd: RoomCommand,
-        done: oneshot::Receiver<Result<(), Refusal>>,
-    ) -> Result<(), Reply> {
+    async fn ask<T>(&mut self, room: &str, handle: &RoomHandle, cmd: RoomCommand, done: oneshot::Receiver<Result<T, Refusal>>) -> Result<T, Reply> {
         let outcome = if handle.tx.send(cmd).await.is_ok() { done.await.ok() } else { None };
         match outcome {
-            Some(Ok(())) => Ok(()),
+            Some(Ok(answer)) => Ok(answer),
             Some(Err(Refusal::Refused(code, message))) => Err(Reply::new(code, message)),
             // The room task is gone, and with it this connection's membership.
             Some(Err(Refusal::Retry)) | None => {

@@ -7,7 +7,8 @@
 //! between rooms, in-order bus delivery to every subscriber, and for
 //! documents: one order by compare-and-set (exactly one of racing appends
 //! at a version wins), (client, seq) deduplication, epochs, and trimming
-//! behind snapshots that never leaves a silent hole.
+//! behind snapshots that never leaves a silent hole; for values: one
+//! compare-and-set on the version, and every write published.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use serde_json::json;
 use chorus_core::oplog::LogEntry;
 use chorus_core::text::TextOp;
 
-use crate::{Appended, Backend, BusError, RoomEvent, RoomSummary};
+use crate::{Appended, Backend, BusError, RoomEvent, RoomSummary, StoredValue, ValuePut};
 
 fn ins(at: usize, text: &str) -> TextOp {
     TextOp::insert(at, text)
@@ -66,6 +67,59 @@ where
     snapshots_trim_the_log_without_holes(make().await).await;
     documents_keep_apart(make().await).await;
     commits_are_published(make().await).await;
+    values_are_compare_and_set(make().await).await;
+    racing_value_writes_have_one_winner(Arc::new(make().await)).await;
+    value_writes_are_published(make().await).await;
+}
+
+fn counter(n: i64) -> chorus_core::crdt::Value {
+    use chorus_core::crdt::{Value, ValueKind, ValueOp};
+    let mut v = Value::new(ValueKind::PnCounter);
+    v.apply(&ValueOp::Increment { writer: "w".into(), amount: n }).unwrap();
+    v
+}
+
+async fn values_are_compare_and_set<B: Backend>(b: B) {
+    let check = "values_are_compare_and_set";
+    assert!(b.values("r").await.unwrap().is_empty(), "{check}: a room starts without values");
+    assert_eq!(b.put_value("r", "votes", 0, &counter(1)).await.unwrap(), ValuePut::Written { version: 1 }, "{check}");
+    let stale = b.put_value("r", "votes", 0, &counter(5)).await.unwrap();
+    assert_eq!(stale, ValuePut::Conflict { current: Some(StoredValue { version: 1, state: counter(1) }) }, "{check}: a stale write gets the current state");
+    assert_eq!(b.put_value("r", "votes", 7, &counter(5)).await.unwrap(), ValuePut::Conflict { current: Some(StoredValue { version: 1, state: counter(1) }) }, "{check}");
+    assert_eq!(b.put_value("r", "votes", 1, &counter(2)).await.unwrap(), ValuePut::Written { version: 2 }, "{check}");
+    assert_eq!(b.put_value("r", "other", 1, &counter(2)).await.unwrap(), ValuePut::Conflict { current: None }, "{check}: a value that does not exist is at 0");
+    b.put_value("r", "title", 0, &counter(9)).await.unwrap();
+    b.put_value("s", "votes", 0, &counter(100)).await.unwrap();
+    let mut got = b.values("r").await.unwrap();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        vec![("title".to_owned(), StoredValue { version: 1, state: counter(9) }), ("votes".to_owned(), StoredValue { version: 2, state: counter(2) })],
+        "{check}: rooms keep their values apart"
+    );
+}
+
+async fn racing_value_writes_have_one_winner<B: Backend>(b: Arc<B>) {
+    let check = "racing_value_writes_have_one_winner";
+    let writers = (0..8).map(|i| {
+        let b = b.clone();
+        tokio::spawn(async move { b.put_value("r", "v", 0, &counter(i)).await.unwrap() })
+    });
+    let outcomes = join_all(writers).await;
+    let won = outcomes.iter().filter(|o| matches!(o, ValuePut::Written { version: 1 })).count();
+    assert_eq!(won, 1, "{check}: {outcomes:?}");
+}
+
+async fn value_writes_are_published<B: Backend>(b: B) {
+    let check = "value_writes_are_published";
+    let mut sub = b.subscribe("r").await.unwrap();
+    b.put_value("r", "v", 0, &counter(3)).await.unwrap();
+    b.put_value("r", "v", 0, &counter(4)).await.unwrap(); // refused: not published
+    b.put_value("r", "v", 1, &counter(5)).await.unwrap();
+    for (version, n) in [(1, 3), (2, 5)] {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), sub.recv()).await.expect("published").unwrap();
+        assert_eq!(*event, RoomEvent::Value { name: "v".into(), version, state: counter(n) }, "{check}");
+    }
 }
 
 async fn commits_are_published<B: Backend>(b: B) {

@@ -106,6 +106,8 @@ pub enum RoomEvent {
     Cursor { cursor: CursorState },
     /// An op committed to a document of the room.
     DocOp { doc: String, entry: LogEntry },
+    /// A shared value's new state, as version `version`.
+    Value { name: String, version: u64, state: chorus_core::crdt::Value },
 }
 
 /// Why a subscription stopped delivering.
@@ -240,8 +242,41 @@ pub trait DocStore: Send + Sync + 'static {
     async fn snapshot(&self, room: &str, doc: &str, epoch: &str, version: u64, text: String, trim_to: u64) -> StoreResult<()>;
 }
 
-/// A backend: a presence store, a bus and a document store, with a name for logs.
-pub trait Backend: PresenceStore + Bus + DocStore {
+/// A shared value as stored: its state after `version` changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredValue {
+    pub version: u64,
+    pub state: chorus_core::crdt::Value,
+}
+
+/// What [`ValueStore::put_value`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValuePut {
+    /// The state is stored as `version`.
+    Written { version: u64 },
+    /// The value had moved on (or was created) meanwhile: here it is, to
+    /// apply the change to and try again.
+    Conflict { current: Option<StoredValue> },
+}
+
+/// The shared values (CRDTs) of rooms. A change is computed by the node
+/// (the CRDT logic lives in the core, not in the store) and stored with a
+/// compare-and-set on the value's version, so changes to one value are
+/// serialised however many nodes make them.
+#[async_trait]
+pub trait ValueStore: Send + Sync + 'static {
+    /// Every value of a room, by name.
+    async fn values(&self, room: &str) -> StoreResult<Vec<(String, StoredValue)>>;
+
+    /// Stores `state` as version `expected + 1` if the value is still at
+    /// `expected` (0: it does not exist yet), and publishes it on the
+    /// room's bus as [`RoomEvent::Value`]; atomic, one round trip.
+    async fn put_value(&self, room: &str, name: &str, expected: u64, state: &chorus_core::crdt::Value) -> StoreResult<ValuePut>;
+}
+
+/// A backend: a presence store, a bus, a document store and a value store,
+/// with a name for logs.
+pub trait Backend: PresenceStore + Bus + DocStore + ValueStore {
     /// What the server prints at start-up, e.g. "embedded in-memory store".
     fn describe(&self) -> String;
 }

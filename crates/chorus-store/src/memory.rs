@@ -17,7 +17,7 @@ use chorus_core::text::TextOp;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::{Appended, Backend, Bus, DocStore, Expired, PresenceStore, RoomEvent, RoomSummary, StoreResult, StoredDoc, Subscription};
+use crate::{Appended, Backend, Bus, DocStore, Expired, PresenceStore, RoomEvent, RoomSummary, StoreResult, StoredDoc, StoredValue, Subscription, ValuePut, ValueStore};
 
 /// Events a slow subscriber may fall behind by before it must resync. The
 /// channel allocates every slot up front, so this is also a fixed cost per
@@ -29,6 +29,7 @@ pub struct MemoryStore {
     rooms: Mutex<HashMap<String, PresenceTable>>,
     channels: Mutex<HashMap<String, broadcast::Sender<Arc<RoomEvent>>>>,
     docs: Mutex<HashMap<(String, String), StoredLog>>,
+    values: Mutex<HashMap<String, HashMap<String, StoredValue>>>,
 }
 
 /// One document's log in memory.
@@ -174,6 +175,28 @@ impl Bus for MemoryStore {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let tx = channels.entry(room.to_owned()).or_insert_with(|| broadcast::channel(BUS_CAPACITY).0);
         Ok(Subscription::new(tx.subscribe()))
+    }
+}
+
+#[async_trait]
+impl ValueStore for MemoryStore {
+    async fn values(&self, room: &str) -> StoreResult<Vec<(String, StoredValue)>> {
+        let values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(values.get(room).map(|v| v.iter().map(|(n, v)| (n.clone(), v.clone())).collect()).unwrap_or_default())
+    }
+
+    async fn put_value(&self, room: &str, name: &str, expected: u64, state: &chorus_core::crdt::Value) -> StoreResult<ValuePut> {
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        let room_values = values.entry(room.to_owned()).or_default();
+        let current = room_values.get(name);
+        if current.map_or(0, |v| v.version) != expected {
+            return Ok(ValuePut::Conflict { current: current.cloned() });
+        }
+        let version = expected + 1;
+        room_values.insert(name.to_owned(), StoredValue { version, state: state.clone() });
+        // Published under the lock, so in version order.
+        self.broadcast(room, RoomEvent::Value { name: name.to_owned(), version, state: state.clone() });
+        Ok(ValuePut::Written { version })
     }
 }
 

@@ -17,6 +17,7 @@
 //! wall-clock seconds, and breaks ties by writer, so every replica picks the
 //! same winner.
 
+mod change;
 mod counter;
 mod hlc;
 mod register;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use thiserror::Error;
 
+pub use change::Change;
 pub use counter::{GCounter, PnCounter};
 pub use hlc::{ClockError, Hlc, HlcClock, DEFAULT_MAX_DRIFT_MS};
 pub use register::{LwwMap, LwwRegister};

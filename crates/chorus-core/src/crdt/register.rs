@@ -98,6 +98,11 @@ impl LwwMap {
             .filter(|v| !v.is_null())
     }
 
+    /// The stamp of `key`'s last write (a delete included).
+    pub fn stamp(&self, key: &str) -> Option<&Hlc> {
+        self.entries.get(key).and_then(LwwRegister::stamp)
+    }
+
     /// The present keys and their values, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Json)> {
         self.entries

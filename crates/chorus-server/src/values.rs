@@ -1,0 +1,164 @@
+//! A room's shared values on one node: the latest state of each, and the
+//! turning of a client's change into the next state.
+//!
+//! The CRDT logic is the core's; the store only orders writers with a
+//! compare-and-set on each value's version. A node applies a change to the
+//! state it knows and writes the result "if the value is still at version
+//! v"; when another node got there first, the store hands back the newer
+//! state and the change is applied again on top of it. Every write comes
+//! back on the bus as a whole state with its version, so a node that missed
+//! one only needs the next (and after a lost bus connection, reloads all).
+
+use std::collections::HashMap;
+
+use chorus_core::crdt::{Change, HlcClock, Value, ValueError, ValueKind};
+use chorus_protocol::{ErrorCode, ValueState};
+use chorus_store::StoredValue;
+
+use crate::room::Refusal;
+
+/// Limits on a room's values.
+#[derive(Debug, Clone, Copy)]
+pub struct ValueLimits {
+    pub max_value_bytes: usize,
+    pub values_per_room: usize,
+}
+
+pub struct RoomValues {
+    values: HashMap<String, StoredValue>,
+    /// Stamps for last-writer-wins writes made here. Every stamp comes from
+    /// a Chorus node, so it takes any stamp it observes, however far ahead.
+    clock: HlcClock,
+}
+
+/// A change ready to store: the state it makes, if the value is still at
+/// `expected`.
+pub struct Prepared {
+    pub expected: u64,
+    pub state: Value,
+}
+
+impl RoomValues {
+    pub fn new(stored: Vec<(String, StoredValue)>) -> Self {
+        let writer = format!("{:016x}", rand::random::<u64>());
+        Self { values: stored.into_iter().collect(), clock: HlcClock::with_max_drift(writer, u64::MAX) }
+    }
+
+    /// Replaces everything known (after missing bus events).
+    pub fn reset(&mut self, stored: Vec<(String, StoredValue)>) {
+        self.values = stored.into_iter().collect();
+    }
+
+    /// The state `change` makes of value `name` (created as `kind` when it
+    /// does not exist), checked against the limits.
+    pub fn prepare(&mut self, name: &str, kind: ValueKind, change: &Change, writer: &str, limits: ValueLimits, now_ms: u64) -> Result<Prepared, Refusal> {
+        let (expected, mut state) = match self.values.get(name) {
+            Some(v) => (v.version, v.state.clone()),
+            None if self.values.len() >= limits.values_per_room => {
+                return Err(Refusal::Refused(ErrorCode::TooManyValues, format!("a room holds at most {} values", limits.values_per_room)));
+            }
+            None => (0, Value::new(kind)),
+        };
+        if state.kind() != kind {
+            return Err(Refusal::Refused(ErrorCode::WrongKind, format!("value {name} is a {}, not a {kind}", state.kind())));
+        }
+        let op = state.op_for(change, writer, &mut self.clock, now_ms).map_err(|e| refusal(name, e))?;
+        state.apply(&op).map_err(|e| refusal(name, e))?;
+        // A merge can leave a counter whose total does not fit; refuse
+        // rather than store a value nobody can read.
+        state.view().map_err(|e| refusal(name, e))?;
+        let bytes = serde_json::to_vec(&state).map(|b| b.len()).unwrap_or(usize::MAX);
+        if bytes > limits.max_value_bytes {
+            return Err(Refusal::Refused(
+                ErrorCode::ValueTooLarge,
+                format!("value {name} would take {bytes} bytes; the limit is {}", limits.max_value_bytes),
+            ));
+        }
+        Ok(Prepared { expected, state })
+    }
+
+    /// The store had a newer state (or none): remember it, to retry on.
+    pub fn conflict(&mut self, name: &str, current: Option<StoredValue>) {
+        match current {
+            Some(v) => {
+                self.values.insert(name.to_owned(), v);
+            }
+            None => {
+                self.values.remove(name);
+            }
+        }
+    }
+
+    /// A state written as `version` (here, or heard on the bus). Returns what
+    /// to tell the room, unless it is not newer than what is known.
+    pub fn changed(&mut self, name: &str, version: u64, state: Value) -> Option<ValueState> {
+        if self.values.get(name).is_some_and(|v| v.version >= version) {
+            return None;
+        }
+        let shown = view_of(name, version, &state);
+        self.values.insert(name.to_owned(), StoredValue { version, state });
+        Some(shown)
+    }
+
+    /// Every value, by name, as clients see them.
+    pub fn states(&self) -> Vec<ValueState> {
+        let mut out: Vec<ValueState> = self.values.iter().map(|(n, v)| view_of(n, v.version, &v.state)).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+fn view_of(name: &str, version: u64, state: &Value) -> ValueState {
+    // States are checked before they are stored, so the view exists.
+    ValueState { name: name.to_owned(), kind: state.kind(), version, value: state.view().unwrap_or_default() }
+}
+
+fn refusal(name: &str, e: ValueError) -> Refusal {
+    let code = match e {
+        ValueError::WrongKind { .. } => ErrorCode::WrongKind,
+        _ => ErrorCode::ValueOverflow,
+    };
+    Refusal::Refused(code, format!("value {name}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const LIMITS: ValueLimits = ValueLimits { max_value_bytes: 200, values_per_room: 2 };
+
+    fn code(r: Result<Prepared, Refusal>) -> ErrorCode {
+        match r {
+            Err(Refusal::Refused(code, _)) => code,
+            other => panic!("expected a refusal, got {:?}", other.map(|p| p.expected)),
+        }
+    }
+
+    #[test]
+    fn changes_are_checked_before_they_are_stored() {
+        let mut values = RoomValues::new(vec![]);
+        let set = Change::Set { value: json!("title") };
+        let p = values.prepare("title", ValueKind::Register, &set, "ann", LIMITS, 1).unwrap();
+        assert_eq!(p.expected, 0);
+        values.changed("title", 1, p.state);
+        assert_eq!(code(values.prepare("title", ValueKind::GCounter, &Change::Increment { by: 1 }, "ann", LIMITS, 2)), ErrorCode::WrongKind);
+        assert_eq!(code(values.prepare("title", ValueKind::Register, &Change::Increment { by: 1 }, "ann", LIMITS, 2)), ErrorCode::WrongKind);
+        let big = Change::Set { value: json!("x".repeat(300)) };
+        assert_eq!(code(values.prepare("title", ValueKind::Register, &big, "ann", LIMITS, 2)), ErrorCode::ValueTooLarge);
+        let p = values.prepare("views", ValueKind::PnCounter, &Change::Increment { by: i64::MAX }, "ann", LIMITS, 2).unwrap();
+        values.changed("views", 1, p.state);
+        assert_eq!(code(values.prepare("views", ValueKind::PnCounter, &Change::Increment { by: 1 }, "bob", LIMITS, 3)), ErrorCode::ValueOverflow);
+        assert_eq!(code(values.prepare("third", ValueKind::OrSet, &Change::Add { element: "a".into() }, "ann", LIMITS, 3)), ErrorCode::TooManyValues);
+        assert_eq!(values.states().iter().map(|v| (v.name.as_str(), v.version)).collect::<Vec<_>>(), [("title", 1), ("views", 1)]);
+    }
+
+    #[test]
+    fn only_newer_states_are_told() {
+        let mut values = RoomValues::new(vec![]);
+        let p = values.prepare("n", ValueKind::GCounter, &Change::Increment { by: 2 }, "ann", LIMITS, 1).unwrap();
+        let told = values.changed("n", 1, p.state.clone()).expect("new");
+        assert_eq!((told.version, told.value), (1, json!(2)));
+        assert!(values.changed("n", 1, p.state).is_none(), "the bus echo of a write already applied");
+    }
+}
