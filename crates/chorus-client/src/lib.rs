@@ -441,7 +441,8 @@ impl Client {
     /// Asks for a document again: from where it is (`since`), or whole.
     fn reopen(&mut self, key: &DocKey, since: Option<DocPosition>, id: Option<u64>) {
         let Some(d) = self.docs.get(key) else { return };
-        let msg = ClientMessage::OpenDoc { id, room: key.0.clone(), doc: key.1.clone(), client: Some(d.client_id().to_owned()), since };
+        // Undo is always on: the client offers undo and redo.
+        let msg = ClientMessage::OpenDoc { id, room: key.0.clone(), doc: key.1.clone(), client: Some(d.client_id().to_owned()), since, undo: true };
         let _ = self.send(&msg);
     }
 
@@ -550,6 +551,30 @@ impl Client {
         self.send(&ClientMessage::UpdateValue { id: Some(id), room: room.into(), name: name.into(), kind, change })?;
         self.reply(id, |m| match m {
             ServerMessage::ValueUpdated { id: Some(i), version, .. } if *i == id => Some(*version),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Takes back this user's latest step in an open document (only their
+    /// own edits). Returns the version of the op it committed, which reaches
+    /// this client like anyone's op, or `None` when there was nothing to undo.
+    pub async fn undo(&mut self, room: &str, doc: &str) -> Result<Option<u64>, ClientError> {
+        let id = self.take_id();
+        self.send(&ClientMessage::Undo { id: Some(id), room: room.into(), doc: doc.into() })?;
+        self.undo_result(id).await
+    }
+
+    /// Puts back what this user's latest undo took back; see [`Client::undo`].
+    pub async fn redo(&mut self, room: &str, doc: &str) -> Result<Option<u64>, ClientError> {
+        let id = self.take_id();
+        self.send(&ClientMessage::Redo { id: Some(id), room: room.into(), doc: doc.into() })?;
+        self.undo_result(id).await
+    }
+
+    async fn undo_result(&mut self, id: u64) -> Result<Option<u64>, ClientError> {
+        self.reply(id, |m| match m {
+            ServerMessage::UndoResult { id: Some(i), version, .. } if *i == id => Some(*version),
             _ => None,
         })
         .await

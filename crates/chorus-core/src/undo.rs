@@ -186,12 +186,15 @@ impl UndoStack {
             return Ok(());
         }
         self.redo.clear();
-        let joins = self
+        let soon = self
             .last_edit_ms
             .is_some_and(|last| now_ms.saturating_sub(last) < self.capture_ms);
         match self.undo.pop_back() {
-            // Undo this edit first, then the rest of the step.
-            Some(top) if joins => self.undo.push_back(inverse.compose(&top)),
+            // Undo this edit first, then the rest of the step; but only when
+            // it continues the step's run of text (the step gains no piece):
+            // typing somewhere else starts a step, as in an editor, which
+            // also keeps steps small to move through others' ops.
+            Some(top) if soon && joins_run(&inverse, &top) => self.undo.push_back(inverse.compose(&top)),
             top => {
                 self.undo.extend(top);
                 self.undo.push_back(inverse);
@@ -325,6 +328,13 @@ impl UndoStack {
         }
         Ok(())
     }
+}
+
+/// Whether the inverse of a new edit, composed before the top step, keeps
+/// the step's number of pieces: the edit extends or trims the step's text
+/// rather than touching text elsewhere.
+fn joins_run(inverse: &TextOp, top: &TextOp) -> bool {
+    inverse.compose(top).components().len() <= top.components().len()
 }
 
 /// The version just before the op committed at `version`.
@@ -543,6 +553,22 @@ mod tests {
         room.edit("u", room.head(), &TextOp::insert(3, "!"), 1_400);
         assert_eq!(room.stacks["u"].undo_len(), 2);
         assert_eq!(room.stacks["u"].redo_len(), 0, "a new edit empties redo");
+    }
+
+    #[test]
+    fn typing_somewhere_else_starts_a_step_even_within_the_window() {
+        let mut room = Room::new("0123456789");
+        room.edit("u", 0, &TextOp::insert(2, "a"), 0);
+        room.edit("u", 1, &TextOp::insert(3, "b"), 100);
+        room.edit("u", 2, &TextOp::delete(3, 1), 150);
+        room.edit("u", 3, &TextOp::insert(3, "c"), 200);
+        assert_eq!(room.stacks["u"].undo_len(), 1, "one run of typing, a correction included");
+        room.edit("u", 4, &TextOp::insert(10, "z"), 250);
+        assert_eq!(room.stacks["u"].undo_len(), 2, "a jump starts a step");
+        room.undo("u").unwrap();
+        assert_eq!(room.text(), "01ac23456789");
+        room.undo("u").unwrap();
+        assert_eq!(room.text(), "0123456789");
     }
 
     #[test]

@@ -70,6 +70,10 @@ struct EditArgs {
     doc_bytes: Vec<usize>,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Every editor opens the document with its undo history kept, as
+    /// clients that offer undo do.
+    #[arg(long)]
+    undo: bool,
 }
 
 #[derive(Args)]
@@ -487,7 +491,8 @@ async fn doc_client(url: &str, user: &str, doc: &str) -> anyhow::Result<Client> 
 }
 
 async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
-    println!("W1 edit storm: 1 document, one 1-character insert in flight per client, {} s per run", args.seconds);
+    let history = if args.undo { ", undo histories kept" } else { "" };
+    println!("W1 edit storm: 1 document, one 1-character insert in flight per client{history}, {} s per run", args.seconds);
     if args.target.nodes > 1 {
         let redis = if args.target.cluster { "a Redis Cluster of 3 masters" } else { "one Redis" };
         println!("{} nodes sharing {redis}; clients spread over them", args.target.nodes);
@@ -497,7 +502,7 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
     for &size in &args.doc_bytes {
         for &c in &args.clients {
             let server = Server::start(&args.target).await?;
-            let r = edit_run(&server, c, size, Duration::from_secs(args.seconds)).await?;
+            let r = edit_run(&server, c, size, Duration::from_secs(args.seconds), args.undo).await?;
             println!(
                 "| {} | {c} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if size == 0 { "empty".to_string() } else { format!("{:.1} MB", size as f64 / 1e6) },
@@ -529,7 +534,7 @@ struct EditResult {
     cpu: String,
 }
 
-async fn edit_run(server: &Server, clients: usize, size: usize, duration: Duration) -> anyhow::Result<EditResult> {
+async fn edit_run(server: &Server, clients: usize, size: usize, duration: Duration, undo: bool) -> anyhow::Result<EditResult> {
     let doc = format!("w1-{}", micros());
     if size > 0 {
         // Fill the document in ops under the default op size limit.
@@ -546,7 +551,7 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
     }
     let mut joined = Vec::new();
     for i in 0..clients {
-        joined.push(EditClient::open(server.url(i), i, &doc).await?);
+        joined.push(EditClient::open(server.url(i), i, &doc, undo).await?);
     }
     // Submit times of client 0's ops, by seq, to time when client 1 sees them.
     let submitted: Arc<Mutex<std::collections::HashMap<u64, u64>>> = Arc::default();
@@ -620,14 +625,14 @@ struct EditClient {
 }
 
 impl EditClient {
-    async fn open(url: &str, index: usize, doc: &str) -> anyhow::Result<EditClient> {
+    async fn open(url: &str, index: usize, doc: &str, undo: bool) -> anyhow::Result<EditClient> {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(format!("{url}?user=editor-{index}"), None, true).await?;
         for msg in [
             serde_json::json!({"type": "hello", "protocol": 1}),
             serde_json::json!({"type": "join", "room": DOC_ROOM}),
-            serde_json::json!({"type": "open_doc", "id": 1, "room": DOC_ROOM, "doc": doc, "client": format!("w1-{index}")}),
+            serde_json::json!({"type": "open_doc", "id": 1, "room": DOC_ROOM, "doc": doc, "client": format!("w1-{index}"), "undo": undo}),
         ] {
             ws.send(Message::Text(msg.to_string().into())).await?;
         }

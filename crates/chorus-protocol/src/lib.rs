@@ -90,6 +90,11 @@ pub enum ClientMessage {
         /// instead of the whole text, when the log still reaches back.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<DocPosition>,
+        /// Keep this user's undo history of the document (see `undo`). It
+        /// costs the server work for every op others commit, so clients
+        /// that offer no undo leave it off.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        undo: bool,
     },
     /// Submit an op made against document version `base`.
     Submit {
@@ -123,6 +128,22 @@ pub enum ClientMessage {
         name: String,
         kind: ValueKind,
         change: Change,
+    },
+    /// Take back this user's latest step in an open document (their own
+    /// edits only, whatever others typed since). Answered with `undo_result`;
+    /// the op it commits reaches every reader as an `op`.
+    Undo {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        doc: String,
+    },
+    /// Put back the step the user's latest undo took back.
+    Redo {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        doc: String,
     },
 }
 
@@ -159,7 +180,9 @@ impl ClientMessage {
             | ClientMessage::OpenDoc { id, .. }
             | ClientMessage::Submit { id, .. }
             | ClientMessage::CloseDoc { id, .. }
-            | ClientMessage::UpdateValue { id, .. } => *id,
+            | ClientMessage::UpdateValue { id, .. }
+            | ClientMessage::Undo { id, .. }
+            | ClientMessage::Redo { id, .. } => *id,
             ClientMessage::Hello { .. } | ClientMessage::Cursor { .. } => None,
         }
     }
@@ -174,7 +197,9 @@ impl ClientMessage {
             | ClientMessage::OpenDoc { room, .. }
             | ClientMessage::Submit { room, .. }
             | ClientMessage::CloseDoc { room, .. }
-            | ClientMessage::UpdateValue { room, .. } => Some(room),
+            | ClientMessage::UpdateValue { room, .. }
+            | ClientMessage::Undo { room, .. }
+            | ClientMessage::Redo { room, .. } => Some(room),
             ClientMessage::Hello { .. } | ClientMessage::Heartbeat { .. } => None,
         }
     }
@@ -202,6 +227,14 @@ pub struct CursorState {
     pub doc: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+}
+
+/// Which way an `undo_result` went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndoAction {
+    Undo,
+    Redo,
 }
 
 /// A shared value as clients see it: its kind, how many changes it has
@@ -350,6 +383,18 @@ pub enum ServerMessage {
         room: String,
         #[serde(flatten)]
         value: ValueState,
+    },
+    /// The answer to `undo` or `redo`: `done` with the version of the op it
+    /// committed, or not done (nothing to undo or redo; nothing changed).
+    UndoResult {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        room: String,
+        doc: String,
+        action: UndoAction,
+        done: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
     },
     /// The sender's `update_value` was stored as `version`.
     ValueUpdated {
@@ -563,13 +608,14 @@ mod tests {
             ClientMessage::Cursor { room: "team-42/plan".into(), cursor: json!({"anchor": 3, "head": 7}), doc: Some("body".into()), version: Some(12) },
             ClientMessage::Cursor { room: "team-42/plan".into(), cursor: json!({"x": 0.4, "y": 0.25}), doc: None, version: None },
             ClientMessage::Heartbeat { id: None },
-            ClientMessage::OpenDoc { id: Some(5), room: "team-42/plan".into(), doc: "body".into(), client: Some("k7".into()), since: None },
+            ClientMessage::OpenDoc { id: Some(5), room: "team-42/plan".into(), doc: "body".into(), client: Some("k7".into()), since: None, undo: true },
             ClientMessage::OpenDoc {
                 id: Some(6),
                 room: "team-42/plan".into(),
                 doc: "body".into(),
                 client: Some("k7".into()),
                 since: Some(DocPosition { epoch: "9f2c".into(), version: 12 }),
+                undo: false,
             },
             ClientMessage::Submit { id: None, room: "team-42/plan".into(), doc: "body".into(), seq: 3, base: 12, op: json!([5, "hi", {"d": 2}]) },
             ClientMessage::Submit { id: Some(7), room: "team-42/plan".into(), doc: "body".into(), seq: 4, base: 13, op: json!({"insert": {"at": 0, "text": "😭"}}) },
@@ -577,6 +623,8 @@ mod tests {
             ClientMessage::UpdateValue { id: Some(9), room: "team-42/plan".into(), name: "title".into(), kind: ValueKind::Register, change: Change::Set { value: json!("Q3 plan") } },
             ClientMessage::UpdateValue { id: None, room: "team-42/plan".into(), name: "views".into(), kind: ValueKind::GCounter, change: Change::Increment { by: 1 } },
             ClientMessage::UpdateValue { id: None, room: "team-42/plan".into(), name: "tags".into(), kind: ValueKind::OrSet, change: Change::Remove { element: "urgent".into() } },
+            ClientMessage::Undo { id: Some(10), room: "team-42/plan".into(), doc: "body".into() },
+            ClientMessage::Redo { id: Some(11), room: "team-42/plan".into(), doc: "body".into() },
             ClientMessage::UpdateValue {
                 id: None,
                 room: "team-42/plan".into(),
@@ -682,6 +730,8 @@ mod tests {
                 value: ValueState { name: "tags".into(), kind: ValueKind::OrSet, version: 7, value: json!(["design", "urgent"]) },
             },
             ServerMessage::ValueUpdated { id: Some(9), room: "team-42/plan".into(), name: "tags".into(), version: 7 },
+            ServerMessage::UndoResult { id: Some(10), room: "team-42/plan".into(), doc: "body".into(), action: UndoAction::Undo, done: true, version: Some(17) },
+            ServerMessage::UndoResult { id: Some(11), room: "team-42/plan".into(), doc: "body".into(), action: UndoAction::Redo, done: false, version: None },
         ];
         let lines: Vec<String> = msgs.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
         insta::assert_snapshot!(lines.join("\n"));

@@ -29,6 +29,7 @@
 
 mod bus;
 mod docs;
+mod history;
 mod presence;
 pub mod testing;
 mod values;

@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod config;
 pub mod document;
+pub mod history;
 pub mod http;
 pub mod node;
 pub mod outbox;

@@ -48,12 +48,16 @@ use tracing::{debug, info, warn};
 use crate::document::{DocLimits, Document, Prepared};
 use crate::node::{now_ms, Node};
 use crate::outbox::{CursorKey, Outbox};
+use crate::history::{Direction, History};
 use crate::values::{RoomValues, ValueLimits};
 
 /// How long one op may keep losing commit races to other nodes (each lost
 /// race means another node committed first; this one catches up and
 /// retries) before the submitter is told to retry later.
 const COMMIT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How long a history released here is trusted over the store's copy.
+const RELEASED_TRUSTED: Duration = Duration::from_secs(5);
 
 /// Why a room refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +113,8 @@ pub enum RoomCommand {
         doc: Arc<str>,
         client: Arc<str>,
         since: Option<DocPosition>,
+        /// Keep the user's undo history.
+        undo: bool,
         id: Option<u64>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
@@ -143,6 +149,15 @@ pub enum RoomCommand {
     },
     ReadValues {
         reply: oneshot::Sender<Result<Vec<ValueState>, Refusal>>,
+    },
+    /// Undo or redo the connection's user's latest step in an open
+    /// document; answered with the version committed, or `None` when there
+    /// is nothing to do.
+    Undo {
+        conn: Arc<str>,
+        doc: Arc<str>,
+        direction: Direction,
+        reply: oneshot::Sender<Result<Option<u64>, Refusal>>,
     },
 }
 
@@ -208,6 +223,14 @@ pub struct Room {
     /// Open documents (loaded on first use, unloaded with their last reader).
     docs: HashMap<Arc<str>, Document>,
     values: RoomValues,
+    /// Undo histories of the users with an open document here, by
+    /// (document, user).
+    histories: HashMap<(Arc<str>, String), History>,
+    /// Histories released and being saved in the background, so a user who
+    /// comes back at once gets the latest even before the save lands. Only
+    /// trusted for a few seconds: after that the store's copy is as new, or
+    /// newer (the user may have moved on to another node).
+    released: HashMap<(Arc<str>, String), (Instant, String)>,
 }
 
 impl Room {
@@ -227,6 +250,8 @@ impl Room {
             gates: HashMap::new(),
             docs: HashMap::new(),
             values,
+            histories: HashMap::new(),
+            released: HashMap::new(),
         };
         metrics::gauge!("chorus_rooms").increment(1.0);
         tokio::spawn(room.run(rx, sub));
@@ -237,6 +262,12 @@ impl Room {
         debug!(room = %self.name, "room loaded");
         loop {
             let next_flush = self.next_cursor_flush();
+            // A room with nobody here stops after a command (the one that
+            // left it empty, or an API request), or after a bus event that
+            // removed its last connection; not after bus events that come
+            // in before its first join, which would never let it start.
+            let had_local = !self.local.is_empty();
+            let mut commanded = false;
             // Bus events first: ops other nodes committed are applied before
             // this node commits its next one, which then rarely conflicts.
             tokio::select! {
@@ -260,12 +291,15 @@ impl Room {
                     Err(BusError::Closed) => break,
                 },
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd).await,
+                    Some(cmd) => {
+                        commanded = true;
+                        self.handle(cmd).await
+                    }
                     None => break,
                 },
                 _ = sleep_until(next_flush), if next_flush.is_some() => self.flush_cursors().await,
             }
-            if self.local.is_empty() && self.stop(&mut rx) {
+            if self.local.is_empty() && (commanded || had_local) && self.stop(&mut rx) {
                 break;
             }
         }
@@ -303,6 +337,9 @@ impl Room {
                 RoomCommand::ReadValues { reply } => {
                     let _ = reply.send(Err(Refusal::Retry));
                 }
+                RoomCommand::Undo { reply, .. } => {
+                    let _ = reply.send(Err(Refusal::Retry));
+                }
                 RoomCommand::Leave { reply, .. } => {
                     let _ = reply.send(());
                 }
@@ -326,8 +363,8 @@ impl Room {
                 let _ = reply.send(self.presence(conn, state).await);
             }
             RoomCommand::Cursor { conn, cursor, doc, version } => self.cursor(conn, cursor, doc, version).await,
-            RoomCommand::OpenDoc { conn, doc, client, since, id, reply } => {
-                let _ = reply.send(self.open_doc(conn, doc, client, since, id).await);
+            RoomCommand::OpenDoc { conn, doc, client, since, undo, id, reply } => {
+                let _ = reply.send(self.open_doc(conn, doc, client, since, undo, id).await);
             }
             RoomCommand::CloseDoc { conn, doc, id, reply } => {
                 let _ = reply.send(self.close_doc(&conn, &doc, id));
@@ -345,6 +382,98 @@ impl Room {
             RoomCommand::ReadValues { reply } => {
                 let _ = reply.send(Ok(self.values.states()));
             }
+            RoomCommand::Undo { conn, doc, direction, reply } => {
+                let _ = reply.send(self.undo(conn, doc, direction).await);
+            }
+        }
+    }
+
+    /// Commits the inverse of the user's latest step (or of their latest
+    /// undo, for a redo) as a new op, transformed past everything committed
+    /// since, so it never takes back anyone else's text.
+    async fn undo(&mut self, conn: Arc<str>, name: Arc<str>, direction: Direction) -> Result<Option<u64>, Refusal> {
+        let Some(user) = self.local.get(&conn).map(|l| l.user.clone()) else {
+            return Err(Refusal::Refused(ErrorCode::NotJoined, format!("not in room {}", self.name)));
+        };
+        if !self.docs.get(&name).is_some_and(|d| d.subscribers.contains_key(&conn)) {
+            return Err(Refusal::Refused(ErrorCode::NotOpen, format!("document {name} is not open; open it first")));
+        }
+        // What other nodes committed counts: the undo goes on top of it.
+        self.catch_up(&name).await?;
+        let key = (name.clone(), user.clone());
+        // A blank history may predate the save of the user's history on the
+        // node they came from: look again.
+        if self.histories.get(&key).is_some_and(History::is_blank) {
+            self.histories.remove(&key);
+        }
+        self.ensure_history(&name, &user).await;
+        let (Some(doc), Some(history)) = (self.docs.get(&name), self.histories.get_mut(&key)) else {
+            return Err(Refusal::Refused(ErrorCode::Internal, format!("document {name} was unloaded during an undo")));
+        };
+        let Some(op) = history.propose(direction, doc.text.log()) else { return Ok(None) };
+        history.seq += 1;
+        // The history is a submitter of its own, so its ops are deduplicated
+        // and never mistaken for the user's edits.
+        let client: Arc<str> = Arc::from(format!("{user}~history"));
+        let submission = DocSubmission { from: Submitter::Api { client: client.clone() }, seq: history.seq, base: Some(doc.version()), op };
+        let committed = self.commit(&name, &client, &submission).await?;
+        if let (Some(doc), Some(history)) = (self.docs.get(&name), self.histories.get_mut(&key)) {
+            if let Some(entry) = doc.text.log().since(committed.version - 1).and_then(|mut e| e.next()) {
+                history.committed(direction, &entry.op, committed.version, doc.text.log());
+            }
+            history.bring_forward(doc.text.log());
+            let saved = history.save(&doc.epoch);
+            self.node.backend.save_history(&self.name, &name, &user, saved).await?;
+        }
+        Ok(Some(committed.version))
+    }
+
+    /// Makes sure the user's history of an open document is here: from the
+    /// store, or new.
+    async fn ensure_history(&mut self, name: &Arc<str>, user: &str) {
+        let key = (name.clone(), user.to_owned());
+        if self.histories.contains_key(&key) {
+            return;
+        }
+        let recent = self.released.remove(&key).filter(|(at, _)| at.elapsed() < RELEASED_TRUSTED);
+        self.released.retain(|_, (at, _)| at.elapsed() < RELEASED_TRUSTED);
+        let saved = match recent {
+            Some((_, saved)) => Some(saved),
+            None => match self.node.backend.load_history(&self.name, name, user).await {
+                Ok(saved) => saved,
+                Err(e) => {
+                    warn!(room = %self.name, doc = %name, %user, "could not load the undo history; starting a new one: {e}");
+                    None
+                }
+            },
+        };
+        let Some(doc) = self.docs.get(name) else { return };
+        let history = saved.and_then(|s| History::restore(&s, &doc.epoch, now_ms())).unwrap_or_else(|| History::new(now_ms()));
+        self.histories.insert(key, history);
+    }
+
+    /// Saves (in the background) and forgets the history of a user who no
+    /// longer has the document open here, so another node can take it on.
+    fn release_history(&mut self, name: &Arc<str>, user: &str) {
+        let Some(mut history) = self.histories.remove(&(name.clone(), user.to_owned())) else { return };
+        let Some(doc) = self.docs.get(name) else { return };
+        history.bring_forward(doc.text.log());
+        let saved = history.save(&doc.epoch);
+        self.released.insert((name.clone(), user.to_owned()), (Instant::now(), saved.clone()));
+        let (store, room, name, user) = (self.node.backend.clone(), self.name.clone(), name.clone(), user.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = store.save_history(&room, &name, &user, saved).await {
+                warn!(%room, doc = %name, %user, "could not save the undo history: {e}");
+            }
+        });
+    }
+
+    /// Releases a user's history unless another of their connections here
+    /// still has the document open.
+    fn release_history_unless_open(&mut self, name: &Arc<str>, user: &str) {
+        let still_open = self.docs.get(name).is_some_and(|d| d.subscribers.keys().any(|c| self.local.get(c).is_some_and(|l| l.user == user)));
+        if !still_open {
+            self.release_history(name, user);
         }
     }
 
@@ -401,7 +530,7 @@ impl Room {
     async fn leave(&mut self, conn: &Arc<str>, reason: LeaveReason, id: Option<u64>) {
         let Some(local) = self.local.remove(conn) else { return };
         self.gates.remove(conn);
-        self.unsubscribe_all(conn);
+        self.unsubscribe_all(conn, Some(&local.user));
         if local.visible {
             match self.node.backend.leave(&self.name, conn, now_ms()).await {
                 Ok(Some((member, count))) => {
@@ -496,7 +625,7 @@ impl Room {
                     // Expired while still connected: tell the connection, and
                     // its session, which may join again.
                     self.gates.remove(&conn);
-                    self.unsubscribe_all(&conn);
+                    self.unsubscribe_all(&conn, Some(&local.user));
                     local.outbox.push(ServerMessage::Left { id: None, room: self.name.to_string(), reason }.to_json().into());
                     let _ = local.dropped.send(self.name.clone());
                 }
@@ -600,22 +729,30 @@ impl Room {
     /// Drops a document nobody reads any more.
     fn unload_if_unread(&mut self, name: &str) {
         if self.docs.get(name).is_some_and(|d| d.subscribers.is_empty()) {
+            let users: Vec<(Arc<str>, String)> = self.histories.keys().filter(|(d, _)| &**d == name).cloned().collect();
+            for (doc, user) in users {
+                self.release_history(&doc, &user);
+            }
             self.docs.remove(name);
             debug!(room = %self.name, doc = %name, "document unloaded");
         }
     }
 
-    fn unsubscribe_all(&mut self, conn: &str) {
+    /// Closes every document `conn` (of `user`, gone from `local`) has open.
+    fn unsubscribe_all(&mut self, conn: &str, user: Option<&str>) {
         let names: Vec<Arc<str>> = self.docs.iter().filter(|(_, d)| d.subscribers.contains_key(conn)).map(|(n, _)| n.clone()).collect();
         for name in names {
             if let Some(d) = self.docs.get_mut(&name) {
                 d.subscribers.remove(conn);
             }
+            if let Some(user) = user {
+                self.release_history_unless_open(&name, user);
+            }
             self.unload_if_unread(&name);
         }
     }
 
-    async fn open_doc(&mut self, conn: Arc<str>, name: Arc<str>, client: Arc<str>, since: Option<DocPosition>, id: Option<u64>) -> Result<(), Refusal> {
+    async fn open_doc(&mut self, conn: Arc<str>, name: Arc<str>, client: Arc<str>, since: Option<DocPosition>, undo: bool, id: Option<u64>) -> Result<(), Refusal> {
         let Some(outbox) = self.local.get(&conn).map(|l| l.outbox.clone()) else {
             return Err(Refusal::Refused(ErrorCode::NotJoined, format!("not in room {}", self.name)));
         };
@@ -627,8 +764,11 @@ impl Room {
         if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
             info!(room = %self.name, doc = %name, %conn, ?reason, "client resynced from the whole text");
         }
-        doc.subscribers.insert(conn, client);
+        doc.subscribers.insert(conn.clone(), client);
         outbox.push(msg.to_json().into());
+        if let Some(user) = self.local.get(&conn).map(|l| l.user.clone()).filter(|_| undo) {
+            self.ensure_history(&name, &user).await;
+        }
         Ok(())
     }
 
@@ -636,6 +776,9 @@ impl Room {
         let was_open = self.docs.get_mut(name).is_some_and(|d| d.subscribers.remove(conn).is_some());
         if !was_open {
             return Err(Refusal::Refused(ErrorCode::NotOpen, format!("document {name} is not open")));
+        }
+        if let Some(user) = self.local.get(conn).map(|l| l.user.clone()) {
+            self.release_history_unless_open(name, &user);
         }
         self.unload_if_unread(name);
         if let Some(local) = self.local.get(conn) {
@@ -767,6 +910,11 @@ impl Room {
             self.docs.remove(name);
             return;
         }
+        if let Some(user) = submitter.and_then(|conn| self.local.get(conn)).map(|l| &l.user) {
+            if let Some(history) = self.histories.get_mut(&(name.clone(), user.clone())) {
+                history.edited(entry.version, now_ms(), doc.text.log());
+            }
+        }
         let msg: Utf8Bytes = ServerMessage::Op { room: self.name.to_string(), doc: name.to_string(), entry }.to_json().into();
         let mut sent = 0;
         for conn in doc.subscribers.keys() {
@@ -783,6 +931,12 @@ impl Room {
         if version >= doc.snapshot_version + config.doc_snapshot_every {
             let trim_to = version.saturating_sub(config.doc_log_window);
             doc.snapshot_version = version;
+            // Histories take what they need from the log before it goes.
+            for ((_, _), history) in self.histories.iter_mut().filter(|((d, _), _)| d == name) {
+                if history.needs_log_from() < trim_to {
+                    history.bring_forward(doc.text.log());
+                }
+            }
             doc.text.trim_to(trim_to);
             let rope = doc.text.text().rope().clone();
             let (store, room, name, epoch) = (self.node.backend.clone(), self.name.clone(), name.clone(), doc.epoch.clone());
@@ -837,6 +991,12 @@ impl Room {
         // A log the store lost and created again is a new epoch, whatever
         // the path that noticed it.
         let reason = if doc.epoch != old.epoch { ResetReason::Epoch } else { reason };
+        if reason == ResetReason::Epoch {
+            // Histories of the lost incarnation mean nothing in the new one.
+            for ((_, _), history) in self.histories.iter_mut().filter(|((d, _), _)| d == name) {
+                *history = History::new(now_ms());
+            }
+        }
         let mut msg = doc.opened(None, &self.name, name, None);
         if let ServerMessage::Opened { reset, .. } = &mut msg {
             *reset = Some(reason);

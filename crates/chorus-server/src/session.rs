@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use chorus_protocol::{close, decode_client, ClientMessage, ErrorCode, LeaveReason, ServerMessage, PROTOCOL_VERSION};
+use chorus_protocol::{close, decode_client, ClientMessage, ErrorCode, LeaveReason, ServerMessage, UndoAction, PROTOCOL_VERSION};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -25,6 +25,7 @@ use crate::auth::{check_doc_name, check_room_name, check_value_name, AuthError, 
 use crate::document::parse_op;
 use crate::node::{now_ms, Node};
 use crate::outbox::Outbox;
+use crate::history::Direction;
 use crate::room::{DocSubmission, JoinRequest, Refusal, RoomCommand, RoomHandle, Submitter};
 
 /// How long a new connection has to say `hello`.
@@ -394,7 +395,7 @@ impl Session {
                 self.send(ServerMessage::Heartbeat { id, server_time: now_ms() });
                 Ok(())
             }
-            ClientMessage::OpenDoc { id, room, doc, client, since } => {
+            ClientMessage::OpenDoc { id, room, doc, client, since, undo } => {
                 let handle = self.joined(&room)?.clone();
                 check_doc_name(&doc).map_err(|m| Reply::new(ErrorCode::InvalidDocument, m))?;
                 let doc: Arc<str> = Arc::from(doc);
@@ -411,7 +412,7 @@ impl Session {
                     None => self.conn.clone(),
                 };
                 let (reply, done) = oneshot::channel();
-                let cmd = RoomCommand::OpenDoc { conn: self.conn.clone(), doc, client, since, id, reply };
+                let cmd = RoomCommand::OpenDoc { conn: self.conn.clone(), doc, client, since, undo, id, reply };
                 self.ask(&room, &handle, cmd, done).await?;
                 self.docs.insert(key);
                 Ok(())
@@ -449,7 +450,23 @@ impl Session {
                 self.send(ServerMessage::ValueUpdated { id, room, name, version });
                 Ok(())
             }
+            ClientMessage::Undo { id, room, doc } => self.undo(id, room, doc, UndoAction::Undo).await,
+            ClientMessage::Redo { id, room, doc } => self.undo(id, room, doc, UndoAction::Redo).await,
         }
+    }
+
+    async fn undo(&mut self, id: Option<u64>, room: String, doc: String, action: UndoAction) -> Result<(), Reply> {
+        let handle = self.joined(&room)?.clone();
+        self.require(&room, Permission::Write)?;
+        let direction = match action {
+            UndoAction::Undo => Direction::Undo,
+            UndoAction::Redo => Direction::Redo,
+        };
+        let (reply, done) = oneshot::channel();
+        let cmd = RoomCommand::Undo { conn: self.conn.clone(), doc: Arc::from(doc.as_str()), direction, reply };
+        let version = self.ask(&room, &handle, cmd, done).await?;
+        self.send(ServerMessage::UndoResult { id, room, doc, action, done: version.is_some(), version });
+        Ok(())
     }
 
     /// Forgets a room (and the documents open in it) after leaving it.

@@ -399,3 +399,27 @@ async fn values_changed_on_three_nodes_at_once_count_every_change_once(redis: Re
     let (_, body) = nodes[0].get("/v1/rooms/multi%2Fnode/values", None).await;
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["values"][1]["value"], json!(90), "{body}");
 }
+
+on_both!(undo_works_from_another_node, Persistence::None, undo_from_another_node_on_redis, undo_from_another_node_on_a_cluster);
+
+/// A user's undo history is in the store: after moving to another node,
+/// undo still takes back their own edit and only theirs.
+async fn undo_works_from_another_node(redis: Redis) {
+    let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
+    let mut ann = editor(&a, "ann", "u").await;
+    let mut bob = editor(&b, "bob", "u").await;
+    ann.insert(ROOM, "u", 0, "mine").unwrap();
+    ann.sync(ROOM, "u").await.unwrap();
+    bob.catch_up(ROOM, "u", 1).await.unwrap();
+    bob.insert(ROOM, "u", 4, " and yours").unwrap();
+    bob.sync(ROOM, "u").await.unwrap();
+    // Ann's connection moves to node B.
+    ann.disconnect();
+    ann.set_url(&b.ws_url());
+    ann.reconnect().await.unwrap();
+    ann.sync(ROOM, "u").await.unwrap();
+    let version = ann.undo(ROOM, "u").await.unwrap().expect("the history followed ann to node B");
+    let (text, head) = a.doc_text(ROOM, "u").await;
+    assert_eq!((text.as_str(), head), (" and yours", version));
+    assert_converged(&mut [ann, bob], "u", " and yours", version).await;
+}

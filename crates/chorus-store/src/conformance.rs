@@ -70,6 +70,21 @@ where
     values_are_compare_and_set(make().await).await;
     racing_value_writes_have_one_winner(Arc::new(make().await)).await;
     value_writes_are_published(make().await).await;
+    histories_are_kept_per_user_and_document(make().await).await;
+}
+
+async fn histories_are_kept_per_user_and_document<B: Backend>(b: B) {
+    let check = "histories_are_kept_per_user_and_document";
+    assert_eq!(b.load_history("r", "d", "ann").await.unwrap(), None, "{check}");
+    b.save_history("r", "d", "ann", "one".into()).await.unwrap();
+    b.save_history("r", "d", "ann", "two".into()).await.unwrap();
+    b.save_history("r", "d", "bob", "bob's".into()).await.unwrap();
+    b.save_history("r", "e", "ann", "other doc".into()).await.unwrap();
+    b.save_history("s", "d", "ann", "other room".into()).await.unwrap();
+    assert_eq!(b.load_history("r", "d", "ann").await.unwrap().as_deref(), Some("two"), "{check}: the latest save");
+    assert_eq!(b.load_history("r", "d", "bob").await.unwrap().as_deref(), Some("bob's"), "{check}");
+    assert_eq!(b.load_history("r", "e", "ann").await.unwrap().as_deref(), Some("other doc"), "{check}");
+    assert_eq!(b.load_history("s", "d", "ann").await.unwrap().as_deref(), Some("other room"), "{check}");
 }
 
 fn counter(n: i64) -> chorus_core::crdt::Value {

@@ -274,9 +274,17 @@ pub trait ValueStore: Send + Sync + 'static {
     async fn put_value(&self, room: &str, name: &str, expected: u64, state: &chorus_core::crdt::Value) -> StoreResult<ValuePut>;
 }
 
-/// A backend: a presence store, a bus, a document store and a value store,
-/// with a name for logs.
-pub trait Backend: PresenceStore + Bus + DocStore + ValueStore {
+/// Each user's undo history of each document, saved as the server's
+/// opaque JSON so undo survives reconnects and works from any node.
+#[async_trait]
+pub trait HistoryStore: Send + Sync + 'static {
+    async fn load_history(&self, room: &str, doc: &str, user: &str) -> StoreResult<Option<String>>;
+    async fn save_history(&self, room: &str, doc: &str, user: &str, saved: String) -> StoreResult<()>;
+}
+
+/// A backend: a presence store, a bus, a document store, a value store
+/// and a history store, with a name for logs.
+pub trait Backend: PresenceStore + Bus + DocStore + ValueStore + HistoryStore {
     /// What the server prints at start-up, e.g. "embedded in-memory store".
     fn describe(&self) -> String;
 }

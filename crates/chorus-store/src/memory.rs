@@ -17,7 +17,7 @@ use chorus_core::text::TextOp;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::{Appended, Backend, Bus, DocStore, Expired, PresenceStore, RoomEvent, RoomSummary, StoreResult, StoredDoc, StoredValue, Subscription, ValuePut, ValueStore};
+use crate::{Appended, Backend, Bus, DocStore, Expired, PresenceStore, RoomEvent, RoomSummary, StoreResult, StoredDoc, StoredValue, Subscription, ValuePut, ValueStore, HistoryStore};
 
 /// Events a slow subscriber may fall behind by before it must resync. The
 /// channel allocates every slot up front, so this is also a fixed cost per
@@ -30,6 +30,7 @@ pub struct MemoryStore {
     channels: Mutex<HashMap<String, broadcast::Sender<Arc<RoomEvent>>>>,
     docs: Mutex<HashMap<(String, String), StoredLog>>,
     values: Mutex<HashMap<String, HashMap<String, StoredValue>>>,
+    histories: Mutex<HashMap<(String, String, String), String>>,
 }
 
 /// One document's log in memory.
@@ -175,6 +176,20 @@ impl Bus for MemoryStore {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let tx = channels.entry(room.to_owned()).or_insert_with(|| broadcast::channel(BUS_CAPACITY).0);
         Ok(Subscription::new(tx.subscribe()))
+    }
+}
+
+#[async_trait]
+impl HistoryStore for MemoryStore {
+    async fn load_history(&self, room: &str, doc: &str, user: &str) -> StoreResult<Option<String>> {
+        let histories = self.histories.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(histories.get(&(room.to_owned(), doc.to_owned(), user.to_owned())).cloned())
+    }
+
+    async fn save_history(&self, room: &str, doc: &str, user: &str, saved: String) -> StoreResult<()> {
+        let mut histories = self.histories.lock().unwrap_or_else(|p| p.into_inner());
+        histories.insert((room.to_owned(), doc.to_owned(), user.to_owned()), saved);
+        Ok(())
     }
 }
 
