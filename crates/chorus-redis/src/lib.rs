@@ -142,7 +142,7 @@ pub enum ConnectError {
 
 impl RedisStore {
     /// Connects to Redis and checks that it answers. `urls` is one URL
-    /// (`redis://`, or `rediss://` for TLS) or several separated by commas;
+    /// (`redis://`; TLS is not built in yet) or several separated by commas;
     /// several URLs, or one URL of a node with cluster mode on, mean a
     /// Redis Cluster.
     pub async fn connect(urls: &str) -> Result<Self, ConnectError> {
@@ -152,6 +152,9 @@ impl RedisStore {
         let unreachable = |e: redis::RedisError| ConnectError::Unreachable { url: shown.clone(), reason: e.to_string() };
         let timed_out = || ConnectError::Unreachable { url: shown.clone(), reason: "timed out".into() };
         let [first, ..] = seeds.as_slice() else { return Err(invalid("no URL given".into())) };
+        if seeds.iter().any(|u| u.starts_with("rediss://")) {
+            return Err(invalid("TLS (rediss://) is not built into this Chorus yet; reach Redis over a private network or through a TLS tunnel".into()));
+        }
         let client = redis::Client::open(*first).map_err(|e| invalid(e.to_string()))?;
         if seeds.len() == 1 {
             let config = ConnectionManagerConfig::new()
@@ -290,6 +293,9 @@ mod tests {
         let err = RedisStore::connect(&format!("redis://127.0.0.1:{port}")).await.err().expect("nothing listens there");
         assert!(matches!(err, ConnectError::Unreachable { .. }), "{err}");
         assert!(matches!(RedisStore::connect("http://nope").await.err(), Some(ConnectError::InvalidUrl { .. })));
+        let tls = RedisStore::connect("rediss://:pw@cache:6380").await.err().expect("refused");
+        assert!(tls.to_string().contains("TLS (rediss://) is not built into this Chorus yet"), "{tls}");
+        assert!(!tls.to_string().contains("pw"), "{tls}");
     }
 
     #[tokio::test]

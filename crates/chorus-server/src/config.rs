@@ -16,7 +16,7 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Redis to share with other Chorus nodes, as the store of record and the
-    /// bus (`redis://HOST:PORT`, `rediss://` for TLS). A Redis Cluster is
+    /// bus (`redis://HOST:PORT`; TLS is not built in yet). A Redis Cluster is
     /// recognised by itself: give one of its nodes, or several seed URLs
     /// separated by commas. Without it, the embedded in-memory store (one
     /// node, nothing kept across restarts).
