@@ -17,6 +17,7 @@ use chorus_protocol::{ErrorCode, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::assets;
 use crate::auth::{check_doc_name, check_room_name, check_value_name};
 use crate::document::parse_op;
 use crate::node::{now_ms, Node};
@@ -29,7 +30,11 @@ const WRITE_BATCH_BYTES: usize = 32 * 1024;
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .route("/", get(landing))
+        .route("/", get(assets::index))
+        .route("/demo/{file}", get(assets::demo))
+        .route("/sdk/{file}", get(assets::sdk))
+        .route("/sdk/vendor/{file}", get(assets::vendor))
+        .route("/status", get(status))
         .route("/v1/ws", get(websocket))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -77,7 +82,8 @@ async fn websocket(State(node): State<Arc<Node>>, Query(q): Query<WsQuery>, head
     ws.on_upgrade(move |socket| tracker.track_future(session::run(node, socket, identity)))
 }
 
-async fn landing(State(node): State<Arc<Node>>) -> Html<String> {
+/// `GET /status`: what this server is and where to look.
+async fn status(State(node): State<Arc<Node>>) -> Html<String> {
     let mode = if node.config.open_mode() { "open development mode (no token needed)" } else { "tokens required" };
     Html(format!(
         "<!doctype html><meta charset=utf-8><title>Chorus</title>\

@@ -15,6 +15,7 @@
 //!
 //! [`Server::start`] runs a server on a listener until [`Server::shutdown`].
 
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod document;

@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = server.addr;
 
     println!("Chorus {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    println!("Open http://{addr}/ in two browser tabs to edit together (add ?room=NAME for another room).");
     println!("  WebSocket: ws://{addr}/v1/ws");
     println!("  store:     {store}");
     if open {

@@ -179,6 +179,11 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
     };
     session.leave_all(reason).await;
     info!(%conn, "disconnected");
+    // The client closed (or vanished): answer its close frame, so the writer
+    // ends and the socket with it.
+    if !outbox.is_closing() {
+        outbox.close(close::NORMAL, "closed");
+    }
     finish(writer, &mut stream, &node).await;
 }
 
@@ -215,7 +220,11 @@ fn truncate_reason(mut s: String) -> String {
 async fn finish(writer: tokio::task::JoinHandle<()>, stream: &mut SplitStream<WebSocket>, node: &Node) {
     let grace = Duration::from_millis(node.config.shutdown_grace_ms.min(2_000));
     if !writer.is_finished() {
-        let _ = tokio::time::timeout(grace, writer).await;
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(grace, writer).await.is_err() {
+            // A peer that stopped reading: the socket goes with the task.
+            abort.abort();
+        }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Some(Ok(frame)) = stream.next().await {

@@ -172,6 +172,30 @@ async fn handshake_violations_close_with_4002() {
 }
 
 #[tokio::test]
+async fn a_clients_close_is_answered_and_the_socket_ends() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let s = start(|_| {}).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?user=leaver", s.ws_url())).await.unwrap();
+    ws.send(Message::Text(r#"{"type":"hello","protocol":1}"#.into())).await.unwrap();
+    ws.send(Message::Close(None)).await.unwrap();
+    // Well within the 2 s grace after which a writer is cut off anyway.
+    let ended = tokio::time::timeout(Duration::from_millis(1_000), async {
+        let mut answered = false;
+        while let Some(frame) = ws.next().await {
+            match frame {
+                Ok(Message::Close(_)) => answered = true,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        answered
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "the server answers the close and ends the socket at once");
+}
+
+#[tokio::test]
 async fn room_limits_are_enforced() {
     let s = start(|c| {
         c.rooms_per_connection = 2;

@@ -1,0 +1,287 @@
+// Type declarations for @chorus/client, the JavaScript SDK of Chorus.
+
+/** Any JSON value (presence states, cursors, register values, ...). */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface ConnectOptions {
+  /** A JWT, or a function returning one (called before every connection attempt). Sent as the `chorus.token.<JWT>` subprotocol. */
+  token?: string | (() => string | Promise<string>);
+  /** Development mode only: the user id to claim (sent as `?user=`). */
+  user?: string;
+  /** Development mode only: the display name (sent as `?name=`). */
+  name?: string;
+  /** WebSocket constructor; defaults to `globalThis.WebSocket`. In Node 20 pass `ws`. */
+  WebSocket?: new (url: string, protocols?: string | string[]) => any;
+  /** Reconnect after a dropped connection (default true). */
+  reconnect?: boolean;
+  /** Backoff: full jitter over `min(reconnectMaxMs, reconnectBaseMs * 2^attempt)`. Defaults 250 and 10000. */
+  reconnectBaseMs?: number;
+  reconnectMaxMs?: number;
+  /** At most one cursor message per this many ms per room (default 50). */
+  cursorThrottleMs?: number;
+}
+
+/** The user as the server knows it. */
+export interface UserInfo {
+  id: string;
+  name?: string;
+  avatar?: string;
+  /** CSS colour, always present. */
+  color: string;
+}
+
+export interface Limits {
+  max_message_bytes: number;
+  messages_per_second: number;
+  rooms_per_connection: number;
+  members_per_room: number;
+  cursor_updates_per_second: number;
+  max_op_bytes: number;
+  max_document_bytes: number;
+  documents_per_connection: number;
+  max_value_bytes: number;
+  values_per_room: number;
+}
+
+/** The server's `welcome` message (without `type`). */
+export interface Welcome {
+  protocol: number;
+  server: string;
+  connection: string;
+  user: UserInfo;
+  heartbeat_ms: number;
+  presence_ttl_ms: number;
+  limits: Limits;
+}
+
+/** An error from the server (protocol error codes) or from the SDK (`disconnected`, `closed`, `not_open`, ...). */
+export class ChorusError extends Error {
+  constructor(code: string, message: string, details?: { id?: number; room?: string });
+  readonly code: string;
+  /** The request id the server echoed, if any. */
+  readonly id?: number;
+  /** The room the failed message named, if any. */
+  readonly room?: string;
+}
+
+export interface StateChange {
+  previous: ClientState;
+  /** Close code and reason, when a connection ended. */
+  code?: number;
+  reason?: string;
+}
+
+export type Unsubscribe = () => void;
+
+export class Client {
+  readonly state: ClientState;
+  /** The current connection's id (null while not connected); a new one after every reconnect. */
+  readonly connection: string | null;
+  readonly user: UserInfo | null;
+  /** The current connection's welcome (limits, heartbeat interval, ...). */
+  readonly session: Welcome | null;
+  /** The WebSocket URL (a missing path becomes /v1/ws). */
+  readonly url: string;
+  readonly rooms: ReadonlyMap<string, Room>;
+
+  on(event: 'state', fn: (state: ClientState, change: StateChange) => void): Unsubscribe;
+  on(event: 'error', fn: (error: ChorusError) => void): Unsubscribe;
+  on(event: 'welcome', fn: (welcome: Welcome) => void): Unsubscribe;
+  once(event: 'state' | 'error' | 'welcome', fn: (...args: any[]) => void): Unsubscribe;
+  off(event: string, fn: (...args: any[]) => void): void;
+
+  /** Joins a room (or returns the already joined one); resolves once joined. */
+  join(room: string, presence?: Json): Promise<Room>;
+  /** A joined room. */
+  room(name: string): Room | undefined;
+  /** Closes the connection for good. */
+  close(): void;
+}
+
+/** Connects at once and returns the client (state 'connecting'). */
+export function connect(url: string, options?: ConnectOptions): Client;
+
+export interface Member {
+  connection: string;
+  user: UserInfo;
+  state: Json;
+  /** Milliseconds since the epoch. */
+  joined_at: number;
+}
+
+export interface PresenceEvent {
+  connection: string;
+  user: UserInfo | null;
+  state: Json;
+}
+
+/** Another connection's cursor. */
+export interface CursorState {
+  connection: string;
+  /** The member's user (just `{id}` if the member is not known yet). */
+  user: UserInfo | { id: string };
+  /** `null` in a 'cursor' event means hidden (the entry is then gone from `room.cursors`). */
+  cursor: { [key: string]: Json } | null;
+  doc?: string;
+  version?: number;
+}
+
+export interface CursorOptions {
+  /** The document the cursor is in (for text selections). */
+  doc?: string;
+  /** The document version the positions refer to. */
+  version?: number;
+}
+
+export type ValueKind = 'register' | 'g_counter' | 'pn_counter' | 'or_set' | 'lww_map';
+
+export type ValueChange =
+  | { op: 'set'; value: Json }
+  | { op: 'increment'; by: number }
+  | { op: 'add'; element: string }
+  | { op: 'remove'; element: string }
+  | { op: 'map_set'; key: string; value: Json }
+  | { op: 'map_delete'; key: string };
+
+export interface ValueState {
+  kind: ValueKind;
+  /** The number of changes stored for this value. */
+  version: number;
+  /** A register's value, a counter's number, a set's sorted elements, a map's object. */
+  value: Json;
+}
+
+export interface ValueEvent extends ValueState {
+  name: string;
+}
+
+export class Room {
+  readonly client: Client;
+  readonly name: string;
+  /** Members (connections), oldest join first, this connection included. */
+  readonly members: Member[];
+  /** Other connections' visible cursors, by connection id. */
+  readonly cursors: ReadonlyMap<string, CursorState>;
+  /** Shared values by name. */
+  readonly values: ReadonlyMap<string, ValueState>;
+  /** Open documents by name. */
+  readonly docs: ReadonlyMap<string, TextDoc>;
+  /** This connection's presence state. */
+  readonly presence: Json;
+  readonly left: boolean;
+
+  /** Any change to `members` (joins, leaves, presence states, resyncs). */
+  on(event: 'members', fn: (members: Member[]) => void): Unsubscribe;
+  /** Another member replaced its presence state. */
+  on(event: 'presence', fn: (event: PresenceEvent) => void): Unsubscribe;
+  /** Another connection's cursor moved, or was hidden (`cursor: null`). */
+  on(event: 'cursor', fn: (cursor: CursorState) => void): Unsubscribe;
+  /** A shared value's new state. */
+  on(event: 'value', fn: (value: ValueEvent) => void): Unsubscribe;
+  /** The room could not be joined again after a reconnect. */
+  on(event: 'error', fn: (error: ChorusError) => void): Unsubscribe;
+  once(event: string, fn: (...args: any[]) => void): Unsubscribe;
+  off(event: string, fn: (...args: any[]) => void): void;
+
+  /** Replaces this connection's presence state (the whole value). */
+  setPresence(state: Json): void;
+  /** Moves this connection's cursor (`null` hides it); throttled, the latest always sent. */
+  setCursor(cursor: { [key: string]: Json } | null, options?: CursorOptions): void;
+  /** Changes a shared value; resolves to the version stored. */
+  updateValue(name: string, kind: ValueKind, change: ValueChange): Promise<number>;
+  /** Opens a text document (or returns the open one). */
+  openDoc(name: string): Promise<TextDoc>;
+  /** Leaves the room; its documents close. */
+  leave(): Promise<void>;
+}
+
+/** One edit in UTF-16 offsets; the edits of one change apply in order. */
+export type TextEdit =
+  | { type: 'insert'; index: number; text: string }
+  | { type: 'delete'; index: number; length: number };
+
+export interface ChangeEvent {
+  /** False for this client's own edits (already in the editor). */
+  remote: boolean;
+  ops: TextEdit[];
+  /** The document version after the change (for local edits: the last server version). */
+  version: number;
+  /** For remote changes: the submitter's client id (`<user>~history` for undo and redo). */
+  client?: string;
+  /** True when the whole text was replaced (see the 'reset' event). */
+  reset?: boolean;
+}
+
+export interface ResetEvent {
+  /** 'trimmed' | 'epoch' | 'ahead' from the server, or 'resync' after a refused op. */
+  reason: string;
+  /** Local edits dropped because they could not be placed in the new text. */
+  lostEdits: number;
+  text: string;
+  version: number;
+}
+
+export interface RemoteSelection {
+  connection: string;
+  user: UserInfo | { id: string };
+  /** UTF-16 offsets into the current local text. */
+  anchor: number;
+  head: number;
+}
+
+export class TextDoc {
+  readonly room: Room;
+  readonly name: string;
+  /** The id this client submits ops under (stable across reconnects). */
+  readonly clientId: string;
+  readonly epoch: string | null;
+  /** The local text, with pending edits applied. */
+  readonly text: string;
+  /** The last server version applied. */
+  readonly version: number;
+  /** Local edits not yet acknowledged. */
+  readonly pending: number;
+  readonly closed: boolean;
+  /** Times the server replaced the whole text, and the local edits that dropped. */
+  readonly resets: number;
+  readonly lostEdits: number;
+
+  on(event: 'change', fn: (change: ChangeEvent) => void): Unsubscribe;
+  on(event: 'selections', fn: (selections: RemoteSelection[]) => void): Unsubscribe;
+  on(event: 'reset', fn: (reset: ResetEvent) => void): Unsubscribe;
+  /** An op of ours was refused for good (the document then resets to the server's text). */
+  on(event: 'error', fn: (error: ChorusError) => void): Unsubscribe;
+  once(event: string, fn: (...args: any[]) => void): Unsubscribe;
+  off(event: string, fn: (...args: any[]) => void): void;
+
+  /** Inserts at a UTF-16 offset. Throws RangeError inside a surrogate pair or out of range. */
+  insert(index: number, text: string): void;
+  /** Deletes `length` UTF-16 code units at `index`. */
+  delete(index: number, length: number): void;
+  /** Deletes and inserts at `index` as one edit. */
+  replace(index: number, length: number, text?: string): void;
+  /** This connection's selection (UTF-16 offsets); `null` hides it. */
+  setSelection(anchor: number | null, head?: number): void;
+  /** Other connections' selections in this document, in UTF-16 offsets of the local text. */
+  remoteSelections(): RemoteSelection[];
+  /** Takes back this user's latest step (own edits only); resolves to whether anything changed. */
+  undo(): Promise<boolean>;
+  /** Puts back what the latest undo took back. */
+  redo(): Promise<boolean>;
+  /** Resolves when no local edit is pending. */
+  synced(): Promise<void>;
+  /** Stops receiving the document. */
+  close(): Promise<void>;
+}
+
+/** The code point offset of a UTF-16 offset (throws inside a surrogate pair). */
+export function toCodePoints(text: string, index: number): number;
+/** The UTF-16 offset of a code point offset (clamped to the text). */
+export function toUtf16(text: string, codePoints: number): number;
+
+export const PROTOCOL_VERSION: 1;
+
+declare const _default: { connect: typeof connect };
+export default _default;

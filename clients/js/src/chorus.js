@@ -1,0 +1,416 @@
+// The Chorus JavaScript SDK: one WebSocket per client, rooms with presence,
+// cursors, shared values and OT text documents, and automatic reconnection
+// that restores all of it.
+
+import { Emitter } from './emitter.js';
+import { ChorusError } from './errors.js';
+import { Room } from './room.js';
+import { TextDoc } from './textdoc.js';
+
+export { ChorusError, Room, TextDoc };
+export { toCodePoints, toUtf16 } from './units.js';
+
+export const PROTOCOL_VERSION = 1;
+const SDK_NAME = 'chorus-js/0.1.0';
+const OPEN = 1; // WebSocket.OPEN
+const HANDSHAKE_TIMEOUT_MS = 10000;
+
+const DEFAULTS = {
+  token: undefined,
+  user: undefined,
+  name: undefined,
+  WebSocket: undefined,
+  reconnect: true,
+  reconnectBaseMs: 250,
+  reconnectMaxMs: 10000,
+  cursorThrottleMs: 50,
+};
+
+/** Close codes after which retrying unchanged cannot help. */
+const FATAL_CLOSE = new Set([4001, 4002]);
+
+/** Connects to a Chorus server; returns the client at once (state 'connecting'). */
+export function connect(url, options = {}) {
+  return new Client(url, options);
+}
+
+function endpoint(url) {
+  const u = new URL(url, globalThis.location ? globalThis.location.href : undefined);
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new TypeError(`not a WebSocket URL: ${url}`);
+  if (u.pathname === '' || u.pathname === '/') u.pathname = '/v1/ws';
+  return u;
+}
+
+export class Client extends Emitter {
+  constructor(url, options = {}) {
+    super();
+    this.options = { ...DEFAULTS, ...options };
+    this.url = endpoint(url).toString();
+    const WS = this.options.WebSocket || globalThis.WebSocket;
+    if (typeof WS !== 'function') {
+      throw new TypeError('no WebSocket: pass options.WebSocket (in Node: the `ws` package)');
+    }
+    this._WebSocket = WS;
+    /** 'connecting' | 'open' | 'reconnecting' | 'closed' */
+    this.state = 'connecting';
+    /** This connection's id (changes with every reconnect). */
+    this.connection = null;
+    /** The user as the server knows it. */
+    this.user = null;
+    /** The `welcome` message of the current connection. */
+    this.session = null;
+    /** @type {Map<string, Room>} */
+    this._rooms = new Map();
+    this._requests = new Map();
+    this._nextId = 1;
+    this._ws = null;
+    this._welcomed = false;
+    this._everOpen = false;
+    this._attempt = 0;
+    this._reconnectTimer = null;
+    this._handshakeTimer = null;
+    this._heartbeatTimer = null;
+    this._heartbeatId = null;
+    this._retryAfterMs = 0;
+    this._rateTimer = null;
+    this._connect();
+  }
+
+  /** Joined rooms by name. */
+  get rooms() {
+    return this._rooms;
+  }
+
+  _setState(state, detail) {
+    if (this.state === state) return;
+    const prev = this.state;
+    this.state = state;
+    this.emit('state', state, { previous: prev, ...detail });
+  }
+
+  // ---- connection -------------------------------------------------------
+
+  async _connect() {
+    let token = this.options.token;
+    try {
+      if (typeof token === 'function') token = await token();
+    } catch (err) {
+      this.emit('error', new ChorusError('unauthorized', `could not get a token: ${err && err.message}`));
+      this._scheduleReconnect();
+      return;
+    }
+    if (this.state === 'closed') return;
+    const u = new URL(this.url);
+    if (this.options.user != null) u.searchParams.set('user', this.options.user);
+    if (this.options.name != null) u.searchParams.set('name', this.options.name);
+    const protocols = ['chorus.v1'];
+    if (token) protocols.push('chorus.token.' + token);
+    let ws;
+    try {
+      ws = new this._WebSocket(u.toString(), protocols);
+    } catch (err) {
+      this.emit('error', new ChorusError('connect_failed', String(err && err.message)));
+      this._scheduleReconnect();
+      return;
+    }
+    this._ws = ws;
+    this._welcomed = false;
+    ws.onopen = () => {
+      if (ws !== this._ws) return;
+      ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, client: SDK_NAME }));
+    };
+    ws.onmessage = (ev) => this._onFrame(ws, ev.data);
+    ws.onclose = (ev) => this._onSocketClosed(ws, ev.code, ev.reason);
+    ws.onerror = () => {}; // a close event follows
+    this._handshakeTimer = setTimeout(() => {
+      if (ws === this._ws && !this._welcomed) this._drop('no welcome from the server');
+    }, HANDSHAKE_TIMEOUT_MS);
+  }
+
+  /** Abandons the current socket at once, as if the network had failed. */
+  _drop(reason) {
+    const ws = this._ws;
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    try {
+      if (typeof ws.terminate === 'function') ws.terminate();
+      else ws.close(1000, reason);
+    } catch {
+      // already closed
+    }
+    this._onSocketClosed(ws, 1006, reason);
+  }
+
+  _onSocketClosed(ws, code, reason) {
+    if (ws !== this._ws) return;
+    this._ws = null;
+    this._welcomed = false;
+    clearTimeout(this._handshakeTimer);
+    clearInterval(this._heartbeatTimer);
+    clearTimeout(this._rateTimer);
+    this._heartbeatTimer = this._rateTimer = null;
+    this._heartbeatId = null;
+    this.connection = null;
+    for (const room of this._rooms.values()) room._disconnected();
+    const requests = [...this._requests.values()];
+    this._requests.clear();
+    for (const r of requests) if (r.onDisconnect) r.onDisconnect();
+    if (this.state === 'closed') return;
+    const fatal = FATAL_CLOSE.has(code) && !(code === 4001 && typeof this.options.token === 'function');
+    if (!this.options.reconnect || fatal) {
+      this._close(new ChorusError('closed', `the connection closed (${code}${reason ? ': ' + reason : ''})`), { code, reason });
+      return;
+    }
+    this._setState(this._everOpen ? 'reconnecting' : 'connecting', { code, reason });
+    this._scheduleReconnect();
+  }
+
+  _scheduleReconnect() {
+    if (this.state === 'closed' || this._reconnectTimer) return;
+    const { reconnectBaseMs: base, reconnectMaxMs: max } = this.options;
+    const cap = Math.min(max, base * 2 ** Math.min(this._attempt, 30));
+    let delay = Math.random() * cap; // full jitter
+    if (this._retryAfterMs) delay = Math.max(delay, this._retryAfterMs);
+    this._retryAfterMs = 0;
+    this._attempt++;
+    this._reconnectTimer = setTimeout(() => {
+      this._reconnectTimer = null;
+      this._connect();
+    }, delay);
+  }
+
+  /** Closes the connection for good; rooms and documents stop. */
+  close() {
+    if (this.state === 'closed') return;
+    const ws = this._ws;
+    this._close(new ChorusError('closed', 'the client was closed'), { code: 1000, reason: 'closed by the client' });
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(1000);
+      } catch {
+        // already closed
+      }
+      // A server that never answers the close frame must not keep the
+      // socket (and a Node process) alive: cut it after a second.
+      if (typeof ws.terminate === 'function') {
+        const timer = setTimeout(() => {
+          try {
+            ws.terminate();
+          } catch {
+            // already gone
+          }
+        }, 1000);
+        if (typeof timer.unref === 'function') timer.unref();
+      }
+    }
+  }
+
+  _close(err, detail) {
+    this._setState('closed', detail);
+    clearTimeout(this._reconnectTimer);
+    clearTimeout(this._handshakeTimer);
+    clearInterval(this._heartbeatTimer);
+    clearTimeout(this._rateTimer);
+    this._reconnectTimer = this._heartbeatTimer = this._rateTimer = null;
+    this._ws = null;
+    const requests = [...this._requests.values()];
+    this._requests.clear();
+    for (const r of requests) if (r.onDisconnect) r.onDisconnect();
+    for (const room of [...this._rooms.values()]) room._shutdown(err);
+    this._rooms.clear();
+  }
+
+  // ---- sending and requests ---------------------------------------------
+
+  _takeId() {
+    return this._nextId++;
+  }
+
+  /** Sends a message if the connection is open; returns whether it went. */
+  _send(msg) {
+    const ws = this._ws;
+    if (!ws || !this._welcomed || ws.readyState !== OPEN) return false;
+    ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  _register(id, handlers) {
+    this._requests.set(id, handlers);
+  }
+
+  /**
+   * Sends a request with an id and resolves with its reply. Rejected with
+   * the server's error, or with `disconnected` if the connection drops
+   * first (`onDisconnect: 'resolve'` resolves instead).
+   */
+  _request(msg, { onDisconnect = 'reject' } = {}) {
+    return new Promise((resolve, reject) => {
+      const id = this._takeId();
+      this._register(id, {
+        onReply: resolve,
+        onError: reject,
+        onDisconnect: () =>
+          onDisconnect === 'resolve'
+            ? resolve(null)
+            : reject(new ChorusError('disconnected', `the connection dropped before the reply to ${msg.type}`)),
+      });
+      if (!this._send({ ...msg, id })) {
+        this._requests.delete(id);
+        if (onDisconnect === 'resolve') resolve(null);
+        else reject(new ChorusError('disconnected', `not connected: ${msg.type} was not sent`));
+      }
+    });
+  }
+
+  _take(id) {
+    if (id == null) return undefined;
+    const r = this._requests.get(id);
+    if (r) this._requests.delete(id);
+    return r;
+  }
+
+  // ---- receiving --------------------------------------------------------
+
+  _onFrame(ws, data) {
+    if (ws !== this._ws) return;
+    let msg;
+    try {
+      msg = JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data));
+    } catch {
+      return;
+    }
+    if (!msg || typeof msg.type !== 'string') return;
+    const room = msg.room != null ? this._rooms.get(msg.room) : undefined;
+    switch (msg.type) {
+      case 'welcome':
+        return this._onWelcome(msg);
+      case 'joined': {
+        if (msg.id != null) {
+          const r = this._take(msg.id);
+          if (r && r.onReply) r.onReply(msg);
+        } else if (room) {
+          room._onJoined(msg, false);
+        }
+        return;
+      }
+      case 'left': {
+        if (msg.id != null) {
+          const r = this._take(msg.id);
+          if (r && r.onReply) r.onReply(msg);
+        } else if (room && msg.reason === 'expired') {
+          room._onExpired();
+        }
+        return;
+      }
+      case 'member_joined':
+        return room && room._onMemberJoined(msg);
+      case 'member_left':
+        return room && room._onMemberLeft(msg);
+      case 'presence':
+        return room && room._onPresence(msg);
+      case 'cursor':
+        return room && room._onCursor(msg);
+      case 'value':
+        return room && room._onValue(msg);
+      case 'opened': {
+        this._take(msg.id);
+        const doc = room && room.docs.get(msg.doc);
+        return doc && doc._onOpened(msg);
+      }
+      case 'ack': {
+        this._take(msg.id);
+        const doc = room && room.docs.get(msg.doc);
+        return doc && doc._onAck(msg);
+      }
+      case 'op': {
+        const doc = room && room.docs.get(msg.doc);
+        return doc && doc._onOp(msg);
+      }
+      case 'heartbeat':
+        if (msg.id != null && msg.id === this._heartbeatId) this._heartbeatId = null;
+        return;
+      case 'error':
+        return this._onError(msg);
+      case 'shutdown':
+        this._retryAfterMs = Number(msg.reconnect_after_ms) || 0;
+        return;
+      default: {
+        // doc_closed, value_updated, undo_result and any later reply type.
+        const r = this._take(msg.id);
+        if (r && r.onReply) r.onReply(msg);
+      }
+    }
+  }
+
+  _onWelcome(msg) {
+    clearTimeout(this._handshakeTimer);
+    this._welcomed = true;
+    this._attempt = 0;
+    this.connection = msg.connection;
+    this.user = msg.user;
+    const { type, ...session } = msg;
+    this.session = session;
+    this._everOpen = true;
+    this._setState('open');
+    this.emit('welcome', session);
+    const every = Number(msg.heartbeat_ms);
+    if (every > 0) this._heartbeatTimer = setInterval(() => this._heartbeat(), every);
+    for (const room of this._rooms.values()) room._rejoin();
+  }
+
+  /** Keeps presence alive; a heartbeat unanswered for a whole interval means the link is dead. */
+  _heartbeat() {
+    if (this._heartbeatId !== null) {
+      this._drop('no answer to a heartbeat');
+      return;
+    }
+    const id = this._takeId();
+    this._heartbeatId = id;
+    this._send({ type: 'heartbeat', id });
+  }
+
+  _onError(msg) {
+    const err = new ChorusError(msg.code, msg.message, { id: msg.id, room: msg.room });
+    const r = this._take(msg.id);
+    if (r && r.onError) r.onError(err);
+    if (msg.code === 'rate_limited') this._afterRateLimit();
+    this.emit('error', err);
+  }
+
+  /** A message was dropped unanswered: resend what would otherwise wait forever. */
+  _afterRateLimit() {
+    if (this._rateTimer) return;
+    this._rateTimer = setTimeout(() => {
+      this._rateTimer = null;
+      for (const room of this._rooms.values()) {
+        if (!room._live) continue;
+        for (const doc of room.docs.values()) doc._sendInflight();
+        if (room._cursorMsg) this._send(room._cursorMsg);
+      }
+    }, 1000);
+  }
+
+  // ---- rooms --------------------------------------------------------------
+
+  /** Joins a room (with an optional presence state); resolves once joined. */
+  join(name, presence) {
+    if (this.state === 'closed') return Promise.reject(new ChorusError('closed', 'the client is closed'));
+    let room = this._rooms.get(name);
+    if (!room) {
+      room = new Room(this, name, presence);
+      this._rooms.set(name, room);
+      if (this.state === 'open') room._rejoin();
+    }
+    return room._joinPromise;
+  }
+
+  /** A joined room, if any. */
+  room(name) {
+    return this._rooms.get(name);
+  }
+}
+
+export default { connect };

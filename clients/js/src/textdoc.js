@@ -1,0 +1,528 @@
+// A shared text document as one client holds it: the local text (with this
+// client's unacknowledged edits applied), the OT client state machine (one op
+// in flight, later edits composed into a buffer, server ops transformed past
+// both), and recovery after a dropped connection (reopen with `since`,
+// recognise our own op in the catch-up as its ack, resubmit what is still in
+// flight under the same seq).
+
+import { Emitter } from './emitter.js';
+import { ChorusError } from './errors.js';
+import { applyOp, compose, insertOp, replaceOp, transform, transformPosition } from './ot.js';
+import { codePointLength, isWellFormed, toCodePoints, toUtf16 } from './units.js';
+
+/** Server ops remembered to place remote selections tagged with older versions. */
+const HISTORY = 1000;
+/** First and longest pause before resubmitting after `unavailable`. */
+const RETRY_FIRST_MS = 50;
+const RETRY_MAX_MS = 2000;
+
+function randomId() {
+  const bytes = new Uint8Array(9);
+  if (globalThis.crypto && typeof globalThis.crypto.getRandomValues === 'function') {
+    globalThis.crypto.getRandomValues(bytes);
+  } else {
+    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  }
+  return 'js-' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+class OutOfStep extends Error {}
+
+export class TextDoc extends Emitter {
+  /** @param {import('./room.js').Room} room */
+  constructor(room, name) {
+    super();
+    this.room = room;
+    this.name = name;
+    /** Submitter id of this document's ops, kept across reconnects. */
+    this.clientId = randomId();
+    this.epoch = null;
+    this._text = '';
+    this._version = 0;
+    this._nextSeq = 1;
+    /** @type {{seq:number, base:number, op:any[], edits:number} | null} */
+    this._inflight = null;
+    /** @type {{op:any[], edits:number} | null} */
+    this._buffer = null;
+    this._lastAcked = 0;
+    /** @type {Array<[number, any[]]>} */
+    this._history = [];
+    this._live = false; // opened on the current connection
+    this._opened = false; // opened at least once
+    this._closed = false;
+    this._openId = null;
+    this._retryMs = RETRY_FIRST_MS;
+    this._retryTimer = null;
+    /** Local selection (code points) waiting for our edits to be acknowledged. */
+    this._pendingSelection = null;
+    this._syncWaiters = [];
+    this._liveWaiters = [];
+    this.resets = 0;
+    this.lostEdits = 0;
+    this._openPromise = new Promise((resolve, reject) => {
+      this._openResolve = resolve;
+      this._openReject = reject;
+    });
+    this._openPromise.catch(() => {});
+  }
+
+  get client() {
+    return this.room.client;
+  }
+
+  /** The local text, with this client's pending edits applied. */
+  get text() {
+    return this._text;
+  }
+
+  /** The last server version applied. */
+  get version() {
+    return this._version;
+  }
+
+  /** Local edits not yet acknowledged by the server. */
+  get pending() {
+    return (this._inflight ? this._inflight.edits : 0) + (this._buffer ? this._buffer.edits : 0);
+  }
+
+  get closed() {
+    return this._closed;
+  }
+
+  // ---- local edits -------------------------------------------------------
+
+  /** Inserts `text` at UTF-16 offset `index`. */
+  insert(index, text) {
+    this._checkOpen();
+    if (typeof text !== 'string') throw new TypeError('text must be a string');
+    if (!isWellFormed(text)) throw new RangeError('text contains a lone surrogate');
+    if (text.length === 0) return;
+    const at = toCodePoints(this._text, index);
+    this._local(insertOp(at, text), [{ type: 'insert', index, text }]);
+  }
+
+  /** Deletes `length` UTF-16 code units at UTF-16 offset `index`. */
+  delete(index, length) {
+    this.replace(index, length, '');
+  }
+
+  /** Replaces `length` UTF-16 code units at `index` with `text` (one op). */
+  replace(index, length, text = '') {
+    this._checkOpen();
+    if (typeof text !== 'string') throw new TypeError('text must be a string');
+    if (!isWellFormed(text)) throw new RangeError('text contains a lone surrogate');
+    if (!Number.isInteger(length) || length < 0) throw new RangeError(`invalid length ${length}`);
+    const at = toCodePoints(this._text, index);
+    const end = toCodePoints(this._text, index + length);
+    if (end === at && text.length === 0) return;
+    const changes = [];
+    if (length > 0) changes.push({ type: 'delete', index, length });
+    if (text.length > 0) changes.push({ type: 'insert', index, text });
+    this._local(replaceOp(at, end - at, text), changes);
+  }
+
+  _local(op, changes) {
+    const next = applyOp(this._text, op).text;
+    this._text = next;
+    if (this._pendingSelection) this._pendingSelection = this._moveSelection(this._pendingSelection, op, true);
+    if (!this._inflight) {
+      this._inflight = this._submission(op, 1);
+      this._sendInflight();
+    } else if (!this._buffer) {
+      this._buffer = { op, edits: 1 };
+    } else {
+      this._buffer = { op: compose(this._buffer.op, op), edits: this._buffer.edits + 1 };
+    }
+    this.emit('change', { remote: false, ops: changes, version: this._version });
+    this._emitSelections();
+  }
+
+  _submission(op, edits) {
+    const seq = this._nextSeq++;
+    return { seq, base: this._version, op, edits };
+  }
+
+  _sendInflight() {
+    const s = this._inflight;
+    if (!s || !this._live || this._closed) return;
+    const client = this.client;
+    const id = client._takeId();
+    client._register(id, {
+      onError: (err) => this._onSubmitError(err, s.seq),
+    });
+    client._send({ type: 'submit', id, room: this.room.name, doc: this.name, seq: s.seq, base: s.base, op: s.op });
+  }
+
+  _onSubmitError(err, seq) {
+    if (!this._inflight || this._inflight.seq !== seq || this._closed) return;
+    switch (err.code) {
+      case 'unavailable':
+        // The server could not commit; resubmit after a pause (the server
+        // acknowledges the seq once, whatever happened to the first try).
+        this._scheduleResubmit();
+        return;
+      case 'not_open':
+      case 'version_trimmed':
+        this._reopen(false);
+        return;
+      case 'not_joined':
+        this.room._rejoin();
+        return;
+      default:
+        // The op can never be committed (invalid, too large, not allowed):
+        // take the server's text and drop what is pending.
+        this.emit('error', err);
+        this._reopen(true);
+    }
+  }
+
+  _scheduleResubmit() {
+    if (this._retryTimer) return;
+    const delay = this._retryMs;
+    this._retryMs = Math.min(this._retryMs * 2, RETRY_MAX_MS);
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      this._sendInflight();
+    }, delay);
+  }
+
+  // ---- opening and recovery ---------------------------------------------
+
+  /** Sends open_doc: with `since` when we have a state, unless `full`. */
+  _open(full = false) {
+    if (this._closed || !this.room._live) return;
+    const client = this.client;
+    const id = client._takeId();
+    this._openId = id;
+    this._live = false;
+    const msg = { type: 'open_doc', id, room: this.room.name, doc: this.name, client: this.clientId, undo: true };
+    if (!full && this._opened && this.epoch !== null) msg.since = { epoch: this.epoch, version: this._version };
+    client._register(id, {
+      onError: (err) => this._onOpenError(err, id),
+    });
+    client._send(msg);
+  }
+
+  _reopen(full) {
+    this._live = false;
+    this._open(full);
+  }
+
+  _onOpenError(err, id) {
+    if (id !== this._openId || this._closed) return;
+    if (!this._opened) {
+      this._openReject(err);
+      this.room._forgetDoc(this);
+      this._closed = true;
+      return;
+    }
+    if (err.code === 'not_joined') this.room._rejoin();
+    else if (err.code === 'unavailable') setTimeout(() => this._open(false), 500);
+    else this.emit('error', err);
+  }
+
+  _onOpened(msg) {
+    if (this._closed) return;
+    if (msg.id != null && msg.id !== this._openId) return; // an older request's reply
+    if (typeof msg.text === 'string') {
+      const old = this._text;
+      const hadState = this._opened;
+      const lost = this.pending;
+      this.epoch = msg.epoch;
+      this._text = msg.text;
+      this._version = msg.version;
+      this._inflight = null;
+      this._buffer = null;
+      this._history = [];
+      this._pendingSelection = null;
+      if (hadState) {
+        this.resets++;
+        this.lostEdits += lost;
+        const ops = [];
+        if (old.length > 0) ops.push({ type: 'delete', index: 0, length: old.length });
+        if (msg.text.length > 0) ops.push({ type: 'insert', index: 0, text: msg.text });
+        this.emit('change', { remote: true, reset: true, ops, version: this._version });
+        this.emit('reset', { reason: msg.reset || 'resync', lostEdits: lost, text: msg.text, version: this._version });
+      }
+    } else {
+      if (msg.epoch !== this.epoch) return this._reopen(true);
+      try {
+        for (const entry of msg.ops || []) this._committed(entry);
+      } catch (err) {
+        return this._reopen(!(err instanceof OutOfStep));
+      }
+      if (this._version < msg.version) return this._reopen(true);
+    }
+    this._live = true;
+    this._retryMs = RETRY_FIRST_MS;
+    if (!this._opened) {
+      this._opened = true;
+      this._openResolve(this);
+    }
+    // Resubmit what is still in flight (same seq; acknowledged once).
+    this._sendInflight();
+    this._afterProgress();
+    const waiters = this._liveWaiters;
+    this._liveWaiters = [];
+    for (const w of waiters) w.resolve();
+    this._emitSelections();
+  }
+
+  _onAck(msg) {
+    if (!this._opened || this._closed) return;
+    try {
+      this._ack(msg.seq, msg.version);
+    } catch (err) {
+      if (this._live) this._reopen(false);
+    }
+  }
+
+  _onOp(msg) {
+    if (!this._opened || this._closed) return;
+    if (msg.version <= this._version) return;
+    if (msg.version > this._version + 1) {
+      // A gap: ask for what we missed (ignored while a reopen is pending).
+      if (this._live) this._reopen(false);
+      return;
+    }
+    try {
+      this._committed(msg);
+    } catch (err) {
+      this._reopen(!(err instanceof OutOfStep));
+    }
+  }
+
+  /** An op the server committed: ours (an ack) or someone else's. */
+  _committed(entry) {
+    if (entry.version <= this._version) return;
+    if (entry.client === this.clientId) {
+      this._ack(entry.seq, entry.version);
+      return;
+    }
+    if (entry.version !== this._version + 1) {
+      throw new OutOfStep(`expected version ${this._version + 1} next, got ${entry.version}`);
+    }
+    const op = entry.op;
+    // Transform past our pending edits (pure; committed below).
+    let inflight = this._inflight;
+    let buffer = this._buffer;
+    let theirs = op;
+    if (inflight) {
+      const mine = transform(inflight.op, theirs, 'right');
+      theirs = transform(theirs, inflight.op, 'left');
+      inflight = { ...inflight, op: mine, base: entry.version };
+      if (buffer) {
+        const buffered = transform(buffer.op, theirs, 'right');
+        theirs = transform(theirs, buffer.op, 'left');
+        buffer = { ...buffer, op: buffered };
+      }
+    }
+    const applied = applyOp(this._text, theirs); // throws if it does not fit
+    this._text = applied.text;
+    this._inflight = inflight;
+    this._buffer = buffer;
+    this._version = entry.version;
+    this._remember(entry.version, op);
+    if (this._pendingSelection) this._pendingSelection = this._moveSelection(this._pendingSelection, theirs, false);
+    this.emit('change', { remote: true, ops: applied.changes, version: entry.version, client: entry.client });
+    this._emitSelections();
+  }
+
+  _ack(seq, version) {
+    const s = this._inflight;
+    if (s && s.seq === seq) {
+      if (version !== this._version + 1) throw new OutOfStep(`ack of version ${version} at version ${this._version}`);
+      this._remember(version, s.op);
+      this._version = version;
+      this._lastAcked = seq;
+      this._retryMs = RETRY_FIRST_MS;
+      if (this._buffer) {
+        const b = this._buffer;
+        this._buffer = null;
+        this._inflight = this._submission(b.op, b.edits);
+        this._sendInflight();
+      } else {
+        this._inflight = null;
+      }
+      this._afterProgress();
+      return;
+    }
+    // A second acknowledgement of an op (resubmitted while the first
+    // submission was still being committed).
+    if (seq <= this._lastAcked) return;
+    throw new OutOfStep(`acknowledgement of op ${seq}, which is not in flight`);
+  }
+
+  _remember(version, op) {
+    if (this._history.length >= HISTORY) this._history.shift();
+    this._history.push([version, op]);
+  }
+
+  /** Called when pending edits may have reached zero. */
+  _afterProgress() {
+    if (this.pending !== 0) return;
+    this._flushSelection();
+    const waiters = this._syncWaiters;
+    this._syncWaiters = [];
+    for (const w of waiters) w.resolve();
+  }
+
+  /** Resolves when every local edit is acknowledged (now, if none is pending). */
+  synced() {
+    if (this._closed) return Promise.reject(new ChorusError('closed', 'the document is closed'));
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this._syncWaiters.push({ resolve, reject }));
+  }
+
+  _whenLive() {
+    if (this._closed) return Promise.reject(new ChorusError('closed', 'the document is closed'));
+    if (this._live && this.client.state === 'open') return Promise.resolve();
+    return new Promise((resolve, reject) => this._liveWaiters.push({ resolve, reject }));
+  }
+
+  /** Connection lost: everything waits for the reopen. */
+  _disconnected() {
+    this._live = false;
+    if (this._retryTimer) {
+      clearTimeout(this._retryTimer);
+      this._retryTimer = null;
+    }
+  }
+
+  // ---- undo / redo ------------------------------------------------------
+
+  /** Takes back this user's latest step; resolves to whether anything changed. */
+  undo() {
+    return this._history_request('undo');
+  }
+
+  /** Puts back what this user's latest undo took back. */
+  redo() {
+    return this._history_request('redo');
+  }
+
+  async _history_request(type) {
+    this._checkOpen();
+    // The server's history holds committed edits only.
+    await this.synced();
+    await this._whenLive();
+    const reply = await this.client._request({ type, room: this.room.name, doc: this.name });
+    return reply.done === true;
+  }
+
+  // ---- selections -------------------------------------------------------
+
+  /**
+   * Shows this connection's selection (UTF-16 offsets of the local text) to
+   * the room; `null` hides it. Sent in code points tagged with the document
+   * version once no local edit is pending.
+   */
+  setSelection(anchor, head = anchor) {
+    this._checkOpen();
+    if (anchor === null) {
+      this._pendingSelection = null;
+      this.room.setCursor(null);
+      return;
+    }
+    const a = toCodePoints(this._text, anchor);
+    const h = toCodePoints(this._text, head);
+    this._pendingSelection = { anchor: a, head: h };
+    this._flushSelection();
+  }
+
+  _flushSelection() {
+    const s = this._pendingSelection;
+    if (!s || this.pending !== 0 || this._closed) return;
+    this._pendingSelection = null;
+    this.room.setCursor({ anchor: s.anchor, head: s.head }, { doc: this.name, version: this._version });
+  }
+
+  _moveSelection(s, op, own) {
+    return { anchor: transformPosition(op, s.anchor, own), head: transformPosition(op, s.head, own) };
+  }
+
+  /** A remote selection made at server `version` placed in the local text (code points). */
+  _place(version, anchor, head) {
+    if (version > this._version) return null; // ahead of us: shown once we catch up
+    let a = anchor;
+    let h = head;
+    if (version < this._version) {
+      const first = this._history.length ? this._history[0][0] : this._version + 1;
+      if (version + 1 < first) return null; // older than what we remember
+      for (const [v, op] of this._history) {
+        if (v <= version) continue;
+        a = transformPosition(op, a, false);
+        h = transformPosition(op, h, false);
+      }
+    }
+    for (const pending of [this._inflight, this._buffer]) {
+      if (!pending) continue;
+      a = transformPosition(pending.op, a, false);
+      h = transformPosition(pending.op, h, false);
+    }
+    return { anchor: a, head: h };
+  }
+
+  /**
+   * Other connections' selections in this document, as UTF-16 offsets of the
+   * current local text.
+   */
+  remoteSelections() {
+    const out = [];
+    const text = this._text;
+    let length = -1;
+    for (const c of this.room.cursors.values()) {
+      if (c.doc !== this.name || !c.cursor || typeof c.cursor !== 'object') continue;
+      const { anchor, head } = c.cursor;
+      if (!Number.isInteger(anchor) || !Number.isInteger(head) || anchor < 0 || head < 0) continue;
+      const placed = this._place(Number.isInteger(c.version) ? c.version : this._version, anchor, head);
+      if (!placed) continue;
+      if (length < 0) length = codePointLength(text);
+      out.push({
+        connection: c.connection,
+        user: c.user,
+        anchor: toUtf16(text, Math.min(placed.anchor, length)),
+        head: toUtf16(text, Math.min(placed.head, length)),
+      });
+    }
+    return out;
+  }
+
+  _emitSelections() {
+    if (this.listenerCount('selections') > 0) this.emit('selections', this.remoteSelections());
+  }
+
+  // ---- closing ----------------------------------------------------------
+
+  /** Stops receiving this document's ops and forgets it. */
+  async close() {
+    if (this._closed) return;
+    const live = this._live && this.client.state === 'open';
+    this._shutdown(new ChorusError('closed', 'the document is closed'));
+    this.room._forgetDoc(this);
+    if (live) {
+      try {
+        await this.client._request({ type: 'close_doc', room: this.room.name, doc: this.name }, { onDisconnect: 'resolve' });
+      } catch (err) {
+        if (err.code !== 'not_open' && err.code !== 'not_joined') throw err;
+      }
+    }
+  }
+
+  /** Marks the document closed and fails whatever waits on it. */
+  _shutdown(err) {
+    this._closed = true;
+    this._live = false;
+    if (this._retryTimer) clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    if (!this._opened) this._openReject(err);
+    for (const w of this._syncWaiters.concat(this._liveWaiters)) w.reject(err);
+    this._syncWaiters = [];
+    this._liveWaiters = [];
+  }
+
+  _checkOpen() {
+    if (this._closed) throw new ChorusError('closed', `document ${this.name} is closed`);
+    if (!this._opened) throw new ChorusError('not_open', `document ${this.name} is not open yet`);
+  }
+}

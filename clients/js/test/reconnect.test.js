@@ -1,0 +1,171 @@
+import { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeAll, test, nextEvent, open, roomName, serverDoc, sleep, startServer, waitFor } from './helpers.js';
+
+let server;
+before(async () => {
+  server = await startServer();
+});
+after(async () => {
+  closeAll();
+  await server?.stop();
+});
+
+async function pair(prefix) {
+  const name = roomName(prefix);
+  const a = await open(server, 'ann');
+  const b = await open(server, 'bob');
+  const ra = await a.join(name, { tab: 1 });
+  const rb = await b.join(name);
+  const da = await ra.openDoc('d');
+  const db = await rb.openDoc('d');
+  return { name, a, b, ra, rb, da, db };
+}
+
+test('an op committed but whose ack was lost is recognised in the catch-up, not applied twice', async () => {
+  const { name, a, b, ra, rb, da, db } = await pair('ack-lost');
+  const states = [];
+  a.on('state', (s) => states.push(s));
+  da.insert(0, 'one');
+  await da.synced();
+  a._ws.dropIncoming = true; // the server's replies are lost from now on
+  da.insert(3, ' two😀');
+  const sock = a._ws;
+  // Wait until the server has committed it, then cut the connection.
+  for (let i = 0; (await serverDoc(server, name, 'd')).text !== 'one two😀'; i++) {
+    assert.ok(i < 200, 'the server never committed the op');
+    await sleep(5);
+  }
+  assert.equal(da.pending, 1, 'the ack was lost');
+  // Bob edits while ann is away.
+  db.insert(0, '> ');
+  await db.synced();
+  sock.terminate();
+  await waitFor(() => a.state === 'reconnecting', 2000, 'reconnecting');
+  da.insert(da.text.length, ' three'); // typed while offline
+  assert.equal(da.pending, 2);
+  await waitFor(() => a.state === 'open', 5000, 'reopen');
+  await da.synced();
+  await waitFor(() => db.text === da.text && db.version === da.version, 3000, 'convergence');
+  const doc = await serverDoc(server, name, 'd');
+  assert.equal(doc.text, '> one two😀 three');
+  assert.equal(da.text, doc.text);
+  assert.deepEqual(states, ['reconnecting', 'open']);
+  assert.notEqual(a._ws, sock, 'a new socket');
+  // The reopen asked for the ops since where it was.
+  const reopen = a._ws.sent.find((m) => m.type === 'open_doc');
+  assert.equal(reopen.client, da.clientId);
+  assert.ok(reopen.since && reopen.since.version >= 1);
+  // The room was joined again with the presence state; bob sees ann's new connection.
+  await waitFor(() => rb.members.some((m) => m.connection === a.connection), 3000, 'ann back in the room');
+  assert.deepEqual(rb.members.find((m) => m.connection === a.connection).state, { tab: 1 });
+  assert.equal(rb.members.length, 2);
+  assert.equal(ra.members.length, 2);
+  a.close();
+  b.close();
+});
+
+test('an op that never reached the server is resubmitted once after reconnecting', async () => {
+  const { name, a, b, da, db } = await pair('lost-submit');
+  da.insert(0, 'abc');
+  await da.synced();
+  a._ws.blockOutgoing = true;
+  da.insert(3, 'DEF');
+  da.delete(0, 1);
+  assert.equal(da.pending, 2);
+  // Bob inserts at the very spot meanwhile: his op, committed first, stays first.
+  await waitFor(() => db.text === 'abc', 3000, 'bob to see abc');
+  db.insert(3, 'xyz');
+  await db.synced();
+  await waitFor(() => da.text === 'bcxyzDEF', 3000, 'ann to get xyz');
+  assert.equal((await serverDoc(server, name, 'd')).text, 'abcxyz');
+  a._ws.terminate();
+  await waitFor(() => a.state === 'open' && da.pending === 0, 5000, 'resubmission');
+  await waitFor(() => db.text === 'bcxyzDEF', 3000, 'bob');
+  assert.equal((await serverDoc(server, name, 'd')).text, 'bcxyzDEF');
+  assert.equal(da.text, 'bcxyzDEF');
+  // Sequence numbers only grew; the resubmission repeated seq 2.
+  const seqs = a._ws.sent.filter((m) => m.type === 'submit').map((m) => m.seq);
+  assert.deepEqual(seqs, [2, 3]);
+  a.close();
+  b.close();
+});
+
+test('a resubmission racing its first submission is acknowledged once', async () => {
+  const { name, a, b, da, db } = await pair('race');
+  for (let round = 0; round < 5; round++) {
+    da.insert(da.text.length, `${round}😀`);
+    // Cut right after sending: the first submission may or may not be committed.
+    a._ws.terminate();
+    await waitFor(() => a.state === 'open', 5000, 'reopen');
+    await da.synced();
+  }
+  await waitFor(() => db.text === da.text, 3000, 'bob');
+  assert.equal((await serverDoc(server, name, 'd')).text, '0😀1😀2😀3😀4😀');
+  a.close();
+  b.close();
+});
+
+test('a restarted server (new epoch) resets the document and drops pending edits', async () => {
+  let srv = await startServer();
+  const port = srv.port;
+  try {
+    const name = roomName('reset');
+    const a = await open(srv, 'ann');
+    const down = await open(srv, 'dan', { reconnect: false });
+    const ra = await a.join(name);
+    await down.join(name);
+    const da = await ra.openDoc('d');
+    da.insert(0, 'before');
+    await da.synced();
+    await ra.updateValue('title', 'register', { op: 'set', value: 'x' });
+    const downStates = [];
+    down.on('state', (s) => downStates.push(s));
+
+    a._ws.blockOutgoing = true;
+    da.insert(6, ' lost');
+    const resetEvent = nextEvent(da, 'reset');
+    const changes = [];
+    da.on('change', (c) => changes.push(c));
+    await srv.kill();
+    srv = await startServer({ port });
+    const reset = await resetEvent;
+    assert.equal(reset.reason, 'epoch');
+    assert.equal(reset.lostEdits, 1);
+    assert.equal(da.text, '');
+    assert.equal(da.pending, 0);
+    assert.equal(da.resets, 1);
+    assert.equal(changes.at(-1).reset, true);
+    assert.deepEqual(changes.at(-1).ops, [{ type: 'delete', index: 0, length: 'before lost'.length }]);
+    assert.equal(ra.values.size, 0, 'the new server has no values');
+
+    // The document works again, under the same client id with growing seqs.
+    da.insert(0, 'after');
+    await da.synced();
+    assert.equal((await serverDoc(srv, name, 'd')).text, 'after');
+    assert.deepEqual(downStates, ['closed'], 'without reconnect, a dropped client closes');
+    a.close();
+  } finally {
+    await srv.stop();
+  }
+});
+
+test('a link that stops answering heartbeats is dropped and replaced', async () => {
+  const srv = await startServer({ args: ['--presence-ttl-ms', '600'] }); // heartbeats every 200 ms
+  try {
+    const a = await open(srv, 'ann');
+    assert.equal(a.session.heartbeat_ms, 200);
+    const room = await a.join(roomName('dead'), { here: true });
+    const doc = await room.openDoc('d');
+    const sock = a._ws;
+    sock.dropIncoming = true; // the server's frames no longer arrive
+    doc.insert(0, 'typed into a dead link');
+    await waitFor(() => a._ws && a._ws !== sock && a.state === 'open', 3000, 'a new connection');
+    await doc.synced();
+    assert.equal((await serverDoc(srv, room.name, 'd')).text, 'typed into a dead link');
+    sock.terminate();
+  } finally {
+    closeAll();
+    await srv.stop();
+  }
+});

@@ -1,0 +1,128 @@
+// The demo page in a real headless Chromium against a real `chorus serve`:
+// two people type at once (emoji included) and end with the same text as the
+// server, see each other's caret and name, and one of them goes offline,
+// keeps typing, comes back, and every edit arrives once; a title and a tag
+// set on one page show on the other, and Ctrl-Z takes back only one's own
+// last step.
+//
+// Screenshots go to target/browser-screenshots/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startChorus, startRelay, launchChromium, eventually, repo } from './support.js';
+
+const shots = path.join(repo, 'target/browser-screenshots');
+const room = `browser-${Date.now().toString(36)}`;
+let chorus, relay, browser;
+
+before(async () => {
+  fs.mkdirSync(shots, { recursive: true });
+  chorus = await startChorus();
+  relay = await startRelay(chorus.port);
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  relay?.close();
+  chorus?.stop();
+});
+
+async function serverText() {
+  const res = await fetch(`${chorus.base}/v1/rooms/${encodeURIComponent(room)}/docs/body`);
+  assert.equal(res.status, 200);
+  return (await res.json()).text;
+}
+
+/** A page of its own (own storage, so its own user) for `name`, through `base`. */
+async function openPage(base, name) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error(`[${name}] page error: ${e.message}`));
+  await page.goto(`${base}/?room=${room}&name=${encodeURIComponent(name)}`);
+  await eventually(`${name} to connect`, async () => (await page.locator('[data-testid=state]').textContent())?.trim() === 'connected');
+  return page;
+}
+
+const editor = (page) => page.locator('[data-testid=editor]');
+const textOf = (page) => editor(page).inputValue();
+
+async function putCaret(page, at) {
+  await editor(page).focus();
+  await editor(page).evaluate((el, at) => {
+    const index = at === 'end' ? el.value.length : at;
+    el.setSelectionRange(index, index);
+    el.dispatchEvent(new Event('select'));
+  }, at);
+}
+
+test('two pages type at once and end with the server text, seeing each other', async () => {
+  const ann = await openPage(chorus.base, 'Ann');
+  const bob = await openPage(relay.base, 'Bob');
+  await eventually('both in the member list', async () => (await ann.locator('[data-testid=members]').textContent()).length > 0 && (await ann.locator('[data-testid=members] [title]').count()) >= 2);
+
+  await putCaret(ann, 'end');
+  await ann.keyboard.type('[]');
+  await eventually('the brackets on both pages', async () => (await textOf(bob)) === '[]');
+
+  // Ann types at the end while Bob types at the start.
+  await putCaret(ann, 'end');
+  await putCaret(bob, 0);
+  await Promise.all([
+    ann.keyboard.type(' Ann was here 😀 naïve', { delay: 15 }),
+    bob.keyboard.type('Bob 🎉👩‍💻 too ', { delay: 15 }),
+  ]);
+  const expected = 'Bob 🎉👩‍💻 too [] Ann was here 😀 naïve';
+  await eventually('both pages to converge', async () => (await textOf(ann)) === expected && (await textOf(bob)) === expected);
+  assert.equal(await serverText(), expected, 'the pages show exactly what the server has');
+
+  // Each sees the other's caret with their name.
+  await putCaret(bob, 3);
+  await putCaret(ann, 'end');
+  await eventually("Bob's caret on Ann's page", async () => (await ann.locator('.caret[data-user="Bob"]').count()) === 1);
+  await eventually("Ann's caret on Bob's page", async () => (await bob.locator('.caret[data-user="Ann"]').count()) === 1);
+  assert.match(await ann.locator('.caret[data-user="Bob"]').textContent(), /Bob/);
+  await ann.screenshot({ path: path.join(shots, 'two-users-ann.png') });
+  await bob.screenshot({ path: path.join(shots, 'two-users-bob.png') });
+
+  // Bob goes offline, keeps typing, and comes back.
+  relay.offline();
+  await eventually('Bob to notice he is offline', async () => (await bob.locator('[data-testid=state]').textContent()).trim() !== 'connected');
+  await putCaret(bob, 0);
+  await bob.keyboard.type('offline ✈️ ', { delay: 10 });
+  await putCaret(ann, 'end');
+  await ann.keyboard.type(' meanwhile', { delay: 10 });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.ok(!(await textOf(ann)).includes('offline'), "Bob's offline edit has not reached Ann yet");
+  await bob.screenshot({ path: path.join(shots, 'bob-offline.png') });
+  relay.online();
+  const final = 'offline ✈️ ' + expected + ' meanwhile';
+  await eventually('both pages after Bob is back', async () => (await textOf(ann)) === final && (await textOf(bob)) === final, 20_000);
+  const server = await serverText();
+  assert.equal(server, final);
+  assert.equal(server.split('offline ✈️').length - 1, 1, "Bob's offline edit arrived once");
+  await ann.screenshot({ path: path.join(shots, 'after-reconnect-ann.png') });
+
+  // Shared values: a title and a tag set on one page show on the other, and
+  // both pages counted as views.
+  await ann.locator('[data-testid=title]').fill('Launch plan');
+  await ann.locator('[data-testid=title]').press('Enter');
+  await ann.locator('[data-testid=tag-input]').fill('draft');
+  await ann.locator('[data-testid=tag-input]').press('Enter');
+  await eventually('the title on Bob\'s page', async () => (await bob.locator('[data-testid=title]').inputValue()) === 'Launch plan');
+  await eventually('the tag on Bob\'s page', async () => (await bob.locator('.tag[data-tag="draft"]').count()) === 1);
+  assert.ok(Number(await bob.locator('[data-testid=views]').getAttribute('data-count')) >= 2);
+
+  // Ctrl-Z on Ann's page takes back her own last step, and only hers.
+  await editor(ann).focus();
+  await ann.keyboard.press('Control+z');
+  const undone = 'offline ✈️ ' + expected;
+  await eventually('Ann\'s undo on both pages', async () => (await textOf(ann)) === undone && (await textOf(bob)) === undone);
+  assert.equal(await serverText(), undone);
+  await putCaret(bob, 4);
+  await putCaret(ann, 'end');
+  await eventually("Bob's caret after the undo", async () => (await ann.locator('.caret[data-user="Bob"]').count()) === 1);
+  await ann.screenshot({ path: path.join(shots, 'demo.png') });
+});
