@@ -92,6 +92,8 @@ test('two pages type at once and end with the server text, seeing each other', a
   await eventually('Bob to notice he is offline', async () => (await bob.locator('[data-testid=state]').textContent()).trim() !== 'connected');
   await putCaret(bob, 0);
   await bob.keyboard.type('offline ✈️ ', { delay: 10 });
+  // Past the 500 ms capture window, so this is an undo step of its own.
+  await new Promise((r) => setTimeout(r, 700));
   await putCaret(ann, 'end');
   await ann.keyboard.type(' meanwhile', { delay: 10 });
   await new Promise((r) => setTimeout(r, 500));
@@ -99,7 +101,7 @@ test('two pages type at once and end with the server text, seeing each other', a
   await bob.screenshot({ path: path.join(shots, 'bob-offline.png') });
   relay.online();
   const final = 'offline ✈️ ' + expected + ' meanwhile';
-  await eventually('both pages after Bob is back', async () => (await textOf(ann)) === final && (await textOf(bob)) === final, 20_000);
+  await eventually('both pages after Bob is back', async () => (await textOf(ann)) === final && (await textOf(bob)) === final, 20_000, async () => `Ann has ${JSON.stringify(await textOf(ann))}, Bob ${JSON.stringify(await textOf(bob))}`);
   const server = await serverText();
   assert.equal(server, final);
   assert.equal(server.split('offline ✈️').length - 1, 1, "Bob's offline edit arrived once");
@@ -119,7 +121,8 @@ test('two pages type at once and end with the server text, seeing each other', a
   await editor(ann).focus();
   await ann.keyboard.press('Control+z');
   const undone = 'offline ✈️ ' + expected;
-  await eventually('Ann\'s undo on both pages', async () => (await textOf(ann)) === undone && (await textOf(bob)) === undone);
+  const texts = async () => `Ann has ${JSON.stringify(await textOf(ann))}, Bob ${JSON.stringify(await textOf(bob))}, the server ${JSON.stringify(await serverText())}`;
+  await eventually('Ann\'s undo on both pages', async () => (await textOf(ann)) === undone && (await textOf(bob)) === undone, 10_000, texts);
   assert.equal(await serverText(), undone);
   await putCaret(bob, 4);
   await putCaret(ann, 'end');

@@ -94,8 +94,11 @@ export function launchChromium() {
   });
 }
 
-/** Polls `check` until it returns a truthy value, or fails after `ms` with `what`. */
-export async function eventually(what, check, ms = 10_000) {
+/**
+ * Polls `check` until it returns a truthy value, or fails after `ms` with
+ * `what` and, if given, what `describe()` says about the state then.
+ */
+export async function eventually(what, check, ms = 10_000, describe = null) {
   const deadline = Date.now() + ms;
   let last;
   for (;;) {
@@ -105,7 +108,10 @@ export async function eventually(what, check, ms = 10_000) {
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    if (Date.now() > deadline) {
+      const state = describe ? `; ${await describe()}` : '';
+      throw new Error(`timed out waiting for ${what} (last: ${last})${state}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
