@@ -12,7 +12,7 @@ use chorus_core::text::TextOp;
 use chorus_store::{Appended, DocStore, StoreError, StoreResult, StoredDoc};
 use redis::Value as Reply;
 
-use crate::{channel, decode_error, doc_key, store_error, RedisStore};
+use crate::{channel, decode_error, doc_key, number, store_error, text, RedisStore};
 
 fn entry_from(bytes: &[u8]) -> StoreResult<LogEntry> {
     serde_json::from_slice(bytes).map_err(|e| decode_error("op", e))
@@ -26,19 +26,6 @@ fn entries(replies: &[Reply]) -> StoreResult<Vec<LogEntry>> {
             other => Err(decode_error("op", format!("{other:?}"))),
         })
         .collect()
-}
-
-fn text(reply: &Reply) -> StoreResult<String> {
-    match reply {
-        Reply::BulkString(b) => String::from_utf8(b.clone()).map_err(|e| decode_error("text", e)),
-        Reply::SimpleString(s) => Ok(s.clone()),
-        Reply::Int(n) => Ok(n.to_string()),
-        other => Err(decode_error("reply", format!("{other:?}"))),
-    }
-}
-
-fn number(reply: &Reply) -> StoreResult<u64> {
-    text(reply)?.parse().map_err(|e| decode_error("number", e))
 }
 
 #[async_trait]

@@ -36,7 +36,7 @@ mod values;
 
 use std::time::Duration;
 
-use chorus_store::{Backend, StoreError};
+use chorus_store::{Backend, StoreError, StoreResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -262,6 +262,21 @@ fn store_error(e: redis::RedisError) -> StoreError {
     } else {
         StoreError::Backend(e.to_string())
     }
+}
+
+/// A script's reply as text (numbers come back as integers or strings).
+fn text(reply: &redis::Value) -> StoreResult<String> {
+    match reply {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|e| decode_error("text", e)),
+        redis::Value::SimpleString(s) => Ok(s.clone()),
+        redis::Value::Int(n) => Ok(n.to_string()),
+        redis::Value::Double(d) => Ok(d.to_string()),
+        other => Err(decode_error("reply", format!("{other:?}"))),
+    }
+}
+
+fn number(reply: &redis::Value) -> StoreResult<u64> {
+    text(reply)?.parse().map_err(|e| decode_error("number", e))
 }
 
 fn decode_error(what: &str, e: impl std::fmt::Display) -> StoreError {

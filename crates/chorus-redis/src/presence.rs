@@ -18,7 +18,7 @@ use chorus_store::{Expired, PresenceStore, RoomSummary, StoreResult};
 use redis::Value as Reply;
 use serde_json::Value;
 
-use crate::{decode_error, room_key, store_error, RedisStore, PREFIX};
+use crate::{decode_error, room_key, store_error, text, RedisStore, PREFIX};
 
 /// Rooms by a time at or before their earliest presence expiry.
 fn rooms_index() -> String {
@@ -49,12 +49,7 @@ fn members_from(items: &[Reply]) -> StoreResult<Vec<Member>> {
 
 /// An expiry time from a script's reply: a number, or empty for none.
 fn expiry_from(reply: &Reply) -> StoreResult<Option<f64>> {
-    let text = match reply {
-        Reply::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Reply::Double(d) => return Ok(Some(*d)),
-        Reply::Int(n) => return Ok(Some(*n as f64)),
-        other => return Err(decode_error("expiry", format!("{other:?}"))),
-    };
+    let text = text(reply)?;
     if text.is_empty() {
         return Ok(None);
     }

@@ -8,7 +8,7 @@ use chorus_core::crdt::Value;
 use chorus_store::{StoreError, StoreResult, StoredValue, ValuePut, ValueStore};
 use redis::Value as Reply;
 
-use crate::{channel, decode_error, room_key, store_error, RedisStore};
+use crate::{channel, decode_error, number, room_key, store_error, RedisStore};
 
 fn value_keys(room: &str) -> [String; 2] {
     [room_key(room, "values:version"), room_key(room, "values:state")]
@@ -22,7 +22,7 @@ fn bytes(reply: &Reply) -> StoreResult<&[u8]> {
 }
 
 fn stored(version: &Reply, state: &Reply) -> StoreResult<StoredValue> {
-    let version = std::str::from_utf8(bytes(version)?).ok().and_then(|v| v.parse().ok()).ok_or_else(|| decode_error("value version", format!("{version:?}")))?;
+    let version = number(version)?;
     let state: Value = serde_json::from_slice(bytes(state)?).map_err(|e| decode_error("value", e))?;
     Ok(StoredValue { version, state })
 }
@@ -58,10 +58,7 @@ impl ValueStore for RedisStore {
             .await
             .map_err(store_error)?;
         match reply.as_slice() {
-            [outcome, version] if bytes(outcome)? == b"written" => {
-                let version = std::str::from_utf8(bytes(version)?).ok().and_then(|v| v.parse().ok()).ok_or_else(|| decode_error("value version", format!("{version:?}")))?;
-                Ok(ValuePut::Written { version })
-            }
+            [outcome, version] if bytes(outcome)? == b"written" => Ok(ValuePut::Written { version: number(version)? }),
             [_] => Ok(ValuePut::Conflict { current: None }),
             [_, version, state] => Ok(ValuePut::Conflict { current: Some(stored(version, state)?) }),
             other => Err(decode_error("value reply", format!("{other:?}"))),

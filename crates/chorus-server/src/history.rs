@@ -20,6 +20,7 @@
 use chorus_core::oplog::OpLog;
 use chorus_core::text::TextOp;
 use chorus_core::undo::UndoStack;
+use chorus_protocol::UndoAction;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -38,13 +39,6 @@ struct Saved {
     epoch: String,
     seq: u64,
     stack: UndoStack,
-}
-
-/// Which way to go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Undo,
-    Redo,
 }
 
 /// Edits noted before the history records them (16 bytes each); past this
@@ -114,12 +108,12 @@ impl History {
 
     /// The op that takes the latest step back (or forward again), to commit
     /// at the head; `None` when there is none. Brings the history forward first.
-    pub fn propose(&mut self, direction: Direction, log: &OpLog) -> Option<TextOp> {
+    pub fn propose(&mut self, direction: UndoAction, log: &OpLog) -> Option<TextOp> {
         self.bring_forward(log);
         let head = log.head();
         let proposal = match direction {
-            Direction::Undo => self.stack.undo(head, later(log, self.stack.version())),
-            Direction::Redo => self.stack.redo(head, later(log, self.stack.version())),
+            UndoAction::Undo => self.stack.undo(head, later(log, self.stack.version())),
+            UndoAction::Redo => self.stack.redo(head, later(log, self.stack.version())),
         };
         proposal.unwrap_or_else(|e| {
             warn!("undo history dropped: {e}");
@@ -130,10 +124,10 @@ impl History {
 
     /// The proposal was committed as `version` (the log's copy of it, which
     /// may have been rebased past ops committed meanwhile).
-    pub fn committed(&mut self, direction: Direction, op: &TextOp, version: u64, log: &OpLog) {
+    pub fn committed(&mut self, direction: UndoAction, op: &TextOp, version: u64, log: &OpLog) {
         let settled = match direction {
-            Direction::Undo => self.stack.undone(op, version, later(log, self.stack.version())),
-            Direction::Redo => self.stack.redone(op, version, later(log, self.stack.version())),
+            UndoAction::Undo => self.stack.undone(op, version, later(log, self.stack.version())),
+            UndoAction::Redo => self.stack.redone(op, version, later(log, self.stack.version())),
         };
         if let Err(e) = settled {
             warn!("undo history dropped: {e}");
@@ -167,13 +161,13 @@ mod tests {
         let v = commit(&mut text, "ann", TextOp::insert(0, "hello"));
         ann.edited(v, 0, text.log());
         commit(&mut text, "bob", TextOp::insert(5, " world"));
-        let undo = ann.propose(Direction::Undo, text.log()).expect("something to undo");
+        let undo = ann.propose(UndoAction::Undo, text.log()).expect("something to undo");
         let v = commit(&mut text, "ann-undo", undo);
         let committed = text.log().since(v - 1).unwrap().next().unwrap().op.clone();
-        ann.committed(Direction::Undo, &committed, v, text.log());
+        ann.committed(UndoAction::Undo, &committed, v, text.log());
         assert_eq!(text.text().to_string(), " world");
-        assert!(ann.propose(Direction::Undo, text.log()).is_none(), "nothing left to undo");
-        let redo = ann.propose(Direction::Redo, text.log()).expect("something to redo");
+        assert!(ann.propose(UndoAction::Undo, text.log()).is_none(), "nothing left to undo");
+        let redo = ann.propose(UndoAction::Redo, text.log()).expect("something to redo");
         commit(&mut text, "ann-undo", redo);
         assert_eq!(text.text().to_string(), "hello world");
     }
@@ -189,6 +183,6 @@ mod tests {
         assert!(History::restore(&saved, "e2", 0).is_none());
         let mut back = History::restore(&saved, "e1", 0).expect("same epoch");
         assert_eq!(back.seq, 7);
-        assert!(back.propose(Direction::Undo, text.log()).is_some());
+        assert!(back.propose(UndoAction::Undo, text.log()).is_some());
     }
 }

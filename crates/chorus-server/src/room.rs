@@ -39,7 +39,7 @@ use chorus_core::oplog::LogEntry;
 use chorus_core::presence::{Member, UserInfo};
 use chorus_core::text::TextOp;
 use chorus_core::crdt::{Change, ValueKind};
-use chorus_protocol::{CursorState, DocPosition, ErrorCode, LeaveReason, ResetReason, ServerMessage, ValueState};
+use chorus_protocol::{CursorState, DocPosition, ErrorCode, LeaveReason, ResetReason, ServerMessage, UndoAction, ValueState};
 use chorus_store::{Appended, BusError, RoomEvent, StoreError, Subscription, ValuePut};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -48,7 +48,7 @@ use tracing::{debug, info, warn};
 use crate::document::{DocLimits, Document, Prepared};
 use crate::node::{now_ms, Node};
 use crate::outbox::{CursorKey, Outbox};
-use crate::history::{Direction, History};
+use crate::history::History;
 use crate::values::{RoomValues, ValueLimits};
 
 /// How long one op may keep losing commit races to other nodes (each lost
@@ -156,7 +156,7 @@ pub enum RoomCommand {
     Undo {
         conn: Arc<str>,
         doc: Arc<str>,
-        direction: Direction,
+        direction: UndoAction,
         reply: oneshot::Sender<Result<Option<u64>, Refusal>>,
     },
 }
@@ -391,7 +391,7 @@ impl Room {
     /// Commits the inverse of the user's latest step (or of their latest
     /// undo, for a redo) as a new op, transformed past everything committed
     /// since, so it never takes back anyone else's text.
-    async fn undo(&mut self, conn: Arc<str>, name: Arc<str>, direction: Direction) -> Result<Option<u64>, Refusal> {
+    async fn undo(&mut self, conn: Arc<str>, name: Arc<str>, direction: UndoAction) -> Result<Option<u64>, Refusal> {
         let Some(user) = self.local.get(&conn).map(|l| l.user.clone()) else {
             return Err(Refusal::Refused(ErrorCode::NotJoined, format!("not in room {}", self.name)));
         };
@@ -910,7 +910,9 @@ impl Room {
             self.docs.remove(name);
             return;
         }
-        if let Some(user) = submitter.and_then(|conn| self.local.get(conn)).map(|l| &l.user) {
+        // Most rooms keep no history: skip building the key for them.
+        let user = submitter.filter(|_| !self.histories.is_empty()).and_then(|conn| self.local.get(conn)).map(|l| &l.user);
+        if let Some(user) = user {
             if let Some(history) = self.histories.get_mut(&(name.clone(), user.clone())) {
                 history.edited(entry.version, now_ms(), doc.text.log());
             }

@@ -25,7 +25,6 @@ use crate::auth::{check_doc_name, check_room_name, check_value_name, AuthError, 
 use crate::document::parse_op;
 use crate::node::{now_ms, Node};
 use crate::outbox::Outbox;
-use crate::history::Direction;
 use crate::room::{DocSubmission, JoinRequest, Refusal, RoomCommand, RoomHandle, Submitter};
 
 /// How long a new connection has to say `hello`.
@@ -467,12 +466,8 @@ impl Session {
     async fn undo(&mut self, id: Option<u64>, room: String, doc: String, action: UndoAction) -> Result<(), Reply> {
         let handle = self.joined(&room)?.clone();
         self.require(&room, Permission::Write)?;
-        let direction = match action {
-            UndoAction::Undo => Direction::Undo,
-            UndoAction::Redo => Direction::Redo,
-        };
         let (reply, done) = oneshot::channel();
-        let cmd = RoomCommand::Undo { conn: self.conn.clone(), doc: Arc::from(doc.as_str()), direction, reply };
+        let cmd = RoomCommand::Undo { conn: self.conn.clone(), doc: Arc::from(doc.as_str()), direction: action, reply };
         let version = self.ask(&room, &handle, cmd, done).await?;
         self.send(ServerMessage::UndoResult { id, room, doc, action, done: version.is_some(), version });
         Ok(())

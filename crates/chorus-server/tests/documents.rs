@@ -12,7 +12,7 @@ use chorus_core::text::{apply_to_str, Selection, TextOp};
 use chorus_protocol::{ErrorCode, ResetReason, ServerMessage};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use support::{drain, expect, http_post, start, TestServer};
+use support::{drain, expect, http_post, start, start_with_reader, TestServer};
 
 const ROOM: &str = "team/doc-tests";
 
@@ -368,15 +368,7 @@ async fn bad_document_input_gets_typed_errors_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_read_only_token_cannot_submit() {
-    let server = start(|c| {
-        c.jwt_secret = Some("s3cret".into());
-        c.dev = false;
-    })
-    .await;
-    let claims = json!({"sub": "reader", "exp": 4_000_000_000u64, "rooms": {ROOM: ["read", "presence"]}});
-    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(b"s3cret")).unwrap();
-    let mut c = server.connect(ConnectOptions::token(token)).await;
-    c.join(ROOM, None).await.unwrap();
+    let (_server, mut c) = start_with_reader(ROOM).await;
     open_raw(&mut c, "d", None).await;
     submit(&c, "d", 1, 0, json!(["x"]));
     assert_eq!(error(&mut c, "forbidden").await.0, ErrorCode::Forbidden);

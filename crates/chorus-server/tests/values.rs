@@ -11,7 +11,7 @@ use chorus_client::{Client, ConnectOptions};
 use chorus_protocol::{Change, ErrorCode, ServerMessage, ValueKind};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use support::{drain, expect, http_post, start};
+use support::{drain, expect, http_post, start, start_with_reader};
 
 const ROOM: &str = "team/values";
 
@@ -181,15 +181,7 @@ async fn bad_changes_get_typed_errors_and_change_nothing() {
 
 #[tokio::test]
 async fn a_read_only_token_cannot_change_values() {
-    let server = start(|c| {
-        c.jwt_secret = Some("s3cret".into());
-        c.dev = false;
-    })
-    .await;
-    let claims = json!({"sub": "reader", "exp": 4_000_000_000u64, "rooms": {ROOM: ["read", "presence"]}});
-    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(b"s3cret")).unwrap();
-    let mut c = server.connect(ConnectOptions::token(token)).await;
-    c.join(ROOM, None).await.unwrap();
+    let (_server, mut c) = start_with_reader(ROOM).await;
     let err = c.update_value(ROOM, "t", ValueKind::Register, Change::Set { value: json!(1) }).await.unwrap_err();
     assert!(err.to_string().contains("forbidden"), "{err}");
 }

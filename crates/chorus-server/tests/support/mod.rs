@@ -25,6 +25,21 @@ pub async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
     start_on(Arc::new(MemoryStore::new()), tune).await
 }
 
+/// A server that requires tokens, and a client of it whose token lets it
+/// read `room` and show presence there, but not write; joined to `room`.
+pub async fn start_with_reader(room: &str) -> (TestServer, Client) {
+    let server = start(|c| {
+        c.jwt_secret = Some("s3cret".into());
+        c.dev = false;
+    })
+    .await;
+    let claims = serde_json::json!({"sub": "reader", "exp": 4_000_000_000u64, "rooms": {room: ["read", "presence"]}});
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(b"s3cret")).unwrap();
+    let mut client = server.connect(ConnectOptions::token(token)).await;
+    client.join(room, None).await.expect("a reader may join");
+    (server, client)
+}
+
 /// Starts a server on 127.0.0.1:0 with the given backend.
 pub async fn start_on(backend: Arc<dyn Backend>, tune: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::for_address("127.0.0.1:0".parse().unwrap());
