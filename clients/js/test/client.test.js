@@ -1,21 +1,13 @@
-import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import otText from 'ot-text-unicode';
 import { connect, toCodePoints, toUtf16 } from '../src/chorus.js';
-import { closeAll, test, track, TestSocket, nextEvent, open, roomName, startServer, waitFor } from './helpers.js';
+import { nextEvent, open, roomName, serverForThisFile, test, TestSocket, track, waitFor } from './helpers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = serverForThisFile();
 
 test('connect: state events, welcome, close', async () => {
   const client = track(connect(server.ws, { WebSocket: TestSocket, user: 'ann', name: 'Ann' }));

@@ -1,15 +1,7 @@
-import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAll, test, mirror, nextEvent, open, roomName, seeded, serverDoc, sleep, startServer, waitFor } from './helpers.js';
+import { mirror, nextEvent, open, roomName, seeded, serverDoc, serverForThisFile, sleep, test, waitFor } from './helpers.js';
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = serverForThisFile();
 
 const PIECES = ['a', 'b', 'c', ' ', '😀', '😭', 'é', 'e\u0301', '🏳️‍🌈', '𝄞', '\n', 'ж'];
 

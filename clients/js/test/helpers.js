@@ -2,7 +2,7 @@
 // tests can inspect and interfere with, and small waiting utilities.
 
 import { spawn } from 'node:child_process';
-import { test as nodeTest } from 'node:test';
+import { after, before, test as nodeTest } from 'node:test';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -39,6 +39,23 @@ export const CHORUS_BIN = process.env.CHORUS_BIN || resolve(here, '../../../targ
  * Starts `chorus serve --dev` on 127.0.0.1 (port 0 unless given) and waits
  * for /healthz. The server prints its bound address on stdout.
  */
+/**
+ * A server for the test file that calls this: started before its tests, and
+ * stopped (with every client still open) after them. The object is filled in
+ * once the server is up.
+ */
+export function serverForThisFile() {
+  const server = {};
+  before(async () => {
+    Object.assign(server, await startServer());
+  });
+  after(async () => {
+    closeAll();
+    await server.stop?.();
+  });
+  return server;
+}
+
 export async function startServer({ port = 0, args = [] } = {}) {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHORUS_')) env[k] = v;

@@ -1,15 +1,7 @@
-import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAll, test, nextEvent, open, roomName, serverDoc, sleep, startServer, waitFor } from './helpers.js';
+import { closeAll, nextEvent, open, roomName, serverDoc, serverForThisFile, sleep, startServer, test, waitFor } from './helpers.js';
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = serverForThisFile();
 
 async function pair(prefix) {
   const name = roomName(prefix);

@@ -1,15 +1,7 @@
-import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAll, test, nextEvent, open, roomName, sleep, startServer, waitFor } from './helpers.js';
+import { nextEvent, open, roomName, serverForThisFile, sleep, test, waitFor } from './helpers.js';
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = serverForThisFile();
 
 test('two clients see each other as members; leaving removes one', async () => {
   const a = await open(server, 'ann');

@@ -1,15 +1,7 @@
-import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAll, test, nextEvent, open, roomName, serverValues, startServer, waitFor } from './helpers.js';
+import { nextEvent, open, roomName, serverForThisFile, serverValues, test, waitFor } from './helpers.js';
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = serverForThisFile();
 
 test('shared values converge for every kind', async () => {
   const a = await open(server, 'ann');
