@@ -644,8 +644,9 @@ function onDocChange(event) {
     scheduleRender();
     return;
   }
-  // Our own undo/redo comes back as an op of "<user id>~history".
-  const fromOurHistory = historyRequests.length > 0 && event.client === `${me.id}~history`;
+  // Our own undo/redo comes back as an op of our history's submitter,
+  // "h<length of the user id in bytes>:<user id>".
+  const fromOurHistory = historyRequests.length > 0 && event.client === `h${new TextEncoder().encode(me.id).length}:${me.id}`;
   applyRemoteOps(ops, fromOurHistory);
 }
 

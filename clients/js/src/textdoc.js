@@ -36,6 +36,10 @@ export class TextDoc extends Emitter {
     this.name = name;
     /** Submitter id of this document's ops, kept across reconnects. */
     this.clientId = randomId();
+    /** What the server's log calls our ops (clientId scoped to our user), from `opened`. */
+    this._submitter = null;
+    /** The digest of the server's history at `_version`, sent back when reopening. */
+    this._digest = null;
     this.epoch = null;
     this._text = '';
     this._version = 0;
@@ -196,7 +200,10 @@ export class TextDoc extends Emitter {
     this._openId = id;
     this._live = false;
     const msg = { type: 'open_doc', id, room: this.room.name, doc: this.name, client: this.clientId, undo: true };
-    if (!full && this._opened && this.epoch !== null) msg.since = { epoch: this.epoch, version: this._version };
+    if (!full && this._opened && this.epoch !== null) {
+      msg.since = { epoch: this.epoch, version: this._version };
+      if (this._digest) msg.since.digest = this._digest;
+    }
     client._register(id, {
       onError: (err) => this._onOpenError(err, id),
     });
@@ -224,6 +231,7 @@ export class TextDoc extends Emitter {
   _onOpened(msg) {
     if (this._closed) return;
     if (msg.id != null && msg.id !== this._openId) return; // an older request's reply
+    if (typeof msg.client === 'string') this._submitter = msg.client;
     if (typeof msg.text === 'string') {
       const old = this._text;
       const hadState = this._opened;
@@ -253,6 +261,7 @@ export class TextDoc extends Emitter {
       }
       if (this._version < msg.version) return this._reopen(true);
     }
+    this._digest = msg.digest || null;
     this._live = true;
     this._retryMs = RETRY_FIRST_MS;
     if (!this._opened) {
@@ -271,7 +280,7 @@ export class TextDoc extends Emitter {
   _onAck(msg) {
     if (!this._opened || this._closed) return;
     try {
-      this._ack(msg.seq, msg.version);
+      this._ack(msg.seq, msg.version, msg.digest);
     } catch (err) {
       if (this._live) this._reopen(false);
     }
@@ -295,8 +304,8 @@ export class TextDoc extends Emitter {
   /** An op the server committed: ours (an ack) or someone else's. */
   _committed(entry) {
     if (entry.version <= this._version) return;
-    if (entry.client === this.clientId) {
-      this._ack(entry.seq, entry.version);
+    if (entry.client === (this._submitter ?? this.clientId)) {
+      this._ack(entry.seq, entry.version, entry.digest);
       return;
     }
     if (entry.version !== this._version + 1) {
@@ -322,18 +331,20 @@ export class TextDoc extends Emitter {
     this._inflight = inflight;
     this._buffer = buffer;
     this._version = entry.version;
+    this._digest = entry.digest || null;
     this._remember(entry.version, op);
     if (this._pendingSelection) this._pendingSelection = this._moveSelection(this._pendingSelection, theirs, false);
     this.emit('change', { remote: true, ops: applied.changes, version: entry.version, client: entry.client });
     this._emitSelections();
   }
 
-  _ack(seq, version) {
+  _ack(seq, version, digest) {
     const s = this._inflight;
     if (s && s.seq === seq) {
       if (version !== this._version + 1) throw new OutOfStep(`ack of version ${version} at version ${this._version}`);
       this._remember(version, s.op);
       this._version = version;
+      this._digest = digest || null;
       this._lastAcked = seq;
       this._retryMs = RETRY_FIRST_MS;
       if (this._buffer) {

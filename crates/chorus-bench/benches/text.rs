@@ -73,7 +73,7 @@ fn commit_path(c: &mut Criterion) {
                 op.check_against(len_at_base).expect("fits its base");
                 let Ok(Rebased::Fresh(op)) = doc.log().rebase("bench", seq, base, &op) else { panic!("fresh op") };
                 let op = doc.text().make_invertible(&op).expect("fits the head");
-                doc.commit("bench", seq, black_box(op)).expect("applies");
+                doc.commit("bench", seq, black_box(op), 0).expect("applies");
                 if seq % 1_000 == 0 {
                     doc.trim_to(doc.version() - 100);
                 }

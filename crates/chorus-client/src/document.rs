@@ -7,13 +7,19 @@
 //! how to reconnect. The client id stays the same for the document's
 //! lifetime, across reconnects, so the server recognises a resubmitted op
 //! by (client id, seq) and acknowledges it instead of applying it twice.
+//! The server files that id under the user (`opened` says as what: the
+//! submitter id), and the document recognises its own ops by it. It also
+//! keeps the digest of the version it is at, and gives it back when it
+//! reopens, so a server whose store lost ops it had seen says so (a
+//! `reset`) instead of sending another history's ops.
 
 use std::collections::VecDeque;
 
 use chorus_core::client::{OtClient, Submission};
+use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
 use chorus_core::text::{Author, OpError, Selection, TextDoc, TextOp};
-use chorus_protocol::ResetReason;
+use chorus_protocol::{DocPosition, ResetReason};
 
 /// Server ops remembered to move remote cursors tagged with older versions.
 const HISTORY: usize = 256;
@@ -30,11 +36,29 @@ pub enum DocError {
 /// Observes every op committed by someone else, as it arrives.
 pub type OpObserver = Box<dyn FnMut(&LogEntry) + Send>;
 
+/// The server's `opened`, as a document takes it.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub epoch: String,
+    pub version: u64,
+    pub digest: Digest,
+    /// The submitter id the server files this client's ops under.
+    pub client: Option<String>,
+    pub text: Option<String>,
+    pub ops: Option<Vec<LogEntry>>,
+    pub reset: Option<ResetReason>,
+}
+
 pub struct TextDocument {
     pub room: String,
     pub doc: String,
     client_id: String,
+    /// What the server's log calls this client's ops (`client_id` scoped
+    /// to the user), once known.
+    submitter: String,
     epoch: String,
+    /// The digest of the history at `version()`, when known.
+    digest: Option<Digest>,
     text: TextDoc,
     ot: OtClient,
     /// Seq of the last op of ours the server acknowledged.
@@ -66,8 +90,10 @@ impl TextDocument {
         Self {
             room: room.into(),
             doc: doc.into(),
+            submitter: client_id.clone(),
             client_id,
             epoch: String::new(),
+            digest: None,
             text: TextDoc::new(),
             ot: OtClient::new(0, 1),
             last_acked: 0,
@@ -84,6 +110,11 @@ impl TextDocument {
 
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// Where this document stands, to reopen from.
+    pub fn position(&self) -> DocPosition {
+        DocPosition { epoch: self.epoch.clone(), version: self.version(), digest: self.digest }
     }
 
     /// The local text, with this client's pending edits.
@@ -119,14 +150,11 @@ impl TextDocument {
     /// The server's `opened`: either the whole text (first open, or a reset)
     /// or the ops missed since `version()`. Returns the in-flight op to
     /// (re)submit, if it is still unacknowledged.
-    pub fn opened(
-        &mut self,
-        epoch: String,
-        version: u64,
-        text: Option<String>,
-        ops: Option<Vec<LogEntry>>,
-        reset: Option<ResetReason>,
-    ) -> Result<Option<Submission>, DocError> {
+    pub fn opened(&mut self, opened: Opened) -> Result<Option<Submission>, DocError> {
+        let Opened { epoch, version, digest, client, text, ops, reset } = opened;
+        if let Some(client) = client {
+            self.submitter = client;
+        }
         if let Some(text) = text {
             if reset.is_some() || !self.epoch.is_empty() {
                 self.resets += 1;
@@ -136,6 +164,7 @@ impl TextDocument {
             self.text = TextDoc::from(text.as_str());
             // Sequence numbers keep increasing: the server remembers the last.
             self.ot = OtClient::new(version, self.ot.next_seq());
+            self.digest = Some(digest);
             self.history.clear();
             return Ok(None);
         }
@@ -150,18 +179,21 @@ impl TextDocument {
         if self.ot.version() != version {
             return Err(DocError::OutOfStep(format!("caught up to {} but the server is at {version}", self.ot.version())));
         }
+        self.digest = Some(digest);
         Ok(self.ot.inflight().cloned())
     }
 
-    /// The server acknowledged our op `seq` as `version`. Returns the next
-    /// submission (the edits buffered meanwhile), if any.
-    pub fn ack(&mut self, seq: u64, version: u64) -> Result<Option<Submission>, DocError> {
+    /// The server acknowledged our op `seq` as `version` (whose digest it
+    /// gives when it knows it). Returns the next submission (the edits
+    /// buffered meanwhile), if any.
+    pub fn ack(&mut self, seq: u64, version: u64, digest: Option<Digest>) -> Result<Option<Submission>, DocError> {
         match self.ot.inflight() {
             Some(s) if s.seq == seq => {
                 let op = s.op.clone();
                 let next = self.ot.ack(version).map_err(|e| DocError::OutOfStep(e.to_string()))?;
                 self.remember(version, op);
                 self.last_acked = seq;
+                self.digest = digest;
                 Ok(next)
             }
             // A second acknowledgement of an op (it was resubmitted while the
@@ -178,12 +210,13 @@ impl TextDocument {
         if entry.version <= self.ot.version() {
             return Ok(None);
         }
-        if entry.client == self.client_id {
-            return self.ack(entry.seq, entry.version);
+        if entry.client == self.submitter {
+            return self.ack(entry.seq, entry.version, Some(entry.digest));
         }
         let apply = self.ot.remote(entry.version, &entry.op).map_err(|e| DocError::OutOfStep(e.to_string()))?;
         self.text.apply(&apply).map_err(DocError::BadOp)?;
         self.remember(entry.version, entry.op.clone());
+        self.digest = Some(entry.digest);
         if let Some(observe) = &mut self.observer {
             observe(entry);
         }
@@ -239,12 +272,17 @@ mod tests {
     }
 
     fn entry(version: u64, client: &str, seq: u64, o: &str) -> LogEntry {
-        LogEntry { version, client: client.into(), seq, op: op(o) }
+        LogEntry::new(version, client, seq, op(o), 0, Digest::EMPTY)
+    }
+
+    fn opened(epoch: &str, version: u64, text: Option<&str>, ops: Option<Vec<LogEntry>>, reset: Option<ResetReason>) -> Opened {
+        let digest = Digest::EMPTY.next(version, "someone", 1, &op(r#"["z"]"#));
+        Opened { epoch: epoch.into(), version, digest, client: Some("u2:me:tab".into()), text: text.map(str::to_owned), ops, reset }
     }
 
     fn opened_with(text: &str, version: u64) -> TextDocument {
-        let mut d = TextDocument::new("r", "d", "me".into());
-        d.opened("e".into(), version, Some(text.into()), None, None).unwrap();
+        let mut d = TextDocument::new("r", "d", "tab".into());
+        d.opened(opened("e", version, Some(text), None, None)).unwrap();
         d
     }
 
@@ -256,15 +294,31 @@ mod tests {
         assert!(d.edit(op(r#"[3,"Y"]"#)).unwrap().is_none(), "buffered behind the op in flight");
         // The connection dropped; on reopening, the server says someone's op
         // came first and ours was committed after it.
-        let again = d.opened("e".into(), 6, None, Some(vec![entry(5, "bob", 9, r#"["Q"]"#), entry(6, "me", 1, r#"[2,"X"]"#)]), None).unwrap();
+        let ops = vec![entry(5, "u3:bob:tab", 9, r#"["Q"]"#), entry(6, "u2:me:tab", 1, r#"[2,"X"]"#)];
+        let again = d.opened(opened("e", 6, None, Some(ops), None)).unwrap();
         let next = again.expect("the buffered edit is now in flight");
         assert_eq!((next.base, next.seq, next.op.clone()), (6, 2, op(r#"[4,"Y"]"#)));
         assert_eq!(d.text().to_string(), "QaXbY");
         // A late second ack of op 1 is ignored; the ack of op 2 completes.
-        assert_eq!(d.ack(1, 6), Ok(None));
-        assert_eq!(d.ack(2, 7), Ok(None));
+        assert_eq!(d.ack(1, 6, None), Ok(None));
+        let digest = Digest::EMPTY.next(7, "u2:me:tab", 2, &op(r#"[4,"Y"]"#));
+        assert_eq!(d.ack(2, 7, Some(digest)), Ok(None));
         assert!(d.is_synchronized());
-        assert_eq!(d.ack(5, 8).unwrap_err(), DocError::OutOfStep("acknowledgement of op 5, which is not in flight".into()));
+        assert_eq!(d.position(), DocPosition { epoch: "e".into(), version: 7, digest: Some(digest) }, "reopens with the digest of its version");
+        assert_eq!(d.ack(5, 8, None).unwrap_err(), DocError::OutOfStep("acknowledgement of op 5, which is not in flight".into()));
+    }
+
+    #[test]
+    fn own_ops_are_recognised_by_the_submitter_id_the_server_gave() {
+        let mut d = opened_with("", 1);
+        d.edit(op(r#"["a"]"#)).unwrap();
+        // Another user who chose the same client id is not us.
+        let theirs = entry(2, "u3:eve:tab", 1, r#"["b"]"#);
+        d.committed(&theirs).unwrap();
+        assert_eq!(d.text().to_string(), "ba", "theirs was ordered first");
+        assert!(!d.is_synchronized());
+        d.committed(&entry(3, "u2:me:tab", 1, r#"[1,"a"]"#)).unwrap();
+        assert!(d.is_synchronized());
     }
 
     #[test]
@@ -272,7 +326,7 @@ mod tests {
         let mut d = opened_with("abc", 1);
         d.edit(op(r#"["1"]"#)).unwrap();
         d.edit(op(r#"["2"]"#)).unwrap();
-        d.opened("e2".into(), 50, Some("fresh".into()), None, Some(ResetReason::Trimmed)).unwrap();
+        d.opened(opened("e2", 50, Some("fresh"), None, Some(ResetReason::Trimmed))).unwrap();
         assert_eq!((d.text().to_string(), d.version(), d.resets, d.lost_edits), ("fresh".into(), 50, 1, 2));
         let s = d.edit(op(r#"["!"]"#)).unwrap().unwrap();
         assert_eq!((s.base, s.seq), (50, 2), "sequence numbers keep increasing after a reset");
@@ -281,7 +335,7 @@ mod tests {
     #[test]
     fn remote_selections_are_placed_in_the_local_text() {
         let mut d = opened_with("hello", 1);
-        d.committed(&entry(2, "bob", 1, r#"["AB"]"#)).unwrap();
+        d.committed(&entry(2, "u3:bob:tab", 1, r#"["AB"]"#)).unwrap();
         d.edit(op(r#"["x"]"#)).unwrap();
         // Bob's caret after "hel" at version 1: "AB" moved it two on, our
         // pending "x" one more.

@@ -366,19 +366,28 @@ impl Client {
             Event::Message(msg) => msg,
         };
         let (key, outcome, surface) = match &msg {
-            ServerMessage::Opened { id, room, doc, epoch, version, text, ops, reset } => {
+            ServerMessage::Opened { id, room, doc, epoch, version, digest, client, text, ops, reset } => {
                 let key = (room.clone(), doc.clone());
                 let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
                 if let Some(reason) = reset {
                     tracing::warn!(%room, %doc, ?reason, "document reset to the server's text; unacknowledged edits are dropped");
                 }
-                let outcome = d.opened(epoch.clone(), *version, text.clone(), ops.clone(), *reset);
+                let opened = document::Opened {
+                    epoch: epoch.clone(),
+                    version: *version,
+                    digest: *digest,
+                    client: client.clone(),
+                    text: text.clone(),
+                    ops: ops.clone(),
+                    reset: *reset,
+                };
+                let outcome = d.opened(opened);
                 (key, outcome, id.is_some() || self.options.doc_events)
             }
-            ServerMessage::Ack { room, doc, seq, version, .. } => {
+            ServerMessage::Ack { room, doc, seq, version, digest, .. } => {
                 let key = (room.clone(), doc.clone());
                 let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
-                (key, d.ack(*seq, *version), self.options.doc_events)
+                (key, d.ack(*seq, *version, *digest), self.options.doc_events)
             }
             ServerMessage::Op { room, doc, entry } => {
                 let key = (room.clone(), doc.clone());
@@ -693,7 +702,7 @@ impl Client {
         }
         let keys: Vec<DocKey> = self.docs.keys().cloned().collect();
         for key in keys {
-            let since = self.docs.get(&key).map(|d| DocPosition { epoch: d.epoch().to_owned(), version: d.version() });
+            let since = self.docs.get(&key).map(|d| d.position());
             self.open_and_wait(&key, since).await?;
         }
         Ok(())

@@ -7,6 +7,7 @@
 //!   and the hybrid logical clock that orders their writes.
 //! - [`client`]: the client side of OT: one op in flight, the rest buffered.
 //! - [`oplog`]: the server side: one order per document, idempotent submits.
+//! - [`digest`]: the fingerprint of a history, a hash chain over its ops.
 //! - [`presence`]: who is in a room, with expiry as a function of time.
 //! - [`undo`]: per-user selective undo and redo of text edits.
 //! - [`sim`]: a seeded simulation of a server and many clients over a lossy,
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod crdt;
+pub mod digest;
 pub mod oplog;
 pub mod presence;
 pub mod sim;

@@ -128,6 +128,12 @@ impl UndoStack {
         }
     }
 
+    /// An empty history that starts recording after `version`: edits at or
+    /// before it are not the user's to undo here.
+    pub fn starting_at(version: u64) -> Self {
+        Self { version, ..Self::new() }
+    }
+
     /// The document version the history is relative to.
     pub fn version(&self) -> u64 {
         self.version
@@ -435,7 +441,7 @@ mod tests {
                 panic!("not a duplicate")
             };
             let full = self.doc.text().make_invertible(&rebased).unwrap();
-            let version = self.doc.commit(user, self.seq, full.clone()).unwrap();
+            let version = self.doc.commit(user, self.seq, full.clone(), 0).unwrap().version;
             let stack = self.stacks.entry(user.to_owned()).or_default();
             stack
                 .record(
@@ -467,7 +473,7 @@ mod tests {
             }
             .unwrap()?;
             self.seq += 1;
-            let version = self.doc.commit(user, self.seq, proposed.clone()).unwrap();
+            let version = self.doc.commit(user, self.seq, proposed.clone(), 0).unwrap().version;
             match chain {
                 Chain::Undo => stack.undone(&proposed, version, std::iter::empty()),
                 Chain::Redo => stack.redone(&proposed, version, std::iter::empty()),

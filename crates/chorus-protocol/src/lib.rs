@@ -12,6 +12,7 @@
 //! tests below pin the exact JSON.
 
 pub use chorus_core::crdt::{Change, ValueKind};
+pub use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
 use chorus_core::presence::{Member, UserInfo};
 use serde::{Deserialize, Serialize};
@@ -147,11 +148,15 @@ pub enum ClientMessage {
     },
 }
 
-/// A version of one incarnation of a document's log.
+/// A version of one incarnation of a document's log, with the digest of
+/// the history up to it when the client knows it: a log that lost ops and
+/// reused their version numbers for others is then told apart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocPosition {
     pub epoch: String,
     pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
 }
 
 /// Why `opened` carries the whole text although the client asked for the
@@ -167,6 +172,10 @@ pub enum ResetReason {
     Epoch,
     /// The version is ahead of the document.
     Ahead,
+    /// The document's history up to that version is not the one the client
+    /// saw: the store lost ops (restored from an older copy, say) and other
+    /// ops took their versions.
+    Diverged,
 }
 
 impl ClientMessage {
@@ -345,6 +354,14 @@ pub enum ServerMessage {
         doc: String,
         epoch: String,
         version: u64,
+        /// The digest of the history at `version`.
+        #[serde(default)]
+        digest: Digest,
+        /// The submitter id this connection's ops of the document carry in
+        /// the log (the one it asked for, scoped by the server to its user):
+        /// ops with this id are its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -363,6 +380,10 @@ pub enum ServerMessage {
         doc: String,
         seq: u64,
         version: u64,
+        /// The digest of the history at `version`, when the server still
+        /// holds it (a resubmission of an op trimmed from the log has none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<Digest>,
     },
     /// Someone's op, committed as `version`, transformed to apply after
     /// version - 1.
@@ -614,7 +635,7 @@ mod tests {
                 room: "team-42/plan".into(),
                 doc: "body".into(),
                 client: Some("k7".into()),
-                since: Some(DocPosition { epoch: "9f2c".into(), version: 12 }),
+                since: Some(DocPosition { epoch: "9f2c".into(), version: 12, digest: Digest::from_hex("5d1c0a9e77b3f210") }),
                 undo: false,
             },
             ClientMessage::Submit { id: None, room: "team-42/plan".into(), doc: "body".into(), seq: 3, base: 12, op: json!([5, "hi", {"d": 2}]) },
@@ -641,7 +662,8 @@ mod tests {
     }
 
     fn entry(version: u64, client: &str, seq: u64, op: Value) -> LogEntry {
-        LogEntry { version, client: client.into(), seq, op: serde_json::from_value(op).unwrap() }
+        let previous = Digest::from_hex("0123456789abcdef").unwrap();
+        LogEntry::new(version, client, seq, serde_json::from_value(op).unwrap(), 1_764_000_000_000 + version, previous)
     }
 
     #[test]
@@ -698,6 +720,8 @@ mod tests {
                 doc: "body".into(),
                 epoch: "9f2c".into(),
                 version: 12,
+                digest: Digest::from_hex("5d1c0a9e77b3f210").unwrap(),
+                client: Some("u3:ann:k7".into()),
                 text: Some("hello 😭".into()),
                 ops: None,
                 reset: None,
@@ -708,8 +732,10 @@ mod tests {
                 doc: "body".into(),
                 epoch: "9f2c".into(),
                 version: 14,
+                digest: Digest::from_hex("77e0c2d1a4b59f08").unwrap(),
+                client: Some("u3:ann:k7".into()),
                 text: None,
-                ops: Some(vec![entry(13, "k2", 8, json!([5, "!"])), entry(14, "k7", 3, json!([{"d": "h"}]))]),
+                ops: Some(vec![entry(13, "u3:bob:k2", 8, json!([5, "!"])), entry(14, "u3:ann:k7", 3, json!([{"d": "h"}]))]),
                 reset: None,
             },
             ServerMessage::Opened {
@@ -718,12 +744,33 @@ mod tests {
                 doc: "body".into(),
                 epoch: "a001".into(),
                 version: 40_000,
+                digest: Digest::from_hex("0c9d8e7f6a5b4c3d").unwrap(),
+                client: Some("u3:ann:k7".into()),
                 text: Some("…".into()),
                 ops: None,
                 reset: Some(ResetReason::Trimmed),
             },
-            ServerMessage::Ack { id: None, room: "team-42/plan".into(), doc: "body".into(), seq: 3, version: 15 },
-            ServerMessage::Op { room: "team-42/plan".into(), doc: "body".into(), entry: entry(16, "k2", 9, json!([2, "x"])) },
+            ServerMessage::Opened {
+                id: None,
+                room: "team-42/plan".into(),
+                doc: "body".into(),
+                epoch: "a001".into(),
+                version: 9,
+                digest: Digest::from_hex("1f2e3d4c5b6a7988").unwrap(),
+                client: Some("u3:ann:k7".into()),
+                text: Some("…".into()),
+                ops: None,
+                reset: Some(ResetReason::Diverged),
+            },
+            ServerMessage::Ack {
+                id: None,
+                room: "team-42/plan".into(),
+                doc: "body".into(),
+                seq: 3,
+                version: 15,
+                digest: Digest::from_hex("9a8b7c6d5e4f3021"),
+            },
+            ServerMessage::Op { room: "team-42/plan".into(), doc: "body".into(), entry: entry(16, "u3:bob:k2", 9, json!([2, "x"])) },
             ServerMessage::DocClosed { id: Some(8), room: "team-42/plan".into(), doc: "body".into() },
             ServerMessage::Value {
                 room: "team-42/plan".into(),

@@ -2,29 +2,40 @@
 //! to the node's room tasks.
 //!
 //! Pub/sub is at-most-once and says nothing when it drops messages, so it is
-//! a wake-up, not the truth: document ops carry versions and a room that
-//! sees a gap fetches the missing ops from the log. When the subscriber
-//! connection is lost, the bus reconnects, subscribes again to every room
-//! and tells every subscription it lagged (so rooms refetch members and
-//! catch their documents up), because whatever was published meanwhile is
-//! gone.
+//! a wake-up, not the truth: every event carries the version or stamp it
+//! follows from, and a room that sees a gap reads the store. What the bus
+//! must do is notice when a room's subscription stops delivering and say
+//! so, by bumping the room's lag counter (its subscriptions then report
+//! [`BusError::Lagged`](chorus_store::BusError) and the room resyncs):
 //!
-//! On a Cluster the bus uses sharded pub/sub: each room's channel lives on
-//! the shard of the room's keys, so an event crosses only that shard. The
-//! Cluster connection subscribes again by itself after losing a node; the
-//! bus tells every subscription it lagged when the loss is reported and
-//! again when the subscription is confirmed, since events in between are
-//! gone.
+//! - the pub/sub connection is lost: the bus reconnects, subscribes again
+//!   to every room, and reports lag for all of them;
+//! - on a Cluster, a shard connection is lost (a disconnection push): every
+//!   room lags, and lags again when its subscription is confirmed anew;
+//! - on a Cluster, a slot moves: Redis ends the subscriptions of its
+//!   channels with an unsubscribe push that nobody asked for, and the client
+//!   library forgets them. The bus subscribes such a room again, retrying
+//!   until it succeeds, and reports lag;
+//! - anything else that ends a subscription silently is caught by
+//!   [`Bus::confirm`](chorus_store::Bus::confirm), which the rooms call
+//!   periodically: a marker published on the room's channel must come back.
+//!
+//! Subscribing and unsubscribing a room are serialised by a lock of that
+//! room only: no network wait of one room ever holds up another.
 //!
 //! A new subscription must see only what is published after it starts. The
 //! node's pub/sub stream is shared, so a message published just before may
 //! still be on its way; the bus therefore publishes a marker of its own on
 //! the room's channel and starts the subscription when the marker comes
-//! back: everything ahead of it in the stream is older.
+//! back: everything ahead of it in the stream is older. Dropping the last
+//! subscription of a room unsubscribes from its channel.
+//!
+//! On a Cluster the bus uses sharded pub/sub: each room's channel lives on
+//! the shard of the room's keys, so an event crosses only that shard.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,7 +46,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{channel, store_error, RedisStore, PREFIX, RESPONSE_TIMEOUT};
 
@@ -46,36 +57,62 @@ const CAPACITY: usize = 1_024;
 /// Marker payloads start with a byte no JSON event starts with.
 const MARKER: &str = "\u{1}chorus-marker:";
 
-type Sender = broadcast::Sender<Arc<RoomEvent>>;
+/// Longest pause between attempts to subscribe a room again.
+const RESUBSCRIBE_MAX_DELAY: Duration = Duration::from_secs(2);
 
-/// Where a starting subscription is handed over when its marker comes back.
-type MarkerReply = oneshot::Sender<broadcast::Receiver<Arc<RoomEvent>>>;
+/// What a marker coming back does.
+enum MarkerReply {
+    /// Starts a subscription: the receiver is made when the marker arrives.
+    Start(oneshot::Sender<broadcast::Receiver<Arc<RoomEvent>>>),
+    /// Confirms that the room's subscription delivers.
+    Confirm(oneshot::Sender<()>),
+}
 
-/// Where this node's room channels come from. Each is behind a lock that
-/// serialises subscribing and unsubscribing.
+/// Whether Redis is delivering a room's channel to this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Subscribed by us; the server's confirmation has not come yet.
+    Subscribing,
+    Live,
+    /// The subscription ended or its connection went; being restored.
+    Lost,
+}
+
+/// One room this node is subscribed to.
+struct RoomFeed {
+    tx: broadcast::Sender<Arc<RoomEvent>>,
+    lag: watch::Sender<u64>,
+    link: Link,
+}
+
+impl RoomFeed {
+    fn lagged(&self) {
+        self.lag.send_modify(|n| *n += 1);
+    }
+}
+
+/// Where this node's room channels come from.
 enum Feed {
     /// A pub/sub connection to a standalone Redis; `None` while the bus
     /// reconnects it.
-    Single(tokio::sync::Mutex<Option<PubSubSink>>),
+    Single(Mutex<Option<PubSubSink>>),
     /// Sharded subscriptions on a Cluster connection of their own, whose
     /// messages arrive as RESP3 pushes.
-    Cluster(tokio::sync::Mutex<ClusterConnection>),
+    Cluster(ClusterConnection),
 }
 
 struct State {
-    /// Rooms this node is subscribed to, with their local fan-out.
-    rooms: Mutex<HashMap<String, Sender>>,
+    rooms: Mutex<HashMap<String, RoomFeed>>,
+    /// One lock per room with a subscription being made or ended.
+    room_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     feed: Feed,
     markers: Mutex<HashMap<u64, (String, MarkerReply)>>,
-    /// Rooms whose unsubscription is under way.
-    leaving: Mutex<HashSet<String>>,
-    resync: watch::Sender<u64>,
+    next_marker: AtomicU64,
     node: String,
 }
 
 pub(crate) struct RedisBus {
     state: Arc<State>,
-    next_marker: AtomicU64,
     dispatcher: JoinHandle<()>,
 }
 
@@ -103,31 +140,81 @@ impl RedisBus {
     fn new(feed: Feed, dispatcher: impl FnOnce(Arc<State>) -> JoinHandle<()>) -> Self {
         let state = Arc::new(State {
             rooms: Mutex::new(HashMap::new()),
+            room_locks: Mutex::new(HashMap::new()),
             feed,
             markers: Mutex::new(HashMap::new()),
-            leaving: Mutex::new(HashSet::new()),
-            resync: watch::channel(0).0,
-            node: format!("{:016x}", rand::random::<u64>()),
+            next_marker: AtomicU64::new(1),
+            node: chorus_store::random_id(),
         });
         let dispatcher = dispatcher(state.clone());
-        Self { state, next_marker: AtomicU64::new(1), dispatcher }
+        Self { state, dispatcher }
     }
 
     pub(crate) async fn start_single(client: redis::Client) -> redis::RedisResult<Self> {
         let (sink, stream) = client.get_async_pubsub().await?.split();
-        let feed = Feed::Single(tokio::sync::Mutex::new(Some(sink)));
+        let feed = Feed::Single(Mutex::new(Some(sink)));
         Ok(Self::new(feed, |state| tokio::spawn(dispatch_single(client, state, stream))))
     }
 
     /// `subscriber` must be a RESP3 connection whose pushes go to `pushes`.
     pub(crate) fn start_cluster(subscriber: ClusterConnection, pushes: mpsc::UnboundedReceiver<PushInfo>) -> Self {
-        let feed = Feed::Cluster(tokio::sync::Mutex::new(subscriber));
-        Self::new(feed, |state| tokio::spawn(dispatch_cluster(state, pushes)))
+        Self::new(Feed::Cluster(subscriber), |state| tokio::spawn(dispatch_cluster(state, pushes)))
+    }
+}
+
+impl State {
+    fn room_lock(&self, room: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.room_locks).entry(room.to_owned()).or_default().clone()
+    }
+
+    /// Drops the room's lock once nobody holds or waits for it.
+    fn release_room_lock(&self, room: &str, held: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = lock(&self.room_locks);
+        // The map's copy and `held`: nobody else has one.
+        if Arc::strong_count(&held) <= 2 {
+            locks.remove(room);
+        }
+    }
+
+    /// Sends (S)SUBSCRIBE for a room's channel.
+    async fn send_subscribe(&self, room: &str) -> StoreResult<()> {
+        let outcome = match &self.feed {
+            Feed::Single(sink) => {
+                let sink = lock(sink).clone();
+                let Some(mut sink) = sink else {
+                    return Err(StoreError::Unavailable("the Redis pub/sub connection is being restored".into()));
+                };
+                tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(channel(room))).await
+            }
+            Feed::Cluster(conn) => tokio::time::timeout(RESPONSE_TIMEOUT, conn.clone().ssubscribe(channel(room))).await,
+        };
+        outcome.map_err(|_| StoreError::Unavailable("Redis did not confirm a subscription in time".into()))?.map_err(store_error)
+    }
+
+    async fn send_unsubscribe(&self, room: &str) -> redis::RedisResult<()> {
+        match &self.feed {
+            Feed::Single(sink) => {
+                let sink = lock(sink).clone();
+                match sink {
+                    Some(mut sink) => sink.unsubscribe(channel(room)).await,
+                    None => Ok(()),
+                }
+            }
+            Feed::Cluster(conn) => conn.clone().sunsubscribe(channel(room)).await,
+        }
+    }
+
+    /// Tells every room it missed events.
+    fn all_lagged(&self, link: Link) {
+        for feed in lock(&self.rooms).values_mut() {
+            feed.link = link;
+            feed.lagged();
+        }
     }
 }
 
 /// Hands one message on a room channel to the room's local subscriptions.
-fn deliver(state: &Arc<State>, channel: &str, payload: &[u8]) {
+fn deliver(state: &State, channel: &str, payload: &[u8]) {
     let Some(room) = room_of(channel) else { return };
     if let Some(marker) = std::str::from_utf8(payload).ok().and_then(|p| p.strip_prefix(MARKER)) {
         deliver_marker(state, room, marker);
@@ -140,19 +227,38 @@ fn deliver(state: &Arc<State>, channel: &str, payload: &[u8]) {
             return;
         }
     };
-    let unread = match lock(&state.rooms).get(room) {
-        Some(tx) => tx.send(Arc::new(event)).is_err(),
-        None => false,
-    };
-    if unread {
-        leave_later(state, room);
+    if let Some(feed) = lock(&state.rooms).get(room) {
+        let _ = feed.tx.send(Arc::new(event));
     }
 }
 
-/// Delivers a Cluster connection's pushes. The connection re-subscribes by
-/// itself; the bus only has to make rooms resync around a loss.
+fn deliver_marker(state: &State, room: &str, marker: &str) {
+    let Some((node, n)) = marker.split_once(':') else { return };
+    if node != state.node {
+        return; // Another node's marker.
+    }
+    let Ok(n) = n.parse::<u64>() else { return };
+    let Some((marked_room, reply)) = lock(&state.markers).remove(&n) else { return };
+    if marked_room != room {
+        return;
+    }
+    let mut rooms = lock(&state.rooms);
+    let Some(feed) = rooms.get_mut(room) else { return };
+    // A marker that came back proves the channel delivers.
+    feed.link = Link::Live;
+    match reply {
+        MarkerReply::Start(reply) => {
+            let _ = reply.send(feed.tx.subscribe());
+        }
+        MarkerReply::Confirm(reply) => {
+            let _ = reply.send(());
+        }
+    }
+}
+
+/// Delivers a Cluster connection's pushes, and keeps the subscriptions the
+/// server or a lost connection ended.
 async fn dispatch_cluster(state: Arc<State>, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
-    let mut lost = false;
     while let Some(push) = pushes.recv().await {
         match push.kind {
             PushKind::SMessage => {
@@ -161,18 +267,75 @@ async fn dispatch_cluster(state: Arc<State>, mut pushes: mpsc::UnboundedReceiver
                 }
             }
             PushKind::Disconnection => {
-                warn!("lost a Redis Cluster connection; its shard's subscriptions are being restored");
-                lost = true;
-                state.resync.send_modify(|n| *n += 1);
+                warn!("lost a Redis Cluster connection; its shard's subscriptions are being restored and every room resyncs");
+                state.all_lagged(Link::Lost);
             }
-            PushKind::SSubscribe if lost => {
-                lost = false;
-                state.resync.send_modify(|n| *n += 1);
-                info!("Redis Cluster subscriptions restored; rooms resync");
+            PushKind::SSubscribe => {
+                let Some(room) = push_room(&push) else { continue };
+                let mut rooms = lock(&state.rooms);
+                if let Some(feed) = rooms.get_mut(&room) {
+                    if feed.link == Link::Lost {
+                        info!(%room, "Redis Cluster subscription restored; the room resyncs");
+                        feed.lagged();
+                    }
+                    feed.link = Link::Live;
+                }
+            }
+            PushKind::SUnsubscribe => {
+                let Some(room) = push_room(&push) else { continue };
+                let wanted = lock(&state.rooms).get_mut(&room).map(|feed| {
+                    feed.link = Link::Lost;
+                    feed.lagged();
+                });
+                if wanted.is_some() {
+                    // Nobody here asked: the server ended it (its slot moved).
+                    warn!(%room, "Redis ended the room's subscription (its slot moved?); subscribing again");
+                    resubscribe_later(&state, &room);
+                }
             }
             _ => {}
         }
     }
+}
+
+/// The room named by a subscribe or unsubscribe push.
+fn push_room(push: &PushInfo) -> Option<String> {
+    match push.data.first()? {
+        redis::Value::BulkString(b) => room_of(std::str::from_utf8(b).ok()?).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Subscribes a room again in the background, retrying with growing pauses
+/// until Redis confirms, or until nobody on this node wants the room.
+fn resubscribe_later(state: &Arc<State>, room: &str) {
+    let (weak, room) = (Arc::downgrade(state), room.to_owned());
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let Some(state) = weak.upgrade() else { return };
+            let room_lock = state.room_lock(&room);
+            let outcome = {
+                let _held = room_lock.lock().await;
+                if !lock(&state.rooms).get(&room).is_some_and(|f| f.link == Link::Lost) {
+                    Ok(()) // Restored meanwhile, or left.
+                } else {
+                    state.send_subscribe(&room).await
+                }
+            };
+            state.release_room_lock(&room, room_lock);
+            match outcome {
+                Ok(()) => {
+                    debug!(%room, "subscribed again");
+                    return;
+                }
+                Err(e) => warn!(%room, "could not subscribe again, retrying in {delay:?}: {e}"),
+            }
+            drop(state);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RESUBSCRIBE_MAX_DELAY);
+        }
+    });
 }
 
 /// Delivers the node's pub/sub stream to the local subscriptions, and
@@ -184,26 +347,13 @@ async fn dispatch_single(client: redis::Client, state: Arc<State>, mut stream: P
             deliver(&state, msg.get_channel_name(), msg.get_payload_bytes());
         }
         warn!("lost the Redis pub/sub connection; reconnecting");
-        *sink.lock().await = None;
+        *lock(sink) = None;
+        state.all_lagged(Link::Lost);
         stream = reconnect(&client, &state).await;
         // Whatever was published while the connection was down is gone.
-        state.resync.send_modify(|n| *n += 1);
+        state.all_lagged(Link::Live);
         info!("Redis pub/sub connection restored; rooms resync");
     }
-}
-
-fn deliver_marker(state: &State, room: &str, marker: &str) {
-    let Some((node, n)) = marker.split_once(':') else { return };
-    if node != state.node {
-        return; // Another node's subscription starting.
-    }
-    let Ok(n) = n.parse::<u64>() else { return };
-    let Some((marked_room, reply)) = lock(&state.markers).remove(&n) else { return };
-    if marked_room != room {
-        return;
-    }
-    let rx = lock(&state.rooms).entry(room.to_owned()).or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe();
-    let _ = reply.send(rx);
 }
 
 /// Connects again (backing off up to a second between tries) and
@@ -216,53 +366,41 @@ async fn reconnect(client: &redis::Client, state: &State) -> PubSubStream {
         let Ok(Ok(pubsub)) = tokio::time::timeout(RESPONSE_TIMEOUT, client.get_async_pubsub()).await else { continue };
         let (mut sink, stream) = pubsub.split();
         let channels: Vec<String> = lock(&state.rooms).keys().map(|r| channel(r)).collect();
-        if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+        if !channels.is_empty() && !matches!(tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(&channels)).await, Ok(Ok(()))) {
             continue;
         }
         if let Feed::Single(feed) = &state.feed {
-            *feed.lock().await = Some(sink);
+            *lock(feed) = Some(sink);
         }
         return stream;
     }
 }
 
-/// Unsubscribes from a room nobody on this node reads any more, unless a
-/// subscription started meanwhile.
-fn leave_later(state: &Arc<State>, room: &str) {
-    if !lock(&state.leaving).insert(room.to_owned()) {
-        return;
-    }
-    let (state, room) = (state.clone(), room.to_owned());
-    tokio::spawn(async move {
-        let unread = || {
-            let mut rooms = lock(&state.rooms);
-            let unread = rooms.get(&room).is_some_and(|tx| tx.receiver_count() == 0);
+/// Unsubscribes from a room once no subscription of it is left on this node.
+fn unsubscribe_if_unread(state: Weak<State>, room: String) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        let Some(state) = state.upgrade() else { return };
+        let room_lock = state.room_lock(&room);
+        {
+            let _held = room_lock.lock().await;
+            let unread = {
+                let mut rooms = lock(&state.rooms);
+                let unread = rooms.get(&room).is_some_and(|f| f.tx.receiver_count() == 0);
+                if unread {
+                    rooms.remove(&room);
+                }
+                unread
+            };
             if unread {
-                rooms.remove(&room);
-            }
-            unread
-        };
-        let outcome = match &state.feed {
-            Feed::Single(sink) => {
-                let mut sink = sink.lock().await;
-                match (unread(), sink.as_mut()) {
-                    (true, Some(sink)) => sink.unsubscribe(channel(&room)).await,
-                    _ => Ok(()),
+                if let Err(e) = state.send_unsubscribe(&room).await {
+                    // Its messages are dropped on arrival; a reconnect does
+                    // not subscribe it again.
+                    warn!(%room, "could not unsubscribe: {e}");
                 }
             }
-            Feed::Cluster(conn) => {
-                let mut conn = conn.lock().await;
-                if unread() {
-                    conn.sunsubscribe(channel(&room)).await
-                } else {
-                    Ok(())
-                }
-            }
-        };
-        if let Err(e) = outcome {
-            warn!(%room, "could not unsubscribe: {e}");
         }
-        lock(&state.leaving).remove(&room);
+        state.release_room_lock(&room, room_lock);
     });
 }
 
@@ -276,61 +414,95 @@ impl Bus for RedisStore {
 
     async fn subscribe(&self, room: &str) -> StoreResult<Subscription> {
         let state = &self.bus.state;
-        let subscribed = || lock(&state.rooms).contains_key(room);
-        let confirmed = |outcome: Result<redis::RedisResult<()>, _>| {
-            outcome.map_err(|_| StoreError::Unavailable("Redis did not confirm a subscription".into()))?.map_err(store_error)?;
-            lock(&state.rooms).entry(room.to_owned()).or_insert_with(|| broadcast::channel(CAPACITY).0);
-            Ok::<_, StoreError>(())
+        let room_lock = state.room_lock(room);
+        let outcome = {
+            let _held = room_lock.lock().await;
+            self.subscribe_locked(room).await
         };
-        // The feed stays locked until the subscription has started, so the
-        // room cannot be unsubscribed meanwhile.
-        match &state.feed {
-            Feed::Single(sink) => {
-                let mut sink = sink.lock().await;
-                let Some(sink) = sink.as_mut() else {
-                    return Err(StoreError::Unavailable("the Redis pub/sub connection is being restored".into()));
-                };
-                if !subscribed() {
-                    confirmed(tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(channel(room))).await)?;
-                }
-                self.start_at_marker(room).await
-            }
-            Feed::Cluster(conn) => {
-                let mut conn = conn.lock().await;
-                if !subscribed() {
-                    confirmed(tokio::time::timeout(RESPONSE_TIMEOUT, conn.ssubscribe(channel(room))).await)?;
-                }
-                self.start_at_marker(room).await
+        state.release_room_lock(room, room_lock);
+        let (rx, lag) = outcome?;
+        let weak = Arc::downgrade(state);
+        let room = room.to_owned();
+        Ok(Subscription::new(rx).with_lag(lag).on_drop(move || unsubscribe_if_unread(weak, room)))
+    }
+
+    async fn confirm(&self, room: &str) -> StoreResult<()> {
+        let state = &self.bus.state;
+        let (reply, confirmed) = oneshot::channel();
+        let outcome = self.publish_marker(room, MarkerReply::Confirm(reply), confirmed).await;
+        if outcome.is_err() {
+            let lost = lock(&state.rooms).get_mut(room).map(|feed| {
+                feed.link = Link::Lost;
+                feed.lagged();
+            });
+            if lost.is_some() {
+                warn!(%room, "the room's subscription did not deliver a marker; subscribing again");
+                resubscribe_later(state, room);
             }
         }
+        outcome.map(|_| ())
+    }
+
+    fn subscribed_rooms(&self) -> usize {
+        lock(&self.bus.state.rooms).len()
     }
 }
 
 impl RedisStore {
-    /// Publishes a marker on the room's channel and starts the subscription
-    /// where it comes back.
-    async fn start_at_marker(&self, room: &str) -> StoreResult<Subscription> {
-        let bus = &self.bus;
-        let state = &bus.state;
-        let n = bus.next_marker.fetch_add(1, Ordering::Relaxed);
+    /// Subscribes the room's channel unless this node already is, then
+    /// starts a receiver at a marker. Called under the room's lock.
+    async fn subscribe_locked(&self, room: &str) -> StoreResult<(broadcast::Receiver<Arc<RoomEvent>>, watch::Receiver<u64>)> {
+        let state = &self.bus.state;
+        let fresh = {
+            let mut rooms = lock(&state.rooms);
+            match rooms.get(room) {
+                Some(_) => false,
+                None => {
+                    rooms.insert(room.to_owned(), RoomFeed { tx: broadcast::channel(CAPACITY).0, lag: watch::channel(0).0, link: Link::Subscribing });
+                    true
+                }
+            }
+        };
+        if fresh {
+            if let Err(e) = state.send_subscribe(room).await {
+                lock(&state.rooms).remove(room);
+                return Err(e);
+            }
+        }
+        let lag = lock(&state.rooms).get(room).map(|f| f.lag.subscribe());
         let (reply, started) = oneshot::channel();
+        let outcome = self.publish_marker(room, MarkerReply::Start(reply), started).await;
+        match (outcome, lag) {
+            (Ok(rx), Some(lag)) => Ok((rx, lag)),
+            (outcome, _) => {
+                if fresh && lock(&state.rooms).get(room).is_some_and(|f| f.tx.receiver_count() == 0) {
+                    lock(&state.rooms).remove(room);
+                    let _ = state.send_unsubscribe(room).await;
+                }
+                Err(outcome.err().unwrap_or_else(|| StoreError::Unavailable("the subscription ended while starting".into())))
+            }
+        }
+    }
+
+    /// Publishes a marker on the room's channel and waits for this node to
+    /// receive it.
+    async fn publish_marker<T>(&self, room: &str, reply: MarkerReply, arrived: oneshot::Receiver<T>) -> StoreResult<T> {
+        let state = &self.bus.state;
+        let n = state.next_marker.fetch_add(1, Ordering::Relaxed);
         lock(&state.markers).insert(n, (room.to_owned(), reply));
         let marker = format!("{MARKER}{}:{n}", state.node);
         let published = redis::cmd(self.publish_command()).arg(channel(room)).arg(marker).query_async::<i64>(&mut self.conn()).await;
         let outcome = match published {
-            Ok(_) => tokio::time::timeout(RESPONSE_TIMEOUT, started).await,
+            Ok(_) => tokio::time::timeout(RESPONSE_TIMEOUT, arrived).await.ok().and_then(Result::ok),
             Err(e) => {
                 lock(&state.markers).remove(&n);
                 return Err(store_error(e));
             }
         };
-        match outcome {
-            Ok(Ok(rx)) => Ok(Subscription::with_resync(rx, state.resync.subscribe())),
-            _ => {
-                lock(&state.markers).remove(&n);
-                Err(StoreError::Unavailable("the subscription did not start (Redis pub/sub is not delivering)".into()))
-            }
-        }
+        outcome.ok_or_else(|| {
+            lock(&state.markers).remove(&n);
+            StoreError::Unavailable(format!("the subscription to room {room} did not deliver (Redis pub/sub is not delivering to this node)"))
+        })
     }
 }
 

@@ -1,20 +1,20 @@
 //! Document logs on Redis: the order of each text document.
 //!
-//! Redis holds the ops, the snapshot and each client's last (seq, version),
-//! never the text at the head (the nodes do), so a commit is a constant
-//! amount of work whatever the document's size. The log is a list whose
-//! first element is the op after version `oldest`; trimming drops from the
-//! front behind a snapshot.
+//! Redis holds the ops, the snapshot, each client's last (seq, version) and
+//! the users' undo histories, never the text at the head (the nodes do), so
+//! a commit is a constant amount of work whatever the document's size. The
+//! log is a list whose first element is the op after version `oldest`;
+//! trimming drops from the front behind a snapshot.
 
 use async_trait::async_trait;
+use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
-use chorus_core::text::TextOp;
-use chorus_store::{Appended, DocStore, StoreError, StoreResult, StoredDoc};
+use chorus_store::{random_id, Appended, Commit, DocStore, Snapshot, StoreError, StoreResult, StoredDoc};
 use redis::Value as Reply;
 
 use crate::{channel, decode_error, doc_key, number, store_error, text, RedisStore};
 
-fn entry_from(bytes: &[u8]) -> StoreResult<LogEntry> {
+pub(crate) fn entry_from(bytes: &[u8]) -> StoreResult<LogEntry> {
     serde_json::from_slice(bytes).map_err(|e| decode_error("op", e))
 }
 
@@ -28,57 +28,71 @@ fn entries(replies: &[Reply]) -> StoreResult<Vec<LogEntry>> {
         .collect()
 }
 
+pub(crate) fn digest(reply: &Reply) -> StoreResult<Digest> {
+    let hex = text(reply)?;
+    Digest::from_hex(&hex).ok_or_else(|| decode_error("digest", hex))
+}
+
 #[async_trait]
 impl DocStore for RedisStore {
     async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc> {
-        let fresh_epoch = format!("{:016x}", rand::random::<u64>());
         let items: Vec<Reply> = self
             .scripts
             .doc_load
-            .key(doc_key(room, doc, ""))
+            .key(doc_key(room, doc, "meta"))
             .key(doc_key(room, doc, "log"))
             .key(doc_key(room, doc, "snapshot"))
-            .arg(fresh_epoch)
+            .arg(random_id())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        let [epoch, snapshot_version, snapshot, ops @ ..] = items.as_slice() else {
+        let [epoch, snapshot_version, snapshot, oldest_digest, ops @ ..] = items.as_slice() else {
             return Err(decode_error("document", format!("{items:?}")));
         };
-        let ops = entries(ops)?;
-        Ok(StoredDoc { epoch: text(epoch)?, snapshot_version: number(snapshot_version)?, snapshot: text(snapshot)?, ops })
+        Ok(StoredDoc {
+            epoch: text(epoch)?,
+            snapshot_version: number(snapshot_version)?,
+            snapshot: text(snapshot)?,
+            oldest_digest: digest(oldest_digest)?,
+            ops: entries(ops)?,
+        })
     }
 
-    async fn append(&self, room: &str, doc: &str, epoch: &str, expected: u64, client: &str, seq: u64, op: &TextOp) -> StoreResult<Appended> {
-        let op = serde_json::to_string(op).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let reply: Vec<Reply> = self
-            .scripts
-            .doc_append
-            .key(doc_key(room, doc, ""))
+    async fn append(&self, room: &str, doc: &str, c: &Commit<'_>) -> StoreResult<Appended> {
+        let op = serde_json::to_string(c.op).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut invocation = self.scripts.doc_append.key(doc_key(room, doc, "meta"));
+        invocation
             .key(doc_key(room, doc, "log"))
             .key(doc_key(room, doc, "clients"))
-            .arg(epoch)
-            .arg(expected)
-            .arg(client)
-            .arg(seq)
+            .key(doc_key(room, doc, "history"))
+            .key(doc_key(room, doc, "history-rev"))
+            .arg(c.epoch)
+            .arg(c.expected)
+            .arg(c.expected_digest.to_hex())
+            .arg(c.client)
+            .arg(c.seq.to_string())
             .arg(op)
+            .arg(c.digest.to_hex())
             .arg(doc)
             .arg(channel(room))
             .arg(self.bus.node())
-            .arg(self.publish_command())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
-        let [outcome, value, missed @ ..] = reply.as_slice() else {
-            return Err(decode_error("append reply", format!("{reply:?}")));
+            .arg(self.publish_command());
+        if let Some(h) = c.history {
+            invocation.arg(h.user).arg(h.expected_rev.to_string()).arg(h.token).arg(h.saved);
+        }
+        let reply: Vec<Reply> = invocation.invoke_async(&mut self.conn()).await.map_err(store_error)?;
+        let Some((outcome, rest)) = reply.split_first() else {
+            return Err(decode_error("append reply", "empty"));
         };
-        Ok(match text(outcome)?.as_str() {
-            "committed" => Appended::Committed { version: number(value)? },
-            "duplicate" => Appended::Duplicate { version: number(value)? },
-            "conflict" => Appended::Conflict { head: number(value)?, missed: entries(missed)? },
-            "stale" => Appended::StaleSeq { last: number(value)? },
-            "epoch" => Appended::EpochChanged { epoch: text(value)? },
-            other => return Err(decode_error("append outcome", other)),
+        Ok(match (text(outcome)?.as_str(), rest) {
+            ("committed", [version, at]) => Appended::Committed { version: number(version)?, at: number(at)? },
+            ("duplicate", [version]) => Appended::Duplicate { version: number(version)? },
+            ("conflict", [head, missed @ ..]) => Appended::Conflict { head: number(head)?, missed: entries(missed)? },
+            ("stale", [last]) => Appended::StaleSeq { last: number(last)? },
+            ("epoch", [epoch]) => Appended::EpochChanged { epoch: text(epoch)? },
+            ("diverged", []) => Appended::Diverged,
+            ("history", []) => Appended::HistoryMoved,
+            (other, _) => return Err(decode_error("append outcome", format!("{other} {rest:?}"))),
         })
     }
 
@@ -86,7 +100,7 @@ impl DocStore for RedisStore {
         let reply: Reply = self
             .scripts
             .doc_since
-            .key(doc_key(room, doc, ""))
+            .key(doc_key(room, doc, "meta"))
             .key(doc_key(room, doc, "log"))
             .arg(epoch)
             .arg(version)
@@ -107,18 +121,19 @@ impl DocStore for RedisStore {
         parsed.map(Some).ok_or_else(|| decode_error("client entry", last))
     }
 
-    async fn snapshot(&self, room: &str, doc: &str, epoch: &str, version: u64, text: String, trim_to: u64) -> StoreResult<()> {
+    async fn snapshot(&self, room: &str, doc: &str, s: Snapshot<'_>) -> StoreResult<()> {
         let _: i64 = self
             .scripts
             .doc_snapshot
-            .key(doc_key(room, doc, ""))
+            .key(doc_key(room, doc, "meta"))
             .key(doc_key(room, doc, "log"))
             .key(doc_key(room, doc, "snapshot"))
             .key(doc_key(room, doc, "clients"))
-            .arg(epoch)
-            .arg(version)
-            .arg(text)
-            .arg(trim_to)
+            .arg(s.epoch)
+            .arg(s.version)
+            .arg(s.text)
+            .arg(s.trim_to)
+            .arg(s.trim_digest.to_hex())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;

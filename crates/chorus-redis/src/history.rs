@@ -1,19 +1,50 @@
-//! Undo histories on Redis: one hash per document, a field per user, under
-//! the room's hash tag like everything else of the room.
+//! Undo histories on Redis: per document, a hash of each user's saved
+//! history and a hash of its revision (with the version of the undo op
+//! written with it and the token of the write), under the room's hash tag
+//! like everything else of the room. An undo's op and its history are
+//! written by the append script, in one step.
 
 use async_trait::async_trait;
-use chorus_store::{HistoryStore, StoreResult};
+use chorus_store::{HistoryStore, StoreResult, StoredHistory};
+use redis::Value as Reply;
 
-use crate::{doc_key, store_error, RedisStore};
+use crate::{decode_error, doc_key, number, store_error, text, RedisStore};
 
 #[async_trait]
 impl HistoryStore for RedisStore {
-    async fn load_history(&self, room: &str, doc: &str, user: &str) -> StoreResult<Option<String>> {
-        redis::cmd("HGET").arg(doc_key(room, doc, "history")).arg(user).query_async(&mut self.conn()).await.map_err(store_error)
+    async fn load_history(&self, room: &str, doc: &str, user: &str) -> StoreResult<Option<StoredHistory>> {
+        let reply: Reply = self
+            .scripts
+            .history_load
+            .key(doc_key(room, doc, "history"))
+            .key(doc_key(room, doc, "history-rev"))
+            .arg(user)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        match reply {
+            Reply::Nil => Ok(None),
+            Reply::Array(items) => match items.as_slice() {
+                [rev, saved] => Ok(Some(StoredHistory { rev: number(rev)?, saved: text(saved)? })),
+                other => Err(decode_error("history", format!("{other:?}"))),
+            },
+            other => Err(decode_error("history", format!("{other:?}"))),
+        }
     }
 
-    async fn save_history(&self, room: &str, doc: &str, user: &str, saved: String) -> StoreResult<()> {
-        let _: i64 = redis::cmd("HSET").arg(doc_key(room, doc, "history")).arg(user).arg(saved).query_async(&mut self.conn()).await.map_err(store_error)?;
-        Ok(())
+    async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
+        let written: i64 = self
+            .scripts
+            .history_save
+            .key(doc_key(room, doc, "history"))
+            .key(doc_key(room, doc, "history-rev"))
+            .arg(user)
+            .arg(expected_rev.to_string())
+            .arg(token)
+            .arg(saved)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok(written == 1)
     }
 }

@@ -10,16 +10,29 @@
 //!   expiry times per room; removal (leave or expiry) hands an entry back to
 //!   exactly one caller. An index of rooms by earliest expiry lets a sweep
 //!   visit only the rooms with something to expire.
-//! - documents: per document a hash (epoch, head, oldest kept version,
-//!   snapshot version), a list of ops, a hash of each client's last
-//!   (seq, version), and the snapshot text. A commit compares the head,
+//! - documents: per document a hash (epoch, head and its digest, oldest
+//!   kept version and its digest, snapshot version), a list of ops, a hash
+//!   of each client's last (seq, version), the snapshot text, and the
+//!   users' undo histories. A commit compares the head and its digest,
 //!   appends, bumps the head and publishes in one script, with O(1) work
 //!   whatever the document's size.
-//! - values: per room a hash of versions and a hash of states; a change is
-//!   one compare-and-set script that also publishes the new state.
+//! - values: per room hashes of versions, states and write tokens, and the
+//!   room's values stamp; a change is one compare-and-set script that also
+//!   publishes the new state.
 //! - the bus: pub/sub per room (sharded pub/sub on a Cluster, so a room's
 //!   events travel only through the shard that holds its keys), a wake-up
 //!   and not the truth (see [`bus`]).
+//!
+//! Every script either changes nothing when repeated (a leave, a snapshot)
+//! or recognises its own repetition (a join finds its entry, an append its
+//! (client, seq), a value or history write its token): the Cluster client
+//! retries a command whose connection dropped, and a node retries a call
+//! whose answer it never got, so a script may run twice.
+//!
+//! Names clients choose never meet: rooms cannot hold braces, and a
+//! document's keys carry its name with its length (`d:4:body:log`), so no
+//! name reaches another's keys whatever separators it contains. A store
+//! written with the earlier layout (`doc:NAME:…`) is refused at start-up.
 //!
 //! A Cluster is recognised by itself: give one node's URL or several seed
 //! URLs separated by commas. Nothing else changes between the two, because
@@ -30,7 +43,9 @@
 mod bus;
 mod docs;
 mod history;
+mod layout;
 mod presence;
+mod status;
 pub mod testing;
 mod values;
 
@@ -110,6 +125,9 @@ struct Scripts {
     doc_snapshot: redis::Script,
     value_put: redis::Script,
     value_all: redis::Script,
+    history_load: redis::Script,
+    history_save: redis::Script,
+    room_status: redis::Script,
 }
 
 impl Scripts {
@@ -127,6 +145,9 @@ impl Scripts {
             doc_snapshot: redis::Script::new(include_str!("lua/doc_snapshot.lua")),
             value_put: redis::Script::new(include_str!("lua/value_put.lua")),
             value_all: redis::Script::new(include_str!("lua/value_all.lua")),
+            history_load: redis::Script::new(include_str!("lua/history_load.lua")),
+            history_save: redis::Script::new(include_str!("lua/history_save.lua")),
+            room_status: redis::Script::new(include_str!("lua/room_status.lua")),
         }
     }
 }
@@ -138,6 +159,8 @@ pub enum ConnectError {
     InvalidUrl { url: String, reason: String },
     #[error("cannot reach Redis at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("Redis at {url} holds Chorus data in an older layout ({found}); this Chorus keeps documents under other keys and will not read or overwrite it. Export what you need with the Chorus that wrote it, or give this Chorus an empty Redis (or another database number)")]
+    OldLayout { url: String, found: String },
 }
 
 impl RedisStore {
@@ -168,6 +191,7 @@ impl RedisStore {
                 .map_err(unreachable)?;
             let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut conn).await.map_err(unreachable)?;
             if !info.contains("cluster_enabled:1") {
+                layout::check(&mut Conn::Single(conn.clone()), &[client.clone()], &shown).await?;
                 let bus = bus::RedisBus::start_single(client).await.map_err(unreachable)?;
                 return Ok(Self { conn: Conn::Single(conn), bus, scripts: Scripts::new(), shown });
             }
@@ -191,6 +215,8 @@ impl RedisStore {
             .map_err(|_| timed_out())?
             .map_err(unreachable)?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(unreachable)?;
+        let masters = layout::masters(&mut conn, first).await.map_err(unreachable)?;
+        layout::check(&mut Conn::Cluster(conn.clone()), &masters, &shown).await?;
         let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
         let subscriber = cluster(Some(push)).map_err(|e| invalid(e.to_string()))?;
         let subscriber = tokio::time::timeout(CONNECT_TIMEOUT * 2, subscriber.get_async_connection())
@@ -233,17 +259,17 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// Keys of one room, all under its hash tag.
+/// Keys of one room, all under its hash tag. Room names cannot hold braces
+/// (the server checks), so the tag is the whole name.
 fn room_key(room: &str, what: &str) -> String {
     format!("{PREFIX}:{{{room}}}:{what}")
 }
 
+/// Keys of one document: its name with its length, so that no name, whatever
+/// separators it holds, reaches the keys of another (`x:log` is
+/// `d:5:x:log:…`, never `x`'s log).
 fn doc_key(room: &str, doc: &str, what: &str) -> String {
-    if what.is_empty() {
-        format!("{PREFIX}:{{{room}}}:doc:{doc}")
-    } else {
-        format!("{PREFIX}:{{{room}}}:doc:{doc}:{what}")
-    }
+    format!("{PREFIX}:{{{room}}}:d:{}:{doc}:{what}", doc.len())
 }
 
 fn channel(room: &str) -> String {
@@ -279,6 +305,15 @@ fn number(reply: &redis::Value) -> StoreResult<u64> {
     text(reply)?.parse().map_err(|e| decode_error("number", e))
 }
 
+/// A stamp from a script's reply: an epoch (nil when the record does not
+/// exist) and a sequence number.
+fn stamp(epoch: &redis::Value, seq: &redis::Value) -> StoreResult<Option<chorus_store::Stamp>> {
+    match epoch {
+        redis::Value::Nil => Ok(None),
+        epoch => Ok(Some(chorus_store::Stamp { epoch: text(epoch)?, seq: number(seq)? })),
+    }
+}
+
 fn decode_error(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("stored {what} does not decode: {e}"))
 }
@@ -297,9 +332,23 @@ mod tests {
     #[test]
     fn every_key_of_a_room_carries_its_hash_tag() {
         assert_eq!(room_key("team/plan", "members"), "chorus:{team/plan}:members");
-        assert_eq!(doc_key("team/plan", "body", "log"), "chorus:{team/plan}:doc:body:log");
-        assert_eq!(doc_key("team/plan", "body", ""), "chorus:{team/plan}:doc:body");
+        assert_eq!(doc_key("team/plan", "body", "log"), "chorus:{team/plan}:d:4:body:log");
         assert_eq!(channel("r"), "chorus:{r}:events");
+    }
+
+    #[test]
+    fn no_document_name_reaches_another_documents_keys() {
+        let names = ["x", "x:log", "x:meta", "log", "4:x", "d:1:x", "x:log:log", "1:x:log"];
+        let kinds = ["meta", "log", "snapshot", "clients", "history", "history-rev"];
+        let mut keys = std::collections::HashSet::new();
+        for name in names {
+            for kind in kinds {
+                assert!(keys.insert(doc_key("r", name, kind)), "{name} {kind} collides");
+            }
+        }
+        for room_level in ["members", "states", "expiry", "presence", "values:version", "values:state", "values:token", "values:meta", "events"] {
+            assert!(!keys.contains(&room_key("r", room_level)), "{room_level}");
+        }
     }
 
     #[tokio::test]

@@ -1,9 +1,11 @@
 //! Presence on Redis: who is in which room, with per-entry expiry.
 //!
-//! Every change is one script on the room's keys, so removal (leave or
-//! expiry) hands an entry back to exactly one caller however many nodes race.
-//! Members and their states are kept in two hashes so that a state update
-//! never rewrites (or re-encodes) the member.
+//! Every change is one script on the room's keys that also publishes the
+//! change with the room's presence stamp, so removal (leave or expiry)
+//! hands an entry back to exactly one caller however many nodes race, and
+//! no change can be made without being announced. Members and their states
+//! are kept in two hashes so that a state update never rewrites (or
+//! re-encodes) the member. The keys of a room go with its last entry.
 //!
 //! The index of rooms by earliest expiry is one key for the whole store, so
 //! on a Cluster it lives in another slot than the rooms and no script may
@@ -14,19 +16,21 @@
 
 use async_trait::async_trait;
 use chorus_core::presence::{Member, Millis};
-use chorus_store::{Expired, PresenceStore, RoomSummary, StoreResult};
+use chorus_protocol::LeaveReason;
+use chorus_store::{random_id, Expired, Joined, Members, PresenceStore, RoomSummary, StoreResult, Sweep};
 use redis::Value as Reply;
 use serde_json::Value;
+use tracing::warn;
 
-use crate::{decode_error, room_key, store_error, text, RedisStore, PREFIX};
+use crate::{channel, decode_error, number, room_key, stamp, store_error, text, RedisStore, PREFIX};
 
 /// Rooms by a time at or before their earliest presence expiry.
 fn rooms_index() -> String {
     format!("{PREFIX}:presence-rooms")
 }
 
-fn presence_keys(room: &str) -> [String; 3] {
-    [room_key(room, "members"), room_key(room, "states"), room_key(room, "expiry")]
+pub(crate) fn presence_keys(room: &str) -> [String; 4] {
+    [room_key(room, "members"), room_key(room, "states"), room_key(room, "expiry"), room_key(room, "presence")]
 }
 
 /// A stored member with its state put back.
@@ -38,13 +42,23 @@ fn member_from(member: &[u8], state: &[u8]) -> StoreResult<Member> {
 
 /// Members from a flat {member, state, member, state, ...} reply.
 fn members_from(items: &[Reply]) -> StoreResult<Vec<Member>> {
-    items
+    let mut list = items
         .chunks(2)
         .map(|pair| match pair {
             [Reply::BulkString(m), Reply::BulkString(s)] => member_from(m, s),
             other => Err(decode_error("member list", format!("{other:?}"))),
         })
-        .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+    sort_by_join(&mut list);
+    Ok(list)
+}
+
+/// Members with their stamp from {epoch, seq, member, state, ...}.
+fn stamped_members(items: &[Reply]) -> StoreResult<Members> {
+    let [epoch, seq, rest @ ..] = items else {
+        return Err(decode_error("member list", format!("{items:?}")));
+    };
+    Ok(Members { members: members_from(rest)?, stamp: stamp(epoch, seq)? })
 }
 
 /// An expiry time from a script's reply: a number, or empty for none.
@@ -66,7 +80,7 @@ impl RedisStore {
             None => redis::cmd("ZREM").arg(rooms_index()).arg(room).query_async(&mut conn).await,
         }
         .map_err(store_error)?;
-        let [_, _, expiry] = presence_keys(room);
+        let [_, _, expiry, _] = presence_keys(room);
         let first: Vec<(String, f64)> = redis::cmd("ZRANGE").arg(expiry).arg(0).arg(0).arg("WITHSCORES").query_async(&mut conn).await.map_err(store_error)?;
         if let Some((_, now_first)) = first.first() {
             if earliest.is_none_or(|at| *now_first < at) {
@@ -83,30 +97,42 @@ fn sort_by_join(members: &mut [Member]) {
 
 #[async_trait]
 impl PresenceStore for RedisStore {
-    async fn join(&self, room: &str, member: Member, expires_at: Millis, now: Millis) -> StoreResult<usize> {
+    async fn join(&self, room: &str, member: Member, expires_at: Millis, now: Millis, limit: usize) -> StoreResult<Joined> {
         let state = serde_json::to_string(&member.state).map_err(|e| decode_error("presence state", e))?;
+        let whole = serde_json::to_string(&member).map_err(|e| decode_error("member", e))?;
         let stored = serde_json::to_string(&Member { state: Value::Null, ..member.clone() }).map_err(|e| decode_error("member", e))?;
-        let [members, states, expiry] = presence_keys(room);
-        let count: usize = self
+        let [members, states, expiry, presence] = presence_keys(room);
+        let items: Vec<Reply> = self
             .scripts
             .presence_join
             .key(members)
             .key(states)
             .key(expiry)
+            .key(presence)
             .arg(&member.connection)
             .arg(stored)
             .arg(state)
             .arg(expires_at)
             .arg(now)
+            .arg(limit)
+            .arg(random_id())
+            .arg(channel(room))
+            .arg(self.publish_command())
+            .arg(whole)
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
+        let Some((outcome, rest)) = items.split_first() else { return Err(decode_error("join reply", "empty")) };
+        if text(outcome)? == "full" {
+            return Ok(Joined::Full { limit });
+        }
+        let members = stamped_members(rest)?;
         let _: i64 = redis::cmd("ZADD").arg(rooms_index()).arg("LT").arg(expires_at).arg(room).query_async(&mut self.conn()).await.map_err(store_error)?;
-        Ok(count)
+        Ok(Joined::Entered { members })
     }
 
     async fn refresh(&self, room: &str, connection: &str, expires_at: Millis) -> StoreResult<bool> {
-        let [members, _, expiry] = presence_keys(room);
+        let [members, _, expiry, _] = presence_keys(room);
         let done: i64 = self
             .scripts
             .presence_refresh
@@ -121,31 +147,39 @@ impl PresenceStore for RedisStore {
     }
 
     async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
-        let [members, states, _] = presence_keys(room);
+        let [members, states, _, presence] = presence_keys(room);
         let json = serde_json::to_string(&state).map_err(|e| decode_error("presence state", e))?;
         let done: i64 = self
             .scripts
             .presence_state
             .key(members)
             .key(states)
+            .key(presence)
             .arg(connection)
             .arg(json)
+            .arg(channel(room))
+            .arg(self.publish_command())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
         Ok(done == 1)
     }
 
-    async fn leave(&self, room: &str, connection: &str, now: Millis) -> StoreResult<Option<(Member, usize)>> {
-        let [members, states, expiry] = presence_keys(room);
+    async fn leave(&self, room: &str, connection: &str, reason: LeaveReason, now: Millis) -> StoreResult<Option<(Member, usize)>> {
+        let [members, states, expiry, presence] = presence_keys(room);
+        let reason = serde_json::to_value(reason).map_err(|e| decode_error("reason", e))?;
         let reply: Reply = self
             .scripts
             .presence_leave
             .key(members)
             .key(states)
             .key(expiry)
+            .key(presence)
             .arg(connection)
             .arg(now)
+            .arg(reason.as_str().unwrap_or("closed"))
+            .arg(channel(room))
+            .arg(self.publish_command())
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
@@ -159,29 +193,28 @@ impl PresenceStore for RedisStore {
         }
     }
 
-    async fn members(&self, room: &str, now: Millis) -> StoreResult<Vec<Member>> {
-        let [members, states, expiry] = presence_keys(room);
+    async fn members(&self, room: &str, now: Millis) -> StoreResult<Members> {
+        let [members, states, expiry, presence] = presence_keys(room);
         let items: Vec<Reply> = self
             .scripts
             .presence_members
             .key(members)
             .key(states)
             .key(expiry)
+            .key(presence)
             .arg(now)
             .invoke_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        let mut list = members_from(&items)?;
-        sort_by_join(&mut list);
-        Ok(list)
+        stamped_members(&items)
     }
 
     async fn count(&self, room: &str, now: Millis) -> StoreResult<usize> {
-        let [_, _, expiry] = presence_keys(room);
+        let [_, _, expiry, _] = presence_keys(room);
         redis::cmd("ZCOUNT").arg(expiry).arg(format!("({now}")).arg("+inf").query_async(&mut self.conn()).await.map_err(store_error)
     }
 
-    async fn expire(&self, now: Millis) -> StoreResult<Vec<Expired>> {
+    async fn expire(&self, now: Millis) -> StoreResult<Sweep> {
         let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(rooms_index())
             .arg("-inf")
@@ -189,28 +222,18 @@ impl PresenceStore for RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        let mut out = Vec::new();
+        let mut sweep = Sweep::default();
         for room in due {
-            let [members, states, expiry] = presence_keys(&room);
-            let items: Vec<Reply> = self
-                .scripts
-                .presence_expire
-                .key(members)
-                .key(states)
-                .key(expiry)
-                .arg(now)
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(store_error)?;
-            let [Reply::Int(count), earliest, gone @ ..] = items.as_slice() else {
-                return Err(decode_error("expiry reply", format!("{items:?}")));
-            };
-            self.reindex(&room, expiry_from(earliest)?).await?;
-            for member in members_from(gone)? {
-                out.push(Expired { room: room.clone(), member, count: *count as usize });
+            match self.expire_room(&room, now).await {
+                Ok(expired) => sweep.expired.extend(expired),
+                Err(e) => {
+                    // The next sweep tries this room again; the others go on.
+                    warn!(%room, "could not sweep presence: {e}");
+                    sweep.failed.push((room, e));
+                }
             }
         }
-        Ok(out)
+        Ok(sweep)
     }
 
     async fn rooms(&self, now: Millis) -> StoreResult<Vec<RoomSummary>> {
@@ -229,6 +252,45 @@ impl PresenceStore for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn()).await.map_err(store_error)?;
         Ok(())
+    }
+}
+
+impl RedisStore {
+    /// Expires one room's entries (each announced by the script) and points
+    /// the rooms index at what is left.
+    async fn expire_room(&self, room: &str, now: Millis) -> StoreResult<Vec<Expired>> {
+        let [members, states, expiry, presence] = presence_keys(room);
+        let items: Vec<Reply> = self
+            .scripts
+            .presence_expire
+            .key(members)
+            .key(states)
+            .key(expiry)
+            .key(presence)
+            .arg(now)
+            .arg(channel(room))
+            .arg(self.publish_command())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        let [earliest, gone @ ..] = items.as_slice() else {
+            return Err(decode_error("expiry reply", format!("{items:?}")));
+        };
+        let mut out = Vec::new();
+        for triple in gone.chunks(3) {
+            match triple {
+                [Reply::BulkString(m), Reply::BulkString(s), count] => {
+                    out.push(Expired { room: room.to_owned(), member: member_from(m, s)?, count: number(count)? as usize })
+                }
+                other => return Err(decode_error("expiry reply", format!("{other:?}"))),
+            }
+        }
+        // The entries are gone and announced whatever happens to the index;
+        // a failure here only delays the next sweep of this room.
+        if let Err(e) = self.reindex(room, expiry_from(earliest)?).await {
+            warn!(%room, "could not update the presence index: {e}");
+        }
+        Ok(out)
     }
 }
 
@@ -252,14 +314,14 @@ mod tests {
     async fn a_sweep_puts_back_a_join_that_slipped_in() {
         let server = RedisServer::start();
         let store = RedisStore::connect(&server.url()).await.unwrap();
-        store.join("r", member("a"), 100, 0).await.unwrap();
+        store.join("r", member("a"), 100, 0, 10).await.unwrap();
         // The sweep saw the room empty...
         store.reindex("r", None).await.unwrap();
         assert_eq!(indexed(&store, "r").await, Some(100.0), "the entry that joined meanwhile keeps the room indexed");
         // ...or saw only a later entry.
         store.reindex("r", Some(5_000.0)).await.unwrap();
         assert_eq!(indexed(&store, "r").await, Some(100.0));
-        let gone = store.expire(100).await.unwrap();
+        let gone = store.expire(100).await.unwrap().expired;
         assert_eq!(gone.len(), 1);
         assert_eq!(indexed(&store, "r").await, None, "an empty room leaves the index");
     }

@@ -1,17 +1,18 @@
-//! Shared values on Redis: per room, a hash of versions and a hash of
-//! states (JSON), changed by one compare-and-set script that also
-//! publishes the new state. Merging happens on the nodes; Redis only
-//! orders the writers of each value.
+//! Shared values on Redis: per room, hashes of versions, states (JSON) and
+//! the token of each value's last write, and the room's values stamp,
+//! changed by one compare-and-set script that also publishes the new
+//! state. Merging happens on the nodes; Redis only orders the writers of
+//! each value.
 
 use async_trait::async_trait;
 use chorus_core::crdt::Value;
-use chorus_store::{StoreError, StoreResult, StoredValue, ValuePut, ValueStore};
+use chorus_store::{random_id, RoomValuesStored, StoreError, StoreResult, StoredValue, ValuePut, ValueStore};
 use redis::Value as Reply;
 
-use crate::{channel, decode_error, number, room_key, store_error, RedisStore};
+use crate::{channel, decode_error, number, room_key, stamp, store_error, RedisStore};
 
-fn value_keys(room: &str) -> [String; 2] {
-    [room_key(room, "values:version"), room_key(room, "values:state")]
+pub(crate) fn value_keys(room: &str) -> [String; 4] {
+    [room_key(room, "values:version"), room_key(room, "values:state"), room_key(room, "values:token"), room_key(room, "values:meta")]
 }
 
 fn bytes(reply: &Reply) -> StoreResult<&[u8]> {
@@ -29,29 +30,37 @@ fn stored(version: &Reply, state: &Reply) -> StoreResult<StoredValue> {
 
 #[async_trait]
 impl ValueStore for RedisStore {
-    async fn values(&self, room: &str) -> StoreResult<Vec<(String, StoredValue)>> {
-        let [versions, states] = value_keys(room);
-        let items: Vec<Reply> = self.scripts.value_all.key(versions).key(states).invoke_async(&mut self.conn()).await.map_err(store_error)?;
-        items
+    async fn values(&self, room: &str) -> StoreResult<RoomValuesStored> {
+        let [versions, states, _, meta] = value_keys(room);
+        let items: Vec<Reply> = self.scripts.value_all.key(versions).key(states).key(meta).invoke_async(&mut self.conn()).await.map_err(store_error)?;
+        let [epoch, seq, values @ ..] = items.as_slice() else {
+            return Err(decode_error("values", format!("{items:?}")));
+        };
+        let values = values
             .chunks(3)
             .map(|item| match item {
                 [name, version, state] => Ok((String::from_utf8_lossy(bytes(name)?).into_owned(), stored(version, state)?)),
                 other => Err(decode_error("value list", format!("{other:?}"))),
             })
-            .collect()
+            .collect::<StoreResult<_>>()?;
+        Ok(RoomValuesStored { values, stamp: stamp(epoch, seq)? })
     }
 
-    async fn put_value(&self, room: &str, name: &str, expected: u64, state: &Value) -> StoreResult<ValuePut> {
+    async fn put_value(&self, room: &str, name: &str, expected: u64, state: &Value, token: &str) -> StoreResult<ValuePut> {
         let json = serde_json::to_string(state).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let [versions, states] = value_keys(room);
+        let [versions, states, tokens, meta] = value_keys(room);
         let reply: Vec<Reply> = self
             .scripts
             .value_put
             .key(versions)
             .key(states)
+            .key(tokens)
+            .key(meta)
             .arg(name)
             .arg(expected)
             .arg(json)
+            .arg(token)
+            .arg(random_id())
             .arg(channel(room))
             .arg(self.publish_command())
             .invoke_async(&mut self.conn())

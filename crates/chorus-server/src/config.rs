@@ -106,6 +106,13 @@ pub struct Config {
     #[arg(long, env = "CHORUS_DOC_SNAPSHOT_EVERY", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub doc_snapshot_every: u64,
 
+    /// How often each room compares itself with the store (presence and
+    /// values stamps, document heads) and checks that its subscription to
+    /// the bus still delivers. A missed event is repaired within two of
+    /// these.
+    #[arg(long, env = "CHORUS_RECONCILE_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(50..))]
+    pub reconcile_interval_ms: u64,
+
     /// How long shutdown waits for connections to be told and closed.
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
@@ -145,6 +152,10 @@ impl Config {
 
     pub fn presence_ttl(&self) -> Duration {
         Duration::from_millis(self.presence_ttl_ms)
+    }
+
+    pub fn reconcile_interval(&self) -> Duration {
+        Duration::from_millis(self.reconcile_interval_ms)
     }
 
     /// How often clients should send a heartbeat: a third of the TTL, so two

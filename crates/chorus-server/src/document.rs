@@ -10,13 +10,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chorus_core::oplog::{LogEntry, OrderedText, Rebased, RestoreError, SubmitError};
+use chorus_core::digest::Digest;
+use chorus_core::oplog::{CommitError, LogEntry, OrderedText, Rebased, RestoreError, SubmitError};
 use chorus_core::text::{Author, Component, Delete, OpError, Selection, TextDoc, TextOp};
 use chorus_protocol::{CursorState, DocPosition, ErrorCode, ResetReason, ServerMessage};
 use chorus_store::StoredDoc;
 use serde_json::Value;
 
-use crate::room::Refusal;
+use crate::refusal::Refusal;
 
 /// Size limits on what a submission may do.
 #[derive(Debug, Clone, Copy)]
@@ -40,20 +41,34 @@ pub enum Prepared {
 pub struct Document {
     pub epoch: String,
     pub text: OrderedText,
-    /// Connections that receive the ops, with the client id they submit as.
+    /// Connections that receive the ops, with the submitter id their ops
+    /// carry.
     pub subscribers: HashMap<Arc<str>, Arc<str>>,
     /// Version of the last snapshot written.
     pub snapshot_version: u64,
+    /// The replica is known to differ from the store (an op that did not
+    /// continue it, a commit refused as from another history): it is being
+    /// reloaded, and its readers are told once that is done.
+    pub stale: bool,
 }
 
 impl Document {
     pub fn restore(stored: StoredDoc) -> Result<Self, RestoreError> {
-        let text = OrderedText::restore(TextDoc::from(stored.snapshot.as_str()), stored.snapshot_version, stored.ops)?;
-        Ok(Self { epoch: stored.epoch, text, subscribers: HashMap::new(), snapshot_version: stored.snapshot_version })
+        let text = OrderedText::restore(TextDoc::from(stored.snapshot.as_str()), stored.snapshot_version, stored.oldest_digest, stored.ops)?;
+        Ok(Self { epoch: stored.epoch, text, subscribers: HashMap::new(), snapshot_version: stored.snapshot_version, stale: false })
     }
 
     pub fn version(&self) -> u64 {
         self.text.version()
+    }
+
+    pub fn head_digest(&self) -> Digest {
+        self.text.log().head_digest()
+    }
+
+    /// Where the replica's readers stand: its head.
+    pub fn position(&self) -> DocPosition {
+        DocPosition { epoch: self.epoch.clone(), version: self.version(), digest: Some(self.head_digest()) }
     }
 
     /// Checks a client's op made at `base` and transforms it to the head.
@@ -99,28 +114,33 @@ impl Document {
     }
 
     /// The `opened` reply for a client that has the document at `since`
-    /// (or nothing): the ops it missed when the log reaches back, else the
-    /// whole text, saying why when it asked for ops.
-    pub fn opened(&self, id: Option<u64>, room: &str, doc: &str, since: Option<&DocPosition>) -> ServerMessage {
+    /// (or nothing) and submits as `client`: the ops it missed when the log
+    /// reaches back to its position and its history there is this one,
+    /// else the whole text, saying why when it asked for ops.
+    pub fn opened(&self, id: Option<u64>, room: &str, doc: &str, since: Option<&DocPosition>, client: &str) -> ServerMessage {
         let version = self.version();
+        let log = self.text.log();
         let reset = match since {
             None => None,
             Some(p) if p.epoch != self.epoch => Some(ResetReason::Epoch),
             Some(p) if p.version > version => Some(ResetReason::Ahead),
-            Some(p) => match self.text.log().since(p.version) {
-                Some(ops) => {
+            Some(p) => match (log.since(p.version), log.digest_at(p.version)) {
+                (Some(_), Some(here)) if p.digest.is_some_and(|d| d != here) => Some(ResetReason::Diverged),
+                (Some(ops), _) => {
                     return ServerMessage::Opened {
                         id,
                         room: room.to_owned(),
                         doc: doc.to_owned(),
                         epoch: self.epoch.clone(),
                         version,
+                        digest: self.head_digest(),
+                        client: Some(client.to_owned()),
                         text: None,
                         ops: Some(ops.cloned().collect()),
                         reset: None,
-                    }
+                    };
                 }
-                None => Some(ResetReason::Trimmed),
+                _ => Some(ResetReason::Trimmed),
             },
         };
         ServerMessage::Opened {
@@ -129,6 +149,8 @@ impl Document {
             doc: doc.to_owned(),
             epoch: self.epoch.clone(),
             version,
+            digest: self.head_digest(),
+            client: Some(client.to_owned()),
             text: Some(self.text.text().to_string()),
             ops: None,
             reset,
@@ -160,9 +182,17 @@ impl Document {
         cursor.version = Some(head);
     }
 
-    /// Applies an op the store committed; the caller fans it out.
-    pub fn commit(&mut self, entry: &LogEntry) -> Result<(), OpError> {
-        self.text.commit(&entry.client, entry.seq, entry.op.clone()).map(|_| ())
+    /// Applies an op the store committed; the caller fans it out. Refuses,
+    /// changing nothing, an entry that does not continue this replica's
+    /// history.
+    pub fn commit(&mut self, entry: LogEntry) -> Result<(), CommitError> {
+        self.text.append(entry)
+    }
+
+    /// Whether `entry`, at or before the head, is the op this replica has
+    /// at its version (unknown, so yes, when the log no longer holds it).
+    pub fn agrees(&self, entry: &LogEntry) -> bool {
+        self.text.log().digest_at(entry.version).is_none_or(|d| d == entry.digest)
     }
 }
 
@@ -228,7 +258,13 @@ mod tests {
     }
 
     fn doc(text: &str) -> Document {
-        Document::restore(StoredDoc { epoch: "e".into(), snapshot_version: 0, snapshot: text.into(), ops: vec![] }).unwrap()
+        Document::restore(StoredDoc { epoch: "e".into(), snapshot_version: 0, snapshot: text.into(), oldest_digest: Digest::EMPTY, ops: vec![] }).unwrap()
+    }
+
+    /// Commits `op` by "x" at the next version.
+    fn commit(d: &mut Document, op: TextOp) {
+        let v = d.version() + 1;
+        d.commit(LogEntry::new(v, "x", v, op, 0, d.head_digest())).unwrap();
     }
 
     const LIMITS: DocLimits = DocLimits { max_op_bytes: 1_000, max_document_bytes: 100 };
@@ -243,7 +279,7 @@ mod tests {
     #[test]
     fn ops_are_checked_at_their_base_and_transformed_to_the_head() {
         let mut d = doc("abc");
-        d.commit(&LogEntry { version: 1, client: "x".into(), seq: 1, op: op(json!(["XY"])) }).unwrap();
+        commit(&mut d, op(json!(["XY"])));
         // Made at version 0, where the document had 3 code points.
         match d.prepare("y", 1, 0, &op(json!([3, "!"])), LIMITS).unwrap() {
             Prepared::Fresh(o) => assert_eq!(o, op(json!([5, "!"]))),
@@ -270,28 +306,34 @@ mod tests {
     #[test]
     fn opened_sends_ops_when_the_log_reaches_back_and_says_why_when_not() {
         let mut d = doc("");
-        for v in 1..=3 {
-            d.commit(&LogEntry { version: v, client: "x".into(), seq: v, op: op(json!(["a"])) }).unwrap();
+        for _ in 1..=3 {
+            commit(&mut d, op(json!(["a"])));
         }
+        let digest_at_2 = d.text.log().digest_at(2);
         d.text.trim_to(1);
-        let at = |epoch: &str, version| DocPosition { epoch: epoch.into(), version };
+        let at = |epoch: &str, version, digest| DocPosition { epoch: epoch.into(), version, digest };
         let ops = |m: ServerMessage| match m {
             ServerMessage::Opened { ops, text, reset, version, .. } => (ops.map(|o| o.len()), text, reset, version),
             other => panic!("{other:?}"),
         };
-        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 1)))), (Some(2), None, None, 3));
-        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 3)))), (Some(0), None, None, 3));
-        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 0)))), (None, Some("aaa".into()), Some(ResetReason::Trimmed), 3));
-        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("other", 2)))), (None, Some("aaa".into()), Some(ResetReason::Epoch), 3));
-        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 4)))), (None, Some("aaa".into()), Some(ResetReason::Ahead), 3));
-        assert_eq!(ops(d.opened(None, "r", "d", None)), (None, Some("aaa".into()), None, 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 1, None)), "c")), (Some(2), None, None, 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 2, digest_at_2)), "c")), (Some(1), None, None, 3), "the same history");
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 3, None)), "c")), (Some(0), None, None, 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 0, None)), "c")), (None, Some("aaa".into()), Some(ResetReason::Trimmed), 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("other", 2, None)), "c")), (None, Some("aaa".into()), Some(ResetReason::Epoch), 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 4, None)), "c")), (None, Some("aaa".into()), Some(ResetReason::Ahead), 3));
+        assert_eq!(ops(d.opened(None, "r", "d", None, "c")), (None, Some("aaa".into()), None, 3));
+        // Version 2 of another history: the ops after it here would not
+        // continue what the client has.
+        let elsewhere = Some(Digest::EMPTY.next(2, "y", 1, &op(json!(["b"]))));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 2, elsewhere)), "c")), (None, Some("aaa".into()), Some(ResetReason::Diverged), 3));
     }
 
     #[test]
     fn cursors_move_with_the_text_before_them() {
         let mut d = doc("hello world");
-        d.commit(&LogEntry { version: 1, client: "x".into(), seq: 1, op: op(json!(["😭😭"])) }).unwrap();
-        d.commit(&LogEntry { version: 2, client: "x".into(), seq: 2, op: op(json!([8, {"d": 2}])) }).unwrap();
+        commit(&mut d, op(json!(["😭😭"])));
+        commit(&mut d, op(json!([8, {"d": 2}])));
         let mut c = CursorState {
             connection: "c".into(),
             user: "u".into(),

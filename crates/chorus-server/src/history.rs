@@ -1,21 +1,21 @@
-//! Each user's undo and redo history of one document, as a room keeps it
-//! for the users who opened the document with `undo` on.
+//! One user's undo and redo history of one document, as the server keeps it.
 //!
-//! The history itself is the core's [`UndoStack`]; this module decides when
-//! it does its work. Committing an edit only notes its version and time (a
-//! constant cost on the hot path): the stack records noted edits, and moves
-//! through everyone else's ops, only when it is needed — an undo or redo,
-//! saving it, or the log about to be trimmed past it. All of that comes
-//! from the op log the room already holds. Moving a history costs a
-//! transform of its steps through each op, which is why histories are
-//! kept only for clients that offer undo.
+//! The history itself is the core's [`UndoStack`], relative to some version
+//! of the document. What belongs in it is read off the op log: the log
+//! names every op's submitter, and submitter ids are scoped by the server to
+//! the user ([`crate::submitter`]), so the user's own edits are the log's ops
+//! whose submitter is theirs, whichever connection, tab or node made them.
+//! Committing an edit therefore costs the history nothing; it is brought
+//! forward through the log (recording the user's edits, moving its steps
+//! through everyone else's) only when it is used, or before the log is
+//! trimmed past it.
 //!
-//! Histories are saved to the store (with the document's epoch, so a reset
-//! document drops them) after every undo and redo and when the user's last
-//! connection here closes the document, so undo keeps working after a
-//! reconnect, on this node or another. Edits made in the moments before a
-//! node crashes may be missing from the saved history; they stay in the
-//! document, they just cannot be undone.
+//! The store holds each history with a revision, and an undo commits its
+//! op and the history it leaves in one compare-and-set on that revision.
+//! So one user's history is one history whatever nodes serve their tabs:
+//! a node whose copy is older than the store's (another tab undid since)
+//! notices, because the log holds an undo op of that user after its copy,
+//! and starts again from the store's. Copies are only ever caches.
 
 use chorus_core::oplog::OpLog;
 use chorus_core::text::TextOp;
@@ -24,92 +24,95 @@ use chorus_protocol::UndoAction;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::submitter;
+
+#[derive(Clone)]
 pub struct History {
     stack: UndoStack,
-    /// The user's edits committed here and not recorded yet: (version, ms).
-    noted: Vec<(u64, u64)>,
-    /// Sequence numbers of the undo and redo ops this history commits, as
-    /// their own submitter (so the log deduplicates them like any op).
-    pub seq: u64,
 }
+
+/// The copy cannot be brought forward: the log holds an undo of this user
+/// that the copy does not know (the store has a newer history), or the copy
+/// is ahead of the log given (catch the replica up first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stale;
 
 /// A history as the store keeps it.
 #[derive(Serialize, Deserialize)]
 struct Saved {
     epoch: String,
-    seq: u64,
     stack: UndoStack,
 }
 
-/// Edits noted before the history records them (16 bytes each); past this
-/// it records them at once, to bound the memory a user costs.
-const MAX_NOTED: usize = 10_000;
-
 impl History {
-    pub fn new(now_ms: u64) -> Self {
-        Self { stack: UndoStack::new(), noted: Vec::new(), seq: now_ms }
+    /// An empty history of a document at `version`: the user's edits after
+    /// it are theirs to undo.
+    pub fn at(version: u64) -> Self {
+        Self { stack: UndoStack::starting_at(version) }
     }
 
-    /// The oldest version whose following ops the history still needs from
-    /// the log.
-    pub fn needs_log_from(&self) -> u64 {
-        self.noted.first().map_or(self.stack.version(), |(v, _)| (v - 1).min(self.stack.version()))
-    }
-
-    /// Nothing recorded and nothing noted.
-    pub fn is_blank(&self) -> bool {
-        self.noted.is_empty() && self.stack.is_empty()
+    /// The version the history is relative to.
+    pub fn version(&self) -> u64 {
+        self.stack.version()
     }
 
     /// A saved history, unless it belongs to another incarnation of the
     /// document or does not decode.
-    pub fn restore(saved: &str, epoch: &str, now_ms: u64) -> Option<Self> {
+    pub fn restore(saved: &str, epoch: &str) -> Option<Self> {
         let saved: Saved = serde_json::from_str(saved).map_err(|e| warn!("a saved undo history does not decode; starting a new one: {e}")).ok()?;
-        (saved.epoch == epoch).then(|| Self { stack: saved.stack, noted: Vec::new(), seq: saved.seq.max(now_ms) })
+        (saved.epoch == epoch).then_some(Self { stack: saved.stack })
     }
 
-    /// The history to save; call [`History::bring_forward`] first.
+    /// The history to save.
     pub fn save(&self, epoch: &str) -> String {
-        serde_json::to_string(&Saved { epoch: epoch.to_owned(), seq: self.seq, stack: self.stack.clone() }).expect("histories serialize")
+        serde_json::to_string(&Saved { epoch: epoch.to_owned(), stack: self.stack.clone() }).expect("histories serialize")
     }
 
-    /// Notes one of the user's edits, committed as `version` at `now_ms`.
-    pub fn edited(&mut self, version: u64, now_ms: u64, log: &OpLog) {
-        self.noted.push((version, now_ms));
-        if self.noted.len() >= MAX_NOTED {
-            self.bring_forward(log);
+    /// Records `user`'s edits among the log's ops after the history's
+    /// version and moves it to the log's head. A history the log no longer
+    /// reaches back to is emptied (with a warning): its steps could not be
+    /// placed in the present text.
+    pub fn bring_forward(&mut self, log: &OpLog, user: &str) -> Result<(), Stale> {
+        let from = self.stack.version();
+        if from > log.head() {
+            return Err(Stale);
         }
-    }
-
-    /// Records the noted edits and moves the history to the log's head. A
-    /// history the log no longer reaches back to is dropped (with a warning):
-    /// its steps could not be placed in the present text.
-    pub fn bring_forward(&mut self, log: &OpLog) {
-        let noted = std::mem::take(&mut self.noted);
+        let Some(entries) = log.since(from) else {
+            if !self.stack.is_empty() {
+                warn!(user, "undo history dropped: the log was trimmed past it (version {from}, log from {})", log.oldest());
+                self.stack.clear();
+            }
+            return Ok(());
+        };
+        let mine = submitter::of_user(user);
+        let undos = submitter::history(user);
         let mut outcome = Ok(());
-        for (version, at) in noted {
-            let Some(entry) = log.since(version - 1).and_then(|mut e| e.next()) else {
-                outcome = Err(format!("edit {version} is no longer in the log"));
-                break;
-            };
-            outcome = self.stack.record(&entry.op, version, at, later(log, self.stack.version())).map_err(|e| e.to_string());
+        for e in entries {
+            if e.client == undos {
+                return Err(Stale);
+            }
+            if !mine.owns(&e.client) {
+                continue;
+            }
+            outcome = self.stack.record(&e.op, e.version, e.at, later(log, self.stack.version()));
             if outcome.is_err() {
                 break;
             }
         }
         if outcome.is_ok() {
-            outcome = self.stack.catch_up(later(log, self.stack.version())).map_err(|e| e.to_string());
+            outcome = self.stack.catch_up(later(log, self.stack.version()));
         }
         if let Err(e) = outcome {
-            warn!("undo history dropped: {e}");
+            warn!(user, "undo history dropped: {e}");
             self.stack.clear();
         }
+        Ok(())
     }
 
     /// The op that takes the latest step back (or forward again), to commit
-    /// at the head; `None` when there is none. Brings the history forward first.
+    /// at the log's head; `None` when there is none. Bring the history
+    /// forward first.
     pub fn propose(&mut self, direction: UndoAction, log: &OpLog) -> Option<TextOp> {
-        self.bring_forward(log);
         let head = log.head();
         let proposal = match direction {
             UndoAction::Undo => self.stack.undo(head, later(log, self.stack.version())),
@@ -122,17 +125,16 @@ impl History {
         })
     }
 
-    /// The proposal was committed as `version` (the log's copy of it, which
-    /// may have been rebased past ops committed meanwhile).
-    pub fn committed(&mut self, direction: UndoAction, op: &TextOp, version: u64, log: &OpLog) {
+    /// The history once `op`, its proposal, is committed at `version` (the
+    /// next version: it is written together with the op).
+    pub fn committed(&self, direction: UndoAction, op: &TextOp, version: u64) -> Option<History> {
+        let mut after = self.clone();
+        let none = std::iter::empty();
         let settled = match direction {
-            UndoAction::Undo => self.stack.undone(op, version, later(log, self.stack.version())),
-            UndoAction::Redo => self.stack.redone(op, version, later(log, self.stack.version())),
+            UndoAction::Undo => after.stack.undone(op, version, none),
+            UndoAction::Redo => after.stack.redone(op, version, none),
         };
-        if let Err(e) = settled {
-            warn!("undo history dropped: {e}");
-            self.stack.clear();
-        }
+        settled.map_err(|e| warn!("undo history dropped: {e}")).ok().map(|()| after)
     }
 }
 
@@ -148,41 +150,76 @@ mod tests {
     use chorus_core::oplog::OrderedText;
     use chorus_core::text::{TextDoc, TextOp};
 
-    fn commit(text: &mut OrderedText, client: &str, op: TextOp) -> u64 {
+    fn commit(text: &mut OrderedText, client: &str, op: TextOp, at: u64) -> u64 {
         let op = text.text().make_invertible(&op).unwrap();
         let seq = text.version() + 1;
-        text.commit(client, seq, op).unwrap()
+        text.commit(client, seq, op, at).unwrap().version
+    }
+
+    fn ann_edit() -> String {
+        submitter::connection("ann", "tab-1")
     }
 
     #[test]
-    fn noted_edits_are_recorded_when_undo_needs_them() {
+    fn the_users_edits_are_read_off_the_log_whichever_tab_made_them() {
         let mut text = OrderedText::new(TextDoc::new(), 0);
-        let mut ann = History::new(0);
-        let v = commit(&mut text, "ann", TextOp::insert(0, "hello"));
-        ann.edited(v, 0, text.log());
-        commit(&mut text, "bob", TextOp::insert(5, " world"));
+        let mut ann = History::at(0);
+        commit(&mut text, &ann_edit(), TextOp::insert(0, "hello"), 0);
+        commit(&mut text, &submitter::connection("bob", "tab-1"), TextOp::insert(5, " world"), 10);
+        commit(&mut text, &submitter::connection("ann", "tab-2"), TextOp::insert(0, ">"), 5_000);
+        ann.bring_forward(text.log(), "ann").unwrap();
         let undo = ann.propose(UndoAction::Undo, text.log()).expect("something to undo");
-        let v = commit(&mut text, "ann-undo", undo);
-        let committed = text.log().since(v - 1).unwrap().next().unwrap().op.clone();
-        ann.committed(UndoAction::Undo, &committed, v, text.log());
-        assert_eq!(text.text().to_string(), " world");
+        let head = text.version();
+        let after = ann.committed(UndoAction::Undo, &undo, head + 1).expect("settles");
+        commit(&mut text, &submitter::history("ann"), undo, 5_001);
+        assert_eq!(text.text().to_string(), "hello world", "the other tab's edit, the latest step, was taken back");
+        let mut ann = after;
+        ann.bring_forward(text.log(), "ann").unwrap();
+        let undo = ann.propose(UndoAction::Undo, text.log()).expect("the first step");
+        let after = ann.committed(UndoAction::Undo, &undo, text.version() + 1).unwrap();
+        commit(&mut text, &submitter::history("ann"), undo, 5_002);
+        assert_eq!(text.text().to_string(), " world", "only ann's text went");
+        let mut ann = after;
+        ann.bring_forward(text.log(), "ann").unwrap();
         assert!(ann.propose(UndoAction::Undo, text.log()).is_none(), "nothing left to undo");
         let redo = ann.propose(UndoAction::Redo, text.log()).expect("something to redo");
-        commit(&mut text, "ann-undo", redo);
+        commit(&mut text, &submitter::history("ann"), redo, 5_003);
         assert_eq!(text.text().to_string(), "hello world");
+    }
+
+    #[test]
+    fn a_copy_that_missed_an_undo_of_its_user_is_stale() {
+        let mut text = OrderedText::new(TextDoc::new(), 0);
+        let mut copy = History::at(0);
+        commit(&mut text, &ann_edit(), TextOp::insert(0, "hi"), 0);
+        // Another node undid it and saved the history with it.
+        commit(&mut text, &submitter::history("ann"), TextOp::delete(0, 2), 1);
+        assert_eq!(copy.bring_forward(text.log(), "ann"), Err(Stale));
+        // Someone else's undo is just someone else's op.
+        let mut bob = History::at(0);
+        assert_eq!(bob.bring_forward(text.log(), "bob"), Ok(()));
     }
 
     #[test]
     fn a_saved_history_comes_back_only_for_its_epoch() {
         let mut text = OrderedText::new(TextDoc::new(), 0);
-        let mut ann = History::new(7);
-        let v = commit(&mut text, "ann", TextOp::insert(0, "hi"));
-        ann.edited(v, 0, text.log());
-        ann.bring_forward(text.log());
+        let mut ann = History::at(0);
+        commit(&mut text, &ann_edit(), TextOp::insert(0, "hi"), 0);
+        ann.bring_forward(text.log(), "ann").unwrap();
         let saved = ann.save("e1");
-        assert!(History::restore(&saved, "e2", 0).is_none());
-        let mut back = History::restore(&saved, "e1", 0).expect("same epoch");
-        assert_eq!(back.seq, 7);
+        assert!(History::restore(&saved, "e2").is_none());
+        let mut back = History::restore(&saved, "e1").expect("same epoch");
+        assert_eq!(back.version(), 1);
         assert!(back.propose(UndoAction::Undo, text.log()).is_some());
+    }
+
+    #[test]
+    fn a_history_ahead_of_the_replica_asks_for_a_catch_up() {
+        let text = OrderedText::new(TextDoc::new(), 0);
+        let mut ann = History::at(0);
+        let mut other = OrderedText::new(TextDoc::new(), 0);
+        commit(&mut other, &ann_edit(), TextOp::insert(0, "x"), 0);
+        ann.bring_forward(other.log(), "ann").unwrap();
+        assert_eq!(ann.bring_forward(text.log(), "ann"), Err(Stale));
     }
 }

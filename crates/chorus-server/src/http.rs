@@ -20,9 +20,11 @@ use serde_json::{json, Value};
 use crate::assets;
 use crate::auth::{check_doc_name, check_room_name, check_value_name};
 use crate::document::parse_op;
-use crate::node::{now_ms, Node};
-use crate::room::{DocSubmission, Refusal, RoomCommand, Submitter};
-use crate::session;
+use crate::clock::now_ms;
+use crate::node::Node;
+use crate::refusal::Refusal;
+use crate::room::{DocSubmission, RoomCommand, Submitter};
+use crate::{session, submitter};
 
 /// Bytes of frames gathered before a write to the socket; the writer also
 /// flushes at the end of every batch.
@@ -152,7 +154,7 @@ async fn room_members(State(node): State<Arc<Node>>, Path(room): Path<String>, h
         return api_error(StatusCode::BAD_REQUEST, "invalid_room", m);
     }
     match node.backend.members(&room, now_ms()).await {
-        Ok(members) => Json(json!({ "room": room, "count": members.len(), "members": members })).into_response(),
+        Ok(members) => Json(json!({ "room": room, "count": members.members.len(), "members": members.members })).into_response(),
         Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
     }
 }
@@ -189,7 +191,7 @@ async fn read_doc(State(node): State<Arc<Node>>, Path((room, doc)): Path<(String
         return r;
     }
     let name: Arc<str> = Arc::from(doc.as_str());
-    match node.ask_room(&room, |reply| RoomCommand::ReadDoc { doc: name.clone(), since: None, reply }).await {
+    match node.rooms.ask(&room, |reply| RoomCommand::ReadDoc { doc: name.clone(), since: None, reply }).await {
         Ok(read) => Json(json!({ "room": room, "doc": doc, "epoch": read.epoch, "version": read.version, "text": read.text })).into_response(),
         Err(r) => refusal_response(r),
     }
@@ -212,7 +214,7 @@ async fn read_ops(
         return r;
     }
     let name: Arc<str> = Arc::from(doc.as_str());
-    match node.ask_room(&room, |reply| RoomCommand::ReadDoc { doc: name.clone(), since: Some(q.since), reply }).await {
+    match node.rooms.ask(&room, |reply| RoomCommand::ReadDoc { doc: name.clone(), since: Some(q.since), reply }).await {
         Ok(read) => Json(json!({ "room": room, "doc": doc, "epoch": read.epoch, "version": read.version, "ops": read.ops })).into_response(),
         Err(r) => refusal_response(r),
     }
@@ -246,14 +248,14 @@ async fn submit_op(State(node): State<Arc<Node>>, Path((room, doc)): Path<(Strin
     // Without a client id and sequence number the request is its own
     // submitter, used once.
     let (client, seq) = match (body.client, body.seq) {
-        (Some(c), Some(s)) if !c.is_empty() && c.len() <= 128 => (format!("api:{c}"), s),
-        (None, None) => (format!("api:{:016x}", rand::random::<u64>()), 1),
+        (Some(c), Some(s)) if !c.is_empty() && c.len() <= 128 => (submitter::api(&c), s),
+        (None, None) => (submitter::api(&chorus_store::random_id()), 1),
         _ => return api_error(StatusCode::BAD_REQUEST, "bad_message", "give both client (1 to 128 bytes) and seq, or neither"),
     };
     let name: Arc<str> = Arc::from(doc.as_str());
     let client: Arc<str> = Arc::from(client);
     let outcome = node
-        .ask_room(&room, |reply| RoomCommand::Submit {
+        .rooms.ask(&room, |reply| RoomCommand::Submit {
             doc: name.clone(),
             submission: DocSubmission { from: Submitter::Api { client: client.clone() }, seq, base: body.base, op: op.clone() },
             reply: Some(reply),
@@ -273,7 +275,7 @@ async fn read_values(State(node): State<Arc<Node>>, Path(room): Path<String>, he
     if let Err(m) = check_room_name(&room) {
         return api_error(StatusCode::BAD_REQUEST, "invalid_room", m);
     }
-    match node.ask_room(&room, |reply| RoomCommand::ReadValues { reply }).await {
+    match node.rooms.ask(&room, |reply| RoomCommand::ReadValues { reply }).await {
         Ok(values) => Json(json!({ "room": room, "values": values })).into_response(),
         Err(r) => refusal_response(r),
     }
@@ -306,7 +308,7 @@ async fn update_value(State(node): State<Arc<Node>>, Path((room, name)): Path<(S
     };
     let writer = body.writer.unwrap_or_else(|| "api".into());
     let outcome = node
-        .ask_room(&room, |reply| RoomCommand::UpdateValue { name: name.clone(), kind: body.kind, change: body.change.clone(), writer: writer.clone(), reply })
+        .rooms.ask(&room, |reply| RoomCommand::UpdateValue { name: name.clone(), kind: body.kind, change: body.change.clone(), writer: writer.clone(), reply })
         .await;
     match outcome {
         Ok(version) => Json(json!({ "room": room, "name": name, "version": version })).into_response(),

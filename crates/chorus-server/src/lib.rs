@@ -4,27 +4,34 @@
 //! Layout:
 //! - [`config`]: every setting, as a flag and an environment variable.
 //! - [`auth`]: tokens, permissions, room names.
-//! - [`node`]: one server's shared state, room registry and expiry sweep.
+//! - [`node`]: one server's shared state and expiry sweep.
 //! - [`session`]: one connection, from handshake to close.
-//! - [`room`]: one room's task: fan-out, presence, cursor rate bounds, and
-//!   the commit path of its text documents.
+//! - [`room`]: one room's task and the registry of a node's rooms:
+//!   presence, cursors, documents, undo, values, and repairs.
 //! - [`document`]: a room's replica of one text document: checks, transform
 //!   to the head, catch-up replies, cursor anchoring.
+//! - [`history`]: one user's undo history, read off the op log.
+//! - [`values`]: a room's shared values on one node.
+//! - [`submitter`]: submitter ids, scoped to users.
 //! - [`outbox`]: a connection's bounded outgoing queue with cursor slots.
+//! - [`refusal`], [`clock`]: what every layer above uses.
 //! - [`http`]: health, readiness, metrics and the backend HTTP API.
 //!
 //! [`Server::start`] runs a server on a listener until [`Server::shutdown`].
 
 pub mod assets;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod document;
 pub mod history;
 pub mod http;
 pub mod node;
 pub mod outbox;
+pub mod refusal;
 pub mod room;
 pub mod session;
+pub mod submitter;
 pub mod values;
 
 use std::net::SocketAddr;

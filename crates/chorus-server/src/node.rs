@@ -1,56 +1,52 @@
-//! One Chorus node: its configuration, backend, room registry and the tasks
-//! that run beside the connections (the presence expiry sweep).
+//! One Chorus node: its configuration, backend, rooms and the tasks that
+//! run beside the connections (the presence expiry sweep).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use chorus_protocol::LeaveReason;
-use chorus_store::{Backend, RoomEvent, StoreError};
+use chorus_store::Backend;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::Authenticator;
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::room::{Refusal, Room, RoomCommand, RoomHandle};
-
-/// Wall-clock milliseconds since the Unix epoch: the clock of presence
-/// expiry, shared by every node of a cluster.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+use crate::room::Registry;
 
 pub struct Node {
-    pub config: Config,
+    pub config: Arc<Config>,
     pub backend: Arc<dyn Backend>,
     pub auth: Authenticator,
-    pub rooms: Mutex<HashMap<String, RoomHandle>>,
+    pub rooms: Arc<Registry>,
     pub shutdown: CancellationToken,
     pub sessions: TaskTracker,
     pub metrics: PrometheusHandle,
-    /// Distinguishes this node's connection ids from other nodes'.
+    /// Distinguishes this node's connection ids from every other node's,
+    /// past and present: 64 random bits, so that among thousands of nodes
+    /// and restarts two never share one (presence entries are keyed by
+    /// connection id; a shared prefix would let one node's leave remove
+    /// another's member).
     id_prefix: String,
     next_id: AtomicU64,
-    next_generation: AtomicU64,
 }
 
 impl Node {
     pub fn new(config: Config, backend: Arc<dyn Backend>, metrics: PrometheusHandle) -> anyhow::Result<Arc<Self>> {
         let auth = Authenticator::from_config(&config)?;
+        let config = Arc::new(config);
         Ok(Arc::new(Self {
+            rooms: Registry::new(config.clone(), backend.clone()),
             config,
             backend,
             auth,
-            rooms: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),
             metrics,
-            id_prefix: format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
+            id_prefix: chorus_store::random_id(),
             next_id: AtomicU64::new(1),
-            next_generation: AtomicU64::new(1),
         }))
     }
 
@@ -59,50 +55,8 @@ impl Node {
         Arc::from(format!("{}-{:x}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed)))
     }
 
-    /// The room's task on this node, started if it is not running.
-    pub async fn room(self: &Arc<Self>, name: &str) -> Result<RoomHandle, StoreError> {
-        if let Some(h) = self.rooms.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
-            if !h.tx.is_closed() {
-                return Ok(h.clone());
-            }
-        }
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let handle = Room::spawn(self.clone(), name, generation).await?;
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        // Another session may have started the room meanwhile: use theirs
-        // (ours stops at once, having nobody in it).
-        match rooms.get(name) {
-            Some(h) if !h.tx.is_closed() => Ok(h.clone()),
-            _ => {
-                rooms.insert(name.to_owned(), handle.clone());
-                Ok(handle)
-            }
-        }
-    }
-
-    /// Sends a command to the room's task (starting it if needed) and waits
-    /// for its answer; retries when the task was just stopping.
-    pub async fn ask_room<T>(
-        self: &Arc<Self>,
-        room: &str,
-        make: impl Fn(tokio::sync::oneshot::Sender<Result<T, Refusal>>) -> RoomCommand,
-    ) -> Result<T, Refusal> {
-        for _ in 0..10 {
-            let handle = self.room(room).await?;
-            let (reply, done) = tokio::sync::oneshot::channel();
-            if handle.tx.send(make(reply)).await.is_err() {
-                continue;
-            }
-            match done.await {
-                Ok(Err(Refusal::Retry)) | Err(_) => continue,
-                Ok(outcome) => return outcome,
-            }
-        }
-        Err(Refusal::Refused(chorus_protocol::ErrorCode::Unavailable, format!("room {room} is restarting; try again")))
-    }
-
-    /// Removes expired presence entries and announces each one's leave, once.
-    /// Runs until shutdown.
+    /// Removes expired presence entries (the store announces each leave,
+    /// once, as it removes it). Runs until shutdown.
     pub async fn sweep_presence(self: Arc<Self>) {
         let every = Duration::from_millis((self.config.presence_ttl_ms / 4).clamp(25, 1_000));
         let mut tick = tokio::time::interval(every);
@@ -113,22 +67,32 @@ impl Node {
                 _ = self.shutdown.cancelled() => return,
             }
             match self.backend.expire(now_ms()).await {
-                Ok(expired) => {
-                    for e in expired {
+                Ok(sweep) => {
+                    for e in sweep.expired {
                         info!(room = %e.room, connection = %e.member.connection, user = %e.member.user.id, "presence expired");
-                        let event = RoomEvent::MemberLeft {
-                            connection: e.member.connection,
-                            user: e.member.user.id,
-                            reason: LeaveReason::Expired,
-                            count: e.count,
-                        };
-                        if let Err(err) = self.backend.publish(&e.room, event).await {
-                            warn!(room = %e.room, "could not publish an expiry: {err}");
-                        }
+                    }
+                    for (room, e) in sweep.failed {
+                        warn!(%room, "presence sweep of the room failed (the next sweep tries again): {e}");
                     }
                 }
                 Err(e) => warn!("presence sweep failed: {e}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_ids_of_two_nodes_never_share_a_prefix() {
+        let make = || Node::new(Config::for_address("127.0.0.1:0".parse().unwrap()), Arc::new(chorus_store::MemoryStore::new()), crate::metrics_handle()).unwrap();
+        let prefixes: std::collections::HashSet<String> = (0..1_000).map(|_| make().id_prefix.clone()).collect();
+        assert_eq!(prefixes.len(), 1_000);
+        let node = make();
+        let id = node.connection_id();
+        let (prefix, _) = id.split_once('-').unwrap();
+        assert_eq!(prefix.len(), 16, "64 bits: {id}");
     }
 }

@@ -14,7 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
+use chorus_protocol::{ErrorCode, ServerMessage};
 use tokio::sync::Notify;
+use tracing::info;
 
 /// Identifies a cursor slot: (room, sending connection).
 pub type CursorKey = (Arc<str>, Arc<str>);
@@ -146,6 +148,13 @@ impl Outbox {
             notified.await;
         }
     }
+}
+
+/// Tells a connection what was wrong with one of its requests, and logs it.
+pub fn report_error(outbox: &Outbox, conn: &str, id: Option<u64>, room: Option<&str>, code: ErrorCode, message: String) {
+    metrics::counter!("chorus_errors_total", "code" => code.as_str()).increment(1);
+    info!(%conn, %code, room = room.unwrap_or("-"), "{message}");
+    outbox.push(ServerMessage::error(id, room, code, message).to_json().into());
 }
 
 #[cfg(test)]

@@ -22,10 +22,13 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::auth::{check_doc_name, check_room_name, check_value_name, AuthError, Identity, Permission};
+use crate::clock::now_ms;
 use crate::document::parse_op;
-use crate::node::{now_ms, Node};
-use crate::outbox::Outbox;
-use crate::room::{DocSubmission, JoinRequest, Refusal, RoomCommand, RoomHandle, Submitter};
+use crate::node::Node;
+use crate::outbox::{report_error, Outbox};
+use crate::refusal::Refusal;
+use crate::room::{DocSubmission, JoinRequest, RoomCommand, RoomHandle, Submitter};
+use crate::submitter;
 
 /// How long a new connection has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -184,13 +187,6 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         outbox.close(close::NORMAL, "closed");
     }
     finish(writer, &mut stream, &node).await;
-}
-
-/// Tells a connection what was wrong with one of its requests, and logs it.
-pub(crate) fn report_error(outbox: &Outbox, conn: &str, id: Option<u64>, room: Option<&str>, code: ErrorCode, message: String) {
-    metrics::counter!("chorus_errors_total", "code" => code.as_str()).increment(1);
-    info!(%conn, %code, room = room.unwrap_or("-"), "{message}");
-    outbox.push(ServerMessage::error(id, room, code, message).to_json().into());
 }
 
 /// Sends an error, then closes with `code`.
@@ -412,13 +408,16 @@ impl Session {
                 if !self.docs.contains(&key) && self.docs.len() >= limit {
                     return Err(Reply::new(ErrorCode::TooManyDocuments, format!("a connection may have at most {limit} documents open")));
                 }
-                let client: Arc<str> = match client {
+                let client = match client {
                     Some(c) if c.is_empty() || c.len() > 128 => {
                         return Err(Reply::new(ErrorCode::BadMessage, "a client id is 1 to 128 bytes long"));
                     }
-                    Some(c) => Arc::from(c),
-                    None => self.conn.clone(),
+                    Some(c) => c,
+                    None => self.conn.to_string(),
                 };
+                // Filed under this connection's user: nobody else's ops can
+                // be claimed or blocked by naming their client id.
+                let client: Arc<str> = Arc::from(submitter::connection(&self.identity.user.id, &client));
                 let (reply, done) = oneshot::channel();
                 let cmd = RoomCommand::OpenDoc { conn: self.conn.clone(), doc, client, since, undo, id, reply };
                 self.ask(&room, &handle, cmd, done).await?;
@@ -516,7 +515,7 @@ impl Session {
         self.require(&room, Permission::Read)?;
         let visible = self.identity.can(&room, Permission::Presence);
         for _ in 0..10 {
-            let handle = self.node.room(&room).await.map_err(|e| Reply::new(ErrorCode::Unavailable, e.to_string()))?;
+            let handle = self.node.rooms.room(&room).await.map_err(|e| Reply::new(ErrorCode::Unavailable, e.to_string()))?;
             let (reply, done) = oneshot::channel();
             let request = JoinRequest {
                 conn: self.conn.clone(),

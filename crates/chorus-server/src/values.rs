@@ -6,16 +6,17 @@
 //! state it knows and writes the result "if the value is still at version
 //! v"; when another node got there first, the store hands back the newer
 //! state and the change is applied again on top of it. Every write comes
-//! back on the bus as a whole state with its version, so a node that missed
-//! one only needs the next (and after a lost bus connection, reloads all).
+//! back on the bus as a whole state with its version, stamped with the
+//! room's values sequence: a node that sees a gap in the sequence (or
+//! another epoch) reloads them all.
 
 use std::collections::HashMap;
 
 use chorus_core::crdt::{Change, HlcClock, Value, ValueError, ValueKind};
 use chorus_protocol::{ErrorCode, ValueState};
-use chorus_store::StoredValue;
+use chorus_store::{RoomValuesStored, Stamp, StoredValue};
 
-use crate::room::Refusal;
+use crate::refusal::Refusal;
 
 /// Limits on a room's values.
 #[derive(Debug, Clone, Copy)]
@@ -26,9 +27,32 @@ pub struct ValueLimits {
 
 pub struct RoomValues {
     values: HashMap<String, StoredValue>,
+    /// The room's values sequence this node has seen up to.
+    stamp: Option<Stamp>,
     /// Stamps for last-writer-wins writes made here. Every stamp comes from
     /// a Chorus node, so it takes any stamp it observes, however far ahead.
     clock: HlcClock,
+}
+
+/// Whether a values event follows what a node has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sequence {
+    /// The next one.
+    Next,
+    /// Seen already (or older).
+    Old,
+    /// Some were missed, or the store's values are another incarnation.
+    Gap,
+}
+
+/// Where `stamp` falls after `seen`.
+pub fn sequence(seen: Option<&Stamp>, stamp: &Stamp) -> Sequence {
+    match seen {
+        Some(s) if s.epoch == stamp.epoch && stamp.seq <= s.seq => Sequence::Old,
+        Some(s) if s.epoch == stamp.epoch && stamp.seq == s.seq + 1 => Sequence::Next,
+        None if stamp.seq == 1 => Sequence::Next,
+        _ => Sequence::Gap,
+    }
 }
 
 /// A change ready to store: the state it makes, if the value is still at
@@ -39,14 +63,40 @@ pub struct Prepared {
 }
 
 impl RoomValues {
-    pub fn new(stored: Vec<(String, StoredValue)>) -> Self {
+    pub fn new(stored: RoomValuesStored) -> Self {
         let writer = format!("{:016x}", rand::random::<u64>());
-        Self { values: stored.into_iter().collect(), clock: HlcClock::with_max_drift(writer, u64::MAX) }
+        Self { values: stored.values.into_iter().collect(), stamp: stored.stamp, clock: HlcClock::with_max_drift(writer, u64::MAX) }
     }
 
-    /// Replaces everything known (after missing bus events).
-    pub fn reset(&mut self, stored: Vec<(String, StoredValue)>) {
-        self.values = stored.into_iter().collect();
+    pub fn stamp(&self) -> Option<&Stamp> {
+        self.stamp.as_ref()
+    }
+
+    /// Notes that the store's values are at `stamp`; whether that follows
+    /// what was seen.
+    pub fn saw(&mut self, stamp: &Stamp) -> Sequence {
+        let sequence = sequence(self.stamp.as_ref(), stamp);
+        if sequence != Sequence::Old {
+            self.stamp = Some(stamp.clone());
+        }
+        sequence
+    }
+
+    /// Replaces everything known with the store's (after missing events).
+    /// Returns the values that changed, as clients see them, and whether
+    /// some value is gone (which no `value` message can tell).
+    pub fn reset(&mut self, stored: RoomValuesStored) -> (Vec<ValueState>, bool) {
+        let fresh: HashMap<String, StoredValue> = stored.values.into_iter().collect();
+        let gone = self.values.keys().any(|n| !fresh.contains_key(n));
+        let mut changed: Vec<ValueState> = fresh
+            .iter()
+            .filter(|(n, v)| self.values.get(*n).is_none_or(|old| old.version != v.version || old.state != v.state))
+            .map(|(n, v)| view_of(n, v.version, &v.state))
+            .collect();
+        changed.sort_by(|a, b| a.name.cmp(&b.name));
+        self.values = fresh;
+        self.stamp = stored.stamp;
+        (changed, gone)
     }
 
     /// The state `change` makes of value `name` (created as `kind` when it
@@ -135,9 +185,36 @@ mod tests {
         }
     }
 
+    fn empty() -> RoomValues {
+        RoomValues::new(RoomValuesStored { values: vec![], stamp: None })
+    }
+
+    #[test]
+    fn stamps_tell_the_next_event_from_a_gap() {
+        let at = |epoch: &str, seq| Stamp { epoch: epoch.into(), seq };
+        assert_eq!(sequence(None, &at("e", 1)), Sequence::Next);
+        assert_eq!(sequence(None, &at("e", 2)), Sequence::Gap);
+        assert_eq!(sequence(Some(&at("e", 4)), &at("e", 5)), Sequence::Next);
+        assert_eq!(sequence(Some(&at("e", 4)), &at("e", 4)), Sequence::Old);
+        assert_eq!(sequence(Some(&at("e", 4)), &at("e", 7)), Sequence::Gap);
+        assert_eq!(sequence(Some(&at("e", 4)), &at("f", 1)), Sequence::Gap, "another incarnation");
+    }
+
+    #[test]
+    fn a_reset_tells_what_changed_and_whether_anything_went() {
+        let mut values = empty();
+        let p = values.prepare("a", ValueKind::GCounter, &Change::Increment { by: 1 }, "ann", LIMITS, 1).unwrap();
+        values.changed("a", 1, p.state.clone());
+        values.changed("b", 1, p.state.clone());
+        let (changed, gone) = values.reset(RoomValuesStored { values: vec![("a".into(), StoredValue { version: 1, state: p.state.clone() })], stamp: None });
+        assert!(changed.is_empty() && gone, "b went, a is as it was");
+        let (changed, gone) = values.reset(RoomValuesStored { values: vec![("a".into(), StoredValue { version: 2, state: p.state })], stamp: None });
+        assert_eq!((changed.len(), gone), (1, false));
+    }
+
     #[test]
     fn changes_are_checked_before_they_are_stored() {
-        let mut values = RoomValues::new(vec![]);
+        let mut values = empty();
         let set = Change::Set { value: json!("title") };
         let p = values.prepare("title", ValueKind::Register, &set, "ann", LIMITS, 1).unwrap();
         assert_eq!(p.expected, 0);
@@ -155,7 +232,7 @@ mod tests {
 
     #[test]
     fn only_newer_states_are_told() {
-        let mut values = RoomValues::new(vec![]);
+        let mut values = empty();
         let p = values.prepare("n", ValueKind::GCounter, &Change::Increment { by: 2 }, "ann", LIMITS, 1).unwrap();
         let told = values.changed("n", 1, p.state.clone()).expect("new");
         assert_eq!((told.version, told.value), (1, json!(2)));

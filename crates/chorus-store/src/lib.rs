@@ -1,45 +1,63 @@
 //! Where Chorus keeps shared state and how nodes tell each other about it.
 //!
-//! Two traits, each with one guarantee the server is built on:
+//! Traits, each with the guarantee the server is built on:
 //!
 //! - [`PresenceStore`] holds who is in which room, with per-entry expiry.
-//!   Removing an entry (leave or expiry) hands it back to exactly one caller,
-//!   however many nodes try at once, so exactly one leave event is published.
+//!   Every change (join, leave, state, expiry) and its announcement on the
+//!   bus are one atomic step, stamped with the room's presence sequence, so
+//!   no change goes unannounced (a crash or a timeout between the two cannot
+//!   happen) and a node that missed an announcement notices the gap.
+//!   Removing an entry hands it back to exactly one caller, however many
+//!   nodes try at once, so exactly one leave event is published.
 //! - [`Bus`] carries room events between nodes. It is a wake-up, not the
 //!   truth: delivery is at most once, and a subscriber that falls behind is
-//!   told so ([`BusError::Lagged`]) and resyncs from the store.
+//!   told so ([`BusError::Lagged`]) and resyncs from the store. Dropping a
+//!   subscription unsubscribes; [`Bus::confirm`] checks that one still
+//!   delivers.
 //! - [`DocStore`] holds each text document's order: a log of ops appended
-//!   by compare-and-set on the head version (so one order exists however
-//!   many nodes commit at once), with (client, seq) deduplication, and
+//!   by compare-and-set on the head version and its [`Digest`] (so one order
+//!   exists however many nodes commit at once, and a replica of another
+//!   history cannot extend this one), with (client, seq) deduplication, and
 //!   snapshots behind which the log is trimmed. It never holds the text at
 //!   the head: nodes keep that, so a commit costs the same whatever the
 //!   document's size.
+//! - [`ValueStore`] and [`HistoryStore`] hold shared values and undo
+//!   histories, each written by compare-and-set with a write token, so a
+//!   write retried after its answer was lost is recognised, not applied twice.
+//! - [`StatusStore`] answers, in one call, where a room's presence, values
+//!   and documents stand, for the periodic reconciliation that repairs any
+//!   event a node missed.
 //!
-//! [`MemoryStore`] implements both for one process with zero setup. Every
-//! backend must pass [`conformance`], the same suite, unchanged.
-
-use std::sync::Arc;
+//! Every name a client chooses (rooms, documents, values, users) must reach
+//! only its own record: a backend keeps them apart by construction (tuples,
+//! hash fields, length-prefixed keys), never by hoping a separator is absent.
+//!
+//! [`MemoryStore`] implements everything for one process with zero setup.
+//! Every backend must pass [`conformance`], the same suite, unchanged.
 
 use async_trait::async_trait;
+use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
 use chorus_core::presence::{Member, Millis};
 use chorus_core::text::TextOp;
 use chorus_protocol::{CursorState, LeaveReason};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{broadcast, watch};
 
 pub mod conformance;
 mod memory;
+mod subscription;
 
 pub use memory::MemoryStore;
+pub use subscription::Subscription;
 
 /// A failure of the backend itself (not of the request).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend cannot be reached; the request may be retried later.
-    #[error("store unavailable: {0}")]
+    /// The backend cannot be reached, or did not answer in time; the request
+    /// may or may not have been carried out, and may be retried later.
+    #[error("{0}")]
     Unavailable(String),
     #[error("store error: {0}")]
     Backend(String),
@@ -47,13 +65,31 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A presence entry removed by expiry.
+/// Where a room's presence (or its values) stands: the number of changes
+/// made in one incarnation of the stored data. A store that lost the data
+/// and started again has another `epoch`, so its numbers are never mistaken
+/// for the old ones.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+/// A presence entry removed by expiry, and announced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expired {
     pub room: String,
     pub member: Member,
-    /// Live members left in the room.
+    /// Live members left in the room after this one went.
     pub count: usize,
+}
+
+/// What an expiry sweep did: the entries it removed (each announced), and
+/// the rooms it could not sweep this time (the next sweep tries again).
+#[derive(Debug, Default)]
+pub struct Sweep {
+    pub expired: Vec<Expired>,
+    pub failed: Vec<(String, StoreError)>,
 }
 
 /// A room and how many are in it.
@@ -63,31 +99,57 @@ pub struct RoomSummary {
     pub members: usize,
 }
 
+/// A room's live members, as of `stamp` (`None`: the room has no presence
+/// data at all).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Members {
+    pub members: Vec<Member>,
+    pub stamp: Option<Stamp>,
+}
+
+/// What [`PresenceStore::join`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Joined {
+    /// The connection is a member (announced, unless it already was one);
+    /// `members` is the room just after, as of `stamp`.
+    Entered { members: Members },
+    /// The room holds `limit` live members already; nothing changed.
+    Full { limit: usize },
+}
+
 /// Who is in which room.
 #[async_trait]
 pub trait PresenceStore: Send + Sync + 'static {
-    /// Adds or replaces a connection's entry; returns the live count after.
-    async fn join(&self, room: &str, member: Member, expires_at: Millis, now: Millis) -> StoreResult<usize>;
+    /// Adds a connection's entry and publishes [`RoomEvent::MemberJoined`],
+    /// atomically, unless the room has `limit` live members. Idempotent: an
+    /// entry that is already there (a retried join) is refreshed and not
+    /// announced again.
+    async fn join(&self, room: &str, member: Member, expires_at: Millis, now: Millis, limit: usize) -> StoreResult<Joined>;
 
     /// Pushes an entry's expiry forward; false when the entry is gone.
     async fn refresh(&self, room: &str, connection: &str, expires_at: Millis) -> StoreResult<bool>;
 
-    /// Replaces an entry's application state; false when the entry is gone.
+    /// Replaces an entry's application state and publishes
+    /// [`RoomEvent::Presence`], atomically; false when the entry is gone.
     async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool>;
 
-    /// Removes an entry. Returns it with the live count after, to the one
-    /// caller that removed it; `None` to everyone else.
-    async fn leave(&self, room: &str, connection: &str, now: Millis) -> StoreResult<Option<(Member, usize)>>;
+    /// Removes an entry and publishes [`RoomEvent::MemberLeft`] with
+    /// `reason`, atomically. Returns it with the live count after, to the
+    /// one caller that removed it; `None` to everyone else.
+    async fn leave(&self, room: &str, connection: &str, reason: LeaveReason, now: Millis) -> StoreResult<Option<(Member, usize)>>;
 
-    /// Live entries at `now`, in join order.
-    async fn members(&self, room: &str, now: Millis) -> StoreResult<Vec<Member>>;
+    /// Live entries at `now`, in join order, with the room's stamp.
+    async fn members(&self, room: &str, now: Millis) -> StoreResult<Members>;
 
     /// Number of live entries at `now`.
     async fn count(&self, room: &str, now: Millis) -> StoreResult<usize>;
 
-    /// Removes every entry expired at `now`, in every room. Each expired entry
-    /// is returned by exactly one call, however many run at once.
-    async fn expire(&self, now: Millis) -> StoreResult<Vec<Expired>>;
+    /// Removes every entry expired at `now`, in every room, each room's in
+    /// one atomic step with their [`RoomEvent::MemberLeft`] announcements.
+    /// Each expired entry is returned by exactly one call, however many run
+    /// at once. A room that fails is reported in [`Sweep::failed`] and the
+    /// sweep goes on with the others.
+    async fn expire(&self, now: Millis) -> StoreResult<Sweep>;
 
     /// Rooms with live members at `now`.
     async fn rooms(&self, now: Millis) -> StoreResult<Vec<RoomSummary>>;
@@ -100,70 +162,28 @@ pub trait PresenceStore: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RoomEvent {
-    MemberJoined { member: Member, count: usize },
-    MemberLeft { connection: String, user: String, reason: LeaveReason, count: usize },
-    Presence { connection: String, state: Value },
+    MemberJoined { member: Member, count: usize, stamp: Stamp },
+    MemberLeft { connection: String, user: String, reason: LeaveReason, count: usize, stamp: Stamp },
+    Presence { connection: String, state: Value, stamp: Stamp },
     Cursor { cursor: CursorState },
     /// An op committed to a document of the room.
     DocOp { doc: String, entry: LogEntry },
-    /// A shared value's new state, as version `version`.
-    Value { name: String, version: u64, state: chorus_core::crdt::Value },
+    /// A shared value's new state, as version `version`; `stamp` is the
+    /// room's values sequence after the write.
+    Value { name: String, version: u64, state: chorus_core::crdt::Value, stamp: Stamp },
 }
 
 /// Why a subscription stopped delivering.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
     /// The subscriber fell behind and `missed` events were dropped (0 when
-    /// the count is unknown: the bus connection was lost); resync.
+    /// the count is unknown: the bus connection was lost, or the
+    /// subscription had to be made again); resync.
     #[error("subscriber fell behind; {missed} events missed")]
     Lagged { missed: u64 },
     /// The bus is gone (the backend shut down).
     #[error("bus closed")]
     Closed,
-}
-
-/// Events of one room, in publish order, from the moment of subscribing.
-/// Dropping it unsubscribes. Events are shared, not copied, between the
-/// subscribers of a node.
-pub struct Subscription {
-    rx: broadcast::Receiver<Arc<RoomEvent>>,
-    /// Bumped by a backend whose connection to the bus was lost and
-    /// restored: whatever was published meanwhile is gone.
-    resync: Option<watch::Receiver<u64>>,
-}
-
-impl Subscription {
-    pub fn new(rx: broadcast::Receiver<Arc<RoomEvent>>) -> Self {
-        Self { rx, resync: None }
-    }
-
-    /// A subscription that also reports lag when `resync` changes.
-    pub fn with_resync(rx: broadcast::Receiver<Arc<RoomEvent>>, mut resync: watch::Receiver<u64>) -> Self {
-        resync.mark_unchanged();
-        Self { rx, resync: Some(resync) }
-    }
-
-    /// The next event.
-    pub async fn recv(&mut self) -> Result<Arc<RoomEvent>, BusError> {
-        let lagged = async {
-            let reported = match &mut self.resync {
-                Some(w) => w.changed().await.is_ok(),
-                None => false,
-            };
-            if !reported {
-                // No resync signal (or its sender is gone): never lagged this way.
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = lagged => Err(BusError::Lagged { missed: 0 }),
-            event = self.rx.recv() => event.map_err(|e| match e {
-                broadcast::error::RecvError::Lagged(missed) => BusError::Lagged { missed },
-                broadcast::error::RecvError::Closed => BusError::Closed,
-            }),
-        }
-    }
 }
 
 /// Carries room events to every node with subscribers in that room.
@@ -172,8 +192,18 @@ pub trait Bus: Send + Sync + 'static {
     /// Sends an event to every subscriber of the room (this node's included).
     async fn publish(&self, room: &str, event: RoomEvent) -> StoreResult<()>;
 
-    /// Starts receiving the room's events published from now on.
+    /// Starts receiving the room's events published from now on. Dropping
+    /// the subscription ends it (the node unsubscribes once none is left).
     async fn subscribe(&self, room: &str) -> StoreResult<Subscription>;
+
+    /// Checks that this node's subscription to `room` still delivers (an
+    /// event sent now comes back). When it does not, the bus subscribes
+    /// again by itself and the room's subscriptions report
+    /// [`BusError::Lagged`]; the error says what was wrong.
+    async fn confirm(&self, room: &str) -> StoreResult<()>;
+
+    /// Rooms this node is subscribed to (for metrics and tests).
+    fn subscribed_rooms(&self) -> usize;
 }
 
 /// A document as stored: its latest snapshot and the ops kept around it.
@@ -184,6 +214,9 @@ pub struct StoredDoc {
     pub epoch: String,
     pub snapshot_version: u64,
     pub snapshot: String,
+    /// The digest at the version before the first kept op (the snapshot's
+    /// when no op is kept).
+    pub oldest_digest: Digest,
     /// Consecutive ops, ending at the head. Those at or before the snapshot
     /// are kept for catching clients up; the rest apply to the snapshot.
     pub ops: Vec<LogEntry>,
@@ -193,14 +226,55 @@ impl StoredDoc {
     pub fn head(&self) -> u64 {
         self.ops.last().map_or(self.snapshot_version, |e| e.version)
     }
+
+    pub fn head_digest(&self) -> Digest {
+        self.ops.last().map_or(self.oldest_digest, |e| e.digest)
+    }
+}
+
+/// Where a document's log stands in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocHead {
+    pub epoch: String,
+    pub version: u64,
+    pub digest: Digest,
+}
+
+/// An undo history to write together with the undo (or redo) op it
+/// commits, if the stored history is still at `expected_rev`.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryWrite<'a> {
+    pub user: &'a str,
+    pub expected_rev: u64,
+    /// Names this write: a retry of it is recognised.
+    pub token: &'a str,
+    pub saved: &'a str,
+}
+
+/// One op to append (see [`DocStore::append`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    pub epoch: &'a str,
+    /// The head the op was transformed to, and its digest.
+    pub expected: u64,
+    pub expected_digest: Digest,
+    pub client: &'a str,
+    pub seq: u64,
+    pub op: &'a TextOp,
+    /// The digest the log has once the op is appended at `expected + 1`.
+    pub digest: Digest,
+    /// For an undo or redo: the user's history after it, written with it.
+    pub history: Option<HistoryWrite<'a>>,
 }
 
 /// What [`DocStore::append`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
-    /// The op is in the log at `version`.
-    Committed { version: u64 },
+    /// The op is in the log at `version`, committed at `at` (ms).
+    Committed { version: u64, at: u64 },
     /// (client, seq) was already committed, at `version`; nothing changed.
+    /// For a commit with a history: this very write (its token) landed
+    /// before, at `version`.
     Duplicate { version: u64 },
     /// The head moved on to `head`. `missed` holds the ops after the
     /// expected version (empty when the caller expected a version the log
@@ -211,6 +285,23 @@ pub enum Appended {
     StaleSeq { last: u64 },
     /// The log is a different incarnation than the caller's.
     EpochChanged { epoch: String },
+    /// The head is at the expected version but with another digest: the
+    /// caller's replica and the store hold different histories.
+    Diverged,
+    /// The user's stored history is no longer at the expected revision.
+    HistoryMoved,
+}
+
+/// A snapshot to record (see [`DocStore::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct Snapshot<'a> {
+    pub epoch: &'a str,
+    pub version: u64,
+    pub text: String,
+    /// Ops at or before this are dropped (never past the snapshot).
+    pub trim_to: u64,
+    /// The digest at `trim_to` (where the kept log then starts).
+    pub trim_digest: Digest,
 }
 
 /// The ordered ops of text documents. Documents are addressed by room and
@@ -221,25 +312,27 @@ pub trait DocStore: Send + Sync + 'static {
     /// with a fresh epoch when it does not exist yet.
     async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc>;
 
-    /// Appends `op` at `expected + 1` if the head is `expected` and the log
-    /// is still `epoch`, unless (client, seq) is committed already, and
-    /// publishes it on the room's bus as [`RoomEvent::DocOp`]. Atomic: one
-    /// round trip on a remote store, and no commit goes unpublished.
-    #[allow(clippy::too_many_arguments)]
-    async fn append(&self, room: &str, doc: &str, epoch: &str, expected: u64, client: &str, seq: u64, op: &TextOp) -> StoreResult<Appended>;
+    /// Appends an op at `expected + 1` if the head is `expected` with
+    /// `expected_digest` and the log is still `epoch`, unless (client, seq)
+    /// is committed already, and publishes it on the room's bus as
+    /// [`RoomEvent::DocOp`]. With a history, also writes it if the user's
+    /// stored history is still at its expected revision. Atomic: one round
+    /// trip on a remote store, and no commit goes unpublished.
+    async fn append(&self, room: &str, doc: &str, commit: &Commit<'_>) -> StoreResult<Appended>;
 
     /// Ops after `version` up to the head; `None` when the log no longer
-    /// reaches back that far (or the epoch differs).
+    /// reaches back that far, does not reach `version` yet, or is another
+    /// epoch.
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>>;
 
     /// The (seq, version) of `client`'s last committed op, while the log
     /// still holds it.
     async fn last_committed(&self, room: &str, doc: &str, client: &str) -> StoreResult<Option<(u64, u64)>>;
 
-    /// Records `text` as the document at `version` and drops the ops at or
-    /// before `trim_to` (never past the snapshot). An older snapshot than
-    /// the one kept is ignored.
-    async fn snapshot(&self, room: &str, doc: &str, epoch: &str, version: u64, text: String, trim_to: u64) -> StoreResult<()>;
+    /// Records the text at `version` and drops the ops at or before
+    /// `trim_to` (never past the snapshot). An older snapshot than the one
+    /// kept is ignored.
+    async fn snapshot(&self, room: &str, doc: &str, snapshot: Snapshot<'_>) -> StoreResult<()>;
 }
 
 /// A shared value as stored: its state after `version` changes.
@@ -249,10 +342,18 @@ pub struct StoredValue {
     pub state: chorus_core::crdt::Value,
 }
 
+/// Every value of a room, as of `stamp` (`None`: the room has no values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomValuesStored {
+    pub values: Vec<(String, StoredValue)>,
+    pub stamp: Option<Stamp>,
+}
+
 /// What [`ValueStore::put_value`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ValuePut {
-    /// The state is stored as `version`.
+    /// The state is stored as `version` (by this call, or by an earlier
+    /// call with the same token whose answer was lost).
     Written { version: u64 },
     /// The value had moved on (or was created) meanwhile: here it is, to
     /// apply the change to and try again.
@@ -265,26 +366,59 @@ pub enum ValuePut {
 /// serialised however many nodes make them.
 #[async_trait]
 pub trait ValueStore: Send + Sync + 'static {
-    /// Every value of a room, by name.
-    async fn values(&self, room: &str) -> StoreResult<Vec<(String, StoredValue)>>;
+    /// Every value of a room, by name, with the room's values stamp.
+    async fn values(&self, room: &str) -> StoreResult<RoomValuesStored>;
 
     /// Stores `state` as version `expected + 1` if the value is still at
     /// `expected` (0: it does not exist yet), and publishes it on the
-    /// room's bus as [`RoomEvent::Value`]; atomic, one round trip.
-    async fn put_value(&self, room: &str, name: &str, expected: u64, state: &chorus_core::crdt::Value) -> StoreResult<ValuePut>;
+    /// room's bus as [`RoomEvent::Value`]; atomic, one round trip. `token`
+    /// names this write: repeating the call after a lost answer finds it.
+    async fn put_value(&self, room: &str, name: &str, expected: u64, state: &chorus_core::crdt::Value, token: &str) -> StoreResult<ValuePut>;
 }
 
-/// Each user's undo history of each document, saved as the server's
-/// opaque JSON so undo survives reconnects and works from any node.
+/// A user's undo history of a document as stored: the server's opaque
+/// JSON, and the revision it is at (every write makes the next one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHistory {
+    pub rev: u64,
+    pub saved: String,
+}
+
+/// Each user's undo history of each document, so undo survives reconnects
+/// and works from any node, as one history per user.
 #[async_trait]
 pub trait HistoryStore: Send + Sync + 'static {
-    async fn load_history(&self, room: &str, doc: &str, user: &str) -> StoreResult<Option<String>>;
-    async fn save_history(&self, room: &str, doc: &str, user: &str, saved: String) -> StoreResult<()>;
+    async fn load_history(&self, room: &str, doc: &str, user: &str) -> StoreResult<Option<StoredHistory>>;
+
+    /// Writes `saved` as revision `expected_rev + 1` if the stored history
+    /// is at `expected_rev` (0: none stored). True when written, by this
+    /// call or by an earlier one with the same `token`.
+    async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool>;
 }
 
-/// A backend: a presence store, a bus, a document store, a value store
-/// and a history store, with a name for logs.
-pub trait Backend: PresenceStore + Bus + DocStore + ValueStore + HistoryStore {
+/// Where a room stands in the store: its presence and values stamps, and
+/// the heads of the documents asked about (`None`: the document does not
+/// exist).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomStatus {
+    pub presence: Option<Stamp>,
+    pub values: Option<Stamp>,
+    pub docs: Vec<Option<DocHead>>,
+}
+
+#[async_trait]
+pub trait StatusStore: Send + Sync + 'static {
+    /// One consistent look at a room (one round trip on a remote store).
+    async fn status(&self, room: &str, docs: &[&str]) -> StoreResult<RoomStatus>;
+}
+
+/// A backend: everything above, with a name for logs.
+pub trait Backend: PresenceStore + Bus + DocStore + ValueStore + HistoryStore + StatusStore {
     /// What the server prints at start-up, e.g. "embedded in-memory store".
     fn describe(&self) -> String;
+}
+
+/// A fresh random id (epochs, tokens, node ids): 64 bits as 16 hex digits.
+pub fn random_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }

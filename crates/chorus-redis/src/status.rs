@@ -1,0 +1,37 @@
+//! Where a room stands, in one script: what the periodic reconciliation of
+//! a room compares with what the node believes.
+
+use async_trait::async_trait;
+use chorus_store::{DocHead, RoomStatus, StatusStore, StoreResult};
+use redis::Value as Reply;
+
+use crate::docs::digest;
+use crate::presence::presence_keys;
+use crate::values::value_keys;
+use crate::{decode_error, doc_key, number, stamp, store_error, text, RedisStore};
+
+#[async_trait]
+impl StatusStore for RedisStore {
+    async fn status(&self, room: &str, docs: &[&str]) -> StoreResult<RoomStatus> {
+        let [_, _, _, presence] = presence_keys(room);
+        let [_, _, _, values] = value_keys(room);
+        let mut invocation = self.scripts.room_status.key(presence);
+        invocation.key(values);
+        for doc in docs {
+            invocation.key(doc_key(room, doc, "meta"));
+        }
+        let items: Vec<Reply> = invocation.invoke_async(&mut self.conn()).await.map_err(store_error)?;
+        let [p_epoch, p_seq, v_epoch, v_seq, heads @ ..] = items.as_slice() else {
+            return Err(decode_error("room status", format!("{items:?}")));
+        };
+        let docs = heads
+            .chunks(3)
+            .map(|head| match head {
+                [Reply::Nil, _, _] => Ok(None),
+                [epoch, version, d] => Ok(Some(DocHead { epoch: text(epoch)?, version: number(version)?, digest: digest(d)? })),
+                other => Err(decode_error("document head", format!("{other:?}"))),
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(RoomStatus { presence: stamp(p_epoch, p_seq)?, values: stamp(v_epoch, v_seq)?, docs })
+    }
+}

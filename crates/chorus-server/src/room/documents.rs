@@ -1,0 +1,441 @@
+//! The room's text documents: replicas of the store's order, the commit
+//! path, and catching up.
+//!
+//! The room holds a replica of each open document (see [`Document`]),
+//! commits ops through the store's compare-and-set on the head version and
+//! its digest, and fans each committed op out in version order, so a
+//! connection that opened a document at version v receives every op after v
+//! exactly once. Ops committed by other nodes arrive on the bus; a gap in
+//! their versions is filled from the store before anything newer goes out.
+//!
+//! A replica never silently parts from the store. An op that does not
+//! continue it (its digest does not follow), a commit the store refuses as
+//! coming from another history, a store whose log went back or was
+//! recreated: each marks the replica stale, and it is reloaded (retried
+//! until the store answers). Then every reader is told where it stands: the
+//! ops it missed when the store's log still continues what it has, else the
+//! whole text with a `reset` saying why.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use chorus_core::oplog::LogEntry;
+use chorus_protocol::{DocPosition, ErrorCode, ServerMessage};
+use chorus_store::{Appended, Commit, Snapshot};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{Committed, DocRead, DocSubmission, Room, Submitter, COMMIT_DEADLINE};
+use crate::document::{DocLimits, Document, Prepared};
+use crate::outbox::report_error;
+use crate::refusal::Refusal;
+
+fn reset_refusal(name: &str) -> Refusal {
+    Refusal::new(ErrorCode::VersionTrimmed, format!("document {name} was reset; open it again"))
+}
+
+fn stale_seq(seq: u64, last: u64) -> Refusal {
+    Refusal::new(ErrorCode::StaleSeq, format!("sequence number {seq} is older than this client's last committed op ({last})"))
+}
+
+impl Room {
+    fn doc_limits(&self) -> DocLimits {
+        DocLimits { max_op_bytes: self.config().max_op_bytes, max_document_bytes: self.config().max_document_bytes }
+    }
+
+    /// Loads a document into the room if it is not here yet, and reloads a
+    /// stale one.
+    pub(super) async fn load_doc(&mut self, name: &Arc<str>) -> Result<(), Refusal> {
+        match self.docs.get(name) {
+            Some(doc) if !doc.stale => return Ok(()),
+            Some(_) => return self.reload(name).await,
+            None => {}
+        }
+        let stored = self.store().load(&self.name, name).await?;
+        let doc = Document::restore(stored).map_err(|e| {
+            warn!(room = %self.name, doc = %name, "stored document is damaged: {e}");
+            Refusal::new(ErrorCode::Internal, format!("document {name} cannot be loaded: {e}"))
+        })?;
+        debug!(room = %self.name, doc = %name, version = doc.version(), "document loaded");
+        self.docs.insert(name.clone(), doc);
+        Ok(())
+    }
+
+    /// Loads a document, catching its replica up first when a client has
+    /// seen version `seen` and the replica has not (the client saw it on
+    /// another node).
+    async fn load_doc_seen(&mut self, name: &Arc<str>, seen: Option<u64>) -> Result<(), Refusal> {
+        self.load_doc(name).await?;
+        if seen.is_some_and(|v| v > self.docs[name].version()) {
+            self.catch_up(name).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a replica with the store's and tells every reader where it
+    /// stands. On failure the replica stays stale and a repair is scheduled:
+    /// its readers are told once the store answers, never left silent.
+    pub(super) async fn reload(&mut self, name: &Arc<str>) -> Result<(), Refusal> {
+        let Some(old) = self.docs.get_mut(name) else { return Ok(()) };
+        old.stale = true;
+        let fresh = match self.store().load(&self.name, name).await {
+            Ok(stored) => Document::restore(stored).map_err(|e| {
+                warn!(room = %self.name, doc = %name, "stored document is damaged: {e}");
+                Refusal::new(ErrorCode::Internal, format!("document {name} cannot be loaded: {e}"))
+            }),
+            Err(e) => Err(e.into()),
+        };
+        let mut fresh = match fresh {
+            Ok(fresh) => fresh,
+            Err(refusal) => {
+                self.repair.need_doc(name);
+                return Err(refusal);
+            }
+        };
+        let old = self.docs.remove(name).expect("present above");
+        let position = old.position();
+        if fresh.epoch != old.epoch {
+            // Histories of a lost incarnation mean nothing in the new one.
+            self.histories.forget_doc(name);
+        }
+        fresh.subscribers = old.subscribers;
+        let mut reasons = Vec::new();
+        for (conn, client) in &fresh.subscribers {
+            let Some(local) = self.local.get(conn) else { continue };
+            let msg = fresh.opened(None, &self.name, name, Some(&position), client);
+            if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
+                reasons.push(*reason);
+            }
+            local.outbox.push(msg.to_json().into());
+        }
+        warn!(room = %self.name, doc = %name, from = position.version, to = fresh.version(), readers = fresh.subscribers.len(), reset = ?reasons.first(), "document replica reloaded from the store");
+        metrics::counter!("chorus_document_reloads_total").increment(1);
+        self.docs.insert(name.clone(), fresh);
+        Ok(())
+    }
+
+    /// Fetches and applies the ops the replica missed; reloads it when the
+    /// store's log does not continue it.
+    pub(super) async fn catch_up(&mut self, name: &Arc<str>) -> Result<(), Refusal> {
+        self.load_doc(name).await?;
+        let doc = &self.docs[name];
+        let (epoch, head) = (doc.epoch.clone(), doc.version());
+        match self.store().ops_since(&self.name, name, &epoch, head).await? {
+            Some(ops) => {
+                for entry in ops {
+                    if !self.apply(name, entry, None) {
+                        break;
+                    }
+                }
+            }
+            None => self.reload(name).await?,
+        }
+        self.load_doc(name).await
+    }
+
+    /// An op another node committed (or this one: then it is known already).
+    pub(super) async fn remote_op(&mut self, name: &str, entry: &LogEntry) {
+        let Some(doc) = self.docs.get_mut(name) else { return };
+        if doc.stale {
+            return; // The reload brings it.
+        }
+        let head = doc.version();
+        let name: Arc<str> = Arc::from(name);
+        if entry.version <= head {
+            if !doc.agrees(entry) {
+                warn!(room = %self.name, doc = %name, version = entry.version, "the store holds another op at a version this replica has; reloading");
+                doc.stale = true;
+                self.repair.need_doc(&name);
+            }
+            return;
+        }
+        if entry.version == head + 1 {
+            self.apply(&name, entry.clone(), None);
+        } else if let Err(e) = self.catch_up(&name).await {
+            warn!(room = %self.name, doc = %name, "could not fill a gap in the op stream; retrying: {e:?}");
+            self.repair.need_doc(&name);
+        }
+    }
+
+    /// Applies a committed op to the replica and sends it to every reader
+    /// but its submitter (who gets an ack). Snapshots every so often. An
+    /// entry that does not continue the replica marks it stale (false).
+    pub(super) fn apply(&mut self, name: &Arc<str>, entry: LogEntry, submitter: Option<&str>) -> bool {
+        let Some(doc) = self.docs.get_mut(name) else { return false };
+        if doc.stale {
+            return false;
+        }
+        let version = entry.version;
+        let msg = ServerMessage::Op { room: self.name.to_string(), doc: name.to_string(), entry };
+        let text: Utf8Bytes = msg.to_json().into();
+        let ServerMessage::Op { entry, .. } = msg else { unreachable!("built above") };
+        if let Err(e) = doc.commit(entry) {
+            warn!(room = %self.name, doc = %name, version, "a committed op does not continue the replica ({e}); reloading");
+            doc.stale = true;
+            self.repair.need_doc(name);
+            return false;
+        }
+        let mut sent = 0;
+        for conn in doc.subscribers.keys() {
+            if Some(&**conn) != submitter {
+                if let Some(local) = self.local.get(conn) {
+                    local.outbox.push(text.clone());
+                    sent += 1;
+                }
+            }
+        }
+        metrics::counter!("chorus_messages_out_total").increment(sent);
+        self.snapshot_if_due(name);
+        true
+    }
+
+    /// Every `doc_snapshot_every` ops: records the text in the store and
+    /// trims the log behind it (histories here are brought forward first).
+    fn snapshot_if_due(&mut self, name: &Arc<str>) {
+        let config = &self.rooms.config;
+        let (every, window) = (config.doc_snapshot_every, config.doc_log_window);
+        let Some(doc) = self.docs.get_mut(name) else { return };
+        let version = doc.version();
+        if version < doc.snapshot_version + every {
+            return;
+        }
+        doc.snapshot_version = version;
+        let trim_to = version.saturating_sub(window).max(doc.text.log().oldest());
+        self.histories.bring_forward_before_trim(&self.rooms.backend, &self.name, name, doc, trim_to);
+        let trim_digest = doc.text.log().digest_at(trim_to).expect("the log reaches its own start");
+        doc.text.trim_to(trim_to);
+        let text = doc.text.text().rope().clone();
+        let (store, room, name, epoch) = (self.rooms.backend.clone(), self.name.clone(), name.clone(), doc.epoch.clone());
+        // Written off the room task: the text is a cheap copy of the rope.
+        // A snapshot that fails loses nothing (the log still holds the ops);
+        // the next one trims instead.
+        tokio::spawn(async move {
+            let snapshot = Snapshot { epoch: &epoch, version, text: text.to_string(), trim_to, trim_digest };
+            match store.snapshot(&room, &name, snapshot).await {
+                Ok(()) => debug!(%room, doc = %name, version, trim_to, "snapshot saved"),
+                Err(e) => warn!(%room, doc = %name, version, "could not save a snapshot: {e}"),
+            }
+        });
+    }
+
+    pub(super) async fn open_doc(
+        &mut self,
+        conn: Arc<str>,
+        name: Arc<str>,
+        client: Arc<str>,
+        since: Option<DocPosition>,
+        undo: bool,
+        id: Option<u64>,
+    ) -> Result<(), Refusal> {
+        let Some(outbox) = self.local.get(&conn).map(|l| l.outbox.clone()) else {
+            return Err(Refusal::new(ErrorCode::NotJoined, format!("not in room {}", self.name)));
+        };
+        self.load_doc(&name).await?;
+        let seen = since.as_ref().filter(|p| p.epoch == self.docs[&name].epoch).map(|p| p.version);
+        self.load_doc_seen(&name, seen).await?;
+        let doc = self.docs.get_mut(&name).expect("loaded above");
+        let msg = doc.opened(id, &self.name, &name, since.as_ref(), &client);
+        if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
+            info!(room = %self.name, doc = %name, %conn, ?reason, "client resynced from the whole text");
+        }
+        doc.subscribers.insert(conn.clone(), client);
+        outbox.push(msg.to_json().into());
+        if let Some(user) = self.local.get(&conn).map(|l| l.user.clone()).filter(|_| undo) {
+            self.ensure_history(&name, &user).await;
+        }
+        Ok(())
+    }
+
+    pub(super) fn close_doc(&mut self, conn: &Arc<str>, name: &Arc<str>, id: Option<u64>) -> Result<(), Refusal> {
+        let was_open = self.docs.get_mut(name).is_some_and(|d| d.subscribers.remove(conn).is_some());
+        if !was_open {
+            return Err(Refusal::new(ErrorCode::NotOpen, format!("document {name} is not open")));
+        }
+        if let Some(user) = self.local.get(conn).map(|l| l.user.clone()) {
+            self.release_history_unless_open(name, &user);
+        }
+        self.unload_if_unread(name);
+        if let Some(local) = self.local.get(conn) {
+            local.outbox.push(ServerMessage::DocClosed { id, room: self.name.to_string(), doc: name.to_string() }.to_json().into());
+        }
+        Ok(())
+    }
+
+    /// Drops a document nobody reads any more.
+    pub(super) fn unload_if_unread(&mut self, name: &str) {
+        if self.docs.get(name).is_some_and(|d| d.subscribers.is_empty()) {
+            let name: Arc<str> = Arc::from(name);
+            for user in self.histories.users_of(&name) {
+                self.release_history(&name, &user);
+            }
+            self.docs.remove(&name);
+            debug!(room = %self.name, doc = %name, "document unloaded");
+        }
+    }
+
+    /// Closes every document `conn` (of `user`, gone from `local`) has open.
+    pub(super) fn unsubscribe_all(&mut self, conn: &str, user: Option<&str>) {
+        let names: Vec<Arc<str>> = self.docs.iter().filter(|(_, d)| d.subscribers.contains_key(conn)).map(|(n, _)| n.clone()).collect();
+        for name in names {
+            if let Some(d) = self.docs.get_mut(&name) {
+                d.subscribers.remove(conn);
+            }
+            if let Some(user) = user {
+                self.release_history_unless_open(&name, user);
+            }
+            self.unload_if_unread(&name);
+        }
+    }
+
+    /// Answers a submission: through `reply` for the API, on the outbox for
+    /// a connection (whose ack went out on commit).
+    pub(super) fn answer_submit(&self, doc: &str, sub: &DocSubmission, reply: Option<oneshot::Sender<Result<Committed, Refusal>>>, outcome: Result<Committed, Refusal>) {
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+            return;
+        }
+        let Submitter::Connection { conn, id, outbox } = &sub.from else { return };
+        let (code, message) = match outcome {
+            Ok(_) => return,
+            Err(Refusal::Refused(code, message)) => (code, message),
+            Err(Refusal::Retry) => (ErrorCode::NotJoined, format!("not in room {} any more; join it again", self.name)),
+        };
+        let message = format!("op {} on document {doc}: {message}", sub.seq);
+        report_error(outbox, conn, *id, Some(&self.name), code, message);
+    }
+
+    pub(super) async fn submit(&mut self, name: Arc<str>, sub: &DocSubmission) -> Result<Committed, Refusal> {
+        let client: Arc<str> = match &sub.from {
+            Submitter::Connection { conn, .. } => match self.docs.get(&name).and_then(|d| d.subscribers.get(conn)) {
+                Some(client) => client.clone(),
+                None => return Err(Refusal::new(ErrorCode::NotOpen, format!("document {name} is not open; open it first"))),
+            },
+            Submitter::Api { client } => client.clone(),
+        };
+        self.load_doc(&name).await?;
+        let result = self.commit(&name, &client, sub).await;
+        if let (Ok(done), Submitter::Connection { outbox, id, .. }) = (&result, &sub.from) {
+            let digest = self.docs.get(&name).and_then(|d| d.text.log().digest_at(done.version));
+            let ack = chorus_protocol::ServerMessage::Ack { id: *id, room: self.name.to_string(), doc: name.to_string(), seq: sub.seq, version: done.version, digest };
+            outbox.push(ack.to_json().into());
+        }
+        self.unload_if_unread(&name);
+        result
+    }
+
+    /// Orders an op: transforms it to the head, commits it through the
+    /// store's compare-and-set (catching up and retrying when another node
+    /// got there first), then applies and fans it out.
+    async fn commit(&mut self, name: &Arc<str>, client: &Arc<str>, sub: &DocSubmission) -> Result<Committed, Refusal> {
+        let limits = self.doc_limits();
+        let deadline = Instant::now() + COMMIT_DEADLINE;
+        while Instant::now() < deadline {
+            // Loaded by the caller, or again after a reload.
+            self.load_doc_seen(name, sub.base).await?;
+            let doc = &self.docs[name];
+            let (head, head_digest, epoch) = (doc.version(), doc.head_digest(), doc.epoch.clone());
+            let base = sub.base.unwrap_or(head);
+            let op = match doc.prepare(client, sub.seq, base, &sub.op, limits)? {
+                Prepared::Fresh(op) => op,
+                Prepared::Duplicate(version) => return Ok(Committed { version, duplicate: true }),
+                Prepared::Trimmed { oldest } => {
+                    return match self.store().last_committed(&self.name, name, client).await? {
+                        Some((seq, version)) if seq == sub.seq => Ok(Committed { version, duplicate: true }),
+                        Some((last, _)) if last > sub.seq => Err(stale_seq(sub.seq, last)),
+                        _ => Err(Refusal::new(
+                            ErrorCode::VersionTrimmed,
+                            format!("base version {base} is older than the log reaches (from version {oldest}); open the document again"),
+                        )),
+                    };
+                }
+            };
+            let digest = head_digest.next(head + 1, client, sub.seq, &op);
+            let commit = Commit { epoch: &epoch, expected: head, expected_digest: head_digest, client, seq: sub.seq, op: &op, digest, history: None };
+            let outcome = self.store().append(&self.name, name, &commit).await?;
+            match outcome {
+                Appended::Committed { version, at } => {
+                    let entry = LogEntry { version, client: client.to_string(), seq: sub.seq, op, at, digest };
+                    let origin = match &sub.from {
+                        Submitter::Connection { conn, .. } => Some(conn.clone()),
+                        Submitter::Api { .. } => None,
+                    };
+                    // The store published it to the other nodes with the commit.
+                    self.apply(name, entry, origin.as_deref());
+                    metrics::counter!("chorus_ops_committed_total").increment(1);
+                    return Ok(Committed { version, duplicate: false });
+                }
+                Appended::Duplicate { version } => {
+                    // Committed by an attempt whose answer was lost (a timeout,
+                    // a failover): this replica may not have it yet.
+                    if version > head {
+                        self.catch_up(name).await?;
+                    }
+                    return Ok(Committed { version, duplicate: true });
+                }
+                Appended::StaleSeq { last } => return Err(stale_seq(sub.seq, last)),
+                Appended::Conflict { head: store_head, missed } => {
+                    // Another node committed first; the store sent what it
+                    // committed, so the retry costs one round trip.
+                    let complete = missed.first().is_some_and(|e| e.version == head + 1) && missed.last().is_some_and(|e| e.version == store_head);
+                    if complete {
+                        for entry in missed {
+                            if !self.apply(name, entry, None) {
+                                break;
+                            }
+                        }
+                    } else if store_head == head {
+                        // Another node has the turn after losing a race:
+                        // let it commit first.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    } else if store_head < head {
+                        // The store went back: it lost ops this replica has.
+                        self.reload(name).await?;
+                        return Err(reset_refusal(name));
+                    } else {
+                        self.catch_up(name).await?;
+                    }
+                }
+                Appended::EpochChanged { .. } | Appended::Diverged => {
+                    self.reload(name).await?;
+                    return Err(reset_refusal(name));
+                }
+                Appended::HistoryMoved => {
+                    return Err(Refusal::new(ErrorCode::Internal, "the store answered a plain commit as an undo".to_owned()));
+                }
+            }
+        }
+        Err(Refusal::new(ErrorCode::Unavailable, format!("document {name} is too busy to commit; retry")))
+    }
+
+    pub(super) async fn read_doc(&mut self, name: Arc<str>, since: Option<u64>) -> Result<DocRead, Refusal> {
+        // A reader expects what any node has acknowledged, not what this
+        // one has heard of so far.
+        let caught_up = self.catch_up(&name).await;
+        let read = caught_up.and_then(|()| {
+            let doc = self.docs.get(&name).expect("loaded by the catch-up");
+            match since {
+                None => Ok(DocRead { epoch: doc.epoch.clone(), version: doc.version(), text: Some(doc.text.text().to_string()), ops: None }),
+                Some(v) => match doc.text.log().since(v) {
+                    Some(ops) => Ok(DocRead { epoch: doc.epoch.clone(), version: doc.version(), text: None, ops: Some(ops.cloned().collect()) }),
+                    None => Err(Refusal::new(
+                        ErrorCode::VersionTrimmed,
+                        format!("the log of {name} holds the ops after version {} up to {}", doc.text.log().oldest(), doc.version()),
+                    )),
+                },
+            }
+        });
+        self.unload_if_unread(&name);
+        read
+    }
+
+    /// Repair: a document's replica brought level with the store.
+    pub(super) async fn repair_doc(&mut self, name: &Arc<str>) -> Result<(), Refusal> {
+        match self.docs.get(name) {
+            None => Ok(()),
+            Some(doc) if doc.stale => self.reload(name).await,
+            Some(_) => self.catch_up(name).await,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Document logs in memory, one per (room, document), with the commits of
+//! undo histories written in the same lock hold as their ops.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use chorus_core::digest::Digest;
+use chorus_core::oplog::LogEntry;
+
+use super::values::History;
+use super::{lock, MemoryStore};
+use crate::{random_id, Appended, Commit, DocHead, DocStore, RoomEvent, Snapshot, StoreResult, StoredDoc};
+
+/// One document's log in memory.
+pub(super) struct StoredLog {
+    epoch: String,
+    snapshot_version: u64,
+    snapshot: String,
+    /// Version before the first kept op, and the digest there.
+    oldest: u64,
+    oldest_digest: Digest,
+    ops: VecDeque<LogEntry>,
+    /// Each client's last committed (seq, version), while that op is kept.
+    clients: HashMap<String, (u64, u64)>,
+}
+
+impl StoredLog {
+    fn new() -> Self {
+        Self {
+            epoch: random_id(),
+            snapshot_version: 0,
+            snapshot: String::new(),
+            oldest: 0,
+            oldest_digest: Digest::EMPTY,
+            ops: VecDeque::new(),
+            clients: HashMap::new(),
+        }
+    }
+
+    fn head(&self) -> u64 {
+        self.oldest + self.ops.len() as u64
+    }
+
+    fn head_digest(&self) -> Digest {
+        self.ops.back().map_or(self.oldest_digest, |e| e.digest)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn key(room: &str, doc: &str) -> (String, String) {
+    (room.to_owned(), doc.to_owned())
+}
+
+impl MemoryStore {
+    pub(super) fn doc_head(&self, room: &str, doc: &str) -> Option<DocHead> {
+        lock(&self.inner.docs)
+            .get(&key(room, doc))
+            .map(|log| DocHead { epoch: log.epoch.clone(), version: log.head(), digest: log.head_digest() })
+    }
+}
+
+#[async_trait]
+impl DocStore for MemoryStore {
+    async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc> {
+        let mut docs = lock(&self.inner.docs);
+        let log = docs.entry(key(room, doc)).or_insert_with(StoredLog::new);
+        Ok(StoredDoc {
+            epoch: log.epoch.clone(),
+            snapshot_version: log.snapshot_version,
+            snapshot: log.snapshot.clone(),
+            oldest_digest: log.oldest_digest,
+            ops: log.ops.iter().cloned().collect(),
+        })
+    }
+
+    async fn append(&self, room: &str, doc: &str, c: &Commit<'_>) -> StoreResult<Appended> {
+        let mut docs = lock(&self.inner.docs);
+        let log = docs.entry(key(room, doc)).or_insert_with(StoredLog::new);
+        if log.epoch != c.epoch {
+            return Ok(Appended::EpochChanged { epoch: log.epoch.clone() });
+        }
+        // Lock order: documents, then histories.
+        let mut histories = lock(&self.inner.histories);
+        let history_key = c.history.map(|h| (room.to_owned(), doc.to_owned(), h.user.to_owned()));
+        if let (Some(h), Some(k)) = (c.history, &history_key) {
+            let stored = histories.get(k);
+            if stored.map_or(0, |s| s.rev) != h.expected_rev {
+                return Ok(match stored {
+                    Some(s) if s.token == h.token => Appended::Duplicate { version: s.op_version },
+                    _ => Appended::HistoryMoved,
+                });
+            }
+        }
+        match log.clients.get(c.client) {
+            Some(&(last, version)) if last == c.seq => return Ok(Appended::Duplicate { version }),
+            Some(&(last, _)) if last > c.seq => return Ok(Appended::StaleSeq { last }),
+            _ => {}
+        }
+        if log.head() != c.expected {
+            let missed = match c.expected.checked_sub(log.oldest) {
+                Some(skip) if c.expected < log.head() => log.ops.iter().skip(skip as usize).cloned().collect(),
+                _ => Vec::new(),
+            };
+            return Ok(Appended::Conflict { head: log.head(), missed });
+        }
+        if log.head_digest() != c.expected_digest {
+            return Ok(Appended::Diverged);
+        }
+        let version = c.expected + 1;
+        let at = now_ms();
+        let entry = LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
+        log.ops.push_back(entry.clone());
+        log.clients.insert(c.client.to_owned(), (c.seq, version));
+        if let (Some(h), Some(k)) = (c.history, history_key) {
+            histories.insert(k, History { rev: h.expected_rev + 1, token: h.token.to_owned(), saved: h.saved.to_owned(), op_version: version });
+        }
+        // Published under the document's lock, so in commit order.
+        self.broadcast(room, RoomEvent::DocOp { doc: doc.to_owned(), entry });
+        Ok(Appended::Committed { version, at })
+    }
+
+    async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
+        let docs = lock(&self.inner.docs);
+        let Some(log) = docs.get(&key(room, doc)) else { return Ok(None) };
+        if log.epoch != epoch || version < log.oldest || version > log.head() {
+            return Ok(None);
+        }
+        Ok(Some(log.ops.iter().skip((version - log.oldest) as usize).cloned().collect()))
+    }
+
+    async fn last_committed(&self, room: &str, doc: &str, client: &str) -> StoreResult<Option<(u64, u64)>> {
+        Ok(lock(&self.inner.docs).get(&key(room, doc)).and_then(|log| log.clients.get(client).copied()))
+    }
+
+    async fn snapshot(&self, room: &str, doc: &str, s: Snapshot<'_>) -> StoreResult<()> {
+        let mut docs = lock(&self.inner.docs);
+        let Some(log) = docs.get_mut(&key(room, doc)) else { return Ok(()) };
+        if log.epoch != s.epoch || s.version <= log.snapshot_version || s.version > log.head() {
+            return Ok(());
+        }
+        log.snapshot_version = s.version;
+        log.snapshot = s.text;
+        let trim_to = s.trim_to.min(s.version);
+        while log.oldest < trim_to {
+            if let Some(e) = log.ops.pop_front() {
+                log.oldest_digest = e.digest;
+            }
+            log.oldest += 1;
+        }
+        // A client whose last op is gone from the log can only come back
+        // from before the trim point, and so gets a snapshot anyway.
+        let oldest = log.oldest;
+        log.clients.retain(|_, (_, v)| *v > oldest);
+        Ok(())
+    }
+}
