@@ -180,9 +180,16 @@ impl State {
     async fn send_subscribe(&self, room: &str) -> StoreResult<()> {
         let outcome = match &self.feed {
             Feed::Single(sink) => {
-                let sink = lock(sink).clone();
-                let Some(mut sink) = sink else {
-                    return Err(StoreError::Unavailable("the Redis pub/sub connection is being restored".into()));
+                // While the connection is being restored, wait for it a while.
+                let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
+                let mut sink = loop {
+                    if let Some(sink) = lock(sink).clone() {
+                        break sink;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(StoreError::Unavailable("the Redis pub/sub connection is being restored".into()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 };
                 tokio::time::timeout(RESPONSE_TIMEOUT, sink.subscribe(channel(room))).await
             }
@@ -260,41 +267,53 @@ fn deliver_marker(state: &State, room: &str, marker: &str) {
 /// server or a lost connection ended.
 async fn dispatch_cluster(state: Arc<State>, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
     while let Some(push) = pushes.recv().await {
-        match push.kind {
-            PushKind::SMessage => {
-                if let Some(msg) = redis::Msg::from_push_info(push) {
-                    deliver(&state, msg.get_channel_name(), msg.get_payload_bytes());
-                }
+        if push.kind == PushKind::SMessage {
+            if let Some(msg) = redis::Msg::from_push_info(push) {
+                deliver(&state, msg.get_channel_name(), msg.get_payload_bytes());
             }
-            PushKind::Disconnection => {
-                warn!("lost a Redis Cluster connection; its shard's subscriptions are being restored and every room resyncs");
-                state.all_lagged(Link::Lost);
-            }
-            PushKind::SSubscribe => {
-                let Some(room) = push_room(&push) else { continue };
-                let mut rooms = lock(&state.rooms);
-                if let Some(feed) = rooms.get_mut(&room) {
-                    if feed.link == Link::Lost {
-                        info!(%room, "Redis Cluster subscription restored; the room resyncs");
-                        feed.lagged();
-                    }
-                    feed.link = Link::Live;
-                }
-            }
-            PushKind::SUnsubscribe => {
-                let Some(room) = push_room(&push) else { continue };
-                let wanted = lock(&state.rooms).get_mut(&room).map(|feed| {
-                    feed.link = Link::Lost;
-                    feed.lagged();
-                });
-                if wanted.is_some() {
-                    // Nobody here asked: the server ended it (its slot moved).
-                    warn!(%room, "Redis ended the room's subscription (its slot moved?); subscribing again");
-                    resubscribe_later(&state, &room);
-                }
-            }
-            _ => {}
+            continue;
         }
+        let resubscribe = on_subscription_push(&mut lock(&state.rooms), &push);
+        if let Some(room) = resubscribe {
+            resubscribe_later(&state, &room);
+        }
+    }
+}
+
+/// What a push about subscriptions means for the rooms: each room keeps its
+/// own link state, so one shard's confirmation never hides another's loss.
+/// Returns a room to subscribe again (the server ended its subscription).
+fn on_subscription_push(rooms: &mut HashMap<String, RoomFeed>, push: &PushInfo) -> Option<String> {
+    match push.kind {
+        PushKind::Disconnection => {
+            warn!("lost a Redis Cluster connection; its shard's subscriptions are being restored and every room resyncs");
+            for feed in rooms.values_mut() {
+                feed.link = Link::Lost;
+                feed.lagged();
+            }
+            None
+        }
+        PushKind::SSubscribe => {
+            let room = push_room(push)?;
+            let feed = rooms.get_mut(&room)?;
+            if feed.link == Link::Lost {
+                info!(%room, "Redis Cluster subscription restored; the room resyncs");
+                feed.lagged();
+            }
+            feed.link = Link::Live;
+            None
+        }
+        PushKind::SUnsubscribe => {
+            let room = push_room(push)?;
+            let feed = rooms.get_mut(&room)?;
+            // Nobody here asked (a room being left is no longer listed):
+            // the server ended it, its slot moved.
+            warn!(%room, "Redis ended the room's subscription (its slot moved?); subscribing again");
+            feed.link = Link::Lost;
+            feed.lagged();
+            Some(room)
+        }
+        _ => None,
     }
 }
 
@@ -408,7 +427,7 @@ fn unsubscribe_if_unread(state: Weak<State>, room: String) {
 impl Bus for RedisStore {
     async fn publish(&self, room: &str, event: RoomEvent) -> StoreResult<()> {
         let payload = serde_json::to_string(&event).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let _: i64 = redis::cmd(self.publish_command()).arg(channel(room)).arg(payload).query_async(&mut self.conn()).await.map_err(store_error)?;
+        let _: i64 = self.query(redis::cmd(self.publish_command()).arg(channel(room)).arg(payload)).await?;
         Ok(())
     }
 
@@ -491,12 +510,12 @@ impl RedisStore {
         let n = state.next_marker.fetch_add(1, Ordering::Relaxed);
         lock(&state.markers).insert(n, (room.to_owned(), reply));
         let marker = format!("{MARKER}{}:{n}", state.node);
-        let published = redis::cmd(self.publish_command()).arg(channel(room)).arg(marker).query_async::<i64>(&mut self.conn()).await;
+        let published: StoreResult<i64> = self.query(redis::cmd(self.publish_command()).arg(channel(room)).arg(marker)).await;
         let outcome = match published {
             Ok(_) => tokio::time::timeout(RESPONSE_TIMEOUT, arrived).await.ok().and_then(Result::ok),
             Err(e) => {
                 lock(&state.markers).remove(&n);
-                return Err(store_error(e));
+                return Err(e);
             }
         };
         outcome.ok_or_else(|| {
@@ -515,5 +534,44 @@ mod tests {
         assert_eq!(room_of(&channel("team/plan")), Some("team/plan"));
         assert_eq!(room_of("other:{x}:events"), None);
         assert_eq!(room_of("chorus:{x}:members"), None);
+    }
+
+    fn feed() -> RoomFeed {
+        RoomFeed { tx: broadcast::channel(4).0, lag: watch::channel(0).0, link: Link::Live }
+    }
+
+    fn push(kind: PushKind, room: Option<&str>) -> PushInfo {
+        let data = room.map(|r| vec![redis::Value::BulkString(channel(r).into_bytes()), redis::Value::Int(1)]).unwrap_or_default();
+        PushInfo { kind, data }
+    }
+
+    fn lags(rooms: &HashMap<String, RoomFeed>) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = rooms.iter().map(|(r, f)| (r.clone(), *f.lag.borrow())).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn one_shards_confirmation_never_hides_anothers_loss() {
+        let mut rooms: HashMap<String, RoomFeed> = ["a", "b"].map(|r| (r.to_owned(), feed())).into_iter().collect();
+        on_subscription_push(&mut rooms, &push(PushKind::Disconnection, None));
+        assert_eq!(lags(&rooms), [("a".into(), 1), ("b".into(), 1)], "every room resyncs at once");
+        // b's shard comes back first; a's has not.
+        on_subscription_push(&mut rooms, &push(PushKind::SSubscribe, Some("b")));
+        assert_eq!(lags(&rooms), [("a".into(), 1), ("b".into(), 2)]);
+        assert_eq!(rooms["a"].link, Link::Lost, "a is still lost");
+        on_subscription_push(&mut rooms, &push(PushKind::SSubscribe, Some("a")));
+        assert_eq!(lags(&rooms), [("a".into(), 2), ("b".into(), 2)], "a resyncs again once its own subscription is back");
+        // A confirmation of a live room changes nothing.
+        on_subscription_push(&mut rooms, &push(PushKind::SSubscribe, Some("a")));
+        assert_eq!(lags(&rooms), [("a".into(), 2), ("b".into(), 2)]);
+    }
+
+    #[test]
+    fn a_subscription_the_server_ended_is_made_again() {
+        let mut rooms: HashMap<String, RoomFeed> = [("a".to_owned(), feed())].into_iter().collect();
+        assert_eq!(on_subscription_push(&mut rooms, &push(PushKind::SUnsubscribe, Some("a"))), Some("a".into()));
+        assert_eq!((rooms["a"].link, *rooms["a"].lag.borrow()), (Link::Lost, 1));
+        assert_eq!(on_subscription_push(&mut rooms, &push(PushKind::SUnsubscribe, Some("gone"))), None, "a room not wanted here is let go");
     }
 }

@@ -12,7 +12,7 @@ use chorus_core::oplog::LogEntry;
 use chorus_store::{random_id, Appended, Commit, DocStore, Snapshot, StoreError, StoreResult, StoredDoc};
 use redis::Value as Reply;
 
-use crate::{channel, decode_error, doc_key, number, store_error, text, RedisStore};
+use crate::{channel, decode_error, doc_key, number, text, RedisStore};
 
 pub(crate) fn entry_from(bytes: &[u8]) -> StoreResult<LogEntry> {
     serde_json::from_slice(bytes).map_err(|e| decode_error("op", e))
@@ -36,16 +36,11 @@ pub(crate) fn digest(reply: &Reply) -> StoreResult<Digest> {
 #[async_trait]
 impl DocStore for RedisStore {
     async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc> {
-        let items: Vec<Reply> = self
-            .scripts
-            .doc_load
+        let items: Vec<Reply> = self.invoke(self.scripts.doc_load
             .key(doc_key(room, doc, "meta"))
             .key(doc_key(room, doc, "log"))
             .key(doc_key(room, doc, "snapshot"))
-            .arg(random_id())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(random_id())).await?;
         let [epoch, snapshot_version, snapshot, oldest_digest, ops @ ..] = items.as_slice() else {
             return Err(decode_error("document", format!("{items:?}")));
         };
@@ -80,7 +75,7 @@ impl DocStore for RedisStore {
         if let Some(h) = c.history {
             invocation.arg(h.user).arg(h.expected_rev.to_string()).arg(h.token).arg(h.saved);
         }
-        let reply: Vec<Reply> = invocation.invoke_async(&mut self.conn()).await.map_err(store_error)?;
+        let reply: Vec<Reply> = self.invoke(&mut invocation).await?;
         let Some((outcome, rest)) = reply.split_first() else {
             return Err(decode_error("append reply", "empty"));
         };
@@ -97,16 +92,11 @@ impl DocStore for RedisStore {
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
-        let reply: Reply = self
-            .scripts
-            .doc_since
+        let reply: Reply = self.invoke(self.scripts.doc_since
             .key(doc_key(room, doc, "meta"))
             .key(doc_key(room, doc, "log"))
             .arg(epoch)
-            .arg(version)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(version)).await?;
         match reply {
             Reply::Nil => Ok(None),
             Reply::Array(items) => entries(&items).map(Some),
@@ -115,16 +105,14 @@ impl DocStore for RedisStore {
     }
 
     async fn last_committed(&self, room: &str, doc: &str, client: &str) -> StoreResult<Option<(u64, u64)>> {
-        let last: Option<String> = redis::cmd("HGET").arg(doc_key(room, doc, "clients")).arg(client).query_async(&mut self.conn()).await.map_err(store_error)?;
+        let last: Option<String> = self.query(redis::cmd("HGET").arg(doc_key(room, doc, "clients")).arg(client)).await?;
         let Some(last) = last else { return Ok(None) };
         let parsed = last.split_once(':').and_then(|(s, v)| Some((s.parse().ok()?, v.parse().ok()?)));
         parsed.map(Some).ok_or_else(|| decode_error("client entry", last))
     }
 
     async fn snapshot(&self, room: &str, doc: &str, s: Snapshot<'_>) -> StoreResult<()> {
-        let _: i64 = self
-            .scripts
-            .doc_snapshot
+        let _: i64 = self.invoke(self.scripts.doc_snapshot
             .key(doc_key(room, doc, "meta"))
             .key(doc_key(room, doc, "log"))
             .key(doc_key(room, doc, "snapshot"))
@@ -133,10 +121,7 @@ impl DocStore for RedisStore {
             .arg(s.version)
             .arg(s.text)
             .arg(s.trim_to)
-            .arg(s.trim_digest.to_hex())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(s.trim_digest.to_hex())).await?;
         Ok(())
     }
 }

@@ -8,20 +8,15 @@ use async_trait::async_trait;
 use chorus_store::{HistoryStore, StoreResult, StoredHistory};
 use redis::Value as Reply;
 
-use crate::{decode_error, doc_key, number, store_error, text, RedisStore};
+use crate::{decode_error, doc_key, number, text, RedisStore};
 
 #[async_trait]
 impl HistoryStore for RedisStore {
     async fn load_history(&self, room: &str, doc: &str, user: &str) -> StoreResult<Option<StoredHistory>> {
-        let reply: Reply = self
-            .scripts
-            .history_load
+        let reply: Reply = self.invoke(self.scripts.history_load
             .key(doc_key(room, doc, "history"))
             .key(doc_key(room, doc, "history-rev"))
-            .arg(user)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(user)).await?;
         match reply {
             Reply::Nil => Ok(None),
             Reply::Array(items) => match items.as_slice() {
@@ -33,18 +28,13 @@ impl HistoryStore for RedisStore {
     }
 
     async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
-        let written: i64 = self
-            .scripts
-            .history_save
+        let written: i64 = self.invoke(self.scripts.history_save
             .key(doc_key(room, doc, "history"))
             .key(doc_key(room, doc, "history-rev"))
             .arg(user)
             .arg(expected_rev.to_string())
             .arg(token)
-            .arg(saved)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(saved)).await?;
         Ok(written == 1)
     }
 }

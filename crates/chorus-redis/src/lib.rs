@@ -231,6 +231,37 @@ impl RedisStore {
         self.conn.clone()
     }
 
+    /// Runs a script; see [`RedisStore::retrying`].
+    async fn invoke<T: redis::FromRedisValue>(&self, invocation: &mut redis::ScriptInvocation<'_>) -> StoreResult<T> {
+        let invocation = &*invocation;
+        self.retrying(|| async move { invocation.invoke_async(&mut self.conn()).await }).await
+    }
+
+    /// Runs a command; see [`RedisStore::retrying`].
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> StoreResult<T> {
+        let cmd = &*cmd;
+        self.retrying(|| async move { cmd.query_async(&mut self.conn()).await }).await
+    }
+
+    /// Runs a call, once more when the connection was found dropped (the
+    /// first command after Redis restarted, say: the connection reconnects
+    /// for the next one). Every script and command here is safe to repeat
+    /// (see the module docs); a call that timed out is not repeated, since
+    /// it may still be running.
+    async fn retrying<T, F, Fut>(&self, call: F) -> StoreResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match call().await {
+            Err(e) if (e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()) && !e.is_timeout() => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                call().await.map_err(store_error)
+            }
+            outcome => outcome.map_err(store_error),
+        }
+    }
+
     /// PUBLISH, or SPUBLISH on a Cluster (which a script may call only
     /// for a channel in its keys' slot, as every room channel is).
     fn publish_command(&self) -> &'static str {

@@ -22,7 +22,7 @@ use redis::Value as Reply;
 use serde_json::Value;
 use tracing::warn;
 
-use crate::{channel, decode_error, number, room_key, stamp, store_error, text, RedisStore, PREFIX};
+use crate::{channel, decode_error, number, room_key, stamp, text, RedisStore, PREFIX};
 
 /// Rooms by a time at or before their earliest presence expiry.
 fn rooms_index() -> String {
@@ -74,17 +74,15 @@ impl RedisStore {
     /// Points the rooms index at a room's earliest expiry after a sweep (or
     /// drops the room), then puts back anything a concurrent join added.
     async fn reindex(&self, room: &str, earliest: Option<f64>) -> StoreResult<()> {
-        let mut conn = self.conn();
         let _: i64 = match earliest {
-            Some(at) => redis::cmd("ZADD").arg(rooms_index()).arg(at).arg(room).query_async(&mut conn).await,
-            None => redis::cmd("ZREM").arg(rooms_index()).arg(room).query_async(&mut conn).await,
-        }
-        .map_err(store_error)?;
+            Some(at) => self.query(redis::cmd("ZADD").arg(rooms_index()).arg(at).arg(room)).await?,
+            None => self.query(redis::cmd("ZREM").arg(rooms_index()).arg(room)).await?,
+        };
         let [_, _, expiry, _] = presence_keys(room);
-        let first: Vec<(String, f64)> = redis::cmd("ZRANGE").arg(expiry).arg(0).arg(0).arg("WITHSCORES").query_async(&mut conn).await.map_err(store_error)?;
+        let first: Vec<(String, f64)> = self.query(redis::cmd("ZRANGE").arg(expiry).arg(0).arg(0).arg("WITHSCORES")).await?;
         if let Some((_, now_first)) = first.first() {
             if earliest.is_none_or(|at| *now_first < at) {
-                let _: i64 = redis::cmd("ZADD").arg(rooms_index()).arg("LT").arg(*now_first).arg(room).query_async(&mut conn).await.map_err(store_error)?;
+                let _: i64 = self.query(redis::cmd("ZADD").arg(rooms_index()).arg("LT").arg(*now_first).arg(room)).await?;
             }
         }
         Ok(())
@@ -102,9 +100,7 @@ impl PresenceStore for RedisStore {
         let whole = serde_json::to_string(&member).map_err(|e| decode_error("member", e))?;
         let stored = serde_json::to_string(&Member { state: Value::Null, ..member.clone() }).map_err(|e| decode_error("member", e))?;
         let [members, states, expiry, presence] = presence_keys(room);
-        let items: Vec<Reply> = self
-            .scripts
-            .presence_join
+        let items: Vec<Reply> = self.invoke(self.scripts.presence_join
             .key(members)
             .key(states)
             .key(expiry)
@@ -118,59 +114,44 @@ impl PresenceStore for RedisStore {
             .arg(random_id())
             .arg(channel(room))
             .arg(self.publish_command())
-            .arg(whole)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(whole)).await?;
         let Some((outcome, rest)) = items.split_first() else { return Err(decode_error("join reply", "empty")) };
         if text(outcome)? == "full" {
             return Ok(Joined::Full { limit });
         }
         let members = stamped_members(rest)?;
-        let _: i64 = redis::cmd("ZADD").arg(rooms_index()).arg("LT").arg(expires_at).arg(room).query_async(&mut self.conn()).await.map_err(store_error)?;
+        let _: i64 = self.query(redis::cmd("ZADD").arg(rooms_index()).arg("LT").arg(expires_at).arg(room)).await?;
         Ok(Joined::Entered { members })
     }
 
     async fn refresh(&self, room: &str, connection: &str, expires_at: Millis) -> StoreResult<bool> {
         let [members, _, expiry, _] = presence_keys(room);
-        let done: i64 = self
-            .scripts
-            .presence_refresh
+        let done: i64 = self.invoke(self.scripts.presence_refresh
             .key(members)
             .key(expiry)
             .arg(connection)
-            .arg(expires_at)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(expires_at)).await?;
         Ok(done == 1)
     }
 
     async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
         let [members, states, _, presence] = presence_keys(room);
         let json = serde_json::to_string(&state).map_err(|e| decode_error("presence state", e))?;
-        let done: i64 = self
-            .scripts
-            .presence_state
+        let done: i64 = self.invoke(self.scripts.presence_state
             .key(members)
             .key(states)
             .key(presence)
             .arg(connection)
             .arg(json)
             .arg(channel(room))
-            .arg(self.publish_command())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(self.publish_command())).await?;
         Ok(done == 1)
     }
 
     async fn leave(&self, room: &str, connection: &str, reason: LeaveReason, now: Millis) -> StoreResult<Option<(Member, usize)>> {
         let [members, states, expiry, presence] = presence_keys(room);
         let reason = serde_json::to_value(reason).map_err(|e| decode_error("reason", e))?;
-        let reply: Reply = self
-            .scripts
-            .presence_leave
+        let reply: Reply = self.invoke(self.scripts.presence_leave
             .key(members)
             .key(states)
             .key(expiry)
@@ -179,10 +160,7 @@ impl PresenceStore for RedisStore {
             .arg(now)
             .arg(reason.as_str().unwrap_or("closed"))
             .arg(channel(room))
-            .arg(self.publish_command())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(self.publish_command())).await?;
         match reply {
             Reply::Nil => Ok(None),
             Reply::Array(items) => match items.as_slice() {
@@ -195,33 +173,26 @@ impl PresenceStore for RedisStore {
 
     async fn members(&self, room: &str, now: Millis) -> StoreResult<Members> {
         let [members, states, expiry, presence] = presence_keys(room);
-        let items: Vec<Reply> = self
-            .scripts
-            .presence_members
+        let items: Vec<Reply> = self.invoke(self.scripts.presence_members
             .key(members)
             .key(states)
             .key(expiry)
             .key(presence)
-            .arg(now)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(now)).await?;
         stamped_members(&items)
     }
 
     async fn count(&self, room: &str, now: Millis) -> StoreResult<usize> {
         let [_, _, expiry, _] = presence_keys(room);
-        redis::cmd("ZCOUNT").arg(expiry).arg(format!("({now}")).arg("+inf").query_async(&mut self.conn()).await.map_err(store_error)
+        self.query(redis::cmd("ZCOUNT").arg(expiry).arg(format!("({now}")).arg("+inf")).await
     }
 
     async fn expire(&self, now: Millis) -> StoreResult<Sweep> {
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        let due: Vec<String> = self.query(redis::cmd("ZRANGEBYSCORE")
             .arg(rooms_index())
             .arg("-inf")
             .arg(now)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            ).await?;
         let mut sweep = Sweep::default();
         for room in due {
             match self.expire_room(&room, now).await {
@@ -237,7 +208,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn rooms(&self, now: Millis) -> StoreResult<Vec<RoomSummary>> {
-        let rooms: Vec<String> = redis::cmd("ZRANGE").arg(rooms_index()).arg(0).arg(-1).query_async(&mut self.conn()).await.map_err(store_error)?;
+        let rooms: Vec<String> = self.query(redis::cmd("ZRANGE").arg(rooms_index()).arg(0).arg(-1)).await?;
         let mut out = Vec::new();
         for room in rooms {
             let members = self.count(&room, now).await?;
@@ -250,7 +221,7 @@ impl PresenceStore for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await.map_err(store_error)?;
+        let _: String = self.query(&mut redis::cmd("PING")).await?;
         Ok(())
     }
 }
@@ -260,19 +231,14 @@ impl RedisStore {
     /// the rooms index at what is left.
     async fn expire_room(&self, room: &str, now: Millis) -> StoreResult<Vec<Expired>> {
         let [members, states, expiry, presence] = presence_keys(room);
-        let items: Vec<Reply> = self
-            .scripts
-            .presence_expire
+        let items: Vec<Reply> = self.invoke(self.scripts.presence_expire
             .key(members)
             .key(states)
             .key(expiry)
             .key(presence)
             .arg(now)
             .arg(channel(room))
-            .arg(self.publish_command())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(self.publish_command())).await?;
         let [earliest, gone @ ..] = items.as_slice() else {
             return Err(decode_error("expiry reply", format!("{items:?}")));
         };
@@ -324,5 +290,33 @@ mod tests {
         let gone = store.expire(100).await.unwrap().expired;
         assert_eq!(gone.len(), 1);
         assert_eq!(indexed(&store, "r").await, None, "an empty room leaves the index");
+    }
+
+    /// A room that cannot be swept (here, damaged data) must not cost the
+    /// other rooms their expiries, nor their announcements.
+    #[tokio::test]
+    async fn a_sweep_goes_on_past_a_room_that_fails() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url()).await.unwrap();
+        for room in ["a", "broken", "c"] {
+            store.join(room, member(&format!("{room}-1")), 100, 0, 10).await.unwrap();
+        }
+        let mut subs = Vec::new();
+        for room in ["a", "c"] {
+            subs.push(chorus_store::Bus::subscribe(&store, room).await.unwrap());
+        }
+        // The members hash of "broken" is no hash any more.
+        server.cli(&["DEL", "chorus:{broken}:members"]);
+        server.cli(&["SET", "chorus:{broken}:members", "not a hash"]);
+        let sweep = store.expire(100).await.expect("the sweep as a whole succeeds");
+        let mut gone: Vec<&str> = sweep.expired.iter().map(|e| e.room.as_str()).collect();
+        gone.sort();
+        assert_eq!(gone, ["a", "c"]);
+        assert_eq!(sweep.failed.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(), ["broken"]);
+        for sub in &mut subs {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(5), sub.recv()).await.expect("announced").unwrap();
+            assert!(matches!(*event, chorus_store::RoomEvent::MemberLeft { .. }), "{event:?}");
+        }
+        assert_eq!(indexed(&store, "broken").await, Some(100.0), "the failed room stays due for the next sweep");
     }
 }

@@ -8,7 +8,7 @@ use redis::Value as Reply;
 use crate::docs::digest;
 use crate::presence::presence_keys;
 use crate::values::value_keys;
-use crate::{decode_error, doc_key, number, stamp, store_error, text, RedisStore};
+use crate::{decode_error, doc_key, number, stamp, text, RedisStore};
 
 #[async_trait]
 impl StatusStore for RedisStore {
@@ -20,7 +20,7 @@ impl StatusStore for RedisStore {
         for doc in docs {
             invocation.key(doc_key(room, doc, "meta"));
         }
-        let items: Vec<Reply> = invocation.invoke_async(&mut self.conn()).await.map_err(store_error)?;
+        let items: Vec<Reply> = self.invoke(&mut invocation).await?;
         let [p_epoch, p_seq, v_epoch, v_seq, heads @ ..] = items.as_slice() else {
             return Err(decode_error("room status", format!("{items:?}")));
         };

@@ -155,6 +155,91 @@ impl RedisServer {
         self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
+    /// Saves the data as it is now (SAVE) and keeps a copy of the file, as
+    /// a backup would.
+    pub fn save_rdb(&self) -> PathBuf {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        assert_eq!(self.cli(&["SAVE"]), "OK");
+        let copy = self.dir.join(format!("backup-{}.rdb", NEXT.fetch_add(1, Ordering::Relaxed)));
+        std::fs::copy(self.dir.join("dump.rdb"), &copy).unwrap_or_else(|e| panic!("copy the RDB of port {}: {e}", self.port));
+        copy
+    }
+
+    /// Restores a backup from [`RedisServer::save_rdb`]: the server is
+    /// killed, its files replaced by the backup, and started again, so it
+    /// holds the older data (what an operator restoring a backup, or a
+    /// failover to a replica that was behind, does to its clients). An
+    /// append-only server loads the backup with AOF off, then turns AOF on
+    /// again (Redis ignores an RDB file while AOF is on).
+    pub fn restore_rdb(&mut self, backup: &std::path::Path) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(self.dir.join("appendonlydir"));
+        std::fs::copy(backup, self.dir.join("dump.rdb")).unwrap_or_else(|e| panic!("restore {}: {e}", backup.display()));
+        let aof = self.args.windows(2).any(|w| w[0] == "--appendonly" && w[1] == "yes");
+        let saved_args = self.args.clone();
+        if aof {
+            for w in 0..self.args.len().saturating_sub(1) {
+                if self.args[w] == "--appendonly" {
+                    self.args[w + 1] = "no".into();
+                }
+            }
+        }
+        self.launch();
+        self.args = saved_args;
+        if aof {
+            assert_eq!(self.cli(&["CONFIG", "SET", "appendonly", "yes"]), "OK");
+            let deadline = Instant::now() + START_TIMEOUT;
+            while !self.cli(&["INFO", "persistence"]).contains("aof_rewrite_in_progress:0") || !self.cli(&["INFO", "persistence"]).contains("aof_enabled:1") {
+                assert!(Instant::now() < deadline, "AOF did not come back on port {}", self.port);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The keys matching `pattern` with their serialized values (DUMP): what
+    /// [`RedisServer::restore_keys`] puts back.
+    pub fn dump_keys(&self, pattern: &str) -> Vec<(String, Vec<u8>)> {
+        let mut conn = redis::Client::open(self.url()).and_then(|c| c.get_connection()).expect("connect");
+        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut conn).expect("KEYS");
+        keys.into_iter()
+            .map(|k| {
+                let dump: Vec<u8> = redis::cmd("DUMP").arg(&k).query(&mut conn).expect("DUMP");
+                (k, dump)
+            })
+            .collect()
+    }
+
+    /// Replaces the keys matching `pattern` with a dump of earlier: the data
+    /// goes back in time while the server and its connections stay up (a
+    /// replica that was behind taking over looks the same to clients).
+    pub fn restore_keys(&self, pattern: &str, dump: &[(String, Vec<u8>)]) {
+        let mut conn = redis::Client::open(self.url()).and_then(|c| c.get_connection()).expect("connect");
+        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut conn).expect("KEYS");
+        for k in keys {
+            let _: i64 = redis::cmd("DEL").arg(&k).query(&mut conn).expect("DEL");
+        }
+        for (k, v) in dump {
+            let _: () = redis::cmd("RESTORE").arg(k).arg(0).arg(v.as_slice()).arg("REPLACE").query(&mut conn).expect("RESTORE");
+        }
+    }
+
+    /// Stops the process (SIGSTOP) without closing its connections: a
+    /// server that hangs, as under a long fork or a stalled disk.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
@@ -236,6 +321,43 @@ impl RedisCluster {
         for node in &self.nodes {
             assert_eq!(node.cli(&["FLUSHALL"]), "OK");
         }
+    }
+
+    /// The id of the node on `port` (its own view).
+    fn node_id(&self, port: u16) -> String {
+        let node = self.nodes.iter().find(|n| n.port == port).expect("a node of this cluster");
+        node.cli(&["CLUSTER", "MYID"])
+    }
+
+    /// Moves the slot of `key` with its keys to the master on `to` (another
+    /// master), as a resharding does: the old owner then ends its sharded
+    /// subscriptions of channels in that slot.
+    pub fn migrate_slot(&mut self, key: &str, to: u16) {
+        let slot = self.nodes[0].cli(&["CLUSTER", "KEYSLOT", key]);
+        let from = self.node_for(key).port;
+        assert_ne!(from, to, "the slot is on {to} already");
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let node = |port: u16| self.nodes.iter().find(|n| n.port == port).expect("a node of this cluster");
+        assert_eq!(node(to).cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]), "OK");
+        assert_eq!(node(from).cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]), "OK");
+        loop {
+            let keys = node(from).cli(&["CLUSTER", "GETKEYSINSLOT", &slot, "1000"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1"];
+            let to_port = to.to_string();
+            args.push(&to_port);
+            args.extend(["", "0", "5000", "KEYS"]);
+            args.extend(keys);
+            let out = node(from).cli(&args);
+            assert!(out == "OK" || out == "NOKEY", "MIGRATE: {out}");
+        }
+        for n in &self.nodes {
+            assert_eq!(n.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]), "OK");
+        }
+        self.wait_until_serving();
     }
 
     /// The master serving `key`'s slot.
@@ -345,5 +467,31 @@ mod tests {
         let owner = c.node_for("chorus:{r}:k");
         assert_eq!(owner.port, port);
         assert_eq!(owner.cli(&["GET", "chorus:{r}:k"]), "v");
+    }
+
+    #[test]
+    fn a_restored_backup_holds_the_older_data_and_keeps_its_persistence() {
+        let mut s = RedisServer::start_with(Persistence::AofAlways);
+        s.cli(&["SET", "k", "old"]);
+        let backup = s.save_rdb();
+        s.cli(&["SET", "k", "new"]);
+        s.cli(&["SET", "other", "x"]);
+        s.restore_rdb(&backup);
+        assert_eq!((s.cli(&["GET", "k"]), s.cli(&["EXISTS", "other"])), ("old".into(), "0".into()));
+        s.cli(&["SET", "after", "y"]);
+        s.restart();
+        assert_eq!(s.cli(&["GET", "after"]), "y", "AOF is on again after the restore");
+    }
+
+    #[test]
+    fn a_slot_moves_with_its_keys() {
+        let mut c = RedisCluster::start(3);
+        let key = "chorus:{moving}:k";
+        c.node_for(key).cli(&["SET", key, "v"]);
+        let from = c.node_for(key).port;
+        let to = c.nodes.iter().map(|n| n.port).find(|p| *p != from).unwrap();
+        c.migrate_slot(key, to);
+        assert_eq!(c.node_for(key).port, to);
+        assert_eq!(c.node_for(key).cli(&["GET", key]), "v");
     }
 }

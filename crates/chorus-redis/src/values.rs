@@ -9,7 +9,7 @@ use chorus_core::crdt::Value;
 use chorus_store::{random_id, RoomValuesStored, StoreError, StoreResult, StoredValue, ValuePut, ValueStore};
 use redis::Value as Reply;
 
-use crate::{channel, decode_error, number, room_key, stamp, store_error, RedisStore};
+use crate::{channel, decode_error, number, room_key, stamp, RedisStore};
 
 pub(crate) fn value_keys(room: &str) -> [String; 4] {
     [room_key(room, "values:version"), room_key(room, "values:state"), room_key(room, "values:token"), room_key(room, "values:meta")]
@@ -32,7 +32,7 @@ fn stored(version: &Reply, state: &Reply) -> StoreResult<StoredValue> {
 impl ValueStore for RedisStore {
     async fn values(&self, room: &str) -> StoreResult<RoomValuesStored> {
         let [versions, states, _, meta] = value_keys(room);
-        let items: Vec<Reply> = self.scripts.value_all.key(versions).key(states).key(meta).invoke_async(&mut self.conn()).await.map_err(store_error)?;
+        let items: Vec<Reply> = self.invoke(self.scripts.value_all.key(versions).key(states).key(meta)).await?;
         let [epoch, seq, values @ ..] = items.as_slice() else {
             return Err(decode_error("values", format!("{items:?}")));
         };
@@ -49,9 +49,7 @@ impl ValueStore for RedisStore {
     async fn put_value(&self, room: &str, name: &str, expected: u64, state: &Value, token: &str) -> StoreResult<ValuePut> {
         let json = serde_json::to_string(state).map_err(|e| StoreError::Backend(e.to_string()))?;
         let [versions, states, tokens, meta] = value_keys(room);
-        let reply: Vec<Reply> = self
-            .scripts
-            .value_put
+        let reply: Vec<Reply> = self.invoke(self.scripts.value_put
             .key(versions)
             .key(states)
             .key(tokens)
@@ -62,10 +60,7 @@ impl ValueStore for RedisStore {
             .arg(token)
             .arg(random_id())
             .arg(channel(room))
-            .arg(self.publish_command())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(store_error)?;
+            .arg(self.publish_command())).await?;
         match reply.as_slice() {
             [outcome, version] if bytes(outcome)? == b"written" => Ok(ValuePut::Written { version: number(version)? }),
             [_] => Ok(ValuePut::Conflict { current: None }),

@@ -106,6 +106,8 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    // Read when asked: what the bus holds now.
+    metrics::gauge!("chorus_bus_subscriptions").set(node.backend.subscribed_rooms() as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.render())
 }
 

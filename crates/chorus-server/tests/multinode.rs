@@ -423,3 +423,41 @@ async fn undo_works_from_another_node(redis: Redis) {
     assert_eq!((text.as_str(), head), (" and yours", version));
     assert_converged(&mut [ann, bob], "u", " and yours", version).await;
 }
+
+on_both!(one_users_tabs_on_two_nodes_share_one_history, Persistence::None, one_history_across_nodes_on_redis, one_history_across_nodes_on_a_cluster);
+
+/// One user, two tabs, each on another node: Ctrl-Z in either tab takes
+/// back the user's latest step, wherever it was typed, and the steps go
+/// back one by one, redone in turn; never refused as stale, never reported
+/// done while doing nothing.
+async fn one_users_tabs_on_two_nodes_share_one_history(redis: Redis) {
+    let (a, b) = (node(&redis, |_| {}).await, node(&redis, |_| {}).await);
+    let mut tab1 = editor(&a, "ann", "h").await;
+    let mut tab2 = editor(&b, "ann", "h").await;
+    let mut bob = editor(&a, "bob", "h").await;
+    // Three steps, apart by more than the capture window.
+    let pause = Duration::from_millis(chorus_core::undo::DEFAULT_CAPTURE_MS + 100);
+    tab1.insert(ROOM, "h", 0, "one ").unwrap();
+    tab1.sync(ROOM, "h").await.unwrap();
+    tokio::time::sleep(pause).await;
+    tab2.catch_up(ROOM, "h", 1).await.unwrap();
+    tab2.insert(ROOM, "h", 4, "two ").unwrap();
+    tab2.sync(ROOM, "h").await.unwrap();
+    bob.catch_up(ROOM, "h", 2).await.unwrap();
+    bob.insert(ROOM, "h", 8, "bob ").unwrap();
+    bob.sync(ROOM, "h").await.unwrap();
+    tab1.catch_up(ROOM, "h", 3).await.unwrap();
+    tab2.catch_up(ROOM, "h", 3).await.unwrap();
+    let steps: [(&str, bool, &str); 4] = [("tab1", true, "one bob "), ("tab2", true, "bob "), ("tab1", false, "one bob "), ("tab2", false, "one two bob ")];
+    for (i, (tab, undo, expected)) in steps.into_iter().enumerate() {
+        let c = if tab == "tab1" { &mut tab1 } else { &mut tab2 };
+        let outcome = if undo { c.undo(ROOM, "h").await } else { c.redo(ROOM, "h").await };
+        let version = outcome.unwrap_or_else(|e| panic!("step {i} in {tab}: {e}")).unwrap_or_else(|| panic!("step {i} in {tab} did nothing"));
+        let (text, head) = b.doc_text(ROOM, "h").await;
+        assert_eq!((text.as_str(), head), (expected, version), "step {i}: {} in {tab}", if undo { "undo" } else { "redo" });
+        for c in [&mut tab1, &mut tab2, &mut bob] {
+            c.catch_up(ROOM, "h", version).await.unwrap();
+        }
+    }
+    assert_converged(&mut [tab1, tab2, bob], "h", "one two bob ", 7).await;
+}

@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub mod conformance;
+pub mod faults;
 mod memory;
 mod subscription;
 

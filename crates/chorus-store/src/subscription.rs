@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, watch};
 use crate::{BusError, RoomEvent};
 
 type OnDrop = Box<dyn FnOnce() + Send + Sync>;
+type Keep = Box<dyn FnMut(&RoomEvent) -> bool + Send + Sync>;
 
 pub struct Subscription {
     /// `None` only while dropping, so the receiver goes before `on_drop`
@@ -23,11 +24,13 @@ pub struct Subscription {
     rx: Option<broadcast::Receiver<Arc<RoomEvent>>>,
     lag: Option<watch::Receiver<u64>>,
     on_drop: Option<OnDrop>,
+    /// Events failing this are passed over (see [`crate::faults`]).
+    keep: Option<Keep>,
 }
 
 impl Subscription {
     pub fn new(rx: broadcast::Receiver<Arc<RoomEvent>>) -> Self {
-        Self { rx: Some(rx), lag: None, on_drop: None }
+        Self { rx: Some(rx), lag: None, on_drop: None, keep: None }
     }
 
     /// Also reports lag whenever `lag` changes from now on.
@@ -43,8 +46,23 @@ impl Subscription {
         self
     }
 
+    /// Passes over the events `keep` refuses, as if they were never sent.
+    pub fn filtered(mut self, keep: impl FnMut(&RoomEvent) -> bool + Send + Sync + 'static) -> Self {
+        self.keep = Some(Box::new(keep));
+        self
+    }
+
     /// The next event, or why events were missed.
     pub async fn recv(&mut self) -> Result<Arc<RoomEvent>, BusError> {
+        loop {
+            let event = self.next().await?;
+            if self.keep.as_mut().is_none_or(|keep| keep(&event)) {
+                return Ok(event);
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Result<Arc<RoomEvent>, BusError> {
         let lagged = async {
             let reported = match &mut self.lag {
                 Some(w) => w.changed().await.is_ok(),

@@ -166,3 +166,65 @@ pub async fn drain(client: &mut Client, wait: Duration) -> Vec<ServerMessage> {
         }
     }
 }
+
+/// A room's member list as one client sees it, built from the messages it
+/// gets (`joined`, including unsolicited ones after a resync, and
+/// `member_joined`/`member_left`), with every leave it was told of.
+#[derive(Debug, Default)]
+pub struct MemberView {
+    pub members: std::collections::BTreeSet<String>,
+    pub leaves: std::collections::HashMap<String, usize>,
+}
+
+impl MemberView {
+    /// Starts from the list a join returned.
+    pub fn from_joined(joined: &chorus_client::Joined) -> Self {
+        Self { members: joined.members.iter().map(|m| m.connection.clone()).collect(), leaves: Default::default() }
+    }
+
+    pub fn apply(&mut self, room: &str, msg: &ServerMessage) {
+        match msg {
+            ServerMessage::Joined { room: r, members, .. } if r == room => {
+                self.members = members.iter().map(|m| m.connection.clone()).collect();
+            }
+            ServerMessage::MemberJoined { room: r, member, .. } if r == room => {
+                self.members.insert(member.connection.clone());
+            }
+            ServerMessage::MemberLeft { room: r, connection, .. } if r == room => {
+                self.members.remove(connection);
+                *self.leaves.entry(connection.clone()).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads `client`'s messages until its list is `expected`, or fails
+    /// after `within` saying what it has.
+    pub async fn settle(&mut self, client: &mut Client, room: &str, expected: &[&str], within: Duration) {
+        let expected: std::collections::BTreeSet<String> = expected.iter().map(|c| c.to_string()).collect();
+        let deadline = tokio::time::Instant::now() + within;
+        while self.members != expected {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "the member list did not settle on {expected:?}; it is {:?}", self.members);
+            match client.next_event_within(left.min(Duration::from_millis(100))).await {
+                Some(Event::Message(m)) => self.apply(room, &m),
+                Some(Event::Closed { code, reason }) => panic!("the watcher was closed ({code:?}: {reason})"),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads `client`'s messages until it was told `conn` left.
+    pub async fn wait_for_leave(&mut self, client: &mut Client, room: &str, conn: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.leaves.contains_key(conn) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "never told that {conn} left; the list is {:?}", self.members);
+            match client.next_event_within(left.min(Duration::from_millis(100))).await {
+                Some(Event::Message(m)) => self.apply(room, &m),
+                Some(Event::Closed { code, reason }) => panic!("the watcher was closed ({code:?}: {reason})"),
+                None => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! What a room does when the store or the bus lets it down: the slow
+//! answer, the lost answer, the answer after a timeout, the store that
+//! forgot, an event that never came, and a repair that fails. Nothing is
+//! left unannounced, nothing is applied twice, nobody is left silent, and
+//! every repair is tried until it works.
+//!
+//! Faults are planned around real backends ([`chorus_store::faults`]) or
+//! made to real Redis servers (paused, restarted, their pub/sub cut).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_client::ConnectOptions;
+use chorus_protocol::{Change, ValueKind};
+use chorus_redis::testing::{Persistence, Redis};
+use chorus_redis::RedisStore;
+use chorus_store::faults::{Call, Fault, Faulty};
+use chorus_store::{MemoryStore, RoomEvent};
+use support::{start_on, MemberView, TestServer};
+
+const ROOM: &str = "repair/room";
+
+fn quick(c: &mut chorus_server::Config) {
+    c.reconcile_interval_ms = 200;
+}
+
+async fn faulty_server() -> (Arc<Faulty<MemoryStore>>, TestServer) {
+    let store = Arc::new(Faulty::new(MemoryStore::new()));
+    let server = start_on(store.clone(), quick).await;
+    (store, server)
+}
+
+/// A presence announcement lost on the way, and the first repairs refused:
+/// the periodic look at the store finds the difference, and the repair is
+/// tried until it works.
+#[tokio::test]
+async fn a_lost_announcement_is_repaired_by_reconciliation_retried_until_it_works() {
+    // Two nodes on one store; node a's bus loses bob's join.
+    let shared = MemoryStore::new();
+    let store = Arc::new(Faulty::new(shared.clone()));
+    let server = start_on(store.clone(), quick).await;
+    let other = start_on(Arc::new(shared), quick).await;
+    let mut watcher = server.client("watcher").await;
+    let mut view = MemberView::from_joined(&watcher.join(ROOM, None).await.unwrap());
+    let w = watcher.connection().to_owned();
+    store.drop_events(1, |e| matches!(e, RoomEvent::MemberJoined { member, .. } if member.user.id == "bob"));
+    store.plan(Call::Members, [Fault::Fail, Fault::Fail, Fault::Fail]);
+    let mut bob = other.client("bob").await;
+    bob.join(ROOM, None).await.unwrap();
+    view.settle(&mut watcher, ROOM, &[&w, bob.connection()], Duration::from_secs(10)).await;
+    assert_eq!(store.dropped(), 1, "the announcement was lost");
+    assert_eq!(store.pending(), 0, "three refused repairs, then one that worked");
+}
+
+/// A subscription that lagged (its bus connection was lost) resyncs from
+/// the store; refused at first, it tries again until the store answers.
+#[tokio::test]
+async fn a_resync_after_a_lost_bus_connection_is_retried_until_it_works() {
+    let redis = Redis::standalone(Persistence::None);
+    let store = Arc::new(Faulty::new(RedisStore::connect(&redis.url()).await.unwrap()));
+    let a = start_on(store.clone(), |c| c.reconcile_interval_ms = 60_000).await;
+    let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), |_| {}).await;
+    let mut watcher = a.client("watcher").await;
+    let mut view = MemberView::from_joined(&watcher.join(ROOM, None).await.unwrap());
+    let w = watcher.connection().to_owned();
+    // Node a will not hear of bob, and cannot read the store at first.
+    store.drop_events(1, |e| matches!(e, RoomEvent::MemberJoined { member, .. } if member.user.id == "bob"));
+    let mut bob = b.client("bob").await;
+    bob.join(ROOM, None).await.unwrap();
+    store.plan(Call::Members, [Fault::Fail, Fault::Fail]);
+    store.plan(Call::Values, [Fault::Fail]);
+    redis.cli_everywhere(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    view.settle(&mut watcher, ROOM, &[&w, bob.connection()], Duration::from_secs(10)).await;
+    assert_eq!(store.pending(), 0);
+}
+
+/// A leave whose script runs after the node stopped waiting for it (Redis
+/// hung for longer than the timeout) is still announced, once.
+async fn a_leave_answered_after_its_timeout_is_announced(redis: Redis) {
+    let a = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), |_| {}).await;
+    let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), |_| {}).await;
+    let mut watcher = b.client("watcher").await;
+    let mut view = MemberView::from_joined(&watcher.join(ROOM, None).await.unwrap());
+    let w = watcher.connection().to_owned();
+    let mut ann = a.client("ann").await;
+    ann.join(ROOM, None).await.unwrap();
+    let ann_conn = ann.connection().to_owned();
+    view.settle(&mut watcher, ROOM, &[&w, &ann_conn], Duration::from_secs(5)).await;
+    let key = format!("chorus:{{{ROOM}}}:members");
+    let mut redis = redis;
+    redis.server_for(&key).pause();
+    let leaving = tokio::spawn(async move {
+        let _ = ann.leave(ROOM).await; // times out, or is answered late
+        ann
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.server_for(&key).resume();
+    let _ann = leaving.await.unwrap();
+    view.settle(&mut watcher, ROOM, &[&w], Duration::from_secs(10)).await;
+    // No second leave follows later (from expiry, say).
+    support::drain(&mut watcher, Duration::from_millis(500)).await.iter().for_each(|m| view.apply(ROOM, m));
+    assert_eq!(view.leaves.get(&ann_conn), Some(&1), "one leave: {:?}", view.leaves);
+}
+
+#[tokio::test]
+async fn a_leave_after_its_timeout_is_announced_on_redis() {
+    a_leave_answered_after_its_timeout_is_announced(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn a_leave_after_its_timeout_is_announced_on_a_cluster() {
+    a_leave_answered_after_its_timeout_is_announced(Redis::cluster(Persistence::None)).await
+}
+
+/// A join the store carried out (and announced) but whose answer was lost:
+/// the connection is told to retry, and its entry is taken back, so nobody
+/// lists a member for the TTL that never got in.
+#[tokio::test]
+async fn a_join_whose_answer_was_lost_leaves_no_ghost() {
+    let (store, server) = faulty_server().await;
+    let mut watcher = server.client("watcher").await;
+    let mut view = MemberView::from_joined(&watcher.join(ROOM, None).await.unwrap());
+    let w = watcher.connection().to_owned();
+    store.plan(Call::Join, [Fault::LoseAnswer]);
+    let mut ghost = server.client("ghost").await;
+    assert!(ghost.join(ROOM, None).await.is_err(), "told the join failed");
+    let ghost_conn = ghost.connection().to_owned();
+    view.wait_for_leave(&mut watcher, ROOM, &ghost_conn, Duration::from_secs(5)).await;
+    view.settle(&mut watcher, ROOM, &[&w], Duration::from_secs(5)).await;
+    assert_eq!(view.leaves.get(&ghost_conn), Some(&1), "it was seen joining, so it is seen leaving, once");
+    // Joining again works.
+    ghost.join(ROOM, None).await.unwrap();
+    view.settle(&mut watcher, ROOM, &[&w, &ghost_conn], Duration::from_secs(5)).await;
+}
+
+/// Value changes whose answers were lost are asked about again with their
+/// token, and count once.
+#[tokio::test]
+async fn a_value_change_whose_answer_was_lost_counts_once() {
+    let (store, server) = faulty_server().await;
+    let mut c = server.client("ann").await;
+    c.join(ROOM, None).await.unwrap();
+    store.plan(Call::PutValue, [Fault::LoseAnswer, Fault::LoseAnswer]);
+    for _ in 0..3 {
+        c.update_value(ROOM, "n", ValueKind::GCounter, Change::Increment { by: 1 }).await.expect("acknowledged");
+    }
+    assert_eq!(store.pending(), 0);
+    let stored = chorus_store::ValueStore::values(store.inner(), ROOM).await.unwrap();
+    assert_eq!(stored.values.len(), 1);
+    let (_, value) = &stored.values[0];
+    assert_eq!((value.version, value.state.view().unwrap()), (3, serde_json::json!(3)), "three changes, three increments");
+}
+
+/// An op committed whose answer was lost: the client resubmits it and it
+/// is acknowledged, not applied twice.
+#[tokio::test]
+async fn an_op_whose_answer_was_lost_is_committed_once() {
+    let (store, server) = faulty_server().await;
+    let options = ConnectOptions { reconnect: true, ..ConnectOptions::dev("ann") };
+    let mut c = server.connect(options).await;
+    c.join(ROOM, None).await.unwrap();
+    c.open_doc(ROOM, "d").await.unwrap();
+    store.plan(Call::Append, [Fault::LoseAnswer]);
+    c.insert(ROOM, "d", 0, "once").unwrap();
+    c.sync(ROOM, "d").await.expect("acknowledged after the resubmission");
+    assert_eq!(server.doc_text(ROOM, "d").await, ("once".to_string(), 1));
+}
+
+/// A store that answers slowly for one room holds up only that room.
+#[tokio::test]
+async fn a_slow_store_answer_holds_up_only_its_room() {
+    let (store, server) = faulty_server().await;
+    let mut slow = server.client("ann").await;
+    slow.join("slow/room", None).await.unwrap();
+    slow.open_doc("slow/room", "d").await.unwrap();
+    let mut quick_client = server.client("bob").await;
+    quick_client.join("quick/room", None).await.unwrap();
+    quick_client.open_doc("quick/room", "d").await.unwrap();
+    store.plan(Call::Append, [Fault::Delay(Duration::from_secs(2))]);
+    slow.insert("slow/room", "d", 0, "late").unwrap();
+    // The delayed append is under way; another room commits meanwhile.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    quick_client.insert("quick/room", "d", 0, "on time").unwrap();
+    quick_client.sync("quick/room", "d").await.unwrap();
+    assert!(!slow.doc("slow/room", "d").unwrap().is_synchronized(), "the other room's op is still waiting for its store answer");
+    slow.sync("slow/room", "d").await.expect("the slow answer comes");
+}
+
+/// Redis restarted without persistence: it forgot every member. The nodes
+/// put their connections back, and every list settles on who is there.
+async fn the_store_that_forgot_is_told_again(mut redis: Redis) {
+    let a = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), quick).await;
+    let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), quick).await;
+    let mut ann = a.client("ann").await;
+    ann.join(ROOM, None).await.unwrap();
+    let mut bob = b.client("bob").await;
+    let mut view = MemberView::from_joined(&bob.join(ROOM, None).await.unwrap());
+    let everyone = [ann.connection().to_owned(), bob.connection().to_owned()];
+    let everyone: Vec<&str> = everyone.iter().map(String::as_str).collect();
+    view.settle(&mut bob, ROOM, &everyone, Duration::from_secs(5)).await;
+    redis.server_for(&format!("chorus:{{{ROOM}}}:members")).restart();
+    if let Redis::Cluster(c) = &redis {
+        c.wait_until_serving();
+    }
+    // Heartbeats keep both connections alive meanwhile.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = a.get(&format!("/v1/rooms/{}/members", ROOM.replace('/', "%2F")), None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if v["count"] == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the store never got its members back: {body}");
+        ann.heartbeat().await.ok();
+        bob.heartbeat().await.ok();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    view.settle(&mut bob, ROOM, &everyone, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn the_store_that_forgot_is_told_again_on_redis() {
+    the_store_that_forgot_is_told_again(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn the_store_that_forgot_is_told_again_on_a_cluster() {
+    the_store_that_forgot_is_told_again(Redis::cluster(Persistence::None)).await
+}
+
+/// A replica that must be reloaded while the store refuses: its readers are
+/// told once the reload succeeds, never left on the old history in silence.
+#[tokio::test]
+async fn readers_of_a_replica_reloaded_late_are_told() {
+    let mut redis = Redis::standalone(Persistence::None);
+    let store = Arc::new(Faulty::new(RedisStore::connect(&redis.url()).await.unwrap()));
+    let a = start_on(store.clone(), quick).await;
+    let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), quick).await;
+    let options = |user: &str| ConnectOptions { reconnect: true, ..ConnectOptions::dev(user) };
+    let mut reader = a.connect(options("reader")).await;
+    reader.join(ROOM, None).await.unwrap();
+    reader.open_doc(ROOM, "d").await.unwrap();
+    let mut writer = b.connect(options("writer")).await;
+    writer.join(ROOM, None).await.unwrap();
+    writer.open_doc(ROOM, "d").await.unwrap();
+    writer.insert(ROOM, "d", 0, "kept ").unwrap();
+    writer.sync(ROOM, "d").await.unwrap();
+    let pattern = format!("chorus:{{{ROOM}}}:*");
+    let server = redis.server_for(&pattern);
+    let earlier = server.dump_keys(&pattern);
+    writer.insert(ROOM, "d", 0, "lost ").unwrap();
+    writer.sync(ROOM, "d").await.unwrap();
+    reader.catch_up(ROOM, "d", 2).await.unwrap();
+    server.restore_keys(&pattern, &earlier);
+    store.plan(Call::Load, [Fault::Fail, Fault::Fail, Fault::Fail]);
+    writer.insert(ROOM, "d", 0, "new ").unwrap();
+    let _ = writer.sync(ROOM, "d").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        reader.pump(Duration::from_millis(50)).await;
+        writer.pump(Duration::from_millis(50)).await;
+        let (text, version) = b.doc_text(ROOM, "d").await;
+        let r = reader.doc(ROOM, "d").unwrap();
+        if r.text().to_string() == text && r.version() == version && !text.contains("lost") {
+            assert!(r.resets >= 1, "the reader was told its history was replaced");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the reader is left on {:?}; the store has {text:?}", r.text().to_string());
+    }
+    assert_eq!(store.pending(), 0, "the reload was retried past the refusals");
+}
