@@ -698,7 +698,12 @@ impl Client {
         self.backlog.retain(|e| !matches!(e, Event::Closed { .. }));
         let rooms: Vec<(String, Option<Value>)> = self.rooms.iter().map(|(r, s)| (r.clone(), s.clone())).collect();
         for (room, state) in rooms {
-            self.join(&room, state).await?;
+            let joined = self.join(&room, state).await?;
+            // The room as it is now reaches the caller like a resync: an
+            // unsolicited `joined` that replaces what it had.
+            let Joined { room, members, count, cursors, values } = joined;
+            let connection = self.session.connection.clone();
+            self.backlog.push_back(Event::Message(ServerMessage::Joined { id: None, room, connection, members, count, cursors, values }));
         }
         let keys: Vec<DocKey> = self.docs.keys().cloned().collect();
         for key in keys {

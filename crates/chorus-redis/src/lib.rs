@@ -66,7 +66,7 @@ const PREFIX: &str = "chorus";
 
 /// A backend on one Redis server or on a Redis Cluster.
 pub struct RedisStore {
-    conn: Conn,
+    commands: Commands,
     bus: bus::RedisBus,
     scripts: Scripts,
     /// The URL without its password, for logs.
@@ -81,9 +81,36 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
-impl Conn {
+/// Where command connections come from. A standalone connection manager
+/// reconnects after I/O errors, but one whose reconnection failed for
+/// another reason (the server refused the credentials, or was loading its
+/// data when asked to authenticate) keeps answering with that failure for
+/// good; such a manager is replaced by a new one.
+enum Commands {
+    Single { manager: std::sync::RwLock<ConnectionManager>, client: redis::Client, config: ConnectionManagerConfig },
+    Cluster(ClusterConnection),
+}
+
+impl Commands {
+    fn conn(&self) -> Conn {
+        match self {
+            Commands::Single { manager, .. } => Conn::Single(manager.read().unwrap_or_else(|p| p.into_inner()).clone()),
+            Commands::Cluster(c) => Conn::Cluster(c.clone()),
+        }
+    }
+
     fn is_cluster(&self) -> bool {
-        matches!(self, Conn::Cluster(_))
+        matches!(self, Commands::Cluster(_))
+    }
+
+    /// A fresh manager, connecting on its first command.
+    fn renew(&self) {
+        if let Commands::Single { manager, client, config } = self {
+            match ConnectionManager::new_lazy_with_config(client.clone(), config.clone()) {
+                Ok(fresh) => *manager.write().unwrap_or_else(|p| p.into_inner()) = fresh,
+                Err(e) => tracing::warn!("could not make a new Redis connection: {e}"),
+            }
+        }
     }
 }
 
@@ -185,15 +212,16 @@ impl RedisStore {
                 .set_response_timeout(Some(RESPONSE_TIMEOUT))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_millis(500));
-            let mut conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_connection_manager_with_config(config))
+            let mut conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_connection_manager_with_config(config.clone()))
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(unreachable)?;
             let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut conn).await.map_err(unreachable)?;
             if !info.contains("cluster_enabled:1") {
                 layout::check(&mut Conn::Single(conn.clone()), &[client.clone()], &shown).await?;
-                let bus = bus::RedisBus::start_single(client).await.map_err(unreachable)?;
-                return Ok(Self { conn: Conn::Single(conn), bus, scripts: Scripts::new(), shown });
+                let bus = bus::RedisBus::start_single(client.clone()).await.map_err(unreachable)?;
+                let commands = Commands::Single { manager: std::sync::RwLock::new(conn), client, config };
+                return Ok(Self { commands, bus, scripts: Scripts::new(), shown });
             }
         }
         let cluster = |push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>| {
@@ -224,11 +252,11 @@ impl RedisStore {
             .map_err(|_| timed_out())?
             .map_err(unreachable)?;
         let bus = bus::RedisBus::start_cluster(subscriber, pushes);
-        Ok(Self { conn: Conn::Cluster(conn), bus, scripts: Scripts::new(), shown })
+        Ok(Self { commands: Commands::Cluster(conn), bus, scripts: Scripts::new(), shown })
     }
 
     fn conn(&self) -> Conn {
-        self.conn.clone()
+        self.commands.conn()
     }
 
     /// Runs a script; see [`RedisStore::retrying`].
@@ -258,6 +286,12 @@ impl RedisStore {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 call().await.map_err(store_error)
             }
+            Err(e) if !e.is_timeout() && matches!(store_error(e.clone()), StoreError::Unavailable(_)) => {
+                // Possibly the connection manager's own failure, which it
+                // would keep answering with: the next call gets a new one.
+                self.commands.renew();
+                Err(store_error(e))
+            }
             outcome => outcome.map_err(store_error),
         }
     }
@@ -265,7 +299,7 @@ impl RedisStore {
     /// PUBLISH, or SPUBLISH on a Cluster (which a script may call only
     /// for a channel in its keys' slot, as every room channel is).
     fn publish_command(&self) -> &'static str {
-        if self.conn.is_cluster() {
+        if self.commands.is_cluster() {
             "SPUBLISH"
         } else {
             "PUBLISH"
@@ -275,9 +309,9 @@ impl RedisStore {
 
 impl Backend for RedisStore {
     fn describe(&self) -> String {
-        match self.conn {
-            Conn::Single(_) => format!("Redis at {}", self.shown),
-            Conn::Cluster(_) => format!("Redis Cluster at {}", self.shown),
+        match self.commands {
+            Commands::Single { .. } => format!("Redis at {}", self.shown),
+            Commands::Cluster(_) => format!("Redis Cluster at {}", self.shown),
         }
     }
 }
@@ -391,6 +425,31 @@ mod tests {
         let tls = RedisStore::connect("rediss://:pw@cache:6380").await.err().expect("refused");
         assert!(tls.to_string().contains("TLS (rediss://) is not built into this Chorus yet"), "{tls}");
         assert!(!tls.to_string().contains("pw"), "{tls}");
+    }
+
+    /// Redis refused this node's user for a while (an ACL change, a
+    /// password rotation, the server loading its data at reconnection): once
+    /// it admits the user again, the node works again, whatever failure its
+    /// reconnection met meanwhile.
+    #[tokio::test]
+    async fn a_node_refused_for_a_while_works_again_once_admitted() {
+        let server = testing::RedisServer::start_with_users(testing::Persistence::None, &[("node", "pw")]);
+        let store = RedisStore::connect(&server.url_as("node", "pw")).await.expect("connects");
+        chorus_store::PresenceStore::ping(&store).await.expect("answers");
+        server.refuse_user("node");
+        for _ in 0..3 {
+            assert!(chorus_store::PresenceStore::ping(&store).await.is_err(), "refused");
+        }
+        server.admit_user("node");
+        let mut answered = false;
+        for _ in 0..50 {
+            if chorus_store::PresenceStore::ping(&store).await.is_ok() {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(answered, "the node never recovered after Redis admitted it again");
     }
 
     #[tokio::test]

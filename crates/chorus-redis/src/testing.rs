@@ -73,6 +73,15 @@ impl RedisServer {
         Self::spawn(persistence.args())
     }
 
+    /// A standalone server with ACL users (name, password) allowed
+    /// everything, besides the default user, so a test can refuse one
+    /// client for a while ([`RedisServer::refuse_user`]).
+    pub fn start_with_users(persistence: Persistence, users: &[(&str, &str)]) -> Self {
+        let mut args = persistence.args();
+        args.extend(user_args(users));
+        Self::spawn(args)
+    }
+
     fn spawn(extra: Vec<String>) -> Self {
         let port = free_port();
         let dir = fresh_dir(port);
@@ -123,6 +132,22 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The URL for an ACL user.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("redis://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    /// Turns an ACL user off and drops its connections: the server refuses
+    /// it until [`RedisServer::admit_user`].
+    pub fn refuse_user(&self, user: &str) {
+        assert_eq!(self.cli(&["ACL", "SETUSER", user, "off"]), "OK");
+        self.cli(&["CLIENT", "KILL", "USER", user]);
+    }
+
+    pub fn admit_user(&self, user: &str) {
+        assert_eq!(self.cli(&["ACL", "SETUSER", user, "on"]), "OK");
     }
 
     /// Runs a command through `redis-cli`; its output, trimmed.
@@ -252,6 +277,11 @@ impl Drop for RedisServer {
     }
 }
 
+/// `--user NAME on >PASSWORD ~* &* +@all` for each user.
+fn user_args(users: &[(&str, &str)]) -> Vec<String> {
+    users.iter().flat_map(|(name, password)| ["--user".to_owned(), (*name).to_owned(), "on".into(), format!(">{password}"), "~*".into(), "&*".into(), "+@all".into()]).collect()
+}
+
 impl Persistence {
     fn args(self) -> Vec<String> {
         let mut args = vec!["--save".to_owned(), String::new()];
@@ -277,12 +307,19 @@ impl RedisCluster {
     /// A Cluster whose masters keep their data as `persistence` says (a
     /// restarted master rejoins with its slots and its append-only file).
     pub fn start_with(masters: usize, persistence: Persistence) -> Self {
+        Self::start_with_users(masters, persistence, &[])
+    }
+
+    /// A Cluster whose masters also know these ACL users (see
+    /// [`RedisServer::start_with_users`]).
+    pub fn start_with_users(masters: usize, persistence: Persistence, users: &[(&str, &str)]) -> Self {
         assert!(masters >= 3, "a Redis Cluster needs at least 3 masters");
         let nodes: Vec<RedisServer> = (0..masters)
             .map(|_| {
                 let mut args: Vec<String> =
                     ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"].map(String::from).to_vec();
                 args.extend(persistence.args());
+                args.extend(user_args(users));
                 RedisServer::spawn(args)
             })
             .collect();
@@ -396,11 +433,39 @@ impl Redis {
         Redis::Cluster(RedisCluster::start_with(3, persistence))
     }
 
+    pub fn standalone_with_users(persistence: Persistence, users: &[(&str, &str)]) -> Self {
+        Redis::Standalone(RedisServer::start_with_users(persistence, users))
+    }
+
+    pub fn cluster_with_users(persistence: Persistence, users: &[(&str, &str)]) -> Self {
+        Redis::Cluster(RedisCluster::start_with_users(3, persistence, users))
+    }
+
     /// What to give `--redis`: the URL, or every seed separated by commas.
     pub fn url(&self) -> String {
         match self {
             Redis::Standalone(s) => s.url(),
             Redis::Cluster(c) => c.urls().join(","),
+        }
+    }
+
+    /// [`Redis::url`] for an ACL user.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        self.servers().iter().map(|s| s.url_as(user, password)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Every server: the one, or the Cluster's masters.
+    pub fn servers(&self) -> Vec<&RedisServer> {
+        match self {
+            Redis::Standalone(s) => vec![s],
+            Redis::Cluster(c) => c.nodes.iter().collect(),
+        }
+    }
+
+    /// After a server restarted: waits until it (or the Cluster) serves.
+    pub fn wait_until_serving(&self) {
+        if let Redis::Cluster(c) = self {
+            c.wait_until_serving();
         }
     }
 
@@ -481,6 +546,19 @@ mod tests {
         s.cli(&["SET", "after", "y"]);
         s.restart();
         assert_eq!(s.cli(&["GET", "after"]), "y", "AOF is on again after the restore");
+    }
+
+    #[test]
+    fn a_refused_user_is_refused_until_admitted() {
+        let s = RedisServer::start_with_users(Persistence::None, &[("node1", "pw1")]);
+        let url = s.url_as("node1", "pw1");
+        let ping = |url: &str| redis::Client::open(url).and_then(|c| c.get_connection()).and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+        assert_eq!(ping(&url).unwrap(), "PONG");
+        s.refuse_user("node1");
+        assert!(ping(&url).is_err());
+        assert_eq!(ping(&s.url()).unwrap(), "PONG", "others are not refused");
+        s.admit_user("node1");
+        assert_eq!(ping(&url).unwrap(), "PONG");
     }
 
     #[test]

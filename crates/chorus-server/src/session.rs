@@ -9,6 +9,7 @@
 //! the connection, each with its documented close code.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,13 +128,17 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         rooms: HashMap::new(),
         docs: HashSet::new(),
         last_refresh: Instant::now(),
+        refreshing: Arc::default(),
         dropped_in_row: 0,
         last_rate_error: None,
     };
     let ttl = node.config.presence_ttl();
     let mut deadline = Instant::now() + ttl;
     let reason = loop {
+        // A frame that has arrived wins over the deadline: if handling the
+        // previous one took long (a slow store), the client was not silent.
         tokio::select! {
+            biased;
             Some(room) = dropped_rx.recv() => {
                 session.forget_room(&room);
             }
@@ -292,6 +297,8 @@ struct Session {
     docs: HashSet<(String, Arc<str>)>,
     bucket: TokenBucket,
     last_refresh: Instant,
+    /// A presence refresh is under way.
+    refreshing: Arc<std::sync::atomic::AtomicBool>,
     dropped_in_row: u32,
     last_rate_error: Option<Instant>,
 }
@@ -550,16 +557,26 @@ impl Session {
     }
 
     /// Pushes this connection's presence expiry forward in every room.
+    /// Pushes this connection's presence expiry forward in every room, off
+    /// the read loop: a slow store must not hold up reading the client's
+    /// frames (that would close a live connection as silent). One batch at a
+    /// time; a frame that comes while one runs does not start another.
     async fn refresh_presence(&mut self) {
         self.last_refresh = Instant::now();
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let expires = now_ms() + self.node.config.presence_ttl_ms;
-        for room in self.rooms.keys() {
-            if self.identity.can(room, Permission::Presence) {
-                if let Err(e) = self.node.backend.refresh(room, &self.conn, expires).await {
-                    warn!(conn = %self.conn, %room, "presence refresh failed: {e}");
+        let rooms: Vec<String> = self.rooms.keys().filter(|room| self.identity.can(room, Permission::Presence)).cloned().collect();
+        let (backend, conn, refreshing) = (self.node.backend.clone(), self.conn.clone(), self.refreshing.clone());
+        tokio::spawn(async move {
+            for room in rooms {
+                if let Err(e) = backend.refresh(&room, &conn, expires).await {
+                    warn!(%conn, %room, "presence refresh failed: {e}");
                 }
             }
-        }
+            refreshing.store(false, Ordering::Release);
+        });
     }
 
     async fn leave_all(&mut self, reason: LeaveReason) {

@@ -263,6 +263,9 @@ struct Local {
     dropped: mpsc::UnboundedSender<Arc<str>>,
     user: String,
     visible: bool,
+    /// As it joined (its state kept up to date), to put it back if the
+    /// store loses it while it is here.
+    member: Member,
 }
 
 pub struct Room {

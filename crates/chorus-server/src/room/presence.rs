@@ -93,12 +93,12 @@ impl Room {
         if self.local.contains_key(&conn) {
             return Err(Refusal::new(ErrorCode::AlreadyJoined, format!("already in room {}", self.name)));
         }
+        let now = now_ms();
+        let member = Member { connection: conn.to_string(), user: user.clone(), state, joined_at: now };
         if visible {
-            let now = now_ms();
-            let member = Member { connection: conn.to_string(), user: user.clone(), state, joined_at: now };
             let expires = now + self.config().presence_ttl_ms;
             let limit = self.config().members_per_room;
-            match self.store().join(&self.name, member, expires, now, limit).await {
+            match self.store().join(&self.name, member.clone(), expires, now, limit).await {
                 Ok(Joined::Entered { members }) => self.adopt_members(members, false).await,
                 Ok(Joined::Full { limit }) => {
                     return Err(Refusal::new(ErrorCode::RoomFull, format!("room {} is full ({limit} members)", self.name)));
@@ -112,7 +112,7 @@ impl Room {
             }
         }
         outbox.push(self.joined(id, &conn).to_json().into());
-        self.local.insert(conn, Local { outbox, dropped, user: user.id, visible });
+        self.local.insert(conn, Local { outbox, dropped, user: user.id, visible, member });
         Ok(())
     }
 
@@ -163,10 +163,17 @@ impl Room {
                 self.members.by_connection.insert(conn.clone(), member.clone());
                 self.fan_out(ServerMessage::MemberJoined { room: self.name.to_string(), member, count }, Some(&conn));
             }
-            RoomEvent::MemberLeft { connection, user, reason, count, .. } => self.member_left(Arc::from(connection.as_str()), user, reason, count),
+            RoomEvent::MemberLeft { connection, user, reason, count, .. } => {
+                if let Some(alive) = self.member_left(Arc::from(connection.as_str()), user, reason, count) {
+                    self.put_back(vec![alive]).await;
+                }
+            }
             RoomEvent::Presence { connection, state, .. } => {
                 if let Some(m) = self.members.by_connection.get_mut(connection.as_str()) {
                     m.state = state.clone();
+                }
+                if let Some(local) = self.local.get_mut(connection.as_str()) {
+                    local.member.state = state.clone();
                 }
                 self.fan_out(ServerMessage::Presence { room: self.name.to_string(), connection: connection.clone(), state }, Some(&connection));
             }
@@ -174,24 +181,37 @@ impl Room {
         }
     }
 
-    /// A member is gone: tell everyone here, and if it was a connection of
-    /// this node (expired while connected), drop it and tell its session.
-    fn member_left(&mut self, conn: Arc<str>, user: String, reason: LeaveReason, count: usize) {
-        self.members.by_connection.remove(&conn);
+    /// A member is gone: tell everyone here (once: a member this node no
+    /// longer lists was told already), and if it was a connection of this
+    /// node that expired, drop it and tell its session. Unless that
+    /// connection is still open: its session closes a connection silent for
+    /// the TTL by itself, so an open one is alive and the store let its entry
+    /// expire because refreshing it failed. Then it stays, and is returned,
+    /// to be put back.
+    fn member_left(&mut self, conn: Arc<str>, user: String, reason: LeaveReason, count: usize) -> Option<Arc<str>> {
+        let alive = reason == LeaveReason::Expired && self.local.get(&conn).is_some_and(|l| l.visible && !l.outbox.is_closing());
+        let known = self.members.by_connection.remove(&conn).is_some();
         self.cursors.remove(&conn);
-        if let Some(local) = self.local.remove(&conn) {
+        if alive {
+            info!(room = %self.name, %conn, "the store let a live connection's presence expire; putting it back");
+        } else if let Some(local) = self.local.remove(&conn) {
             self.cursors.forget(&conn);
             self.unsubscribe_all(&conn, Some(&local.user));
             local.outbox.push(ServerMessage::Left { id: None, room: self.name.to_string(), reason }.to_json().into());
             let _ = local.dropped.send(self.name.clone());
         }
-        let msg: axum::extract::ws::Utf8Bytes =
-            ServerMessage::MemberLeft { room: self.name.to_string(), connection: conn.to_string(), user, reason, count }.to_json().into();
         let key: CursorKey = (self.name.clone(), conn);
-        for local in self.local.values() {
-            local.outbox.push_clearing_cursor(msg.clone(), &key);
+        if known {
+            let msg: axum::extract::ws::Utf8Bytes =
+                ServerMessage::MemberLeft { room: self.name.to_string(), connection: key.1.to_string(), user, reason, count }.to_json().into();
+            for (c, local) in &self.local {
+                if *c != key.1 {
+                    local.outbox.push_clearing_cursor(msg.clone(), &key);
+                }
+            }
+            metrics::counter!("chorus_messages_out_total").increment(self.local.len() as u64);
         }
-        metrics::counter!("chorus_messages_out_total").increment(self.local.len() as u64);
+        alive.then_some(key.1)
     }
 
     /// Takes the store's member list when it is newer than the room's (or,
@@ -219,7 +239,7 @@ impl Room {
                 put_back.push(conn);
                 continue;
             }
-            self.member_left(conn, user, LeaveReason::Expired, count);
+            put_back.extend(self.member_left(conn, user, LeaveReason::Expired, count));
         }
         for (conn, member) in &fresh {
             match self.members.by_connection.get(conn) {
@@ -233,6 +253,7 @@ impl Room {
         }
         let mut fresh = fresh;
         for conn in &put_back {
+            // Those the store lost stay listed (nobody was told they left).
             if let Some(m) = self.members.by_connection.get(conn) {
                 fresh.insert(conn.clone(), m.clone());
             }
@@ -240,18 +261,20 @@ impl Room {
         self.members.by_connection = fresh;
         self.members.stamp = stored.stamp;
         if !put_back.is_empty() {
-            info!(room = %self.name, count = put_back.len(), "the store lost this room's presence; putting this node's members back");
+            info!(room = %self.name, count = put_back.len(), "the store lost or let expire members of this node that are still here; putting them back");
             self.put_back(put_back).await;
         }
     }
 
-    /// Joins this node's connections again after the store lost them; a
-    /// failure leaves the repair pending.
+    /// Joins this node's connections again after the store lost them or
+    /// let them expire; a failure leaves the repair pending (the next
+    /// resync finds them missing again, and puts them back).
     async fn put_back(&mut self, conns: Vec<Arc<str>>) {
         let now = now_ms();
         let expires = now + self.config().presence_ttl_ms;
         for conn in conns {
-            let Some(member) = self.members.by_connection.get(&conn).cloned() else { continue };
+            let Some(local) = self.local.get(&conn) else { continue };
+            let member = self.members.by_connection.get(&conn).cloned().unwrap_or_else(|| local.member.clone());
             if let Err(e) = self.store().join(&self.name, member, expires, now, usize::MAX).await {
                 warn!(room = %self.name, %conn, "could not put a member back yet: {e}");
                 self.repair.need_members();
