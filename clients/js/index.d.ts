@@ -344,6 +344,31 @@ export function applyChanges(text: string, changes: TextChange[]): string;
 /** The one replacement turning `before` into `after` (common prefix and suffix kept); null when equal. */
 export function diffText(before: string, after: string): TextChange | null;
 
+/**
+ * The position mapping between a Chorus text and an editor that reads every
+ * line break ("\r\n", "\r", "\n") as one position (CodeMirror, a textarea).
+ */
+export interface LineMapping {
+  /** True when positions are the same on both sides (no "\r\n" in the text). */
+  identity: boolean;
+  /** The offsets of the "\r" of every "\r\n" pair. */
+  pairs: number[];
+  /** The editor position of a UTF-16 offset of the text. */
+  toEditor(offset: number): number;
+  /** The UTF-16 offset of the text of an editor position. */
+  toChorus(position: number): number;
+  /** What a new line break is in this text: "\r\n" when it already has them, else "\n". */
+  lineBreak: string;
+}
+
+export function lineMapping(text: string): LineMapping;
+/** `text` with every line break as one "\n", as editors hold it. */
+export function normalizeLineBreaks(text: string): string;
+/** Editor changes for changes of the document `text` (widened so no "\r\n" pair is split). */
+export function editorChanges(text: string, changes: TextChange[], mapping?: LineMapping): TextChange[];
+/** Document changes for editor changes (`lines`: the inserted lines) of the editor showing `text`. */
+export function chorusChanges(text: string, changes: { from: number; to: number; lines: string[] }[], mapping?: LineMapping): TextChange[];
+
 export const PROTOCOL_VERSION: 1;
 
 declare const _default: { connect: typeof connect };

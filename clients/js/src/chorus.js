@@ -10,6 +10,7 @@ import { utf8Length } from './units.js';
 
 export { ChorusError, Room, TextDoc };
 export { applyChanges, diffText, toCodePoints, toUtf16 } from './units.js';
+export { chorusChanges, editorChanges, lineMapping, normalizeLineBreaks } from './lines.js';
 
 export const PROTOCOL_VERSION = 1;
 const SDK_NAME = 'chorus-js/0.1.0';
