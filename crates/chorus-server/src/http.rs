@@ -33,7 +33,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/", get(assets::index))
         .route("/demo/{file}", get(assets::demo))
         .route("/sdk/{file}", get(assets::sdk))
-        .route("/sdk/vendor/{file}", get(assets::vendor))
+        .route("/sdk/{folder}/{file}", get(assets::sdk_folder_file))
         .route("/status", get(status))
         .route("/v1/ws", get(websocket))
         .route("/healthz", get(|| async { "ok\n" }))
