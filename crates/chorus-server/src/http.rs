@@ -14,6 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chorus_protocol::{ErrorCode, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
+use chorus_store::StoreError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -99,7 +100,11 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
     }
     match node.backend.ping().await {
         Ok(()) => "ready\n".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")).into_response(),
+        // The error's own text already says what failed; give the reason once.
+        Err(StoreError::Unavailable(reason) | StoreError::Backend(reason)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {reason}\n")).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
 }
 
