@@ -167,6 +167,9 @@ pub enum ResetReason {
     Epoch,
     /// The version is ahead of the document.
     Ahead,
+    /// The store lost ops the client had seen: the history at that version
+    /// is not the one the client knew.
+    Diverged,
 }
 
 impl ClientMessage {
