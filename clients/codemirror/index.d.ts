@@ -1,7 +1,7 @@
 // Type declarations for @chorus/codemirror.
 
 import type { TextDoc } from '@chorus/client';
-import type { Annotation, Extension, StateEffectType } from '@codemirror/state';
+import type { AnnotationType, Extension, StateEffectType } from '@codemirror/state';
 
 export interface ChorusOptions {
   /** Draw other members' carets and selections with their names (default true). */
@@ -19,7 +19,7 @@ export interface ChorusOptions {
 export function chorus(doc: TextDoc, options?: ChorusOptions): Extension;
 
 /** Set on the transactions that bring remote changes (and resyncs) into the editor. */
-export const remoteChange: Annotation<boolean>;
+export const remoteChange: AnnotationType<boolean>;
 
 /** Dispatch to redraw the remote carets from the document's current selections. */
 export const refreshCarets: StateEffectType<null>;

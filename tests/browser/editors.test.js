@@ -13,17 +13,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { bundlePage, eventually, launchChromium, prng, repo, seeded, servePages, startChorus, startRelay } from './support.js';
+import { buildPage, eventually, launchChromium, prng, repo, seeded, servePages, startChorus, startRelay } from './support.js';
 
 const shots = path.join(repo, 'target/browser-screenshots');
-const built = path.join(repo, 'target/browser-pages');
 let chorus, relay, pages, browser;
 
 before(async () => {
   fs.mkdirSync(shots, { recursive: true });
-  fs.mkdirSync(built, { recursive: true });
-  await bundlePage('codemirror.js', path.join(built, 'codemirror.bundle.js'));
-  fs.copyFileSync(path.join(repo, 'tests/browser/pages/codemirror.html'), path.join(built, 'codemirror.html'));
+  const built = await buildPage('codemirror', 'codemirror.js');
   chorus = await startChorus();
   relay = await startRelay(chorus.port);
   pages = await servePages(built);

@@ -9,17 +9,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { bundlePage, eventually, launchChromium, repo, servePages, startChorus } from './support.js';
+import { buildPage, eventually, launchChromium, repo, servePages, startChorus } from './support.js';
 
-const built = path.join(repo, 'target/browser-pages');
 const shots = path.join(repo, 'target/browser-screenshots');
 let chorus, pages, browser;
 
 before(async () => {
-  fs.mkdirSync(built, { recursive: true });
   fs.mkdirSync(shots, { recursive: true });
-  await bundlePage('react.jsx', path.join(built, 'react.bundle.js'));
-  fs.copyFileSync(path.join(repo, 'tests/browser/pages/react.html'), path.join(built, 'react.html'));
+  const built = await buildPage('react', 'react.jsx');
   chorus = await startChorus();
   pages = await servePages(built);
   browser = await launchChromium();

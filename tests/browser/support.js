@@ -149,6 +149,19 @@ export async function bundlePage(entry, outfile) {
   return outfile;
 }
 
+/**
+ * Builds test page `name` into target/browser-pages/: `pages/<name>.html`
+ * and the bundle of `pages/<entry>` it loads as `<name>.bundle.js`. Returns
+ * the folder, for servePages.
+ */
+export async function buildPage(name, entry) {
+  const out = path.join(repo, 'target/browser-pages');
+  fs.mkdirSync(out, { recursive: true });
+  await bundlePage(entry, path.join(out, `${name}.bundle.js`));
+  fs.copyFileSync(path.join(here, 'pages', `${name}.html`), path.join(out, `${name}.html`));
+  return out;
+}
+
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css' };
 
 /**
@@ -171,27 +184,8 @@ export async function servePages(dir) {
   return { base: `http://127.0.0.1:${port}`, close: () => server.close() };
 }
 
-/** A PRNG (mulberry32) from `seed`, with `int(n)` and `pick(list)`. */
-export function prng(seed) {
-  let state = seed >>> 0;
-  const rand = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  rand.int = (n) => Math.floor(rand() * n);
-  rand.pick = (xs) => xs[rand.int(xs.length)];
-  return rand;
-}
-
-/** A PRNG whose seed comes from SEED or is random, and is printed. */
-export function seeded(label) {
-  const seed = process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 32);
-  console.log(`# ${label}: seed ${seed} (rerun with SEED=${seed})`);
-  return prng(seed);
-}
+// Seeded randomness, shared with the SDK's tests.
+export { prng, seeded } from '../../clients/js/test/random.js';
 
 /**
  * Polls `check` until it returns a truthy value, or fails after `ms` with

@@ -100,35 +100,45 @@ function sharedFor(map, owner) {
 }
 
 /**
- * Joins room `name` (with an optional first presence state) for as long as
- * the component is mounted. Returns the Room once joined, null until then
- * (and if the join failed: see the client's 'error' event).
+ * The value `open()` resolves to, shared with every component that names
+ * (owner, name), opened on first use and closed with `close(value)` when
+ * the last of them unmounts; null until it resolves (or if it failed).
  */
-export function useRoom(name, presence) {
-  const client = useClient();
-  const [room, setRoom] = useState(null);
+function useShared(owner, table, name, open, close) {
+  const [value, setValue] = useState(null);
   useEffect(() => {
-    if (!client || !name) return undefined;
+    if (!owner || !name) return undefined;
     let live = true;
-    const shared = sharedFor(roomsOf, client);
-    const joining = shared.acquire(name, () => {
-      const p = client.join(name, presence);
-      p.catch(() => {});
+    const shared = sharedFor(table, owner);
+    const opening = shared.acquire(name, () => {
+      const p = open();
+      p.catch(() => {}); // the error reaches the client's 'error' event
       return p;
     });
-    joining.then(
-      (r) => live && setRoom(r),
-      () => live && setRoom(null),
+    opening.then(
+      (v) => live && setValue(v),
+      () => live && setValue(null),
     );
     return () => {
       live = false;
-      setRoom(null);
-      shared.release(name, (p) => p.then((r) => r.leave()).catch(() => {}));
+      setValue(null);
+      shared.release(name, (p) => p.then(close).catch(() => {}));
     };
-    // The presence state is the first one only; change it with room.setPresence.
+    // `open` and `close` are made anew each render; owner and name say what they open.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [client, name]);
-  return room;
+  }, [owner, name]);
+  return value;
+}
+
+/**
+ * Joins room `name` (with an optional first presence state; change it with
+ * `room.setPresence`) for as long as the component is mounted. Returns the
+ * Room once joined, null until then (and if the join failed: see the
+ * client's 'error' event).
+ */
+export function useRoom(name, presence) {
+  const client = useClient();
+  return useShared(client, roomsOf, name, () => client.join(name, presence), (room) => room.leave());
 }
 
 /**
@@ -136,27 +146,7 @@ export function useRoom(name, presence) {
  * mounted. Returns the TextDoc once open, null until then.
  */
 export function useDoc(room, name) {
-  const [doc, setDoc] = useState(null);
-  useEffect(() => {
-    if (!room || !name) return undefined;
-    let live = true;
-    const shared = sharedFor(docsOf, room);
-    const opening = shared.acquire(name, () => {
-      const p = room.openDoc(name);
-      p.catch(() => {});
-      return p;
-    });
-    opening.then(
-      (d) => live && setDoc(d),
-      () => live && setDoc(null),
-    );
-    return () => {
-      live = false;
-      setDoc(null);
-      shared.release(name, (p) => p.then((d) => d.close()).catch(() => {}));
-    };
-  }, [room, name]);
-  return doc;
+  return useShared(room, docsOf, name, () => room.openDoc(name), (doc) => doc.close());
 }
 
 // ---- snapshots ------------------------------------------------------------
