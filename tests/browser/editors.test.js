@@ -85,6 +85,16 @@ async function textareaPage(room, name, base = chorus.base) {
   };
 }
 
+/** Puts a textarea page's caret right before the first `text` in its field. */
+async function caretBefore(editor, text) {
+  await editor.focus();
+  await editor.page.locator('[data-testid=editor]').evaluate((el, text) => {
+    const at = el.value.indexOf(text);
+    el.setSelectionRange(at, at);
+    el.dispatchEvent(new Event('select'));
+  }, text);
+}
+
 const PIECES = ['a', 'b', 'c', 'd', ' ', 'é', 'ñ', 'ü', 'e\u0301', '😀', '🎉', '👩‍💻', 'ß', 'x'];
 
 /** One page's seeded random keyboard session. */
@@ -258,12 +268,7 @@ test('a document with "\\r\\n" line breaks edits correctly in CodeMirror and a t
   await check('the CodeMirror edit, with "\\r\\n" for the new line');
 
   // In the textarea: the start of the new line.
-  await cat.focus();
-  await cat.page.locator('[data-testid=editor]').evaluate((el) => {
-    const at = el.value.indexOf('new line');
-    el.setSelectionRange(at, at);
-    el.dispatchEvent(new Event('select'));
-  });
+  await caretBefore(cat, 'new line');
   await cat.page.keyboard.type('>> ');
   expected = 'line one\r\nline two (edited)\r\n>> new line\r\nline three\r\n';
   await check('the textarea edit');
@@ -276,12 +281,7 @@ test('a document with "\\r\\n" line breaks edits correctly in CodeMirror and a t
   await ann.page.keyboard.press('Backspace');
   expected = 'line one\r\nline two (edited)\r\n>> new lineline three\r\n';
   await check('a line break deleted in CodeMirror');
-  await cat.focus();
-  await cat.page.locator('[data-testid=editor]').evaluate((el) => {
-    const at = el.value.indexOf('line three');
-    el.setSelectionRange(at, at);
-    el.dispatchEvent(new Event('select'));
-  });
+  await caretBefore(cat, 'line three');
   await cat.page.keyboard.press('Enter');
   expected = 'line one\r\nline two (edited)\r\n>> new line\r\nline three\r\n';
   await check('a line break typed in the textarea');
