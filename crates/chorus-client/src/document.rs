@@ -220,7 +220,6 @@ impl TextDocument {
         Ok(self.ot.local(first))
     }
 
-
     /// The server's `opened`: either the whole text (first open, or a reset)
     /// or the ops missed since `version()`. Returns the in-flight op to
     /// (re)submit, if it is still unacknowledged.

@@ -15,7 +15,7 @@ use chorus_protocol::ClientMessage;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -25,14 +25,16 @@ type Socket = WebSocketStream<TcpStream>;
 const LIMITS: &str = r#"{"max_message_bytes":65536,"messages_per_second":100,"rooms_per_connection":50,"members_per_room":1000,
 "cursor_updates_per_second":30,"max_op_bytes":32768,"max_document_bytes":8388608,"documents_per_connection":50,"max_value_bytes":65536,"values_per_room":100}"#;
 
+/// Accepts the client's connection, selecting the `chorus.v1` subprotocol it offers.
 async fn accept(listener: &TcpListener) -> Socket {
     let (tcp, _) = listener.accept().await.unwrap();
-    tokio_tungstenite::accept_hdr_async(tcp, |_: &Request, mut response: Response| {
+    // The callback's error type is tungstenite's (a whole HTTP response); it never fails here.
+    #[allow(clippy::result_large_err)]
+    fn select(_: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
         response.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("chorus.v1"));
         Ok(response)
-    })
-    .await
-    .unwrap()
+    }
+    tokio_tungstenite::accept_hdr_async(tcp, select).await.unwrap()
 }
 
 /// The client's next message of type `kind` (others, such as heartbeats, are skipped).
