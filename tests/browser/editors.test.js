@@ -325,3 +325,40 @@ test('screenshots: the CodeMirror page with two users', async () => {
   await bob.page.screenshot({ path: path.join(shots, 'codemirror-bob.png') });
   for (const e of [ann, bob]) await e.page.context().close();
 });
+
+test('with no build step: an <input> and a <textarea> bound from the server\'s /sdk/ on a page of another origin', async () => {
+  const room = roomName('nobuild');
+  // The page imports the packages from the server through an import map.
+  const html = fs.readFileSync(path.join(repo, 'tests/browser/pages/nobuild.html'), 'utf8').replaceAll('CHORUS', chorus.base);
+  fs.writeFileSync(path.join(repo, 'target/browser-pages/nobuild.html'), html);
+  const res = await fetch(`${chorus.base}/v1/rooms/${room}/docs/title/ops`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ op: { insert: { at: 0, text: 'Plan\r\nfor Q3' } } }),
+  });
+  assert.equal(res.status, 200, await res.text());
+  const open = async (name) => {
+    const page = await newPage(name);
+    await page.goto(`${pages.base}/nobuild.html?room=${room}&name=${name}`);
+    await eventually(`${name}'s page`, () => page.evaluate(() => document.documentElement.dataset.ready === 'true'));
+    return page;
+  };
+  const ann = await open('Ann');
+  const bob = await open('Bob');
+  // An <input> holds one line: the document's line break shows as a space
+  // and stays a line break in the document when the line is edited.
+  const title = (page) => page.locator('#title').inputValue();
+  assert.equal(await title(ann), 'Plan for Q3');
+  await ann.locator('#title').focus();
+  await ann.keyboard.press('End');
+  await ann.keyboard.type(' 🎉');
+  await eventually("Ann's title on Bob's page", async () => (await title(bob)) === 'Plan for Q3 🎉');
+  assert.equal(await serverText(room, 'title'), 'Plan\r\nfor Q3 🎉');
+  // The textarea: typing on both pages, carets with names.
+  await bob.locator('#notes').focus();
+  await bob.keyboard.type('Notes from Bob.');
+  await eventually("Bob's notes on Ann's page", async () => (await ann.locator('#notes').inputValue()) === 'Notes from Bob.');
+  await eventually("Bob's caret on Ann's page", async () => (await ann.locator('.chorus-caret[data-user="Bob"]').count()) === 1);
+  for (const page of [ann, bob]) await page.context().close();
+});
+

@@ -38,6 +38,7 @@ class TextareaBinding {
   constructor(field, doc, { carets = true, undo = true, onError } = {}) {
     if (!field || typeof field.setSelectionRange !== 'function') throw new TypeError('bindTextarea needs a <textarea> or <input>');
     this.field = field;
+    this.singleLine = field.tagName === 'INPUT';
     this.doc = doc;
     this.onError = onError || ((err) => console.warn('[chorus textarea]', err));
     this.shadow = '';
@@ -108,6 +109,11 @@ class TextareaBinding {
     this.shadow = text;
     this.mapping = lineMapping(text);
     this.shown = normalizeLineBreaks(text);
+    // An <input> holds one line: the browser strips line breaks from its
+    // value, and comparing would then delete them from the document. Each
+    // shows as a space instead (one position for one, so positions still
+    // map); deleting that space deletes the line break.
+    if (this.singleLine && this.shown.indexOf('\n') >= 0) this.shown = this.shown.replace(/\n/g, ' ');
   }
 
   /** Puts `shown` into the field without moving the view or losing the selection. */

@@ -8,7 +8,10 @@
 //! under `/sdk/textarea/`, `/sdk/codemirror/` and `/sdk/react/` from their
 //! packages' `src`. A page maps the packages' names to these paths with an
 //! import map (the demo's `index.html` does; the README shows one). Nothing
-//! is bundled or rewritten here.
+//! is bundled or rewritten here. The `/sdk/` files are public code, served
+//! to any origin (`Access-Control-Allow-Origin: *`): a browser fetches
+//! module scripts with CORS, so a page of another origin could not import
+//! them otherwise.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
@@ -35,28 +38,29 @@ fn sdk_folder(name: &str) -> Option<&'static Dir<'static>> {
 
 /// `GET /`: the demo page.
 pub async fn index() -> Response {
-    serve(&DEMO, "index.html")
+    serve(&DEMO, "index.html", false)
 }
 
 /// `GET /demo/{file}`.
 pub async fn demo(Path(file): Path<String>) -> Response {
-    serve(&DEMO, &file)
+    serve(&DEMO, &file, false)
 }
 
 /// `GET /sdk/{file}`: the SDK.
 pub async fn sdk(Path(file): Path<String>) -> Response {
-    serve(&SDK, &file)
+    serve(&SDK, &file, true)
 }
 
 /// `GET /sdk/{folder}/{file}`: the vendored OT library and the bindings.
 pub async fn sdk_folder_file(Path((folder, file)): Path<(String, String)>) -> Response {
     match sdk_folder(&folder) {
-        Some(dir) => serve(dir, &file),
+        Some(dir) => serve(dir, &file, true),
         None => (StatusCode::NOT_FOUND, format!("no such folder: /sdk/{folder}/\n")).into_response(),
     }
 }
 
-fn serve(dir: &'static Dir<'static>, name: &str) -> Response {
+/// A file of `dir`; `public` adds the CORS header that lets any origin import it.
+fn serve(dir: &'static Dir<'static>, name: &str, public: bool) -> Response {
     let Some(file) = dir.get_file(name).filter(|_| !name.contains("..")) else {
         return (StatusCode::NOT_FOUND, format!("no such file: {name}\n")).into_response();
     };
@@ -70,7 +74,11 @@ fn serve(dir: &'static Dir<'static>, name: &str) -> Response {
     };
     // Small files, served from memory: revalidating costs nothing and a
     // new binary's page is never mixed with an old cached SDK.
-    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], file.contents()).into_response()
+    let mut response = ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], file.contents()).into_response();
+    if public {
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, header::HeaderValue::from_static("*"));
+    }
+    response
 }
 
 #[cfg(test)]
