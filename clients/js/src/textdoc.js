@@ -428,9 +428,20 @@ export class TextDoc extends Emitter {
     const change = { remote: true, changes: applied.changes, ops: applied.edits, version: entry.version, client: entry.client };
     // Our own undo or redo comes back as an op of the user's history
     // submitter, like anyone's; mark it so an editor can put the caret there.
-    if (this._historyRequests > 0 && typeof entry.client === 'string' && entry.client.endsWith('~history')) change.undo = true;
+    if (this._historyRequests > 0 && this._isOwnHistory(entry.client)) change.undo = true;
     this.emit('change', change);
     this._emitSelections();
+  }
+
+  /**
+   * Whether `submitter` is this user's undo history: `<user id>~history`,
+   * or `h<length of the user id in UTF-8>:<user id>` on servers that keep
+   * every submitter in a namespace of its own.
+   */
+  _isOwnHistory(submitter) {
+    const user = this.client.user && this.client.user.id;
+    if (typeof user !== 'string' || typeof submitter !== 'string') return false;
+    return submitter === `${user}~history` || submitter === `h${utf8Length(user)}:${user}`;
   }
 
   _ack(seq, version, digest) {

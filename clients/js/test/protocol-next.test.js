@@ -1,8 +1,8 @@
 // Fields the server is gaining (docs/protocol.md, section 7): `opened.client`
 // (the submitter id the server records this connection's ops under),
 // `digest` on `opened`, `ack` and `op` (a fingerprint of the history at
-// that version, sent back in `since`), `at` on ops, and the `diverged`
-// reset. The server in this repository does not send them yet, so a
+// that version, sent back in `since`), `at` on ops, the `diverged` reset, and
+// undo ops under the submitter `h<length>:<user id>`. The server in this repository does not send them yet, so a
 // scripted server does: a real WebSocket server that answers the SDK with
 // exactly the messages of the newer protocol. (Against today's server, the
 // other test files show the SDK working without them.)
@@ -82,6 +82,10 @@ test('the SDK uses opened.client, digests and the diverged reset when the server
       const s2 = await peer.next('submit');
       seen.s2 = s2;
       peer.send({ type: 'ack', id: s2.id, ...base, seq: s2.seq, version: 6, digest: 'd6' });
+      // An undo: its op comes from the user's history submitter, then the answer.
+      const undo = await peer.next('undo');
+      peer.send({ type: 'op', ...base, version: 7, client: 'h3:ann', seq: 1, op: [5, { d: 1 }], digest: 'd7', at: 1764000000002 });
+      peer.send({ type: 'undo_result', id: undo.id, ...base, action: 'undo', done: true, version: 7 });
     } else if (peer.number === 2) {
       seen.secondOpen = open;
       // The catch-up holds an op under our submitter id with the seq of
@@ -92,10 +96,10 @@ test('the SDK uses opened.client, digests and the diverged reset when the server
         id: open.id,
         ...base,
         epoch: 'e1',
-        version: 7,
+        version: 8,
         client: submitter(open.client),
-        digest: 'd7',
-        ops: [{ version: 7, client: submitter(open.client), seq: 3, op: [6, '!'], at: 1764000000002 }],
+        digest: 'd8',
+        ops: [{ version: 8, client: submitter(open.client), seq: 3, op: [5, '!'], at: 1764000000003, digest: 'd8' }],
       });
     } else {
       seen.thirdOpen = open;
@@ -118,17 +122,25 @@ test('the SDK uses opened.client, digests and the diverged reset when the server
     assert.equal(doc.version, 6);
     assert.equal(doc.digest, 'd6', 'an ack moves the digest');
 
+    // Our undo comes back from the history submitter, marked as ours.
+    const changes = [];
+    doc.on('change', (c) => changes.push(c));
+    assert.equal(await doc.undo(), true);
+    assert.equal(doc.text, 'QabcX');
+    assert.equal(changes.at(-1).undo, true, "the undo's op is marked");
+    assert.equal(doc.digest, 'd7');
+
     // Offline: an edit is made, the connection is lost.
     const reopened = nextEvent(client, 'state', (s) => s === 'open');
     client._ws.terminate();
-    doc.insert(6, '!');
+    doc.insert(5, '!');
     await reopened;
     await doc.synced();
-    assert.deepEqual(seen.secondOpen.since, { epoch: 'e1', version: 6, digest: 'd6' }, 'the reopen carries the digest');
+    assert.deepEqual(seen.secondOpen.since, { epoch: 'e1', version: 7, digest: 'd7' }, 'the reopen carries the digest');
     assert.equal(seen.secondOpen.client, doc.clientId, 'open_doc still names our own id');
-    assert.equal(doc.text, 'QabcXY!', 'our op in the catch-up counted as its ack');
-    assert.equal(doc.version, 7);
-    assert.equal(doc.digest, 'd7');
+    assert.equal(doc.text, 'QabcX!', 'our op in the catch-up counted as its ack');
+    assert.equal(doc.version, 8);
+    assert.equal(doc.digest, 'd8');
 
     // The store lost history we had seen: the server says so.
     const reset = nextEvent(doc, 'reset');
@@ -136,7 +148,7 @@ test('the SDK uses opened.client, digests and the diverged reset when the server
     const { reason, text } = await reset;
     assert.equal(reason, 'diverged');
     assert.equal(text, 'restored');
-    assert.deepEqual(seen.thirdOpen.since, { epoch: 'e1', version: 7, digest: 'd7' });
+    assert.deepEqual(seen.thirdOpen.since, { epoch: 'e1', version: 8, digest: 'd8' });
     assert.equal(doc.text, 'restored');
     assert.equal(doc.digest, 'x2');
     client.close();
