@@ -1,7 +1,10 @@
 // Chorus demo page: one shared document per room, with live carets, presence,
 // a shared title, a view counter and tags. Served by the Chorus server itself
-// (no build step), so this file is plain ES2020 and only imports the SDK.
-import { connect } from '/sdk/chorus.js';
+// (no build step), so this file is plain ES2020 and imports only the SDK and
+// the textarea binding, by their package names, which the page's import map
+// points at the server's /sdk/ copies.
+import { connect } from '@chorus/client';
+import { bindTextarea } from '@chorus/textarea';
 
 // index.html shows a "could not load" banner if this flag never appears, which
 // is the only symptom of a failed module import.
@@ -20,15 +23,24 @@ const STORAGE_KEYS = { user: 'chorus.demo.user', name: 'chorus.demo.name' };
 const STATE_LABELS = {
   connecting: 'connecting',
   open: 'connected',
+  saving: 'saving…',
+  unsaved: 'not saved yet',
   reconnecting: 'reconnecting',
   closed: 'offline',
 };
 const STATE_HINTS = {
   connecting: 'Connecting to the Chorus server…',
-  open: 'Connected: changes are shared live',
+  open: 'Connected: every change is saved and shared live',
+  saving: 'Your latest changes are on their way to the server',
+  unsaved: 'The server has not confirmed your latest changes yet; they are kept and sent again until it does',
   reconnecting: 'Connection lost: your edits are kept and sent when it comes back',
   closed: 'Not connected to the server',
 };
+// While changes wait for the server (client.pending), the badge says
+// "saving…" after a short while (a quick round trip does not flicker) and
+// "not saved yet" when it lasts (the server cannot store, say).
+const SAVING_AFTER_MS = 300;
+const UNSAVED_AFTER_MS = 4000;
 // Messages people can act on, for the error codes a demo visitor can actually hit.
 const FRIENDLY_ERRORS = {
   room_full: 'This room is full. Try another room.',
@@ -75,10 +87,6 @@ const ui = {
   redo: $('redo'),
   stats: $('doc-stats'),
   editor: $('editor'),
-  overlay: $('editor-overlay'),
-  overlayContent: $('overlay-content'),
-  mirror: $('mirror'),
-  marks: $('marks'),
   toasts: $('toasts'),
   newRoom: $('new-room'),
   nameDialog: $('name-dialog'),
@@ -91,14 +99,17 @@ const numberFormat = new Intl.NumberFormat();
 // ---------------------------------------------------------------------------
 // Small helpers
 
-// localStorage throws in some privacy modes; the page still works without it,
-// the identity just does not survive a reload.
+// The identity lives in sessionStorage, which belongs to one tab: every tab
+// is its own user (its own name on its caret, its own undo history), and a
+// reload keeps the tab's identity. sessionStorage throws in some privacy
+// modes; the page still works without it, the identity just does not
+// survive a reload.
 const storage = {
   get(key) {
-    try { return localStorage.getItem(key); } catch { return null; }
+    try { return sessionStorage.getItem(key); } catch { return null; }
   },
   set(key, value) {
-    try { localStorage.setItem(key, value); } catch { /* not persisted */ }
+    try { sessionStorage.setItem(key, value); } catch { /* not persisted */ }
   },
 };
 
@@ -220,7 +231,7 @@ function guard(result) {
 }
 
 // ---------------------------------------------------------------------------
-// Room and identity, from the URL and localStorage
+// Room and identity, from the URL and the tab's sessionStorage
 
 const params = new URLSearchParams(location.search);
 const roomName = (params.get('room') || '').trim() || DEFAULT_ROOM;
@@ -237,9 +248,9 @@ function loadIdentity() {
     fresh = true;
   }
 
-  // URL overrides are for tests and demos with several people in one browser:
-  // two tabs with different ?name= must be different users (own colour, own
-  // undo history), so the id follows the name rather than localStorage.
+  // URL overrides are for tests and for sharing one identity: every page
+  // opened with the same ?name= is the same user (same colour, same undo
+  // history), so the id follows the name rather than the tab.
   if (userParam || nameParam) {
     const slug = nameParam.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
     const id = userParam || `guest-${slug ? `${slug}-` : ''}${hash32(nameParam)}`;
@@ -325,8 +336,27 @@ function showBanner(message) {
 // ---------------------------------------------------------------------------
 // Header: room, connection state, members, "me"
 
+let pendingSince = null;
+const pendingTimers = [];
+
+function onPending(count) {
+  if (count > 0 && pendingSince === null) {
+    pendingSince = Date.now();
+    pendingTimers.push(setTimeout(renderState, SAVING_AFTER_MS), setTimeout(renderState, UNSAVED_AFTER_MS));
+  } else if (count === 0 && pendingSince !== null) {
+    pendingSince = null;
+    for (const t of pendingTimers.splice(0)) clearTimeout(t);
+  }
+  renderState();
+}
+
 function renderState() {
-  const state = client ? client.state : 'connecting';
+  let state = client ? client.state : 'connecting';
+  if (state === 'open' && pendingSince !== null) {
+    const waited = Date.now() - pendingSince;
+    if (waited >= UNSAVED_AFTER_MS) state = 'unsaved';
+    else if (waited >= SAVING_AFTER_MS) state = 'saving';
+  }
   ui.state.textContent = STATE_LABELS[state] || state;
   ui.state.dataset.state = state;
   ui.state.title = STATE_HINTS[state] || '';
@@ -516,233 +546,35 @@ function addTag() {
 }
 
 // ---------------------------------------------------------------------------
-// The editor
-//
-// The textarea owns input (IME, emoji, spellcheck, accessibility); the
-// document's truth lives in the SDK. `shadow` is the text both agree on: every
-// local change is found by diffing the textarea against it, and every remote
-// change is applied to both.
+// The editor: the textarea bound to the shared document by @chorus/textarea
+// (local edits, remote changes, IME, carets with names, server-side undo).
 
 const editor = ui.editor;
-let shadow = '';
-let composing = false;
-// Remote ops that arrived while an IME composition owned the textarea; they are
-// merged when it ends, because changing the value mid-composition cancels it.
-let pendingRemote = [];
-let lastSentSelection = null;
-// Undo/redo requests awaiting their answer: while there are any, an op of our
-// own history moves the caret to where it acted.
-const historyRequests = [];
+let binding = null;
 
-/** The single delete + insert turning `before` into `after` (UTF-16 indices). */
-function diffText(before, after) {
-  const max = Math.min(before.length, after.length);
-  let start = 0;
-  while (start < max && before.charCodeAt(start) === after.charCodeAt(start)) start++;
-  // The SDK counts code points: never cut a surrogate pair in two.
-  if (start > 0 && isHighSurrogate(before.charCodeAt(start - 1))) start--;
-  let endBefore = before.length;
-  let endAfter = after.length;
-  while (endBefore > start && endAfter > start
-    && before.charCodeAt(endBefore - 1) === after.charCodeAt(endAfter - 1)) {
-    endBefore--;
-    endAfter--;
-  }
-  if (endBefore < before.length && isLowSurrogate(before.charCodeAt(endBefore))) {
-    endBefore++;
-    endAfter++;
-  }
-  return { index: start, removed: endBefore - start, inserted: after.slice(start, endAfter) };
+async function runHistory(kind) {
+  if (!binding) return;
+  const done = await (kind === 'undo' ? binding.undo() : binding.redo());
+  if (!done) toast(kind === 'undo' ? 'Nothing to undo' : 'Nothing to redo', { duration: 1600 });
 }
 
-function isHighSurrogate(code) { return code >= 0xd800 && code <= 0xdbff; }
-function isLowSurrogate(code) { return code >= 0xdc00 && code <= 0xdfff; }
-
-/**
- * Where position `pos` ends up after a remote op. `stickAfter` decides an insert
- * exactly at `pos`: a caret stays before someone else's insert (as the server
- * moves selections), but a selection's start moves past it so the selection
- * does not swallow their text.
- */
-function mapPosition(pos, op, stickAfter) {
-  if (op.type === 'insert') {
-    return pos > op.index || (stickAfter && pos === op.index) ? pos + op.text.length : pos;
-  }
-  if (op.type === 'delete') {
-    if (pos <= op.index) return pos;
-    return pos >= op.index + op.length ? pos - op.length : op.index;
-  }
-  return pos;
-}
-
-function applyOpToString(text, op) {
-  if (op.type === 'insert') return text.slice(0, op.index) + op.text + text.slice(op.index);
-  if (op.type === 'delete') return text.slice(0, op.index) + text.slice(op.index + op.length);
-  return text;
-}
-
-/** Replace the textarea's text without moving the view or losing the selection. */
-function writeEditor(value, start, end, direction) {
-  const { scrollTop, scrollLeft } = editor;
-  editor.value = value;
-  shadow = value;
-  const len = value.length;
-  editor.setSelectionRange(Math.min(start, len), Math.min(end, len), direction || 'none');
-  editor.scrollTop = scrollTop;
-  editor.scrollLeft = scrollLeft;
-}
-
-/** Send what the user typed since the last sync to the SDK. */
-function syncLocal() {
-  if (!doc || composing) return;
-  const next = editor.value;
-  if (next === shadow) return;
-  const change = diffText(shadow, next);
-  shadow = next;
-  try {
-    if (change.removed) guard(doc.delete(change.index, change.removed));
-    if (change.inserted) guard(doc.insert(change.index, change.inserted));
-  } catch (err) {
-    reportError(err);
-  }
-  resyncIfDiverged();
-  scheduleRender();
-}
-
-/** Safety net: if the textarea and the SDK ever disagree, the SDK wins. */
-function resyncIfDiverged() {
-  // Mid-composition the textarea legitimately lags (see pendingRemote).
-  if (!doc || composing || doc.text === shadow) return;
-  console.warn('[chorus demo] editor and document diverged; reloading the text');
-  const { selectionStart, selectionEnd, selectionDirection } = editor;
-  writeEditor(doc.text, selectionStart, selectionEnd, selectionDirection);
-}
-
-function onDocChange(event) {
-  const ops = (event && event.ops) || [];
-  if (event && event.reset) {
-    // The SDK replaced its copy with the server's (see onDocReset); the ops are
-    // "delete everything, insert everything", which would throw the caret to
-    // the start, so keep the caret's offset instead.
-    composing = false;
-    pendingRemote = [];
-    const { selectionStart, selectionEnd, selectionDirection } = editor;
-    writeEditor(doc.text, selectionStart, selectionEnd, selectionDirection);
-    lastSentSelection = null;
-    scheduleRender();
-    return;
-  }
-  if (!event || !event.remote) {
-    // Our own edit, already in the textarea. Check agreement once the current
-    // delete + insert pair has been handed over, not between the two calls.
-    queueMicrotask(resyncIfDiverged);
-    scheduleRender();
-    return;
-  }
-  if (composing) {
-    pendingRemote.push(...ops);
-    scheduleRender();
-    return;
-  }
-  // Our own undo/redo comes back as an op of our history's submitter,
-  // "h<length of the user id in bytes>:<user id>".
-  const fromOurHistory = historyRequests.length > 0 && event.client === `h${new TextEncoder().encode(me.id).length}:${me.id}`;
-  applyRemoteOps(ops, fromOurHistory);
-}
-
-function applyRemoteOps(ops, fromOurHistory = false) {
-  if (!ops.length) {
-    resyncIfDiverged();
-    scheduleRender();
-    return;
-  }
-  // `input` events keep shadow equal to the textarea outside compositions, and
-  // compositions queue remote ops instead of coming here, so the ops apply to
-  // exactly the text on screen.
-  const before = shadow;
-  const direction = editor.selectionDirection;
-  let start = editor.selectionStart;
-  let end = editor.selectionEnd;
-  const collapsed = start === end;
-  let value = before;
-  let lastTouched = null;
-  let touchesAboveCaret = false;
-  for (const op of ops) {
-    if (op.index < start) touchesAboveCaret = true;
-    value = applyOpToString(value, op);
-    start = mapPosition(start, op, !collapsed);
-    end = mapPosition(end, op, false);
-    lastTouched = op.type === 'insert' ? op.index + op.text.length : op.index;
-  }
-  if (end < start) end = start;
-
-  // Put the caret where our own undo/redo acted, as a local undo would.
-  const history = fromOurHistory && lastTouched !== null;
-  if (history) start = end = lastTouched;
-
-  // Keep the caret's line still on screen when text above it changes, so the
-  // view does not jump while someone types higher up in the document. (After
-  // our own undo the caret jumps on purpose; keepCaretVisible handles that.)
-  const caretBefore = touchesAboveCaret && !history ? visibleCaretTop(before, editor.selectionStart) : null;
-
-  writeEditor(value, start, end, direction);
-
-  if (caretBefore !== null) {
-    const caretAfter = caretTopIn(value, start);
-    if (caretAfter !== null) editor.scrollTop += caretAfter - caretBefore;
-  }
-  if (history && document.activeElement === editor) keepCaretVisible();
-
-  if (lastSentSelection) {
-    // The server moves our published selection through the same ops; follow it
-    // so an unchanged selection is not sent again.
-    lastSentSelection = {
-      anchor: ops.reduce((pos, op) => mapPosition(pos, op, false), lastSentSelection.anchor),
-      head: ops.reduce((pos, op) => mapPosition(pos, op, false), lastSentSelection.head),
-    };
-  }
-  resyncIfDiverged();
-  if (history) sendSelection();
-  scheduleRender();
-}
-
-function onCompositionEnd() {
-  composing = false;
-  const queued = pendingRemote;
-  pendingRemote = [];
-  if (!doc) return;
-  if (!queued.length) {
-    syncLocal();
-    sendSelection();
-    return;
-  }
-  // Others edited while the IME was composing: move the composed change
-  // through their ops, then show the merged text.
-  const change = diffText(shadow, editor.value);
-  let from = change.index;
-  let to = change.index + change.removed;
-  for (const op of queued) {
-    from = mapPosition(from, op, false);
-    to = mapPosition(to, op, false);
-  }
-  if (to < from) to = from;
-  try {
-    if (to > from) guard(doc.delete(from, to - from));
-    if (change.inserted) guard(doc.insert(from, change.inserted));
-  } catch (err) {
-    reportError(err);
-  }
-  const caret = from + change.inserted.length;
-  writeEditor(doc.text, caret, caret, 'none');
-  sendSelection();
-  scheduleRender();
+function attachDoc(opened) {
+  doc = opened;
+  binding = bindTextarea(editor, doc, { onError: reportError });
+  editor.readOnly = false;
+  editor.placeholder = 'Start typing. Everyone in this room sees it as you type.';
+  doc.on('change', renderStats);
+  doc.on('reset', onDocReset);
+  // Edits the server refuses for good (too large, say); the SDK already took
+  // the server's text back.
+  doc.on('error', reportError);
+  updateControls();
+  renderStats();
 }
 
 function onDocReset(info) {
-  // The text itself was taken over in onDocChange. If the server could not
-  // take our unsent edits (protocol.md, "Recovery"), say so rather than
-  // silently dropping work.
-  resyncIfDiverged();
+  // If the server could not take our unsent edits (protocol.md, "Recovery"),
+  // say so rather than silently dropping work.
   const lost = (info && info.lostEdits) || 0;
   if (lost > 0) {
     toast(`The document was reloaded from the server; ${plural(lost, 'recent edit', 'recent edits')} could not be kept.`, {
@@ -752,264 +584,14 @@ function onDocReset(info) {
   }
 }
 
-function sendSelection() {
-  // Positions are only meaningful once the SDK has every local change.
-  if (!doc || composing || pendingRemote.length || editor.value !== shadow) return;
-  const { selectionStart, selectionEnd } = editor;
-  const backward = editor.selectionDirection === 'backward';
-  const anchor = backward ? selectionEnd : selectionStart;
-  const head = backward ? selectionStart : selectionEnd;
-  if (lastSentSelection && lastSentSelection.anchor === anchor && lastSentSelection.head === head) return;
-  lastSentSelection = { anchor, head };
-  try {
-    guard(doc.setSelection(anchor, head));
-  } catch (err) {
-    // Typically "not connected yet": forget it so the next event retries.
-    lastSentSelection = null;
-    console.warn('[chorus demo] setSelection failed', err);
-  }
-}
-
-async function runHistory(kind) {
-  if (!doc) return;
-  syncLocal();
-  const request = { kind };
-  historyRequests.push(request);
-  try {
-    const done = await (kind === 'undo' ? doc.undo() : doc.redo());
-    if (!done) toast(kind === 'undo' ? 'Nothing to undo' : 'Nothing to redo', { duration: 1600 });
-  } catch (err) {
-    reportError(err);
-  } finally {
-    historyRequests.splice(historyRequests.indexOf(request), 1);
-  }
-}
-
-function onEditorKeydown(event) {
-  if (event.isComposing || event.altKey || !(event.ctrlKey || event.metaKey)) return;
-  // event.code keeps the shortcuts working on non-Latin keyboard layouts.
-  const key = /^[a-z]$/i.test(event.key) ? event.key.toLowerCase() : event.code.replace(/^Key/, '').toLowerCase();
-  if (key === 'z') {
-    // The browser's own undo would rewind only this textarea, out of step
-    // with the shared document.
-    event.preventDefault();
-    runHistory(event.shiftKey ? 'redo' : 'undo');
-  } else if (key === 'y' && event.ctrlKey) {
-    event.preventDefault();
-    runHistory('redo');
-  }
-}
-
-function onEditorBeforeInput(event) {
-  // Undo/redo from the context or Edit menu arrives here instead of keydown.
-  if (event.inputType === 'historyUndo' || event.inputType === 'historyRedo') {
-    event.preventDefault();
-    runHistory(event.inputType === 'historyUndo' ? 'undo' : 'redo');
-  }
-}
-
-function attachDoc(opened) {
-  doc = opened;
-  writeEditor(doc.text, 0, 0, 'none');
-  editor.readOnly = false;
-  editor.placeholder = 'Start typing. Everyone in this room sees it as you type.';
-  doc.on('change', onDocChange);
-  doc.on('selections', scheduleRender);
-  doc.on('reset', onDocReset);
-  // Edits the server refuses for good (too large, say); the SDK already took
-  // the server's text back.
-  doc.on('error', reportError);
-  updateControls();
-  scheduleRender();
-}
-
-// ---------------------------------------------------------------------------
-// Overlay: other people's carets and selections
-//
-// The mirror is an invisible copy of the textarea's text with identical box
-// metrics, so a DOM Range over it yields the on-screen rectangles of any text
-// position. It scrolls with the textarea through a transform.
-
-const mirrorText = document.createTextNode('');
-ui.mirror.append(mirrorText);
-const measureRange = document.createRange();
-// Selections are redrawn from scratch; carets live in their own layer and are
-// kept per connection, so that moving one is a style change the CSS transition
-// can animate (re-inserting the element would skip the animation).
-const selectionLayer = document.createElement('div');
-const caretLayer = document.createElement('div');
-ui.marks.append(selectionLayer, caretLayer);
-const caretElements = new Map(); // connection -> .caret element
-let renderQueued = false;
-
-function scheduleRender() {
-  if (renderQueued) return;
-  renderQueued = true;
-  const run = () => {
-    renderQueued = false;
-    renderOverlay();
-  };
-  // rAF does not fire in background tabs; a timer still keeps them current.
-  if (document.hidden) setTimeout(run, 50);
-  else requestAnimationFrame(run);
-}
-
-function setMirror(text) {
-  // A trailing zero-width space gives a final empty line a line box to measure.
-  const content = `${text}\u200b`;
-  if (mirrorText.data !== content) mirrorText.data = content;
-  const width = `${editor.clientWidth}px`;
-  if (ui.mirror.style.width !== width) ui.mirror.style.width = width;
-}
-
-function lineHeight() {
-  const style = getComputedStyle(editor);
-  const value = parseFloat(style.lineHeight);
-  return Number.isFinite(value) ? value : parseFloat(style.fontSize) * 1.6;
-}
-
-/** Caret box of text position `pos`, relative to the mirror's top-left corner. */
-function caretBox(pos) {
-  const len = mirrorText.data.length - 1; // without the zero-width space
-  const at = Math.max(0, Math.min(pos, len));
-  const origin = ui.mirror.getBoundingClientRect();
-  measureRange.setStart(mirrorText, at);
-  measureRange.setEnd(mirrorText, at);
-  let rect = measureRange.getClientRects()[0];
-  let left = rect ? rect.left : null;
-  if (!rect || (rect.width === 0 && rect.height === 0 && rect.top === 0)) {
-    // Collapsed ranges have no box in some engines; use the next character's.
-    measureRange.setEnd(mirrorText, at + 1);
-    rect = measureRange.getClientRects()[0];
-    left = rect ? rect.left : null;
-  }
-  if (!rect) return null;
-  const height = lineHeight();
-  return {
-    left: left - origin.left,
-    top: rect.top - origin.top + rect.height / 2 - height / 2,
-    height,
-  };
-}
-
-function caretTopIn(text, pos) {
-  setMirror(text);
-  const box = caretBox(pos);
-  return box ? box.top : null;
-}
-
-/** The caret's top if it is on screen, measured in `text`; else null. */
-function visibleCaretTop(text, pos) {
-  if (editor.scrollHeight <= editor.clientHeight) return null;
-  const top = caretTopIn(text, pos);
-  if (top === null) return null;
-  const visible = top >= editor.scrollTop && top < editor.scrollTop + editor.clientHeight;
-  return visible ? top : null;
-}
-
-function keepCaretVisible() {
-  const top = caretTopIn(editor.value, editor.selectionEnd);
-  if (top === null) return;
-  const height = lineHeight();
-  if (top < editor.scrollTop) editor.scrollTop = top - height;
-  else if (top + height > editor.scrollTop + editor.clientHeight) editor.scrollTop = top + 2 * height - editor.clientHeight;
-}
-
-function renderOverlay() {
-  const width = editor.clientWidth;
-  ui.overlay.style.width = `${width}px`;
-  ui.overlay.style.height = `${editor.clientHeight}px`;
-  ui.overlayContent.style.transform = `translate(${-editor.scrollLeft}px, ${-editor.scrollTop}px)`;
-  setMirror(editor.value);
-  renderStats();
-
-  // While a composition is in progress or remote ops wait, the SDK's positions
-  // do not match the textarea; skip drawing rather than draw in the wrong place.
-  const selections = doc && !composing && !pendingRemote.length && editor.value === shadow
-    ? doc.remoteSelections() || []
-    : [];
-  const origin = ui.mirror.getBoundingClientRect();
-  const len = editor.value.length;
-  const height = lineHeight();
-  const highlights = document.createDocumentFragment();
-  const seen = new Set();
-
-  for (const selection of selections) {
-    const user = selection.user || {};
-    const name = displayName(user);
-    const color = safeColor(user.color);
-    const anchor = clamp(selection.anchor, len);
-    const head = clamp(selection.head, len);
-
-    if (anchor !== head) {
-      measureRange.setStart(mirrorText, Math.min(anchor, head));
-      measureRange.setEnd(mirrorText, Math.max(anchor, head));
-      for (const rect of measureRange.getClientRects()) {
-        const box = document.createElement('div');
-        box.className = 'remote-selection';
-        box.dataset.user = name;
-        box.style.setProperty('--user-color', color);
-        box.style.left = `${rect.left - origin.left}px`;
-        box.style.top = `${rect.top - origin.top + rect.height / 2 - height / 2}px`;
-        // A selected line break has no width; give it a sliver so an empty
-        // selected line still shows.
-        box.style.width = `${Math.max(rect.width, 4)}px`;
-        box.style.height = `${height}px`;
-        highlights.append(box);
-      }
-    }
-
-    const caretPos = caretBox(head);
-    if (!caretPos) continue;
-    const key = String(selection.connection);
-    seen.add(key);
-    let caret = caretElements.get(key);
-    if (!caret) {
-      caret = document.createElement('div');
-      caret.className = 'caret';
-      const label = document.createElement('span');
-      label.className = 'caret-label';
-      caret.append(label);
-      caretElements.set(key, caret);
-      caretLayer.append(caret);
-    }
-    caret.dataset.user = name;
-    caret.dataset.connection = key;
-    caret.firstChild.textContent = name;
-    paintUserColor(caret, color);
-    caret.style.left = `${caretPos.left}px`;
-    caret.style.top = `${caretPos.top}px`;
-    caret.style.height = `${caretPos.height}px`;
-    // Labels sit above the caret; on the first visible line they would be cut
-    // off, and near the right edge they would overflow, so flip them.
-    caret.classList.toggle('caret-below', caretPos.top - editor.scrollTop < 20);
-    caret.classList.toggle('caret-flip', caretPos.left > width - 140);
-  }
-
-  for (const [key, caret] of caretElements) {
-    if (!seen.has(key)) {
-      caret.remove();
-      caretElements.delete(key);
-    }
-  }
-  selectionLayer.replaceChildren(highlights);
-}
-
-function clamp(pos, len) {
-  const n = Number(pos);
-  return Number.isFinite(n) ? Math.max(0, Math.min(Math.trunc(n), len)) : 0;
-}
-
 let lastStatsKey = '';
 function renderStats() {
   if (!doc) return;
-  const text = shadow;
+  const text = doc.text;
   const key = `${doc.version}:${text.length}:${hash32(text.slice(0, 64))}`;
   if (key === lastStatsKey) return;
   lastStatsKey = key;
-  let lowSurrogates = 0;
-  for (let i = 0; i < text.length; i++) if (isLowSurrogate(text.charCodeAt(i))) lowSurrogates++;
-  const characters = text.length - lowSurrogates;
+  const characters = Array.from(text).length;
   const words = (text.match(/\S+/g) || []).length;
   ui.stats.textContent = `${plural(words, 'word', 'words')} · ${plural(characters, 'character', 'characters')} · v${doc.version}`;
 }
@@ -1082,27 +664,6 @@ function bindUi() {
   ui.undo.addEventListener('click', () => { runHistory('undo'); editor.focus(); });
   ui.redo.addEventListener('click', () => { runHistory('redo'); editor.focus(); });
 
-  editor.addEventListener('input', (event) => {
-    if (event.isComposing || composing) {
-      scheduleRender();
-      return;
-    }
-    syncLocal();
-    sendSelection();
-  });
-  editor.addEventListener('compositionstart', () => {
-    syncLocal();
-    composing = true;
-  });
-  editor.addEventListener('compositionend', onCompositionEnd);
-  editor.addEventListener('keydown', onEditorKeydown);
-  editor.addEventListener('beforeinput', onEditorBeforeInput);
-  for (const type of ['select', 'selectionchange', 'keyup', 'mouseup', 'focus']) {
-    editor.addEventListener(type, sendSelection);
-  }
-  editor.addEventListener('scroll', scheduleRender, { passive: true });
-  new ResizeObserver(scheduleRender).observe(editor);
-
   document.addEventListener('visibilitychange', () => {
     if (room) {
       try {
@@ -1111,7 +672,6 @@ function bindUi() {
         console.warn('[chorus demo] setPresence failed', err);
       }
     }
-    if (!document.hidden) scheduleRender();
   });
 
   renderMe();
@@ -1136,6 +696,7 @@ async function start() {
   const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/ws`;
   client = connect(wsUrl, { user: identity.id, name: identity.name });
   client.on('state', renderState);
+  client.on('pending', onPending);
   client.on('welcome', (welcome) => {
     myConnection = welcome.connection;
     if (welcome.user) me = { ...me, ...welcome.user };
@@ -1164,13 +725,10 @@ async function start() {
     editor.placeholder = 'Could not join this room.';
     return;
   }
-  room.on('members', () => {
-    renderMembers();
-    // A resynchronising `joined` replaces members and values together.
-    renderAllValues();
-    scheduleRender();
-  });
-  room.on('value', (value) => renderValue(value.name, value.value));
+  room.on('members', renderMembers);
+  // A resynchronising `joined` replaces the values: a value the room no
+  // longer has (the server restarted without its store) comes as removed.
+  room.on('value', (value) => renderValue(value.name, value.removed ? undefined : value.value));
   room.on('error', reportError);
   updateControls();
   renderMembers();

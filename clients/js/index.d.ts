@@ -86,10 +86,18 @@ export class Client {
   readonly url: string;
   readonly rooms: ReadonlyMap<string, Room>;
 
+  /**
+   * Changes waiting for the server: unacknowledged document edits and value
+   * changes not yet stored (show "saving…" while above zero).
+   */
+  readonly pending: number;
+
   on(event: 'state', fn: (state: ClientState, change: StateChange) => void): Unsubscribe;
   on(event: 'error', fn: (error: ChorusError) => void): Unsubscribe;
   on(event: 'welcome', fn: (welcome: Welcome) => void): Unsubscribe;
-  once(event: 'state' | 'error' | 'welcome', fn: (...args: any[]) => void): Unsubscribe;
+  /** `pending` changed. */
+  on(event: 'pending', fn: (pending: number) => void): Unsubscribe;
+  once(event: 'state' | 'error' | 'welcome' | 'pending', fn: (...args: any[]) => void): Unsubscribe;
   off(event: string, fn: (...args: any[]) => void): void;
 
   /** Joins a room (or returns the already joined one); resolves once joined. */
@@ -153,8 +161,15 @@ export interface ValueState {
   value: Json;
 }
 
-export interface ValueEvent extends ValueState {
+export interface ValueEvent {
   name: string;
+  kind: ValueKind;
+  /** 0 when `removed`. */
+  version: number;
+  /** `undefined` when `removed`. */
+  value: Json | undefined;
+  /** True when the room no longer has the value (a resync found it gone: the server lost its store, say). */
+  removed?: true;
 }
 
 export class Room {
@@ -178,7 +193,7 @@ export class Room {
   on(event: 'presence', fn: (event: PresenceEvent) => void): Unsubscribe;
   /** Another connection's cursor moved, or was hidden (`cursor: null`). */
   on(event: 'cursor', fn: (cursor: CursorState) => void): Unsubscribe;
-  /** A shared value's new state. */
+  /** A shared value's new state, or its removal (`removed: true`). */
   on(event: 'value', fn: (value: ValueEvent) => void): Unsubscribe;
   /** The room could not be joined again after a reconnect. */
   on(event: 'error', fn: (error: ChorusError) => void): Unsubscribe;
@@ -202,20 +217,43 @@ export type TextEdit =
   | { type: 'insert'; index: number; text: string }
   | { type: 'delete'; index: number; length: number };
 
+/**
+ * A replacement of the UTF-16 range `from`..`to` of the text *before* the
+ * change by `insert`. The replacements of one change are ascending and do
+ * not overlap, so an editor applies them all as one transaction (in
+ * CodeMirror: `view.dispatch({changes})`).
+ */
+export interface TextChange {
+  from: number;
+  to: number;
+  insert: string;
+}
+
 export interface ChangeEvent {
   /** False for this client's own edits (already in the editor). */
   remote: boolean;
+  /** The change as replacements, every position in the text before it. */
+  changes: TextChange[];
+  /** The same change as sequential steps, each relative to the text the steps before it left. */
   ops: TextEdit[];
   /** The document version after the change (for local edits: the last server version). */
   version: number;
   /** For remote changes: the submitter's client id (`<user>~history` for undo and redo). */
   client?: string;
-  /** True when the whole text was replaced (see the 'reset' event). */
+  /** True when the server's text replaced the local one (see the 'reset' event); `changes` is the part that differs. */
   reset?: boolean;
+  /** True for the op of an undo or redo this client asked for (an editor puts the caret there). */
+  undo?: boolean;
 }
 
 export interface ResetEvent {
-  /** 'trimmed' | 'epoch' | 'ahead' from the server, or 'resync' after a refused op. */
+  /**
+   * From the server: 'trimmed' (its log no longer reaches back), 'epoch'
+   * (the document's log is a new incarnation), 'ahead' (this client was
+   * ahead of the document), 'diverged' (the store lost ops this client had
+   * seen); or 'resync' when the SDK reloaded the text itself (after an op
+   * the server refused for good).
+   */
   reason: string;
   /** Local edits dropped because they could not be placed in the new text. */
   lostEdits: number;
@@ -234,9 +272,13 @@ export interface RemoteSelection {
 export class TextDoc {
   readonly room: Room;
   readonly name: string;
-  /** The id this client submits ops under (stable across reconnects). */
+  /** The id sent in `open_doc` (stable across reconnects). */
   readonly clientId: string;
+  /** The submitter id the server records this client's ops under (`opened.client`), or `clientId` when the server does not say. */
+  readonly submitter: string;
   readonly epoch: string | null;
+  /** The server's fingerprint of the document's history at `version`, when it sends one; sent back on reopening. */
+  readonly digest: string | null;
   /** The local text, with pending edits applied. */
   readonly text: string;
   /** The last server version applied. */
@@ -251,17 +293,34 @@ export class TextDoc {
   on(event: 'change', fn: (change: ChangeEvent) => void): Unsubscribe;
   on(event: 'selections', fn: (selections: RemoteSelection[]) => void): Unsubscribe;
   on(event: 'reset', fn: (reset: ResetEvent) => void): Unsubscribe;
-  /** An op of ours was refused for good (the document then resets to the server's text). */
+  /** `pending` changed. */
+  on(event: 'pending', fn: (pending: number) => void): Unsubscribe;
+  /**
+   * An edit was refused: here, before anything was sent (`document_too_large`:
+   * it was not applied), or by the server for good (the document then
+   * resets to the server's text).
+   */
   on(event: 'error', fn: (error: ChorusError) => void): Unsubscribe;
   once(event: string, fn: (...args: any[]) => void): Unsubscribe;
   off(event: string, fn: (...args: any[]) => void): void;
 
-  /** Inserts at a UTF-16 offset. Throws RangeError inside a surrogate pair or out of range. */
+  /**
+   * Inserts at a UTF-16 offset. Throws RangeError inside a surrogate pair or
+   * out of range, and a ChorusError `document_too_large` (nothing applied)
+   * when the result would be over the server's document limit.
+   */
   insert(index: number, text: string): void;
   /** Deletes `length` UTF-16 code units at `index`. */
   delete(index: number, length: number): void;
   /** Deletes and inserts at `index` as one edit. */
   replace(index: number, length: number, text?: string): void;
+  /**
+   * Several replacements as one edit; positions are UTF-16 offsets of the
+   * current text, ascending, not overlapping. Throws a RangeError for a bad
+   * range and a ChorusError `document_too_large` (nothing applied) when the
+   * result would be over the server's document limit.
+   */
+  change(changes: TextChange[]): void;
   /** This connection's selection (UTF-16 offsets); `null` hides it. */
   setSelection(anchor: number | null, head?: number): void;
   /** Other connections' selections in this document, in UTF-16 offsets of the local text. */
@@ -280,6 +339,35 @@ export class TextDoc {
 export function toCodePoints(text: string, index: number): number;
 /** The UTF-16 offset of a code point offset (clamped to the text). */
 export function toUtf16(text: string, codePoints: number): number;
+/** `text` with `changes` (ascending, offsets in `text`) applied: what a change event does to the text. */
+export function applyChanges(text: string, changes: TextChange[]): string;
+/** The one replacement turning `before` into `after` (common prefix and suffix kept); null when equal. */
+export function diffText(before: string, after: string): TextChange | null;
+
+/**
+ * The position mapping between a Chorus text and an editor that reads every
+ * line break ("\r\n", "\r", "\n") as one position (CodeMirror, a textarea).
+ */
+export interface LineMapping {
+  /** True when positions are the same on both sides (no "\r\n" in the text). */
+  identity: boolean;
+  /** The offsets of the "\r" of every "\r\n" pair. */
+  pairs: number[];
+  /** The editor position of a UTF-16 offset of the text. */
+  toEditor(offset: number): number;
+  /** The UTF-16 offset of the text of an editor position. */
+  toChorus(position: number): number;
+  /** What a new line break is in this text: "\r\n" when it already has them, else "\n". */
+  lineBreak: string;
+}
+
+export function lineMapping(text: string): LineMapping;
+/** `text` with every line break as one "\n", as editors hold it. */
+export function normalizeLineBreaks(text: string): string;
+/** Editor changes for changes of the document `text` (widened so no "\r\n" pair is split). */
+export function editorChanges(text: string, changes: TextChange[], mapping?: LineMapping): TextChange[];
+/** Document changes for editor changes (`lines`: the inserted lines) of the editor showing `text`. */
+export function chorusChanges(text: string, changes: { from: number; to: number; lines: string[] }[], mapping?: LineMapping): TextChange[];
 
 export const PROTOCOL_VERSION: 1;
 

@@ -96,5 +96,5 @@ try {
   );
 } finally {
   await browser.close();
-  chorus.stop();
+  await chorus.stop();
 }

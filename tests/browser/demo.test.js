@@ -27,7 +27,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   relay?.close();
-  chorus?.stop();
+  await chorus?.stop();
 });
 
 async function serverText() {
@@ -81,9 +81,9 @@ test('two pages type at once and end with the server text, seeing each other', a
   // Each sees the other's caret with their name.
   await putCaret(bob, 3);
   await putCaret(ann, 'end');
-  await eventually("Bob's caret on Ann's page", async () => (await ann.locator('.caret[data-user="Bob"]').count()) === 1);
-  await eventually("Ann's caret on Bob's page", async () => (await bob.locator('.caret[data-user="Ann"]').count()) === 1);
-  assert.match(await ann.locator('.caret[data-user="Bob"]').textContent(), /Bob/);
+  await eventually("Bob's caret on Ann's page", async () => (await ann.locator('.chorus-caret[data-user="Bob"]').count()) === 1);
+  await eventually("Ann's caret on Bob's page", async () => (await bob.locator('.chorus-caret[data-user="Ann"]').count()) === 1);
+  assert.match(await ann.locator('.chorus-caret[data-user="Bob"]').textContent(), /Bob/);
   await ann.screenshot({ path: path.join(shots, 'two-users-ann.png') });
   await bob.screenshot({ path: path.join(shots, 'two-users-bob.png') });
 
@@ -126,6 +126,73 @@ test('two pages type at once and end with the server text, seeing each other', a
   assert.equal(await serverText(), undone);
   await putCaret(bob, 4);
   await putCaret(ann, 'end');
-  await eventually("Bob's caret after the undo", async () => (await ann.locator('.caret[data-user="Bob"]').count()) === 1);
+  await eventually("Bob's caret after the undo", async () => (await ann.locator('.chorus-caret[data-user="Bob"]').count()) === 1);
   await ann.screenshot({ path: path.join(shots, 'demo.png') });
+});
+
+test('two tabs of one browser are two users, unless ?name= makes them one', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const tabRoom = `tabs-${Date.now().toString(36)}`;
+  const tab = async (query) => {
+    const page = await context.newPage();
+    await page.goto(`${chorus.base}/?room=${tabRoom}${query}`);
+    await eventually('the tab to connect', async () => (await page.locator('[data-testid=state]').textContent()).trim() === 'connected');
+    return page;
+  };
+  const one = await tab('');
+  const two = await tab('');
+  const me = (page) => page.locator('#me-name').textContent();
+  assert.notEqual(await me(one), await me(two), 'each tab named itself');
+  await eventually('both tabs in the member list', async () => (await one.locator('[data-testid=members] .avatar').count()) === 2);
+  const labels = await one.locator('[data-testid=members] .avatar').evaluateAll((els) => els.map((e) => e.title));
+  assert.ok(!labels.some((l) => l.includes('you, in another tab')), `two users, not one: ${labels}`);
+  // Each tab sees the other's caret under the other's name, not its own.
+  await editor(two).focus();
+  await two.keyboard.type('from tab two');
+  const otherName = await me(two);
+  await eventually("tab two's caret on tab one", async () => (await one.locator(`.chorus-caret[data-user="${otherName}"]`).count()) === 1);
+  // A reload keeps the tab's identity.
+  await two.reload();
+  await eventually('tab two back', async () => (await two.locator('[data-testid=state]').textContent()).trim() === 'connected');
+  assert.equal(await me(two), otherName);
+  // Two tabs given the same ?name= are one user.
+  const zed1 = await tab('&name=Zed');
+  const zed2 = await tab('&name=Zed');
+  await eventually('Zed twice', async () => (await zed1.locator('[data-testid=members] .avatar[title*="you, in another tab"]').count()) === 1);
+  await context.close();
+});
+
+test('the badge says "saving…" while edits wait for the server, and the page drops values the server lost', async () => {
+  const own = await startChorus();
+  try {
+    const valuesRoom = `restart-${Date.now().toString(36)}`;
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${own.base}/?room=${valuesRoom}&name=Ann`);
+    const badge = page.locator('[data-testid=state]');
+    await eventually('connected', async () => (await badge.textContent()).trim() === 'connected');
+    await page.locator('[data-testid=title]').fill('Launch plan');
+    await page.locator('[data-testid=title]').press('Enter');
+    await editor(page).focus();
+    await page.keyboard.type('saved');
+    await eventually('saved', async () => (await fetch(`${own.base}/v1/rooms/${valuesRoom}/docs/body`).then((r) => r.json())).text === 'saved');
+
+    // The server stops answering (its socket stays open): the edit is not saved.
+    own.pause();
+    await page.keyboard.type(' waiting');
+    await eventually('"saving…"', async () => (await badge.textContent()).trim() === 'saving…');
+    await eventually('"not saved yet"', async () => (await badge.textContent()).trim() === 'not saved yet', 8000);
+    own.resume();
+    await eventually('connected again', async () => (await badge.textContent()).trim() === 'connected', 10_000);
+
+    // A restart of the in-memory server loses the title: the page stops showing it.
+    const port = own.port;
+    await own.stop();
+    const again = await startChorus({ port });
+    Object.assign(own, again);
+    await eventually('the title gone', async () => (await page.locator('[data-testid=title]').inputValue()) === '', 15_000);
+    assert.equal(await page.locator('[data-testid=views]').getAttribute('data-count'), '0');
+    await page.context().close();
+  } finally {
+    await own.stop();
+  }
 });

@@ -2,13 +2,15 @@
 // cursors, shared values and OT text documents, and automatic reconnection
 // that restores all of it.
 
-import { Emitter } from './emitter.js';
+import { Emitter, outsideEvents } from './emitter.js';
 import { ChorusError } from './errors.js';
 import { Room } from './room.js';
 import { TextDoc } from './textdoc.js';
+import { utf8Length } from './units.js';
 
 export { ChorusError, Room, TextDoc };
-export { toCodePoints, toUtf16 } from './units.js';
+export { applyChanges, diffText, toCodePoints, toUtf16 } from './units.js';
+export { chorusChanges, editorChanges, lineMapping, normalizeLineBreaks } from './lines.js';
 
 export const PROTOCOL_VERSION = 1;
 const SDK_NAME = 'chorus-js/0.1.0';
@@ -28,6 +30,10 @@ const DEFAULTS = {
 
 /** Close codes after which retrying unchanged cannot help. */
 const FATAL_CLOSE = new Set([4001, 4002]);
+/** The server's close code for a frame over `max_message_bytes`. */
+const MESSAGE_TOO_BIG = 1009;
+/** After `rate_limited`, how long to wait before resending what was dropped. */
+const RATE_LIMIT_PAUSE_MS = 1000;
 
 /** Connects to a Chorus server; returns the client at once (state 'connecting'). */
 export function connect(url, options = {}) {
@@ -75,12 +81,32 @@ export class Client extends Emitter {
     this._heartbeatId = null;
     this._retryAfterMs = 0;
     this._rateTimer = null;
+    this._valuesInFlight = 0;
+    this._lastPending = 0;
     this._connect();
   }
 
   /** Joined rooms by name. */
   get rooms() {
     return this._rooms;
+  }
+
+  /**
+   * Changes waiting for the server: unacknowledged document edits and value
+   * changes not yet stored. While it is above zero, something the user did
+   * is not saved yet ("saving…"); 'pending' fires when it changes.
+   */
+  get pending() {
+    let n = this._valuesInFlight;
+    for (const room of this._rooms.values()) for (const doc of room.docs.values()) n += doc.pending;
+    return n;
+  }
+
+  _pendingChanged() {
+    const n = this.pending;
+    if (n === this._lastPending) return;
+    this._lastPending = n;
+    this.emit('pending', n);
   }
 
   _setState(state, detail) {
@@ -153,6 +179,15 @@ export class Client extends Emitter {
     this._heartbeatTimer = this._rateTimer = null;
     this._heartbeatId = null;
     this.connection = null;
+    if (code === MESSAGE_TOO_BIG) {
+      // A frame of ours was over the limit (the SDK keeps its frames within
+      // the limit it was told, so the limit must have changed). Resending
+      // the op in flight would only close the connection again: drop what is
+      // pending and take the server's text on reopening.
+      for (const room of this._rooms.values()) {
+        for (const doc of room.docs.values()) if (doc._inflight) doc._dropPending = true;
+      }
+    }
     for (const room of this._rooms.values()) room._disconnected();
     const requests = [...this._requests.values()];
     this._requests.clear();
@@ -183,6 +218,10 @@ export class Client extends Emitter {
 
   /** Closes the connection for good; rooms and documents stop. */
   close() {
+    outsideEvents(() => this._closeForGood());
+  }
+
+  _closeForGood() {
     if (this.state === 'closed') return;
     const ws = this._ws;
     this._close(new ChorusError('closed', 'the client was closed'), { code: 1000, reason: 'closed by the client' });
@@ -229,11 +268,29 @@ export class Client extends Emitter {
     return this._nextId++;
   }
 
-  /** Sends a message if the connection is open; returns whether it went. */
+  /**
+   * Sends a message if the connection is open; returns whether it went. A
+   * frame over the server's `max_message_bytes` is never sent (the server
+   * would close the connection): it is refused here with a
+   * `message_too_large` error instead, which the request, if any, rejects with.
+   */
   _send(msg) {
     const ws = this._ws;
     if (!ws || !this._welcomed || ws.readyState !== OPEN) return false;
-    ws.send(JSON.stringify(msg));
+    const frame = JSON.stringify(msg);
+    const limit = this.session && this.session.limits && this.session.limits.max_message_bytes;
+    // A UTF-16 unit is at most 3 bytes of UTF-8: most frames need no count.
+    if (limit && frame.length * 3 > limit && utf8Length(frame) > limit) {
+      const err = new ChorusError('message_too_large', `a ${msg.type} message of ${utf8Length(frame)} bytes is over the server's limit of ${limit}; it was not sent`, {
+        id: msg.id,
+        room: msg.room,
+      });
+      const r = this._take(msg.id);
+      if (r && r.onError) r.onError(err);
+      this.emit('error', err);
+      return true; // answered (with the error): nothing to wait for
+    }
+    ws.send(frame);
     return true;
   }
 
@@ -380,23 +437,43 @@ export class Client extends Emitter {
     this.emit('error', err);
   }
 
-  /** A message was dropped unanswered: resend what would otherwise wait forever. */
+  /**
+   * A message was dropped unanswered: resend, after a pause, what would
+   * otherwise wait forever (ops in flight, the latest cursor). The server
+   * says `rate_limited` at most once a second, so a resent op that is
+   * dropped again may go unmentioned: while ops are in flight, keep looking
+   * every second and resend each one that has waited that long (the server
+   * acknowledges a seq once, however often it arrives).
+   */
   _afterRateLimit() {
     if (this._rateTimer) return;
-    this._rateTimer = setTimeout(() => {
+    let first = true;
+    const tick = () => {
       this._rateTimer = null;
+      let waiting = false;
       for (const room of this._rooms.values()) {
         if (!room._live) continue;
-        for (const doc of room.docs.values()) doc._sendInflight();
-        if (room._cursorMsg) this._send(room._cursorMsg);
+        for (const doc of room.docs.values()) {
+          if (!doc._inflight) continue;
+          waiting = true;
+          if (Date.now() - (doc._inflight.sentAt || 0) >= RATE_LIMIT_PAUSE_MS) doc._sendInflight();
+        }
+        if (first && room._cursorMsg) this._send(room._cursorMsg);
       }
-    }, 1000);
+      first = false;
+      if (waiting && this.state === 'open') this._rateTimer = setTimeout(tick, RATE_LIMIT_PAUSE_MS);
+    };
+    this._rateTimer = setTimeout(tick, RATE_LIMIT_PAUSE_MS);
   }
 
   // ---- rooms --------------------------------------------------------------
 
   /** Joins a room (with an optional presence state); resolves once joined. */
   join(name, presence) {
+    return outsideEvents(() => this._join(name, presence));
+  }
+
+  _join(name, presence) {
     if (this.state === 'closed') return Promise.reject(new ChorusError('closed', 'the client is closed'));
     let room = this._rooms.get(name);
     if (!room) {

@@ -1,6 +1,44 @@
-// A small event emitter shared by Client, Room and TextDoc. Listeners that
-// throw do not break the SDK: the exception is rethrown asynchronously so it
-// still shows up in the console or in Node's uncaught exception handling.
+// A small event emitter shared by Client, Room and TextDoc.
+//
+// No SDK event fires inside a call the application made into the SDK: an
+// editor that calls `doc.replace()` from its own update handler must not be
+// called back (with 'change', 'selections', ...) before that handler returns;
+// CodeMirror, for one, refuses a nested update. Public methods run inside
+// `outsideEvents()`, and whatever they emit is queued and delivered in a
+// microtask, in order, right after the call returns. Events caused by the
+// network (a message, a close, a timer) are delivered at once, unless earlier
+// queued events still wait, so the order of events is always the order in
+// which they happened.
+//
+// Listeners that throw do not break the SDK: the exception is rethrown
+// asynchronously so it still shows up in the console or in Node's uncaught
+// exception handling.
+
+let depth = 0;
+const queue = [];
+let flushing = false;
+
+function flush() {
+  flushing = false;
+  // Listeners may emit more (into the queue): keep going until it is empty.
+  while (queue.length > 0) {
+    const [emitter, event, args] = queue.shift();
+    emitter._dispatch(event, args);
+  }
+}
+
+/**
+ * Runs `fn` (a public SDK call) so that the events it causes wait until it
+ * has returned. Returns what `fn` returns.
+ */
+export function outsideEvents(fn) {
+  depth++;
+  try {
+    return fn();
+  } finally {
+    depth--;
+  }
+}
 
 export class Emitter {
   constructor() {
@@ -37,6 +75,18 @@ export class Emitter {
   }
 
   emit(event, ...args) {
+    if (depth > 0 || queue.length > 0) {
+      queue.push([this, event, args]);
+      if (!flushing) {
+        flushing = true;
+        queueMicrotask(flush);
+      }
+      return;
+    }
+    this._dispatch(event, args);
+  }
+
+  _dispatch(event, args) {
     const set = this._listeners.get(event);
     if (!set || set.size === 0) return;
     for (const fn of [...set]) {

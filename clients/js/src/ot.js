@@ -1,9 +1,11 @@
 // The op algebra: ot-text-unicode (code points, like the Chorus wire), plus
 // the pieces the SDK needs on top of it: applying an op while reporting the
-// change in UTF-16 terms, and moving positions with the own/other rule.
+// change in UTF-16 terms, building an op from an editor's changes, cutting
+// an op that is too large for the server's limits into ops that fit, and
+// moving positions with the own/other rule.
 
 import otText from 'ot-text-unicode';
-import { advance, codePointLength } from './units.js';
+import { advance, codePointLength, jsonCharBytes, splitsPair, utf8Length } from './units.js';
 
 // The package is CommonJS: Node hands us `module.exports` as the default
 // export; the vendored ESM bundle does the same.
@@ -39,36 +41,163 @@ export function replaceOp(at, length, text = '') {
 }
 
 /**
- * Applies `op` (code points) to `text`. Returns the new text and the change
- * as UTF-16 edits, each relative to the text left by the edits before it.
+ * Applies `op` (code points) to `text`. Returns the new text, the change in
+ * UTF-16 terms in two shapes, and the change in UTF-8 bytes:
+ *
+ * - `changes`: `{from, to, insert}` replacements, ascending and not
+ *   overlapping, every position in the text *before* the op (the shape
+ *   editors apply as one transaction, CodeMirror's `changes` among them);
+ * - `edits`: the same as `{type: 'insert'|'delete', ...}` steps, each
+ *   relative to the text left by the steps before it.
+ *
  * Throws (leaving nothing changed) if the op does not fit the text.
  */
 export function applyOp(text, op) {
   if (!Array.isArray(op)) throw new TypeError('an op must be an array of components');
   const parts = [];
   const changes = [];
+  const edits = [];
   let from = 0; // UTF-16 offset into the old text
   let at = 0; // UTF-16 offset into the new text
+  let bytes = 0;
+  let open = null; // the change still growing at `from`
   for (const c of op) {
     if (typeof c === 'number') {
       const to = advance(text, from, c);
       parts.push(text.slice(from, to));
       at += to - from;
       from = to;
+      open = null;
     } else if (typeof c === 'string') {
       parts.push(c);
-      changes.push({ type: 'insert', index: at, text: c });
+      edits.push({ type: 'insert', index: at, text: c });
       at += c.length;
+      bytes += utf8Length(c);
+      if (open) open.insert += c;
+      else changes.push((open = { from, to: from, insert: c }));
     } else if (c && (typeof c.d === 'number' || typeof c.d === 'string')) {
       const to = advance(text, from, deleteLength(c.d));
-      changes.push({ type: 'delete', index: at, length: to - from });
+      edits.push({ type: 'delete', index: at, length: to - from });
+      bytes -= utf8Length(text, from, to);
+      if (open) open.to = to;
+      else changes.push((open = { from, to, insert: '' }));
       from = to;
     } else {
       throw new TypeError(`invalid op component ${JSON.stringify(c)}`);
     }
   }
   parts.push(text.slice(from));
-  return { text: parts.join(''), changes };
+  return { text: parts.join(''), changes, edits, bytes };
+}
+
+/**
+ * The op replacing UTF-16 ranges of `text`: `changes` are `{from, to,
+ * insert}`, ascending, not overlapping, positions in `text`. Throws a
+ * RangeError for a range out of order, out of the text, or splitting a
+ * surrogate pair.
+ */
+export function opFromChanges(text, changes) {
+  const op = [];
+  const push = (c) => {
+    const last = op[op.length - 1];
+    if (typeof c === 'number') {
+      if (c === 0) return;
+      if (typeof last === 'number') op[op.length - 1] = last + c;
+      else op.push(c);
+    } else if (typeof c === 'string') {
+      if (c === '') return;
+      if (typeof last === 'string') op[op.length - 1] = last + c;
+      else op.push(c);
+    } else {
+      if (c.d === 0) return;
+      if (last && typeof last === 'object') last.d += c.d;
+      else op.push(c);
+    }
+  };
+  let pos = 0;
+  for (const { from, to, insert = '' } of changes) {
+    if (!Number.isInteger(from) || !Number.isInteger(to) || from < pos || to < from || to > text.length) {
+      throw new RangeError(`change ${from}..${to} is out of order or outside the text (length ${text.length})`);
+    }
+    if (typeof insert !== 'string') throw new TypeError('insert must be a string');
+    if (splitsPair(text, from) || splitsPair(text, to)) throw new RangeError(`change ${from}..${to} splits a surrogate pair`);
+    push(codePointLength(text, pos, from));
+    push({ d: codePointLength(text, from, to) });
+    push(insert);
+    pos = to;
+  }
+  if (typeof op[op.length - 1] === 'number') op.pop();
+  return op;
+}
+
+/** What an op costs against the server's limits (docs/protocol.md, section 11). */
+function componentCost(c) {
+  if (typeof c === 'number') return { op: 8, json: String(c).length + 1 };
+  if (typeof c === 'string') return { op: 8 + utf8Length(c), json: jsonStringBytes(c) + 3 };
+  return { op: 8 + (typeof c.d === 'string' ? utf8Length(c.d) : 0), json: JSON.stringify(c).length + 1 };
+}
+
+function jsonStringBytes(s) {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) n += jsonCharBytes(s.charCodeAt(i));
+  return n;
+}
+
+/**
+ * Splits `op` into a first part that fits `budget` (`op`: the server's op
+ * size, inserted text in UTF-8 plus 8 per component; `json`: bytes of the
+ * op's JSON in the frame) and the rest, such that applying `first` and then
+ * `rest` is applying `op`. `rest` is null when the whole op fits. Returns
+ * null when not even one code point fits (no progress is possible).
+ */
+export function splitOp(op, budget) {
+  let opBytes = 0;
+  let jsonBytes = 2; // [ ]
+  let produced = 0; // code points of output the first part spans
+  const first = [];
+  for (let i = 0; i < op.length; i++) {
+    const c = op[i];
+    const cost = componentCost(c);
+    if (opBytes + cost.op <= budget.op && jsonBytes + cost.json <= budget.json) {
+      first.push(c);
+      opBytes += cost.op;
+      jsonBytes += cost.json;
+      if (typeof c === 'number') produced += c;
+      else if (typeof c === 'string') produced += codePointLength(c);
+      continue;
+    }
+    // The component does not fit whole. A long insert is cut at a code point
+    // boundary; anything else starts the rest.
+    let rest = op.slice(i);
+    if (typeof c === 'string') {
+      let take = 0;
+      let o = opBytes + 8;
+      let j = jsonBytes + 3;
+      while (take < c.length) {
+        const code = c.charCodeAt(take);
+        const width = code >= 0xd800 && code <= 0xdbff && take + 1 < c.length ? 2 : 1;
+        const ob = utf8Length(c, take, take + width);
+        const jb = jsonCharBytes(code); // a surrogate pair's whole width
+        if (o + ob > budget.op || j + jb > budget.json) break;
+        o += ob;
+        j += jb;
+        take += width;
+      }
+      if (take > 0) {
+        const head = c.slice(0, take);
+        first.push(head);
+        produced += codePointLength(head);
+        rest = [c.slice(take), ...op.slice(i + 1)];
+      }
+    }
+    // A canonical op has no trailing retain; the rest still starts past it.
+    while (typeof first[first.length - 1] === 'number') first.pop();
+    if (first.length === 0) return null;
+    if (produced === 0) return { first, rest };
+    if (typeof rest[0] === 'number') return { first, rest: [produced + rest[0], ...rest.slice(1)] };
+    return { first, rest: [produced, ...rest] };
+  }
+  return { first: op, rest: null };
 }
 
 /**

@@ -3,7 +3,7 @@
 // client joins it again with the last presence state, reopens its documents
 // from where they were and shows the last cursor again.
 
-import { Emitter } from './emitter.js';
+import { Emitter, outsideEvents } from './emitter.js';
 import { ChorusError } from './errors.js';
 import { TextDoc } from './textdoc.js';
 
@@ -115,6 +115,11 @@ export class Room extends Emitter {
       const old = oldValues.get(name);
       if (!old || old.version !== v.version) this.emit('value', { name, ...v });
     }
+    // A value the room no longer has (the server lost its store, say) is
+    // gone here too: say so, or a page would keep showing it.
+    for (const [name, old] of oldValues) {
+      if (!this.values.has(name)) this.emit('value', { name, kind: old.kind, version: 0, value: undefined, removed: true });
+    }
 
     if (reply) {
       if (!this._joinedOnce) {
@@ -206,6 +211,10 @@ export class Room extends Emitter {
 
   /** Replaces this connection's presence state (the whole value; `null` clears it). */
   setPresence(state) {
+    outsideEvents(() => this._setPresence(state));
+  }
+
+  _setPresence(state) {
     if (this._left) throw new ChorusError('not_joined', `room ${this.name} was left`);
     this._presence = state === undefined ? null : state;
     const self = this.client.connection;
@@ -292,20 +301,39 @@ export class Room extends Emitter {
    * dropped connection is rejected with `disconnected` and not resent.
    */
   updateValue(name, kind, change) {
+    return outsideEvents(() => this._updateValue(name, kind, change));
+  }
+
+  _updateValue(name, kind, change) {
     if (this._left) return Promise.reject(new ChorusError('not_joined', `room ${this.name} was left`));
     if (!VALUE_KINDS.has(kind)) return Promise.reject(new TypeError(`unknown value kind ${kind}`));
     if (!change || typeof change !== 'object' || typeof change.op !== 'string') {
       return Promise.reject(new TypeError('a change is an object with an op, e.g. {op: "set", value: 1}'));
     }
-    return this._whenLive(() =>
-      this.client._request({ type: 'update_value', room: this.name, name, kind, change }).then((reply) => reply.version),
+    // A change waiting to be stored counts as pending (an app shows
+    // "saving…" until it is).
+    const client = this.client;
+    client._valuesInFlight++;
+    client._pendingChanged();
+    const done = () => {
+      client._valuesInFlight--;
+      client._pendingChanged();
+    };
+    const request = this._whenLive(() =>
+      client._request({ type: 'update_value', room: this.name, name, kind, change }).then((reply) => reply.version),
     );
+    request.then(done, done);
+    return request;
   }
 
   // ---- documents --------------------------------------------------------
 
   /** Opens a shared text document of this room. */
   openDoc(name) {
+    return outsideEvents(() => this._openDoc(name));
+  }
+
+  _openDoc(name) {
     if (this._left) return Promise.reject(new ChorusError('not_joined', `room ${this.name} was left`));
     const existing = this.docs.get(name);
     if (existing) return existing._openPromise;
@@ -325,7 +353,7 @@ export class Room extends Emitter {
   async leave() {
     if (this._left) return;
     const live = this._live && this.client.state === 'open';
-    this._shutdown(new ChorusError('not_joined', `room ${this.name} was left`));
+    outsideEvents(() => this._shutdown(new ChorusError('not_joined', `room ${this.name} was left`)));
     if (live) {
       try {
         await this.client._request({ type: 'leave', room: this.name }, { onDisconnect: 'resolve' });

@@ -4,17 +4,25 @@
 // both), and recovery after a dropped connection (reopen with `since`,
 // recognise our own op in the catch-up as its ack, resubmit what is still in
 // flight under the same seq).
+//
+// The server's limits (from `welcome`) shape what is sent: an edit that would
+// take the document past `max_document_bytes` is refused here, at once, and
+// never applied; anything else is sent in ops that fit `max_op_bytes` and
+// `max_message_bytes`, so a large paste travels as several ops, one after
+// the other, and arrives whole.
 
-import { Emitter } from './emitter.js';
+import { Emitter, outsideEvents } from './emitter.js';
 import { ChorusError } from './errors.js';
-import { applyOp, compose, insertOp, replaceOp, transform, transformPosition } from './ot.js';
-import { codePointLength, isWellFormed, toCodePoints, toUtf16 } from './units.js';
+import { applyOp, compose, opFromChanges, splitOp, transform, transformPosition } from './ot.js';
+import { codePointLength, diffText, isWellFormed, toCodePoints, toUtf16, utf8Length } from './units.js';
 
 /** Server ops remembered to place remote selections tagged with older versions. */
 const HISTORY = 1000;
 /** First and longest pause before resubmitting after `unavailable`. */
 const RETRY_FIRST_MS = 50;
 const RETRY_MAX_MS = 2000;
+/** Bytes of a submit frame besides its op, kept free when cutting ops to size. */
+const FRAME_SLACK = 64;
 
 function randomId() {
   const bytes = new Uint8Array(9);
@@ -34,14 +42,19 @@ export class TextDoc extends Emitter {
     super();
     this.room = room;
     this.name = name;
-    /** Submitter id of this document's ops, kept across reconnects. */
+    /** The id sent in `open_doc` (kept across reconnects). */
     this.clientId = randomId();
-    /** What the server's log calls our ops (clientId scoped to our user), from `opened`. */
-    this._submitter = null;
-    /** The digest of the server's history at `_version`, sent back when reopening. */
-    this._digest = null;
+    /**
+     * The submitter id the server records this client's ops under, when the
+     * server says (`opened.client`); until then, `clientId`. Our own ops are
+     * recognised by it.
+     */
+    this.submitter = this.clientId;
     this.epoch = null;
+    /** The fingerprint of the server's history at `version`, when the server sends one. */
+    this.digest = null;
     this._text = '';
+    this._bytes = 0; // UTF-8 size of _text
     this._version = 0;
     this._nextSeq = 1;
     /** @type {{seq:number, base:number, op:any[], edits:number} | null} */
@@ -49,6 +62,7 @@ export class TextDoc extends Emitter {
     /** @type {{op:any[], edits:number} | null} */
     this._buffer = null;
     this._lastAcked = 0;
+    this._lastPending = 0;
     /** @type {Array<[number, any[]]>} */
     this._history = [];
     this._live = false; // opened on the current connection
@@ -57,6 +71,10 @@ export class TextDoc extends Emitter {
     this._openId = null;
     this._retryMs = RETRY_FIRST_MS;
     this._retryTimer = null;
+    /** Reopen without `since` (dropping what is pending): our op cannot be sent as it is. */
+    this._dropPending = false;
+    /** Undo and redo requests waiting for their answer. */
+    this._historyRequests = 0;
     /** Local selection (code points) waiting for our edits to be acknowledged. */
     this._pendingSelection = null;
     this._syncWaiters = [];
@@ -97,12 +115,8 @@ export class TextDoc extends Emitter {
 
   /** Inserts `text` at UTF-16 offset `index`. */
   insert(index, text) {
-    this._checkOpen();
     if (typeof text !== 'string') throw new TypeError('text must be a string');
-    if (!isWellFormed(text)) throw new RangeError('text contains a lone surrogate');
-    if (text.length === 0) return;
-    const at = toCodePoints(this._text, index);
-    this._local(insertOp(at, text), [{ type: 'insert', index, text }]);
+    this.change([{ from: index, to: index, insert: text }]);
   }
 
   /** Deletes `length` UTF-16 code units at UTF-16 offset `index`. */
@@ -112,38 +126,93 @@ export class TextDoc extends Emitter {
 
   /** Replaces `length` UTF-16 code units at `index` with `text` (one op). */
   replace(index, length, text = '') {
-    this._checkOpen();
-    if (typeof text !== 'string') throw new TypeError('text must be a string');
-    if (!isWellFormed(text)) throw new RangeError('text contains a lone surrogate');
     if (!Number.isInteger(length) || length < 0) throw new RangeError(`invalid length ${length}`);
-    const at = toCodePoints(this._text, index);
-    const end = toCodePoints(this._text, index + length);
-    if (end === at && text.length === 0) return;
-    const changes = [];
-    if (length > 0) changes.push({ type: 'delete', index, length });
-    if (text.length > 0) changes.push({ type: 'insert', index, text });
-    this._local(replaceOp(at, end - at, text), changes);
+    this.change([{ from: index, to: index + length, insert: text }]);
   }
 
-  _local(op, changes) {
-    const next = applyOp(this._text, op).text;
-    this._text = next;
-    if (this._pendingSelection) this._pendingSelection = this._moveSelection(this._pendingSelection, op, true);
-    if (!this._inflight) {
-      this._inflight = this._submission(op, 1);
-      this._sendInflight();
-    } else if (!this._buffer) {
-      this._buffer = { op, edits: 1 };
-    } else {
-      this._buffer = { op: compose(this._buffer.op, op), edits: this._buffer.edits + 1 };
+  /**
+   * Applies several replacements as one edit: `changes` are `{from, to,
+   * insert}`, ascending and not overlapping, every position a UTF-16 offset
+   * in the current text (what CodeMirror's `iterChanges` gives). Throws a
+   * RangeError for a bad range, and a ChorusError (`document_too_large`),
+   * after an 'error' event, when the result would not fit the server's
+   * document limit; nothing is changed then.
+   */
+  change(changes) {
+    return outsideEvents(() => {
+      this._checkOpen();
+      for (const c of changes) {
+        if (typeof c.insert === 'string' && !isWellFormed(c.insert)) throw new RangeError('text contains a lone surrogate');
+      }
+      const op = opFromChanges(this._text, changes);
+      if (op.length > 0) this._local(op);
+    });
+  }
+
+  _limits() {
+    const session = this.client.session;
+    return (session && session.limits) || null;
+  }
+
+  _local(op) {
+    const applied = applyOp(this._text, op);
+    const limits = this._limits();
+    if (limits && this._bytes + applied.bytes > limits.max_document_bytes && applied.bytes > 0) {
+      const err = new ChorusError(
+        'document_too_large',
+        `the edit would make document ${this.name} ${this._bytes + applied.bytes} bytes; the server's limit is ${limits.max_document_bytes}`,
+      );
+      this.emit('error', err);
+      throw err;
     }
-    this.emit('change', { remote: false, ops: changes, version: this._version });
+    this._text = applied.text;
+    this._bytes += applied.bytes;
+    if (this._pendingSelection) this._pendingSelection = this._moveSelection(this._pendingSelection, op, true);
+    this._buffer = this._buffer ? { op: compose(this._buffer.op, op), edits: this._buffer.edits + 1 } : { op, edits: 1 };
+    if (!this._inflight) this._promote();
+    this.emit('change', { remote: false, changes: applied.changes, ops: applied.edits, version: this._version });
+    this._pendingChanged();
     this._emitSelections();
   }
 
-  _submission(op, edits) {
-    const seq = this._nextSeq++;
-    return { seq, base: this._version, op, edits };
+  /**
+   * Moves the buffer into flight (nothing is in flight): whole if it fits
+   * the server's limits, else its first part that does, the rest staying
+   * buffered for the next turn.
+   */
+  _promote() {
+    const b = this._buffer;
+    if (!b || this._inflight) return;
+    let op = b.op;
+    let rest = null;
+    const limits = this._limits();
+    if (limits) {
+      const envelope = JSON.stringify({
+        type: 'submit',
+        id: 2 ** 40,
+        room: this.room.name,
+        doc: this.name,
+        seq: 2 ** 40,
+        base: 2 ** 40,
+        op: [],
+      });
+      const budget = { op: limits.max_op_bytes, json: limits.max_message_bytes - utf8Length(envelope) - FRAME_SLACK };
+      const split = splitOp(op, budget);
+      if (split === null) {
+        // Not one code point fits (absurdly small limits): refuse it here
+        // rather than send what the server must refuse.
+        const err = new ChorusError('op_too_large', `an edit of document ${this.name} cannot be cut to fit the server's limits`);
+        this.emit('error', err);
+        this._reopen(true);
+        return;
+      }
+      op = split.first;
+      rest = split.rest;
+    }
+    // The buffered edits count as pending until their last part is in.
+    this._inflight = { seq: this._nextSeq++, base: this._version, op, edits: rest ? 0 : b.edits };
+    this._buffer = rest ? { op: rest, edits: b.edits } : null;
+    this._sendInflight();
   }
 
   _sendInflight() {
@@ -154,6 +223,7 @@ export class TextDoc extends Emitter {
     client._register(id, {
       onError: (err) => this._onSubmitError(err, s.seq),
     });
+    s.sentAt = Date.now();
     client._send({ type: 'submit', id, room: this.room.name, doc: this.name, seq: s.seq, base: s.base, op: s.op });
   }
 
@@ -174,7 +244,8 @@ export class TextDoc extends Emitter {
         return;
       default:
         // The op can never be committed (invalid, too large, not allowed):
-        // take the server's text and drop what is pending.
+        // take the server's text and drop what is pending, once; resending
+        // it would only be refused again.
         this.emit('error', err);
         this._reopen(true);
     }
@@ -190,6 +261,15 @@ export class TextDoc extends Emitter {
     }, delay);
   }
 
+  /** Emits 'pending' when the number of unacknowledged edits changed. */
+  _pendingChanged() {
+    const n = this.pending;
+    if (n === this._lastPending) return;
+    this._lastPending = n;
+    this.emit('pending', n);
+    this.client._pendingChanged();
+  }
+
   // ---- opening and recovery ---------------------------------------------
 
   /** Sends open_doc: with `since` when we have a state, unless `full`. */
@@ -200,9 +280,9 @@ export class TextDoc extends Emitter {
     this._openId = id;
     this._live = false;
     const msg = { type: 'open_doc', id, room: this.room.name, doc: this.name, client: this.clientId, undo: true };
-    if (!full && this._opened && this.epoch !== null) {
+    if (!full && !this._dropPending && this._opened && this.epoch !== null) {
       msg.since = { epoch: this.epoch, version: this._version };
-      if (this._digest) msg.since.digest = this._digest;
+      if (this.digest) msg.since.digest = this.digest;
     }
     client._register(id, {
       onError: (err) => this._onOpenError(err, id),
@@ -212,6 +292,7 @@ export class TextDoc extends Emitter {
 
   _reopen(full) {
     this._live = false;
+    if (full) this._dropPending = true;
     this._open(full);
   }
 
@@ -231,25 +312,32 @@ export class TextDoc extends Emitter {
   _onOpened(msg) {
     if (this._closed) return;
     if (msg.id != null && msg.id !== this._openId) return; // an older request's reply
-    if (typeof msg.client === 'string') this._submitter = msg.client;
+    if (typeof msg.client === 'string' && msg.client !== '') this.submitter = msg.client;
     if (typeof msg.text === 'string') {
       const old = this._text;
       const hadState = this._opened;
       const lost = this.pending;
       this.epoch = msg.epoch;
+      this.digest = msg.digest || null;
       this._text = msg.text;
+      this._bytes = utf8Length(msg.text);
       this._version = msg.version;
       this._inflight = null;
       this._buffer = null;
       this._history = [];
       this._pendingSelection = null;
+      this._dropPending = false;
       if (hadState) {
         this.resets++;
         this.lostEdits += lost;
-        const ops = [];
-        if (old.length > 0) ops.push({ type: 'delete', index: 0, length: old.length });
-        if (msg.text.length > 0) ops.push({ type: 'insert', index: 0, text: msg.text });
-        this.emit('change', { remote: true, reset: true, ops, version: this._version });
+        // Only the part that differs is replaced, so carets elsewhere stay put.
+        const diff = diffText(old, msg.text);
+        if (diff) {
+          const ops = [];
+          if (diff.to > diff.from) ops.push({ type: 'delete', index: diff.from, length: diff.to - diff.from });
+          if (diff.insert) ops.push({ type: 'insert', index: diff.from, text: diff.insert });
+          this.emit('change', { remote: true, reset: true, changes: [diff], ops, version: this._version });
+        }
         this.emit('reset', { reason: msg.reset || 'resync', lostEdits: lost, text: msg.text, version: this._version });
       }
     } else {
@@ -260,16 +348,18 @@ export class TextDoc extends Emitter {
         return this._reopen(!(err instanceof OutOfStep));
       }
       if (this._version < msg.version) return this._reopen(true);
+      if (msg.digest) this.digest = msg.digest;
     }
-    this._digest = msg.digest || null;
     this._live = true;
     this._retryMs = RETRY_FIRST_MS;
     if (!this._opened) {
       this._opened = true;
       this._openResolve(this);
     }
-    // Resubmit what is still in flight (same seq; acknowledged once).
-    this._sendInflight();
+    // Resubmit what is still in flight (same seq; acknowledged once), or
+    // start on what was typed meanwhile.
+    if (this._inflight) this._sendInflight();
+    else this._promote();
     this._afterProgress();
     const waiters = this._liveWaiters;
     this._liveWaiters = [];
@@ -304,7 +394,7 @@ export class TextDoc extends Emitter {
   /** An op the server committed: ours (an ack) or someone else's. */
   _committed(entry) {
     if (entry.version <= this._version) return;
-    if (entry.client === (this._submitter ?? this.clientId)) {
+    if (entry.client === this.submitter) {
       this._ack(entry.seq, entry.version, entry.digest);
       return;
     }
@@ -320,22 +410,38 @@ export class TextDoc extends Emitter {
       const mine = transform(inflight.op, theirs, 'right');
       theirs = transform(theirs, inflight.op, 'left');
       inflight = { ...inflight, op: mine, base: entry.version };
-      if (buffer) {
-        const buffered = transform(buffer.op, theirs, 'right');
-        theirs = transform(theirs, buffer.op, 'left');
-        buffer = { ...buffer, op: buffered };
-      }
+    }
+    if (buffer) {
+      const buffered = transform(buffer.op, theirs, 'right');
+      theirs = transform(theirs, buffer.op, 'left');
+      buffer = { ...buffer, op: buffered };
     }
     const applied = applyOp(this._text, theirs); // throws if it does not fit
     this._text = applied.text;
+    this._bytes += applied.bytes;
     this._inflight = inflight;
     this._buffer = buffer;
     this._version = entry.version;
-    this._digest = entry.digest || null;
+    this.digest = entry.digest || null;
     this._remember(entry.version, op);
     if (this._pendingSelection) this._pendingSelection = this._moveSelection(this._pendingSelection, theirs, false);
-    this.emit('change', { remote: true, ops: applied.changes, version: entry.version, client: entry.client });
+    const change = { remote: true, changes: applied.changes, ops: applied.edits, version: entry.version, client: entry.client };
+    // Our own undo or redo comes back as an op of the user's history
+    // submitter, like anyone's; mark it so an editor can put the caret there.
+    if (this._historyRequests > 0 && this._isOwnHistory(entry.client)) change.undo = true;
+    this.emit('change', change);
     this._emitSelections();
+  }
+
+  /**
+   * Whether `submitter` is this user's undo history: `<user id>~history`,
+   * or `h<length of the user id in UTF-8>:<user id>` on servers that keep
+   * every submitter in a namespace of its own.
+   */
+  _isOwnHistory(submitter) {
+    const user = this.client.user && this.client.user.id;
+    if (typeof user !== 'string' || typeof submitter !== 'string') return false;
+    return submitter === `${user}~history` || submitter === `h${utf8Length(user)}:${user}`;
   }
 
   _ack(seq, version, digest) {
@@ -344,17 +450,11 @@ export class TextDoc extends Emitter {
       if (version !== this._version + 1) throw new OutOfStep(`ack of version ${version} at version ${this._version}`);
       this._remember(version, s.op);
       this._version = version;
-      this._digest = digest || null;
+      this.digest = digest || null;
       this._lastAcked = seq;
       this._retryMs = RETRY_FIRST_MS;
-      if (this._buffer) {
-        const b = this._buffer;
-        this._buffer = null;
-        this._inflight = this._submission(b.op, b.edits);
-        this._sendInflight();
-      } else {
-        this._inflight = null;
-      }
+      this._inflight = null;
+      this._promote();
       this._afterProgress();
       return;
     }
@@ -371,6 +471,7 @@ export class TextDoc extends Emitter {
 
   /** Called when pending edits may have reached zero. */
   _afterProgress() {
+    this._pendingChanged();
     if (this.pending !== 0) return;
     this._flushSelection();
     const waiters = this._syncWaiters;
@@ -404,21 +505,26 @@ export class TextDoc extends Emitter {
 
   /** Takes back this user's latest step; resolves to whether anything changed. */
   undo() {
-    return this._history_request('undo');
+    return this._historyRequest('undo');
   }
 
   /** Puts back what this user's latest undo took back. */
   redo() {
-    return this._history_request('redo');
+    return this._historyRequest('redo');
   }
 
-  async _history_request(type) {
+  async _historyRequest(type) {
     this._checkOpen();
-    // The server's history holds committed edits only.
-    await this.synced();
-    await this._whenLive();
-    const reply = await this.client._request({ type, room: this.room.name, doc: this.name });
-    return reply.done === true;
+    this._historyRequests++;
+    try {
+      // The server's history holds committed edits only.
+      await this.synced();
+      await this._whenLive();
+      const reply = await this.client._request({ type, room: this.room.name, doc: this.name });
+      return reply.done === true;
+    } finally {
+      this._historyRequests--;
+    }
   }
 
   // ---- selections -------------------------------------------------------
@@ -429,16 +535,18 @@ export class TextDoc extends Emitter {
    * version once no local edit is pending.
    */
   setSelection(anchor, head = anchor) {
-    this._checkOpen();
-    if (anchor === null) {
-      this._pendingSelection = null;
-      this.room.setCursor(null);
-      return;
-    }
-    const a = toCodePoints(this._text, anchor);
-    const h = toCodePoints(this._text, head);
-    this._pendingSelection = { anchor: a, head: h };
-    this._flushSelection();
+    outsideEvents(() => {
+      this._checkOpen();
+      if (anchor === null) {
+        this._pendingSelection = null;
+        this.room.setCursor(null);
+        return;
+      }
+      const a = toCodePoints(this._text, anchor);
+      const h = toCodePoints(this._text, head);
+      this._pendingSelection = { anchor: a, head: h };
+      this._flushSelection();
+    });
   }
 
   _flushSelection() {
@@ -509,8 +617,10 @@ export class TextDoc extends Emitter {
   async close() {
     if (this._closed) return;
     const live = this._live && this.client.state === 'open';
-    this._shutdown(new ChorusError('closed', 'the document is closed'));
-    this.room._forgetDoc(this);
+    outsideEvents(() => {
+      this._shutdown(new ChorusError('closed', 'the document is closed'));
+      this.room._forgetDoc(this);
+    });
     if (live) {
       try {
         await this.client._request({ type: 'close_doc', room: this.room.name, doc: this.name }, { onDisconnect: 'resolve' });
@@ -530,6 +640,11 @@ export class TextDoc extends Emitter {
     for (const w of this._syncWaiters.concat(this._liveWaiters)) w.reject(err);
     this._syncWaiters = [];
     this._liveWaiters = [];
+    const hadPending = this._lastPending !== 0;
+    this._inflight = null;
+    this._buffer = null;
+    this._lastPending = 0;
+    if (hadPending) this.client._pendingChanged();
   }
 
   _checkOpen() {

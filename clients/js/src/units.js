@@ -1,5 +1,6 @@
 // Conversions between UTF-16 code units (JavaScript strings, editors) and
-// Unicode code points (the unit of Chorus text ops and selections).
+// Unicode code points (the unit of Chorus text ops and selections), and the
+// byte sizes the server's limits are counted in (UTF-8 text, JSON frames).
 
 const isHigh = (c) => c >= 0xd800 && c <= 0xdbff;
 const isLow = (c) => c >= 0xdc00 && c <= 0xdfff;
@@ -69,4 +70,74 @@ export function isWellFormed(text) {
     } else if (isLow(c)) return false;
   }
   return true;
+}
+
+/**
+ * UTF-8 bytes of `text` between UTF-16 offsets `from` and `to` (the unit of
+ * the server's document and op size limits). A lone surrogate counts as the
+ * three bytes of the replacement character it would become.
+ */
+export function utf8Length(text, from = 0, to = text.length) {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (isHigh(c) && i + 1 < to && isLow(text.charCodeAt(i + 1))) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/**
+ * Bytes one UTF-16 unit (or, for a high surrogate, its pair) takes inside a
+ * JSON string as JSON.stringify writes it and the frame carries it: escapes
+ * for quotes, backslashes and control characters, raw UTF-8 otherwise.
+ */
+export function jsonCharBytes(c) {
+  if (c === 0x22 || c === 0x5c) return 2; // \" \\
+  if (c < 0x20) return c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d ? 2 : 6;
+  if (c < 0x80) return 1;
+  if (c < 0x800) return 2;
+  if (isHigh(c)) return 4; // with its low half, which then counts 0
+  if (isLow(c)) return 0;
+  return 3;
+}
+
+/**
+ * The one replacement `{from, to, insert}` that turns `before` into `after`:
+ * the common prefix and suffix are kept, and the range between them (never
+ * splitting a surrogate pair) is replaced. `to` is an offset in `before`.
+ * `null` when the texts are equal.
+ */
+export function diffText(before, after) {
+  if (before === after) return null;
+  const max = Math.min(before.length, after.length);
+  let start = 0;
+  while (start < max && before.charCodeAt(start) === after.charCodeAt(start)) start++;
+  if (start > 0 && isHigh(before.charCodeAt(start - 1))) start--;
+  let endBefore = before.length;
+  let endAfter = after.length;
+  while (endBefore > start && endAfter > start && before.charCodeAt(endBefore - 1) === after.charCodeAt(endAfter - 1)) {
+    endBefore--;
+    endAfter--;
+  }
+  if (endBefore < before.length && isLow(before.charCodeAt(endBefore))) {
+    endBefore++;
+    endAfter++;
+  }
+  return { from: start, to: endBefore, insert: after.slice(start, endAfter) };
+}
+
+/** `text` with `changes` ({from, to, insert}, ascending, offsets in `text`) applied. */
+export function applyChanges(text, changes) {
+  let out = '';
+  let pos = 0;
+  for (const { from, to, insert } of changes) {
+    out += text.slice(pos, from) + insert;
+    pos = to;
+  }
+  return out + text.slice(pos);
 }

@@ -167,8 +167,14 @@ test('undo and redo take back only the user\'s own edits', async () => {
   await b.synced();
   await waitFor(() => a.text === 'Hello world', 3000, 'ann to see world');
 
+  const changes = [];
+  a.on('change', (c) => changes.push(c));
+  b.on('change', (c) => changes.push({ ...c, bob: true }));
   assert.equal(await a.undo(), true);
   assert.equal(a.text, ' world', 'the text is updated when undo resolves');
+  assert.equal(changes.find((c) => !c.bob).undo, true, "ann's undo is marked on ann's side");
+  await waitFor(() => changes.some((c) => c.bob), 3000, 'bob to see it');
+  assert.equal(changes.find((c) => c.bob).undo, undefined, 'not on bob\'s');
   await waitFor(() => b.text === ' world', 3000, 'bob to see the undo');
   assert.equal(await a.redo(), true);
   assert.equal(a.text, 'Hello world');

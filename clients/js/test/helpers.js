@@ -193,21 +193,7 @@ export async function serverValues(server, room) {
   return res.json();
 }
 
-/** A seeded PRNG (mulberry32); the seed comes from SEED or is random, and is printed. */
-export function seeded(label) {
-  let seed = process.env.SEED ? Number(process.env.SEED) : Math.floor(Math.random() * 2 ** 32);
-  console.log(`# ${label}: seed ${seed} (rerun with SEED=${seed})`);
-  const rand = () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  rand.int = (n) => Math.floor(rand() * n);
-  rand.pick = (xs) => xs[rand.int(xs.length)];
-  return rand;
-}
+export { prng, seeded } from './random.js';
 
 /** Mirrors a document through its 'change' events, as an editor would. */
 export function mirror(doc) {

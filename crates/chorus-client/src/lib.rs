@@ -14,8 +14,15 @@
 //! [`ConnectOptions::reconnect`], any call that waits on a document) opens a
 //! new connection, joins the rooms again, reopens each document from the
 //! version it had, and resubmits the op that was in flight.
+//!
+//! The client keeps to the limits the server announced ([`limits`]): large
+//! edits go out in ops that fit, an edit past the document limit is refused
+//! at once ([`ClientError::Refused`]), an op the server refuses for good is
+//! dropped and the document reloaded (never resent), and a submission the
+//! rate limiter dropped is resent after a pause.
 
 pub mod document;
+pub mod limits;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -24,8 +31,9 @@ use chorus_core::client::Submission;
 use chorus_core::presence::{Member, UserInfo};
 use chorus_core::text::{Selection, TextOp};
 use chorus_protocol::{
-    Change, ClientMessage, CursorState, DocPosition, ErrorCode, Limits, ServerMessage, ValueKind, ValueState, PROTOCOL_VERSION, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX,
+    Change, ClientMessage, CursorState, ErrorCode, Limits, ServerMessage, ValueKind, ValueState, PROTOCOL_VERSION, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX,
 };
+use document::{DocMeta, EditError};
 use serde_json::json;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -101,6 +109,10 @@ pub enum ClientError {
     Timeout(Duration),
     #[error("unexpected reply: {0}")]
     Unexpected(String),
+    /// Refused here, before anything was sent: the server would refuse it
+    /// with this code (an edit past the document limit, say).
+    #[error("refused ({code}): {message}")]
+    Refused { code: ErrorCode, message: String },
 }
 
 /// A server message, or the end of the connection.
@@ -130,6 +142,7 @@ pub struct Joined {
     pub cursors: Vec<CursorState>,
     pub values: Vec<ValueState>,
 }
+
 
 /// One WebSocket connection: its writer, reader and heartbeat tasks.
 struct Link {
@@ -169,10 +182,20 @@ pub struct Client {
     /// before the next such retry.
     resubmit_at: Option<tokio::time::Instant>,
     retry_delay: Duration,
+    /// Submissions by request id, so the server's refusal of one names it.
+    submits: HashMap<u64, (DocKey, u64)>,
+    /// When each document's op in flight (by seq) was last sent.
+    sent_at: HashMap<DocKey, (u64, tokio::time::Instant)>,
+    /// The rate limiter dropped messages: keep resending ops left unanswered.
+    rate_limited: bool,
 }
 
 /// The first pause before resubmitting an op the server could not commit.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// After `rate_limited`: the pause before resending a dropped submission.
+const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
+/// The close code of a frame over `max_message_bytes`.
+const MESSAGE_TOO_BIG: u16 = 1009;
 
 impl Client {
     /// Connects to the WebSocket endpoint `url` (e.g. `ws://127.0.0.1:8787/v1/ws`).
@@ -193,6 +216,9 @@ impl Client {
             pending_cursors: HashMap::new(),
             resubmit_at: None,
             retry_delay: FIRST_RETRY,
+            submits: HashMap::new(),
+            sent_at: HashMap::new(),
+            rate_limited: false,
         })
     }
 
@@ -348,7 +374,7 @@ impl Client {
     /// was document traffic that has been applied.
     async fn recv_step(&mut self, deadline: tokio::time::Instant) -> Result<Option<Event>, ClientError> {
         let event = match tokio::time::timeout_at(deadline, self.link.events.recv()).await {
-            Ok(Some(e)) => e,
+            Ok(Some(incoming)) => incoming,
             Ok(None) => Event::Closed { code: None, reason: "connection ended".into() },
             Err(_) => return Err(ClientError::Timeout(self.timeout)),
         };
@@ -359,40 +385,60 @@ impl Client {
     /// they make ready. Returns the event if the caller should see it.
     fn absorb(&mut self, event: Event) -> Option<Event> {
         let msg = match event {
-            Event::Closed { .. } => {
+            Event::Closed { code, .. } => {
                 self.connected = false;
+                if code == Some(MESSAGE_TOO_BIG) {
+                    // A frame of ours was over the limit (the client keeps its
+                    // frames within the limit it was told, so the limit must
+                    // have changed). Resending the op in flight would only
+                    // close the connection again: drop what is pending and
+                    // take the server's text on reopening.
+                    for d in self.docs.values_mut() {
+                        if d.inflight().is_some() {
+                            d.drop_pending = true;
+                        }
+                    }
+                }
                 return Some(event);
             }
             Event::Message(msg) => msg,
         };
         let (key, outcome, surface) = match &msg {
-            ServerMessage::Opened { id, room, doc, epoch, version, digest, client, text, ops, reset } => {
+            ServerMessage::Opened { id, room, doc, epoch, version, text, ops, reset, digest, client } => {
                 let key = (room.clone(), doc.clone());
                 let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
                 if let Some(reason) = reset {
                     tracing::warn!(%room, %doc, ?reason, "document reset to the server's text; unacknowledged edits are dropped");
                 }
-                let opened = document::Opened {
-                    epoch: epoch.clone(),
-                    version: *version,
-                    digest: *digest,
-                    client: client.clone(),
-                    text: text.clone(),
-                    ops: ops.clone(),
-                    reset: *reset,
-                };
-                let outcome = d.opened(opened);
+                let meta = DocMeta { client: client.clone(), digest: Some(digest.to_hex()) };
+                let outcome = d.opened(epoch.clone(), *version, text.clone(), ops.clone(), *reset, &meta);
                 (key, outcome, id.is_some() || self.options.doc_events)
             }
-            ServerMessage::Ack { room, doc, seq, version, digest, .. } => {
+            ServerMessage::Ack { id, room, doc, seq, version, digest } => {
                 let key = (room.clone(), doc.clone());
+                if let Some(i) = id {
+                    self.submits.remove(i);
+                }
                 let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
-                (key, d.ack(*seq, *version, *digest), self.options.doc_events)
+                (key, d.ack(*seq, *version, digest.map(|d| d.to_hex()).as_deref()), self.options.doc_events)
             }
             ServerMessage::Op { room, doc, entry } => {
                 let key = (room.clone(), doc.clone());
                 let Some(d) = self.docs.get_mut(&key) else { return Some(Event::Message(msg)) };
-                (key, d.committed(entry), self.options.doc_events)
+                (key, d.committed(entry, Some(entry.digest.to_hex().as_str())), self.options.doc_events)
+            }
+            ServerMessage::Error { id: Some(id), code, message, .. } if self.submits.contains_key(id) => {
+                let (key, seq) = self.submits.remove(id).expect("checked above");
+                self.refused(&key, seq, *code, message);
+                return Some(Event::Message(msg));
+            }
+            ServerMessage::Error { code: ErrorCode::RateLimited, .. } => {
+                // The server drops what is over its rate without a reply: the
+                // op in flight may be among it. Resend what is left unanswered.
+                self.rate_limited = true;
+                let at = tokio::time::Instant::now() + RATE_LIMIT_PAUSE;
+                self.resubmit_at = Some(self.resubmit_at.map_or(at, |t| t.min(at)));
+                return Some(Event::Message(msg));
             }
             ServerMessage::Joined { room, values, .. } => {
                 // Every `joined` (a resync too) carries all of the room's values.
@@ -432,24 +478,60 @@ impl Client {
             Ok(None) => self.flush_cursor(&key),
             Err(e) => {
                 tracing::warn!(room = %key.0, doc = %key.1, "{e}; opening the document again");
-                self.reopen(&key, None, None);
+                self.reopen(&key, false, None);
             }
         }
         surface.then_some(Event::Message(msg))
     }
 
-    fn submit(&self, key: &DocKey, sub: &Submission) {
+    /// The server refused our submission `seq` of `key`.
+    fn refused(&mut self, key: &DocKey, seq: u64, code: ErrorCode, message: &str) {
+        let Some(d) = self.docs.get_mut(key) else { return };
+        if d.inflight().is_none_or(|s| s.seq != seq) {
+            return; // An older submission's answer.
+        }
+        match code {
+            ErrorCode::Unavailable => {
+                // The server could not commit: the op is resubmitted after a
+                // pause, and acknowledged once whatever happened to the first.
+                let retry = tokio::time::Instant::now() + self.retry_delay;
+                self.retry_delay = (self.retry_delay * 2).min(Duration::from_secs(2));
+                self.resubmit_at.get_or_insert(retry);
+            }
+            ErrorCode::NotOpen | ErrorCode::VersionTrimmed => self.reopen(key, true, None),
+            _ => {
+                // The op can never be committed as it is (too large, invalid,
+                // not allowed): resending it would be refused again. Drop what
+                // is pending and take the server's text.
+                tracing::warn!(room = %key.0, doc = %key.1, ?code, "the server refused our op ({message}); reloading the document");
+                d.drop_pending = true;
+                self.reopen(key, false, None);
+            }
+        }
+    }
+
+    fn submit(&mut self, key: &DocKey, sub: &Submission) {
         if !self.connected {
             return; // Resubmitted after reconnecting.
         }
+        let id = self.take_id();
+        self.submits.insert(id, (key.clone(), sub.seq));
+        self.sent_at.insert(key.clone(), (sub.seq, tokio::time::Instant::now()));
         let op = serde_json::to_value(&sub.op).expect("ops serialize");
-        let msg = ClientMessage::Submit { id: None, room: key.0.clone(), doc: key.1.clone(), seq: sub.seq, base: sub.base, op };
+        let msg = ClientMessage::Submit { id: Some(id), room: key.0.clone(), doc: key.1.clone(), seq: sub.seq, base: sub.base, op };
         let _ = self.send(&msg);
     }
 
-    /// Asks for a document again: from where it is (`since`), or whole.
-    fn reopen(&mut self, key: &DocKey, since: Option<DocPosition>, id: Option<u64>) {
+    /// Asks for a document again: from where it is (`since`, with the
+    /// history's digest when the server gave one) unless `since` is false or
+    /// its pending edits are to be dropped, else whole.
+    fn reopen(&mut self, key: &DocKey, since: bool, id: Option<u64>) {
         let Some(d) = self.docs.get(key) else { return };
+        let since = (since && !d.drop_pending && !d.epoch().is_empty()).then(|| chorus_protocol::DocPosition {
+            epoch: d.epoch().to_owned(),
+            version: d.version(),
+            digest: d.digest().and_then(chorus_protocol::Digest::from_hex),
+        });
         // Undo is always on: the client offers undo and redo.
         let msg = ClientMessage::OpenDoc { id, room: key.0.clone(), doc: key.1.clone(), client: Some(d.client_id().to_owned()), since, undo: true };
         let _ = self.send(&msg);
@@ -694,6 +776,11 @@ impl Client {
         self.link = link;
         self.session = session;
         self.connected = true;
+        self.rate_limited = false;
+        self.submits.clear();
+        for d in self.docs.values_mut() {
+            d.set_limits(&self.session.limits);
+        }
         // What the old connection still had queued belongs to it.
         self.backlog.retain(|e| !matches!(e, Event::Closed { .. }));
         let rooms: Vec<(String, Option<Value>)> = self.rooms.iter().map(|(r, s)| (r.clone(), s.clone())).collect();
@@ -707,8 +794,7 @@ impl Client {
         }
         let keys: Vec<DocKey> = self.docs.keys().cloned().collect();
         for key in keys {
-            let since = self.docs.get(&key).map(|d| d.position());
-            self.open_and_wait(&key, since).await?;
+            self.open_and_wait(&key, true).await?;
         }
         Ok(())
     }
@@ -722,7 +808,7 @@ impl Client {
         }
     }
 
-    async fn open_and_wait(&mut self, key: &DocKey, since: Option<DocPosition>) -> Result<(), ClientError> {
+    async fn open_and_wait(&mut self, key: &DocKey, since: bool) -> Result<(), ClientError> {
         let id = self.take_id();
         self.reopen(key, since, Some(id));
         self.reply(id, |m| matches!(m, ServerMessage::Opened { id: Some(i), .. } if *i == id).then_some(())).await
@@ -732,8 +818,10 @@ impl Client {
     pub async fn open_doc(&mut self, room: &str, doc: &str) -> Result<&document::TextDocument, ClientError> {
         let key = (room.to_owned(), doc.to_owned());
         let client_id = format!("{}-{:012x}", self.session.user.id, rand::random::<u64>() & 0xffff_ffff_ffff);
-        self.docs.insert(key.clone(), document::TextDocument::new(room, doc, client_id));
-        if let Err(e) = self.open_and_wait(&key, None).await {
+        let mut document = document::TextDocument::new(room, doc, client_id);
+        document.set_limits(&self.session.limits);
+        self.docs.insert(key.clone(), document);
+        if let Err(e) = self.open_and_wait(&key, false).await {
             self.docs.remove(&key);
             return Err(e);
         }
@@ -757,11 +845,18 @@ impl Client {
         self.docs.get_mut(&(room.to_owned(), doc.to_owned()))
     }
 
-    /// Applies a local edit to an open document and sends it when it can go.
+    /// Applies a local edit to an open document and sends it when it can go
+    /// (in pieces that fit the server's limits, if it is large). An edit that
+    /// would take the document past the server's size limit is refused with
+    /// [`ClientError::Refused`] and not applied.
     pub fn edit(&mut self, room: &str, doc: &str, op: TextOp) -> Result<(), ClientError> {
         let key = (room.to_owned(), doc.to_owned());
         let d = self.docs.get_mut(&key).ok_or_else(|| ClientError::Unexpected(format!("document {doc} in {room} is not open")))?;
-        let sub = d.edit(op).map_err(|e| ClientError::Unexpected(format!("the edit does not apply to the local text: {e}")))?;
+        let sub = d.edit(op).map_err(|e| match e {
+            EditError::Invalid(_) => ClientError::Unexpected(e.to_string()),
+            EditError::DocumentTooLarge { .. } => ClientError::Refused { code: ErrorCode::DocumentTooLarge, message: e.to_string() },
+            EditError::CannotFit => ClientError::Refused { code: ErrorCode::OpTooLarge, message: e.to_string() },
+        })?;
         if let Some(sub) = sub {
             self.submit(&key, &sub);
         }
@@ -811,12 +906,29 @@ impl Client {
 
     /// Sends every document's op in flight again (same seq: the server
     /// acknowledges it once, whether or not the first one was committed).
+    /// After `rate_limited`, only ops sent at least a pause ago go again,
+    /// and this repeats a pause later while any op is in flight: the server
+    /// says `rate_limited` at most once a second, so a resent op that was
+    /// dropped again may go unmentioned.
     fn resubmit_inflight(&mut self) {
         self.resubmit_at = None;
+        let now = tokio::time::Instant::now();
         let pending: Vec<(DocKey, Submission)> =
             self.docs.iter().filter_map(|(k, d)| d.inflight().map(|s| (k.clone(), s.clone()))).collect();
+        let in_flight = !pending.is_empty();
         for (key, sub) in pending {
+            let sent = self.sent_at.get(&key).filter(|(seq, _)| *seq == sub.seq).map(|(_, at)| *at);
+            if self.rate_limited && sent.is_some_and(|at| now.duration_since(at) < RATE_LIMIT_PAUSE) {
+                continue;
+            }
             self.submit(&key, &sub);
+        }
+        if self.rate_limited {
+            if in_flight {
+                self.resubmit_at = Some(now + RATE_LIMIT_PAUSE);
+            } else {
+                self.rate_limited = false;
+            }
         }
     }
 

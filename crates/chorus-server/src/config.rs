@@ -24,8 +24,9 @@ pub struct Config {
     pub redis_url: Option<String>,
 
     /// Open development mode: anonymous users may connect and may do anything.
-    /// Also on whenever no token key is configured.
-    #[arg(long, env = "CHORUS_DEV")]
+    /// Also on whenever no token key is configured. CHORUS_DEV takes
+    /// true/false, 1/0, yes/no, on/off (any case).
+    #[arg(long, env = "CHORUS_DEV", value_parser = boolean)]
     pub dev: bool,
 
     /// Secret for HS256-signed tokens.
@@ -130,6 +131,17 @@ fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A boolean setting: the usual spellings, in any case, and an error that
+/// lists them (clap's own parser for flags takes only `true` and `false`).
+/// Every boolean setting uses it, so `CHORUS_DEV=1` works as people expect.
+pub fn boolean(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" | "on" => Ok(true),
+        "false" | "0" | "no" | "n" | "off" | "" => Ok(false),
+        _ => Err(format!("'{s}' is not a boolean; use true/false, 1/0, yes/no or on/off")),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -182,5 +194,22 @@ impl Config {
     /// Whether anonymous connections are accepted.
     pub fn open_mode(&self) -> bool {
         self.dev || (self.jwt_secret.is_none() && self.jwt_public_key.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_take_the_usual_spellings() {
+        for yes in ["true", "TRUE", "1", "yes", "Y", "on", " On "] {
+            assert_eq!(boolean(yes), Ok(true), "{yes}");
+        }
+        for no in ["false", "False", "0", "no", "n", "off", ""] {
+            assert_eq!(boolean(no), Ok(false), "{no}");
+        }
+        let err = boolean("maybe").unwrap_err();
+        assert!(err.contains("true/false, 1/0, yes/no or on/off"), "{err}");
     }
 }

@@ -14,6 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chorus_protocol::{ErrorCode, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
+use chorus_store::StoreError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -35,7 +36,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/", get(assets::index))
         .route("/demo/{file}", get(assets::demo))
         .route("/sdk/{file}", get(assets::sdk))
-        .route("/sdk/vendor/{file}", get(assets::vendor))
+        .route("/sdk/{folder}/{file}", get(assets::sdk_folder_file))
         .route("/status", get(status))
         .route("/v1/ws", get(websocket))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -101,7 +102,11 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
     }
     match node.backend.ping().await {
         Ok(()) => "ready\n".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")).into_response(),
+        // The error's own text already says what failed; give the reason once.
+        Err(StoreError::Unavailable(reason) | StoreError::Backend(reason)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {reason}\n")).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
 }
 

@@ -47,25 +47,76 @@ use tracing::{info, warn};
 pub use config::Config;
 pub use node::Node;
 
+/// Every counter Chorus records, with what it counts (the `# HELP` line).
+pub const COUNTERS: &[(&str, &str)] = &[
+    ("chorus_messages_in_total", "Text frames received after the handshake, including oversized and rate-limited ones."),
+    ("chorus_messages_out_total", "Room events (member_joined, member_left, presence, cursor, op, value) queued for connections."),
+    ("chorus_ops_committed_total", "Document ops committed by this node."),
+    ("chorus_frames_written_total", "Text frames written to sockets (all server messages)."),
+    ("chorus_cursor_updates_coalesced_total", "Cursor updates replaced by a newer one before being broadcast."),
+];
+
+/// Every gauge Chorus records, with what it measures.
+pub const GAUGES: &[(&str, &str)] = &[
+    ("chorus_connections", "Open WebSocket connections, including ones still in the handshake."),
+    ("chorus_rooms", "Rooms loaded on this node."),
+];
+
+/// The errors counter, by code; every code starts at zero.
+pub const ERRORS: (&str, &str) = ("chorus_errors_total", "Errors sent to clients, by code; rate_limited counts every dropped message.");
+
+/// The fan-out histogram and its buckets (seconds).
+pub const FANOUT: (&str, &str) = ("chorus_fanout_seconds", "Time to deliver one room event to this node's connections.");
+const FANOUT_BUCKETS: &[f64] = &[0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1];
+
+/// The error codes of docs/protocol.md (section 9), each a series of
+/// `chorus_errors_total` from the start.
+pub const ERROR_CODES: &[&str] = &[
+    "bad_json", "bad_message", "unknown_type", "binary_frame", "hello_required", "unsupported_protocol", "unauthorized",
+    "forbidden", "invalid_room", "not_joined", "already_joined", "too_many_rooms", "room_full", "rate_limited",
+    "message_too_large", "unavailable", "internal", "invalid_document", "not_open", "too_many_documents", "invalid_op",
+    "future_version", "version_trimmed", "stale_seq", "op_too_large", "document_too_large", "invalid_value", "wrong_kind",
+    "value_overflow", "value_too_large", "too_many_values",
+];
+
 /// The process-wide metrics recorder (installed once; servers share it).
+/// Every series is described and registered at zero when it is installed,
+/// so the first scrape of a fresh server already lists them all, each with
+/// its `# HELP` line, and a dashboard never sees a series appear mid-way.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full("chorus_fanout_seconds".into()),
-                    &[0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1],
-                )
+                .set_buckets_for_metric(Matcher::Full(FANOUT.0.into()), FANOUT_BUCKETS)
                 .expect("bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (embedding); then
             // this handle renders only what Chorus records through it.
             let _ = metrics::set_global_recorder(recorder);
+            register_metrics();
             handle
         })
         .clone()
+}
+
+fn register_metrics() {
+    for &(name, help) in COUNTERS {
+        metrics::describe_counter!(name, help);
+        metrics::counter!(name).increment(0);
+    }
+    for &(name, help) in GAUGES {
+        metrics::describe_gauge!(name, help);
+        metrics::gauge!(name).increment(0.0);
+    }
+    metrics::describe_counter!(ERRORS.0, ERRORS.1);
+    for &code in ERROR_CODES {
+        metrics::counter!(ERRORS.0, "code" => code).increment(0);
+    }
+    metrics::describe_histogram!(FANOUT.0, metrics::Unit::Seconds, FANOUT.1);
+    // Registering the histogram gives it its buckets and a zero count.
+    let _ = metrics::histogram!(FANOUT.0);
 }
 
 /// A running server.

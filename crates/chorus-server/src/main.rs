@@ -1,5 +1,6 @@
 //! `chorus`: the Chorus server binary.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -12,7 +13,18 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "chorus", version, about = "Chorus: a self-hosted real-time collaboration server")]
+#[command(
+    name = "chorus",
+    version,
+    about = "Chorus: a self-hosted real-time collaboration server",
+    arg_required_else_help = true,
+    after_help = "Every setting belongs to `chorus serve`: `chorus serve --help` lists them all \
+                  (each is also a CHORUS_* environment variable).\n\n\
+                  Examples:\n  \
+                  chorus serve --dev                        try it: open mode, in-memory store, the demo at http://127.0.0.1:8787/\n  \
+                  chorus serve --jwt-secret \"$SECRET\"       production: signed tokens required\n  \
+                  chorus serve --redis redis://HOST:6379 ...  one of many nodes sharing a Redis"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,13 +32,34 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server.
+    /// Run the server (see `chorus serve --help` for every setting).
     Serve(Config),
+}
+
+/// Parses the command line; a setting given without `serve` (`chorus --dev`)
+/// is answered with the command that was meant.
+fn parse_cli() -> Cli {
+    let args: Vec<String> = std::env::args().collect();
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let rest = &args[1.min(args.len())..];
+            let meant_serve = e.kind() == clap::error::ErrorKind::UnknownArgument
+                && rest.first().is_some_and(|a| a.starts_with('-'))
+                && Cli::try_parse_from(args.iter().take(1).map(String::as_str).chain(["serve"]).chain(rest.iter().map(String::as_str))).is_ok();
+            if meant_serve {
+                let _ = e.print();
+                eprintln!("\n  tip: settings belong to the serve command: run `chorus serve {}`", rest.join(" "));
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Cli { command: Command::Serve(config) } = Cli::parse();
+    let Cli { command: Command::Serve(config) } = parse_cli();
     init_logs(config.log_format);
 
     let backend: Arc<dyn Backend> = match &config.redis_url {
@@ -59,7 +92,11 @@ async fn main() -> anyhow::Result<()> {
 
 fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_env("CHORUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a file or a pipe (a log
+    // collector, `| less`) would get the escape codes as text. NO_COLOR
+    // turns them off everywhere.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -1,0 +1,194 @@
+//! The `chorus` binary as a newcomer meets it: its help, a setting given
+//! without `serve`, boolean environment variables, logs written to a pipe,
+//! a fresh server's /metrics, and /readyz when its Redis is gone. Each test
+//! runs the real binary (built by cargo for these tests) as a child process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chorus_redis::testing::RedisServer;
+
+const CHORUS: &str = env!("CARGO_BIN_EXE_chorus");
+
+/// `chorus` with no CHORUS_* variable from the environment of the tests.
+fn chorus(args: &[&str]) -> Command {
+    let mut cmd = Command::new(CHORUS);
+    cmd.args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CHORUS_") || key == "NO_COLOR" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A running `chorus serve`.
+struct Running {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    /// Stops the server and returns everything it wrote on stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut err = String::new();
+        self.child.stderr.take().expect("stderr is piped").read_to_string(&mut err).unwrap();
+        err
+    }
+
+    /// Whether the server runs in open development mode, as its /status page says.
+    fn open_mode(&self) -> bool {
+        let (status, page) = get(&self.addr, "/status");
+        assert_eq!(status, 200);
+        page.contains("open development mode")
+    }
+}
+
+/// Starts `chorus serve --listen 127.0.0.1:0 <args>` with `env`, waiting for its "listening" line.
+fn serve(args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut cmd = chorus(&["serve", "--listen", "127.0.0.1:0"]);
+    cmd.args(args).envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the chorus binary starts");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut line = String::new();
+    assert!(out.read_line(&mut line).unwrap() > 0, "chorus exited before listening");
+    let addr = line.split("listening on http://").nth(1).unwrap_or_else(|| panic!("not the listening line: {line}")).trim().to_owned();
+    // The rest of stdout is of no interest; a thread drains it so the
+    // server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Running { child, addr }
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("the server accepts connections");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    (status, body.to_owned())
+}
+
+#[test]
+fn help_lists_the_commands_and_says_where_the_settings_are() {
+    let out = chorus(&["--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("serve"), "{help}");
+    assert!(help.contains("chorus serve --help"), "points to the settings:\n{help}");
+    assert!(help.contains("chorus serve --dev"), "shows how to try it:\n{help}");
+    // `chorus` alone shows the same help rather than a bare error.
+    let bare = chorus(&[]).output().unwrap();
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("chorus serve --help"));
+}
+
+#[test]
+fn a_setting_without_serve_is_answered_with_the_command_that_was_meant() {
+    let out = chorus(&["--dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("run `chorus serve --dev`"), "{err}");
+    let out = chorus(&["--dev", "--listen", "127.0.0.1:0"]).output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("run `chorus serve --dev --listen 127.0.0.1:0`"), "{err}");
+    // A typo is not a setting of serve either: no such suggestion.
+    let out = chorus(&["--dve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8(out.stderr).unwrap().contains("tip: settings belong"));
+}
+
+#[test]
+fn boolean_variables_take_the_usual_spellings() {
+    // With a token key configured, only CHORUS_DEV can open the server.
+    let key = ("CHORUS_JWT_SECRET", "s3cret");
+    for yes in ["1", "true", "TRUE", "yes", "on"] {
+        assert!(serve(&[], &[key, ("CHORUS_DEV", yes)]).open_mode(), "CHORUS_DEV={yes}");
+    }
+    for no in ["0", "false", "no", "off"] {
+        assert!(!serve(&[], &[key, ("CHORUS_DEV", no)]).open_mode(), "CHORUS_DEV={no}");
+    }
+    let out = chorus(&["serve"]).env("CHORUS_DEV", "maybe").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("use true/false, 1/0, yes/no or on/off"), "{err}");
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let server = serve(&["--dev"], &[("CHORUS_LOG", "info")]);
+    let (status, _) = get(&server.addr, "/healthz");
+    assert_eq!(status, 200);
+    let logs = server.stop();
+    assert!(logs.contains("listening"), "the logs were written:\n{logs}");
+    assert!(!logs.contains('\u{1b}'), "no escape codes in a pipe:\n{logs:?}");
+}
+
+#[test]
+fn a_fresh_server_describes_every_metric_it_records() {
+    let server = serve(&["--dev"], &[]);
+    let (status, body) = get(&server.addr, "/metrics");
+    assert_eq!(status, 200);
+    let mut names: Vec<&str> = chorus_server::COUNTERS.iter().chain(chorus_server::GAUGES).map(|(name, _)| *name).collect();
+    names.extend([chorus_server::ERRORS.0, chorus_server::FANOUT.0]);
+    for name in &names {
+        assert!(body.contains(&format!("# HELP {name} ")), "no HELP for {name}:\n{body}");
+        assert!(body.contains(&format!("# TYPE {name} ")), "no TYPE for {name}:\n{body}");
+    }
+    for (name, _) in chorus_server::COUNTERS.iter().chain(chorus_server::GAUGES) {
+        assert!(body.contains(&format!("\n{name} 0\n")), "{name} is not at zero from the start:\n{body}");
+    }
+    for code in chorus_server::ERROR_CODES {
+        assert!(body.contains(&format!("chorus_errors_total{{code=\"{code}\"}} 0")), "no series for {code}");
+    }
+    assert!(body.contains("chorus_fanout_seconds_count 0"), "{body}");
+
+    // docs/protocol.md lists exactly these metrics, and exactly the error codes.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md")).unwrap();
+    let metrics_table = doc.split("| metric | type | meaning |").nth(1).expect("the metrics table").split("\n\n").next().unwrap();
+    let mut documented: Vec<&str> =
+        metrics_table.lines().filter_map(|l| l.strip_prefix("| `")).map(|l| l.split(['`', '{']).next().unwrap()).collect();
+    documented.sort();
+    names.sort();
+    assert_eq!(documented, names, "docs/protocol.md, section 13, lists the metrics the server records");
+    let errors_table = doc.split("| code | meaning and when it is sent | closes |").nth(1).expect("the errors table").split("\n\n").next().unwrap();
+    let mut codes: Vec<&str> = errors_table.lines().filter_map(|l| l.strip_prefix("| `")).map(|l| l.split('`').next().unwrap()).collect();
+    codes.dedup();
+    codes.sort();
+    let mut known = chorus_server::ERROR_CODES.to_vec();
+    known.sort();
+    assert_eq!(codes, known, "every documented error code (section 9) starts at zero");
+}
+
+#[test]
+fn readyz_names_what_is_wrong_with_the_store_once() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let server = serve(&["--dev", "--redis", &url], &[]);
+    assert_eq!(get(&server.addr, "/readyz"), (200, "ready\n".into()));
+    redis.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        let answer = get(&server.addr, "/readyz");
+        if answer.0 != 200 || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("store unavailable: "), "{body}");
+    assert_eq!(body.matches("unavailable").count(), 1, "said once: {body:?}");
+    assert!(body.trim().len() > "store unavailable:".len(), "with the reason: {body:?}");
+}
