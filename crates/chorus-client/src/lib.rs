@@ -188,6 +188,9 @@ pub struct Client {
     sent_at: HashMap<DocKey, (u64, tokio::time::Instant)>,
     /// The rate limiter dropped messages: keep resending ops left unanswered.
     rate_limited: bool,
+    /// Rooms the server says this connection is not in, although it joined
+    /// them (the server dropped it, or a rejoin failed): joined again.
+    lost_rooms: std::collections::BTreeSet<String>,
 }
 
 /// The first pause before resubmitting an op the server could not commit.
@@ -219,6 +222,7 @@ impl Client {
             submits: HashMap::new(),
             sent_at: HashMap::new(),
             rate_limited: false,
+            lost_rooms: Default::default(),
         })
     }
 
@@ -432,6 +436,12 @@ impl Client {
                 self.refused(&key, seq, *code, message);
                 return Some(Event::Message(msg));
             }
+            ServerMessage::Error { code: ErrorCode::NotJoined, room: Some(room), .. } if self.rooms.contains_key(room) => {
+                // The server no longer has this connection in a room it
+                // joined: join it again before the next request.
+                self.lost_rooms.insert(room.clone());
+                return Some(Event::Message(msg));
+            }
             ServerMessage::Error { code: ErrorCode::RateLimited, .. } => {
                 // The server drops what is over its rate without a reply: the
                 // op in flight may be among it. Resend what is left unanswered.
@@ -499,6 +509,11 @@ impl Client {
                 self.resubmit_at.get_or_insert(retry);
             }
             ErrorCode::NotOpen | ErrorCode::VersionTrimmed => self.reopen(key, true, None),
+            // The connection lost the room: the op goes again once the room
+            // is joined again and the document reopened.
+            ErrorCode::NotJoined => {
+                self.lost_rooms.insert(key.0.clone());
+            }
             _ => {
                 // The op can never be committed as it is (too large, invalid,
                 // not allowed): resending it would be refused again. Drop what
@@ -783,18 +798,31 @@ impl Client {
         }
         // What the old connection still had queued belongs to it.
         self.backlog.retain(|e| !matches!(e, Event::Closed { .. }));
-        let rooms: Vec<(String, Option<Value>)> = self.rooms.iter().map(|(r, s)| (r.clone(), s.clone())).collect();
-        for (room, state) in rooms {
+        self.lost_rooms = self.rooms.keys().cloned().collect();
+        if let Err(e) = self.rejoin_lost_rooms().await {
+            // Half back is not back: the next request reconnects again.
+            self.disconnect();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Joins again the rooms the connection lost (all of them after a
+    /// reconnection) and reopens their documents from where they are.
+    async fn rejoin_lost_rooms(&mut self) -> Result<(), ClientError> {
+        while let Some(room) = self.lost_rooms.first().cloned() {
+            let state = self.rooms.get(&room).cloned().flatten();
             let joined = self.join(&room, state).await?;
             // The room as it is now reaches the caller like a resync: an
             // unsolicited `joined` that replaces what it had.
             let Joined { room, members, count, cursors, values } = joined;
             let connection = self.session.connection.clone();
-            self.backlog.push_back(Event::Message(ServerMessage::Joined { id: None, room, connection, members, count, cursors, values }));
-        }
-        let keys: Vec<DocKey> = self.docs.keys().cloned().collect();
-        for key in keys {
-            self.open_and_wait(&key, true).await?;
+            self.backlog.push_back(Event::Message(ServerMessage::Joined { id: None, room: room.clone(), connection, members, count, cursors, values }));
+            let keys: Vec<DocKey> = self.docs.keys().filter(|(r, _)| *r == room).cloned().collect();
+            for key in keys {
+                self.open_and_wait(&key, true).await?;
+            }
+            self.lost_rooms.remove(&room);
         }
         Ok(())
     }
@@ -802,6 +830,7 @@ impl Client {
     /// Reconnects if the connection is down and the options allow it.
     async fn ensure_connected(&mut self) -> Result<(), ClientError> {
         match (self.connected, self.options.reconnect) {
+            (true, _) if !self.lost_rooms.is_empty() => self.rejoin_lost_rooms().await,
             (true, _) => Ok(()),
             (false, true) => self.reconnect().await,
             (false, false) => Err(ClientError::Closed { code: None, reason: "disconnected".into() }),
