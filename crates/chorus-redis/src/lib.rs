@@ -160,12 +160,12 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            presence_join: redis::Script::new(include_str!("lua/presence_join.lua")),
+            presence_join: redis::Script::new(concat!(include_str!("lua/live_members.lua"), include_str!("lua/presence_join.lua"))),
             presence_refresh: redis::Script::new(include_str!("lua/presence_refresh.lua")),
             presence_state: redis::Script::new(include_str!("lua/presence_state.lua")),
             presence_leave: redis::Script::new(include_str!("lua/presence_leave.lua")),
             presence_expire: redis::Script::new(include_str!("lua/presence_expire.lua")),
-            presence_members: redis::Script::new(include_str!("lua/presence_members.lua")),
+            presence_members: redis::Script::new(concat!(include_str!("lua/live_members.lua"), include_str!("lua/presence_members.lua"))),
             doc_load: redis::Script::new(include_str!("lua/doc_load.lua")),
             doc_append: redis::Script::new(include_str!("lua/doc_append.lua")),
             doc_since: redis::Script::new(include_str!("lua/doc_since.lua")),

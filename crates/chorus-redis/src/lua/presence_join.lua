@@ -6,20 +6,13 @@
 --       limit, epoch for a new presence record, channel, publish command,
 --       member JSON with its state (for the event)
 -- Returns {'full'} or {'entered', epoch, seq, member, state, member, state, ...}
--- with the live members after the join.
+-- with the live members after the join (append_live_members comes from
+-- live_members.lua, loaded before this).
 -- (The caller then lowers the room's score in the rooms index: that key
 -- lives outside the room's slot on a Cluster.)
 local function entered()
   local p = redis.call('HMGET', KEYS[4], 'epoch', 'seq')
-  local out = {'entered', p[1], p[2]}
-  for _, conn in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[5], '+inf')) do
-    local member = redis.call('HGET', KEYS[1], conn)
-    if member then
-      table.insert(out, member)
-      table.insert(out, redis.call('HGET', KEYS[2], conn) or 'null')
-    end
-  end
-  return out
+  return append_live_members({'entered', p[1], p[2]}, ARGV[5])
 end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])

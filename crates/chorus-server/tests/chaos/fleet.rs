@@ -95,7 +95,8 @@ pub struct Fleet {
     pub nodes: Vec<Node>,
     /// Nodes Redis refuses at the moment.
     refused: Vec<usize>,
-    paused: bool,
+    /// The port of the Redis server paused, if one is.
+    paused: Option<u16>,
     backup: Option<PathBuf>,
 }
 
@@ -114,7 +115,7 @@ impl Fleet {
             node.launch(&redis).await;
             nodes.push(node);
         }
-        Self { redis, nodes, refused: Vec::new(), paused: false, backup: None }
+        Self { redis, nodes, refused: Vec::new(), paused: None, backup: None }
     }
 
     pub async fn restart_node(&mut self, i: usize) {
@@ -158,14 +159,16 @@ impl Fleet {
     }
 
     pub fn pause_redis(&mut self) {
-        self.redis.server_for(&room_key()).pause();
-        self.paused = true;
+        let server = self.redis.server_for(&room_key());
+        server.pause();
+        self.paused = Some(server.port);
     }
 
+    /// Resumes the server paused, found by its port: asking the Cluster
+    /// which master serves the room would ask the paused one.
     pub fn resume_redis(&mut self) {
-        if self.paused {
-            self.redis.server_for(&room_key()).resume();
-            self.paused = false;
+        if let Some(port) = self.paused.take() {
+            self.redis.servers().into_iter().find(|s| s.port == port).expect("the paused server").resume();
         }
     }
 

@@ -44,7 +44,11 @@ async fn campaign(cluster: bool, seed: u64, faults_for: Duration) {
     println!("chaos: seed {seed} on {}: {schedule}", if cluster { "a 3-master Cluster" } else { "a standalone Redis" });
     let redis =
         if cluster { Redis::cluster_with_users(Persistence::AofAlways, &NODE_USERS) } else { Redis::standalone_with_users(Persistence::AofAlways, &NODE_USERS) };
-    let outcome = run(redis, &schedule, seed).await;
+    // A schedule runs for about a minute; one still going after five hangs.
+    let outcome = match tokio::time::timeout(Duration::from_secs(300), run(redis, &schedule, seed)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err("the campaign hung: still running after five minutes".to_string()),
+    };
     if let Err(failure) = outcome {
         panic!("chaos: seed {seed} failed (replay with CHORUS_CHAOS_SEED={seed}): {failure}\nschedule: {schedule}");
     }
