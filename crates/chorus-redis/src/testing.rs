@@ -152,13 +152,28 @@ impl RedisServer {
 
     /// Runs a command through `redis-cli`; its output, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
-        self.try_cli(args).unwrap_or_else(|| panic!("redis-cli -p {} {args:?} failed", self.port))
+        self.run_cli(args).unwrap_or_else(|failure| panic!("redis-cli -p {} {args:?} failed: {failure}", self.port))
     }
 
     fn try_cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new(cli_binary()).args(["-h", "127.0.0.1", "-p", &self.port.to_string()]).args(args).stdin(Stdio::null()).output().ok()?;
+        self.run_cli(args).ok()
+    }
+
+    /// The output of a command, or what went wrong (an error reply, or
+    /// redis-cli's own complaint).
+    fn run_cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(cli_binary())
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("redis-cli did not run: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        (out.status.success() && !text.starts_with("Could not connect") && !text.starts_with("ERR")).then_some(text)
+        if out.status.success() && !text.starts_with("Could not connect") && !text.starts_with("ERR") {
+            Ok(text)
+        } else {
+            Err(format!("{text} {}", String::from_utf8_lossy(&out.stderr).trim()))
+        }
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
@@ -370,6 +385,7 @@ impl RedisCluster {
     /// master), as a resharding does: the old owner then ends its sharded
     /// subscriptions of channels in that slot.
     pub fn migrate_slot(&mut self, key: &str, to: u16) {
+        self.wait_until_serving();
         let slot = self.nodes[0].cli(&["CLUSTER", "KEYSLOT", key]);
         let from = self.node_for(key).port;
         assert_ne!(from, to, "the slot is on {to} already");
@@ -388,8 +404,16 @@ impl RedisCluster {
             args.push(&to_port);
             args.extend(["", "0", "5000", "KEYS"]);
             args.extend(keys);
-            let out = node(from).cli(&args);
-            assert!(out == "OK" || out == "NOKEY", "MIGRATE: {out}");
+            // A master just back from a pause may still be marked failed
+            // by the others for a moment: MIGRATE is tried until it works.
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                match node(from).run_cli(&args) {
+                    Ok(out) if out == "OK" || out == "NOKEY" => break,
+                    outcome => assert!(Instant::now() < deadline, "MIGRATE of slot {slot} to {to} kept failing: {outcome:?}"),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         for n in &self.nodes {
             assert_eq!(n.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]), "OK");

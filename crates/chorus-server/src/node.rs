@@ -88,8 +88,10 @@ mod tests {
     #[test]
     fn connection_ids_of_two_nodes_never_share_a_prefix() {
         let make = || Node::new(Config::for_address("127.0.0.1:0".parse().unwrap()), Arc::new(chorus_store::MemoryStore::new()), crate::metrics_handle()).unwrap();
-        let prefixes: std::collections::HashSet<String> = (0..1_000).map(|_| make().id_prefix.clone()).collect();
-        assert_eq!(prefixes.len(), 1_000);
+        // Among 20,000 nodes a 24-bit prefix repeats almost surely (the
+        // birthday bound); a 64-bit one about once in 10^11 runs.
+        let prefixes: std::collections::HashSet<String> = (0..20_000).map(|_| make().id_prefix.clone()).collect();
+        assert_eq!(prefixes.len(), 20_000);
         let node = make();
         let id = node.connection_id();
         let (prefix, _) = id.split_once('-').unwrap();

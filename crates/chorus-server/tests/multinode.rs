@@ -461,3 +461,39 @@ async fn one_users_tabs_on_two_nodes_share_one_history(redis: Redis) {
     }
     assert_converged(&mut [tab1, tab2, bob], "h", "one two bob ", 7).await;
 }
+
+on_both!(a_full_room_admits_no_more_than_its_limit_across_nodes, Persistence::None, a_full_room_across_nodes_on_redis, a_full_room_across_nodes_on_a_cluster);
+
+/// The members-per-room limit is checked inside the store's join, so
+/// nodes racing to admit members never put more in the room than it holds.
+async fn a_full_room_admits_no_more_than_its_limit_across_nodes(redis: Redis) {
+    const LIMIT: usize = 2;
+    let limit = |c: &mut chorus_server::Config| c.members_per_room = LIMIT;
+    let nodes = [node(&redis, limit).await, node(&redis, limit).await, node(&redis, limit).await];
+    for round in 0..5 {
+        let room = format!("full/{round}");
+        let mut clients = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for k in 0..3 {
+                clients.push(n.client(&format!("user{i}-{k}")).await);
+            }
+        }
+        let joins = clients.into_iter().map(|mut c| {
+            let room = room.clone();
+            tokio::spawn(async move {
+                let admitted = c.join(&room, None).await.is_ok();
+                (admitted, c)
+            })
+        });
+        let mut kept = Vec::new();
+        for join in joins.collect::<Vec<_>>() {
+            kept.push(join.await.unwrap());
+        }
+        let admitted = kept.iter().filter(|(ok, _)| *ok).count();
+        let (_, body) = nodes[0].get(&format!("/v1/rooms/{}/members", room.replace('/', "%2F")), None).await;
+        let listed = serde_json::from_str::<Value>(&body).unwrap()["count"].as_u64().unwrap() as usize;
+        assert!(admitted <= LIMIT && listed <= LIMIT, "round {round}: {admitted} joins admitted, {listed} listed, in a room of {LIMIT}");
+        assert_eq!(admitted, LIMIT, "round {round}: the room fills up to its limit");
+        assert_eq!(listed, admitted, "round {round}: {body}");
+    }
+}
