@@ -692,13 +692,18 @@ impl Client {
     }
 
     pub async fn leave(&mut self, room: &str) -> Result<(), ClientError> {
-        let id = self.take_id();
-        self.send(&ClientMessage::Leave { id: Some(id), room: room.into() })?;
-        self.reply(id, |m| matches!(m, ServerMessage::Left { id: Some(i), .. } if *i == id).then_some(())).await?;
+        self.send_leave(room).await?;
         self.rooms.remove(room);
         self.docs.retain(|(r, _), _| r != room);
         self.values.retain(|(r, _), _| r != room);
         Ok(())
+    }
+
+    /// Leaves a room on the server, keeping what this client knows of it.
+    async fn send_leave(&mut self, room: &str) -> Result<(), ClientError> {
+        let id = self.take_id();
+        self.send(&ClientMessage::Leave { id: Some(id), room: room.into() })?;
+        self.reply(id, |m| matches!(m, ServerMessage::Left { id: Some(i), .. } if *i == id).then_some(())).await
     }
 
     /// Replaces this connection's presence state in a room (no reply on success).
@@ -812,7 +817,16 @@ impl Client {
     async fn rejoin_lost_rooms(&mut self) -> Result<(), ClientError> {
         while let Some(room) = self.lost_rooms.first().cloned() {
             let state = self.rooms.get(&room).cloned().flatten();
-            let joined = self.join(&room, state).await?;
+            let joined = match self.join(&room, state.clone()).await {
+                Err(ClientError::Server { code: ErrorCode::AlreadyJoined, .. }) => {
+                    // An earlier rejoin went through after its caller gave up
+                    // waiting (its future was dropped by a timeout): leave and
+                    // join again for the room as it is now.
+                    self.send_leave(&room).await?;
+                    self.join(&room, state).await?
+                }
+                joined => joined?,
+            };
             // The room as it is now reaches the caller like a resync: an
             // unsolicited `joined` that replaces what it had.
             let Joined { room, members, count, cursors, values } = joined;

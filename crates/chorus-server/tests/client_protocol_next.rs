@@ -1,12 +1,10 @@
-//! Fields the server is gaining (docs/protocol.md, section 7), from the Rust
-//! client's side: `opened.client` (the submitter id the server records this
-//! connection's ops under), `digest` on `opened`, `ack` and `op` (a
-//! fingerprint of the history at that version, sent back in `since`), `at`
-//! on ops, and the `diverged` reset. The server in this repository does not
-//! send them yet, so a scripted server does: a real WebSocket server that
-//! answers the client with exactly the messages of the newer protocol.
-//! (Against today's server, the other test files show the client working
-//! without them.)
+//! The Rust client against a scripted server: a real WebSocket server that
+//! answers with exactly the messages given, to pin down how the client
+//! handles sequences a real server sends only now and then: `opened.client`
+//! (the submitter id the server records this connection's ops under),
+//! `digest` on `opened`, `ack` and `op` (sent back in `since`), `at` on
+//! ops, the `diverged` reset, and the answer to a join that went through
+//! after the client stopped waiting for it.
 
 use std::sync::{Arc, Mutex};
 
@@ -153,6 +151,85 @@ async fn the_client_uses_opened_client_digests_and_the_diverged_reset() {
     let doc = client.doc("r", "d").unwrap();
     assert_eq!((doc.text().to_string(), doc.version(), doc.digest()), ("restored".into(), 2, Some("00000000000000e2")));
     assert_eq!(doc.resets, 1, "the diverged history replaced the text");
+    client.send(&ClientMessage::Heartbeat { id: None }).unwrap();
+    server.await.unwrap();
+}
+
+/// The client's next message other than a heartbeat, whatever its type.
+async fn next_request(ws: &mut Socket) -> Value {
+    loop {
+        let v = next_any(ws).await;
+        if v["type"] != "heartbeat" {
+            return v;
+        }
+    }
+}
+
+async fn next_any(ws: &mut Socket) -> Value {
+    loop {
+        if let Message::Text(t) = ws.next().await.expect("the client is connected").unwrap() {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+/// A rejoin after a reconnection whose caller gave up waiting (a timeout
+/// dropped the call) may still go through on the server; the next call
+/// joins again, is told `already_joined`, and leaves and joins to get the
+/// room as it is, instead of failing every call from then on.
+#[tokio::test]
+async fn a_rejoin_that_went_through_after_its_caller_gave_up_is_recovered() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/v1/ws", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let opened = |open: &Value, version: u64| {
+            json!({"type": "opened", "id": open["id"], "room": "r", "doc": "d", "epoch": "e1", "version": version, "text": "abc",
+                "client": format!("u1:ann:{}", open["client"].as_str().unwrap()), "digest": "00000000000000d3"})
+        };
+        let mut ws = accept(&listener).await;
+        handshake(&mut ws, 1).await;
+        let open = next(&mut ws, "open_doc").await;
+        send(&mut ws, opened(&open, 3)).await;
+        next(&mut ws, "heartbeat").await;
+        drop(ws);
+        // The rejoin is not answered while the client waits...
+        let mut ws = accept(&listener).await;
+        next(&mut ws, "hello").await;
+        let limits: Value = serde_json::from_str(LIMITS).unwrap();
+        send(&mut ws, json!({"type": "welcome", "protocol": 1, "server": "chorus/scripted", "connection": "c2",
+            "user": {"id": "ann", "color": "#d22d9b"}, "heartbeat_ms": 60000, "presence_ttl_ms": 180000, "limits": limits})).await;
+        let first = next_request(&mut ws).await;
+        assert_eq!(first["type"], "join");
+        next(&mut ws, "heartbeat").await; // the client gave up
+        // ...but went through: its answer comes late.
+        send(&mut ws, json!({"type": "joined", "id": first["id"], "room": "r", "connection": "c2", "members": [], "count": 1, "cursors": []})).await;
+        let again = next_request(&mut ws).await;
+        assert_eq!(again["type"], "join", "the next call joins again: {again}");
+        send(&mut ws, json!({"type": "error", "id": again["id"], "code": "already_joined", "message": "already in room r", "room": "r"})).await;
+        let leave = next_request(&mut ws).await;
+        assert_eq!(leave["type"], "leave", "told it is in already, the client leaves: {leave}");
+        send(&mut ws, json!({"type": "left", "id": leave["id"], "room": "r", "reason": "left"})).await;
+        let join = next_request(&mut ws).await;
+        assert_eq!(join["type"], "join", "and joins again: {join}");
+        send(&mut ws, json!({"type": "joined", "id": join["id"], "room": "r", "connection": "c2", "members": [], "count": 1, "cursors": []})).await;
+        let open = next_request(&mut ws).await;
+        assert_eq!(open["type"], "open_doc");
+        assert_eq!(open["since"]["version"], 3, "the document is reopened from where it was: {open}");
+        send(&mut ws, opened(&open, 3)).await;
+        next(&mut ws, "heartbeat").await;
+    });
+
+    let options = ConnectOptions { reconnect: true, heartbeats: false, ..ConnectOptions::dev("ann") };
+    let mut client = Client::connect(&url, options).await.unwrap();
+    client.join("r", None).await.unwrap();
+    client.open_doc("r", "d").await.unwrap();
+    client.send(&ClientMessage::Heartbeat { id: None }).unwrap();
+    let _ = client.closed().await;
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(500), client.sync("r", "d")).await;
+    assert!(gave_up.is_err(), "the rejoin was not answered in time: {gave_up:?}");
+    client.send(&ClientMessage::Heartbeat { id: None }).unwrap();
+    client.sync("r", "d").await.expect("the room is joined again and the document reopened");
+    assert_eq!(client.doc("r", "d").unwrap().text().to_string(), "abc");
     client.send(&ClientMessage::Heartbeat { id: None }).unwrap();
     server.await.unwrap();
 }
