@@ -113,14 +113,23 @@ async fn check(fleet: &Fleet, results: &mut Results, happened: &Happened) -> Vec
     // the text back.
     let u = &mut results.undoer;
     failures.extend(u.errors.iter().map(|e| format!("undoer: {e}")));
-    if u.client.catch_up(ROOM, DOC, version).await.is_ok() {
+    // Its own edits still pending go first: one committed between the undo
+    // and the redo would be a new step, and leave nothing to redo.
+    if u.client.sync(ROOM, DOC).await.is_ok() && u.client.catch_up(ROOM, DOC, version).await.is_ok() {
         let before = u.client.doc(ROOM, DOC).unwrap().text().to_string();
         match (u.client.undo(ROOM, DOC).await, u.client.redo(ROOM, DOC).await) {
-            (Ok(_), Ok(_)) => {
-                let _ = u.client.sync(ROOM, DOC).await;
+            (Ok(undone), Ok(redone)) => {
+                // The answers can come before the ops they committed.
+                let _ = u.client.catch_up(ROOM, DOC, redone.or(undone).unwrap_or(version)).await;
                 let after = u.client.doc(ROOM, DOC).unwrap().text().to_string();
                 if after != before {
-                    failures.push("an undo and a redo after healing did not give the text back".into());
+                    let (b, a): (Vec<char>, Vec<char>) = (before.chars().collect(), after.chars().collect());
+                    let from = b.iter().zip(&a).take_while(|(x, y)| x == y).count();
+                    let around = |t: &[char]| t[from.saturating_sub(10)..(from + 20).min(t.len())].iter().collect::<String>();
+                    failures.push(format!(
+                        "an undo (at version {undone:?}) and a redo (at {redone:?}) after healing did not give the text back: {} code points before, {} after, first differing at {from}: {:?} became {:?}",
+                        b.len(), a.len(), around(&b), around(&a)
+                    ));
                 }
             }
             (a, b) => failures.push(format!("undo after healing: {a:?}, redo: {b:?}")),

@@ -17,8 +17,9 @@
 //! - once everyone is gone, no room, subscription or channel is left, and
 //!   the nodes' memory is back near where it was.
 //!
-//! A failure prints its seed and schedule; `CHORUS_CHAOS_SEED=N` replays
-//! it. The short campaign runs in the test suite; `scripts/chaos --minutes
+//! A failure prints its seed and schedule, and the command that replays
+//! it (`CHORUS_CHAOS_SEED=N`, with `CHORUS_CHAOS_SECONDS` when the faults
+//! went on for other than the short campaign's 25 s). The short campaign runs in the test suite; `scripts/chaos --minutes
 //! N` runs new schedules for N minutes.
 
 mod checks;
@@ -50,7 +51,11 @@ async fn campaign(cluster: bool, seed: u64, faults_for: Duration) {
         Err(_) => Err("the campaign hung: still running after five minutes".to_string()),
     };
     if let Err(failure) = outcome {
-        panic!("chaos: seed {seed} failed (replay with CHORUS_CHAOS_SEED={seed}): {failure}\nschedule: {schedule}");
+        let test = if cluster { "a_short_campaign_on_a_cluster" } else { "a_short_campaign_on_redis" };
+        let secs = faults_for.as_secs();
+        panic!(
+            "chaos: seed {seed} failed (replay with CHORUS_CHAOS_SEED={seed} CHORUS_CHAOS_SECONDS={secs} cargo test --release -p chorus-server --test chaos {test} -- --nocapture): {failure}\nschedule: {schedule}"
+        );
     }
     println!("chaos: seed {seed} held");
 }
@@ -74,14 +79,20 @@ fn seed_from_env() -> Option<u64> {
     std::env::var("CHORUS_CHAOS_SEED").ok().map(|s| s.parse().expect("CHORUS_CHAOS_SEED is a number"))
 }
 
+/// How long the faults go on: `CHORUS_CHAOS_SECONDS`, or `default` (a
+/// seed draws its schedule over this span, so a replay needs both).
+fn faults_for(default: u64) -> Duration {
+    Duration::from_secs(std::env::var("CHORUS_CHAOS_SECONDS").ok().map_or(default, |s| s.parse().expect("CHORUS_CHAOS_SECONDS is a number")))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_campaign_on_redis() {
-    campaign(false, seed_from_env().unwrap_or_else(rand::random), Duration::from_secs(25)).await
+    campaign(false, seed_from_env().unwrap_or_else(rand::random), faults_for(25)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_campaign_on_a_cluster() {
-    campaign(true, seed_from_env().unwrap_or_else(rand::random), Duration::from_secs(25)).await
+    campaign(true, seed_from_env().unwrap_or_else(rand::random), faults_for(25)).await
 }
 
 /// `scripts/chaos --minutes N`: new schedules, alternating standalone and
@@ -93,7 +104,7 @@ async fn a_long_campaign() {
     let end = std::time::Instant::now() + Duration::from_secs(minutes * 60);
     let mut runs = 0;
     while std::time::Instant::now() < end {
-        campaign(runs % 2 == 1, rand::random(), Duration::from_secs(40)).await;
+        campaign(runs % 2 == 1, rand::random(), faults_for(40)).await;
         runs += 1;
     }
     println!("chaos: {runs} schedules held");

@@ -23,6 +23,10 @@ const FILLER: &str = "~";
 /// acknowledgement was known (`None`: never known to be acknowledged).
 pub struct Token {
     pub text: String,
+    /// The document's reset count when the token was typed.
+    pub typed_at_resets: u32,
+    /// The reset count the token was acknowledged under (the count when
+    /// typed, if a reset in between dropped it, and said so).
     pub acked_at_resets: Option<u32>,
 }
 
@@ -157,13 +161,14 @@ async fn write(mut c: Client, name: String, seed: u64, stop: Arc<AtomicBool>) ->
     while !stop.load(Ordering::SeqCst) {
         let Some(d) = c.doc(ROOM, DOC) else { break };
         let text = d.text().to_string();
+        let resets = d.resets;
         let at = outside_tokens(&text, &mut rng);
         let roll = rng.random_range(0..10);
         if roll < 6 {
             let token = format!("<{name}-{n}>");
             n += 1;
             if c.insert(ROOM, DOC, at, &token).is_ok() {
-                tokens.push(Token { text: token, acked_at_resets: None });
+                tokens.push(Token { text: token, typed_at_resets: resets, acked_at_resets: None });
             }
         } else if roll < 8 {
             let _ = c.insert(ROOM, DOC, at, FILLER);
@@ -195,13 +200,17 @@ async fn write(mut c: Client, name: String, seed: u64, stop: Arc<AtomicBool>) ->
 }
 
 /// Waits for every edit to be acknowledged; on success marks the tokens
-/// acknowledged with the document's reset count.
+/// acknowledged with the document's reset count. A token typed before a
+/// reset that is not in the synced text was dropped by that reset (its
+/// client was told): it counts as acknowledged before it.
 async fn sync(c: &mut Client, tokens: &mut [Token], within: Duration) -> bool {
     let synced = tokio::time::timeout(within, c.sync(ROOM, DOC)).await.is_ok_and(|r| r.is_ok());
     if synced {
-        let resets = c.doc(ROOM, DOC).map_or(0, |d| d.resets);
+        let d = c.doc(ROOM, DOC).expect("open");
+        let (resets, text) = (d.resets, d.text().to_string());
         for t in tokens.iter_mut().filter(|t| t.acked_at_resets.is_none()) {
-            t.acked_at_resets = Some(resets);
+            let dropped = t.typed_at_resets < resets && !text.contains(&t.text);
+            t.acked_at_resets = Some(if dropped { t.typed_at_resets } else { resets });
         }
     }
     synced
