@@ -35,7 +35,7 @@ impl Node {
         format!("ws://127.0.0.1:{}/v1/ws", self.port)
     }
 
-    async fn launch(&mut self, redis: &Redis) {
+    fn launch(&mut self, redis: &Redis) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open the node's log");
         let child = Command::new(env!("CARGO_BIN_EXE_chorus"))
             .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{}", self.port)])
@@ -43,15 +43,27 @@ impl Node {
             .args(["--presence-ttl-ms", &TTL_MS.to_string(), "--reconcile-interval-ms", "500", "--messages-per-second", "1000"])
             .env("CHORUS_LOG", "warn,chorus_server::room=info,chorus_server::session=info,chorus_server::outbox=info")
             .env("CHORUS_LOG_FORMAT", "text")
+            .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start chorus");
         self.child = Some(child);
+    }
+
+    /// Starts the node and waits until it listens. A node that cannot
+    /// reach its store at start exits; it is started again, as a process
+    /// supervisor would, until it comes up.
+    async fn start(&mut self, redis: &Redis) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        self.launch(redis);
         while tokio::net::TcpStream::connect(self.addr()).await.is_err() {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("node on {} exited at start ({status}): {}", self.port, self.log_tail());
+                assert!(std::time::Instant::now() < deadline, "node on {} kept exiting at start ({status}): {}", self.port, self.log_tail());
+                println!("chaos: node on {} exited at start ({status}); starting it again", self.port);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                self.launch(redis);
+                continue;
             }
             assert!(std::time::Instant::now() < deadline, "node on {} did not start listening", self.port);
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -112,7 +124,7 @@ impl Fleet {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let log = std::env::temp_dir().join(format!("chorus-chaos-{}-{port}-node{i}.log", std::process::id()));
             let mut node = Node { port, user, child: None, log };
-            node.launch(&redis).await;
+            node.start(&redis).await;
             nodes.push(node);
         }
         Self { redis, nodes, refused: Vec::new(), paused: None, backup: None }
@@ -120,7 +132,7 @@ impl Fleet {
 
     pub async fn restart_node(&mut self, i: usize) {
         self.nodes[i].kill();
-        self.nodes[i].launch(&self.redis).await;
+        self.nodes[i].start(&self.redis).await;
     }
 
     pub fn kill_node(&mut self, i: usize) {
