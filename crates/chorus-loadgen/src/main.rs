@@ -553,6 +553,10 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
     for i in 0..clients {
         joined.push(EditClient::open(server.url(i), i, &doc, undo).await?);
     }
+    // Client 1 times client 0's ops, under the id the server gave them.
+    if let [first, second, ..] = joined.as_mut_slice() {
+        second.watch = Some(first.client.clone());
+    }
     // Submit times of client 0's ops, by seq, to time when client 1 sees them.
     let submitted: Arc<Mutex<std::collections::HashMap<u64, u64>>> = Arc::default();
     let seen = Arc::new(Mutex::new(new_histogram()));
@@ -622,6 +626,10 @@ struct EditClient {
     doc: String,
     text: TextDoc,
     ot: OtClient,
+    /// The submitter id the server gave this client's ops (`opened.client`).
+    client: String,
+    /// The submitter whose ops this client times when it sees them.
+    watch: Option<String>,
 }
 
 impl EditClient {
@@ -639,8 +647,10 @@ impl EditClient {
         while let Some(frame) = ws.next().await {
             if let Message::Text(t) = frame? {
                 match serde_json::from_str::<ServerMessage>(&t) {
-                    Ok(ServerMessage::Opened { version, text: Some(text), .. }) => {
-                        return Ok(EditClient { index, ws, doc: doc.to_owned(), text: TextDoc::from(text.as_str()), ot: OtClient::new(version, 1) });
+                    Ok(ServerMessage::Opened { version, text: Some(text), client, .. }) => {
+                        let client = client.unwrap_or_else(|| format!("w1-{index}"));
+                        let (text, ot) = (TextDoc::from(text.as_str()), OtClient::new(version, 1));
+                        return Ok(EditClient { index, ws, doc: doc.to_owned(), text, ot, client, watch: None });
                     }
                     Ok(ServerMessage::Error { message, .. }) => bail!("open refused: {message}"),
                     _ => {}
@@ -681,7 +691,7 @@ impl EditClient {
                 ServerMessage::Op { entry, .. } => {
                     let apply = self.ot.remote(entry.version, &entry.op)?;
                     self.text.apply(&apply)?;
-                    if self.index == 1 && entry.client == "w1-0" {
+                    if self.watch.as_ref() == Some(&entry.client) {
                         if let Some(at) = submitted.lock().expect("not poisoned").remove(&entry.seq) {
                             seen.lock().expect("not poisoned").saturating_record(micros().saturating_sub(at).max(1));
                         }
