@@ -4,9 +4,10 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chorus_server::config::LogFormat;
+use chorus_server::config::{LogFormat, SqliteSync};
 use chorus_server::{Config, Server};
 use chorus_redis::RedisStore;
+use chorus_sqlite::{SqliteStore, SyncMode};
 use chorus_store::{Backend, MemoryStore};
 use clap::{Parser, Subcommand};
 use tracing::{info, warn};
@@ -21,7 +22,8 @@ use tracing_subscriber::EnvFilter;
     after_help = "Every setting belongs to `chorus serve`: `chorus serve --help` lists them all \
                   (each is also a CHORUS_* environment variable).\n\n\
                   Examples:\n  \
-                  chorus serve --dev                        try it: open mode, in-memory store, the demo at http://127.0.0.1:8787/\n  \
+                  chorus serve --dev                        try it: open mode, the demo at http://127.0.0.1:8787/, data kept in ./chorus-data\n  \
+                  chorus serve --dev --memory               the same, keeping nothing across restarts\n  \
                   chorus serve --jwt-secret \"$SECRET\"       production: signed tokens required\n  \
                   chorus serve --redis redis://HOST:6379 ...  one of many nodes sharing a Redis"
 )]
@@ -64,7 +66,8 @@ async fn main() -> anyhow::Result<()> {
 
     let backend: Arc<dyn Backend> = match &config.redis_url {
         Some(url) => Arc::new(RedisStore::connect(url).await.context("could not start: --redis (CHORUS_REDIS_URL) was given")?),
-        None => Arc::new(MemoryStore::new()),
+        None if config.memory => Arc::new(MemoryStore::new()),
+        None => Arc::new(open_embedded(&config.data_dir, config.sqlite_sync)?),
     };
     let store = backend.describe();
     let open = config.open_mode();
@@ -88,6 +91,25 @@ async fn main() -> anyhow::Result<()> {
     server.shutdown().await?;
     info!("stopped");
     Ok(())
+}
+
+/// Opens (creating on first start) the embedded store in `dir`.
+fn open_embedded(dir: &std::path::Path, sync: SqliteSync) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(dir).with_context(|| format!("could not start: cannot create the data folder {} (--data, CHORUS_DATA)", dir.display()))?;
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let path = dir.join("chorus.db");
+    let created = !path.exists();
+    let sync = match sync {
+        SqliteSync::Full => SyncMode::Full,
+        SqliteSync::Normal => SyncMode::Normal,
+    };
+    let store = SqliteStore::open(&path, sync).context("could not start: the embedded store cannot be opened (--data DIR for another folder, --memory to keep nothing)")?;
+    if created {
+        info!(path = %path.display(), "created a new database");
+    } else {
+        info!(path = %path.display(), "opened the database");
+    }
+    Ok(store)
 }
 
 fn init_logs(format: LogFormat) {
