@@ -105,3 +105,29 @@ async fn memory_mode_keeps_nothing_and_writes_no_data_folder() {
     assert!(!dir.path().join("chorus-data").exists(), "--memory writes nothing");
     assert!(server.log_text().contains("in-memory"), "{}", server.log_text());
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_into_another_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, restored, backup) = (dir.path().join("data"), dir.path().join("restored"), dir.path().join("backup.db"));
+    let server = Chorus::start(&data, &[]).await;
+    let mut ann = editor(&server.url(), "ann").await;
+    ann.insert(ROOM, "d", 0, "in the backup").unwrap();
+    ann.sync(ROOM, "d").await.unwrap();
+    let (ok, out) = process::run(&["backup".as_ref(), backup.as_os_str(), "--data".as_ref(), data.as_os_str()]);
+    assert!(ok, "chorus backup, while the server runs: {out}");
+    let (ok, out) = process::run(&["backup".as_ref(), backup.as_os_str(), "--data".as_ref(), data.as_os_str()]);
+    assert!(!ok && out.contains("never overwrites"), "{out}");
+    ann.insert(ROOM, "d", 0, "after it; ").unwrap();
+    ann.sync(ROOM, "d").await.unwrap();
+    let (ok, out) = process::run(&["restore".as_ref(), backup.as_os_str(), "--data".as_ref(), data.as_os_str()]);
+    assert!(!ok && out.contains("another Chorus server"), "no restore under a running server: {out}");
+    drop(server);
+    let (ok, out) = process::run(&["restore".as_ref(), backup.as_os_str(), "--data".as_ref(), restored.as_os_str()]);
+    assert!(ok, "chorus restore: {out}");
+    let server = Chorus::start(&restored, &[]).await;
+    let mut bob = editor(&server.url(), "bob").await;
+    assert_eq!(bob.doc(ROOM, "d").unwrap().text().to_string(), "in the backup");
+    bob.insert(ROOM, "d", 0, "and on; ").unwrap();
+    bob.sync(ROOM, "d").await.unwrap();
+}

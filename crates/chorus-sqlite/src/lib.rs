@@ -18,6 +18,7 @@
 //! that is not a Chorus database, or of a layout this build does not know,
 //! is refused at start and never written to.
 
+mod backup;
 mod docs;
 mod schema;
 mod values;
@@ -38,6 +39,7 @@ use fs2::FileExt;
 use rusqlite::Connection;
 use serde_json::Value;
 
+pub use backup::{backup, restore};
 pub use writer::WriterStats;
 
 /// How hard a commit waits for the disk before it is acknowledged.

@@ -151,3 +151,37 @@ async fn concurrent_commits_share_transactions() {
         assert_eq!(b.load("r", &format!("d{w}")).await.unwrap().head(), 10);
     }
 }
+
+/// A backup taken while the store is open and writing is a consistent
+/// database of its own; restored in place of another, it is what opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writing_restores_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chorus.db");
+    let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    let (mut head, mut digest) = (0, Digest::EMPTY);
+    for i in 1..=20u64 {
+        let (outcome, next) = commit(&b, &d.epoch, head, digest, "a", i, "x").await;
+        assert!(matches!(outcome, Appended::Committed { .. }));
+        (head, digest) = (i, next);
+    }
+    let copy = dir.path().join("backup.db");
+    crate::backup(&path, &copy).expect("an online backup");
+    let err = crate::backup(&path, &copy).expect_err("never overwrites");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    // More commits after the backup: not in it.
+    let (outcome, _) = commit(&b, &d.epoch, head, digest, "a", 21, "y").await;
+    assert!(matches!(outcome, Appended::Committed { version: 21, .. }));
+    let err = crate::restore(&copy, &path).expect_err("refused while the store is open");
+    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+    drop(b);
+    crate::restore(&copy, &path).expect("restores");
+    let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
+    let restored = b.load("r", "d").await.unwrap();
+    assert_eq!((restored.epoch.as_str(), restored.head(), restored.head_digest()), (d.epoch.as_str(), 20, digest));
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, b"not a database at all").unwrap();
+    drop(b);
+    assert!(matches!(crate::restore(&garbage, &path), Err(OpenError::NotChorus { .. })), "a foreign file is never restored");
+}

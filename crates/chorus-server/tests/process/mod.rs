@@ -108,3 +108,15 @@ pub async fn run_to_exit(data: &Path, args: &[&str]) -> (bool, String) {
     };
     (status.success(), std::fs::read_to_string(&log).unwrap_or_default())
 }
+
+/// Runs `chorus <args>` to its end: (whether it succeeded, stdout and stderr).
+pub fn run(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CHORUS_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.args(args).output().expect("run chorus");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
