@@ -36,7 +36,7 @@ export function freePort() {
 export async function startChorus({ port = null } = {}) {
   const bin = process.env.CHORUS_BIN || path.join(repo, 'target/debug/chorus');
   port = port ?? (await freePort());
-  const child = spawn(bin, ['serve', '--dev', '--listen', `127.0.0.1:${port}`], {
+  const child = spawn(bin, ['serve', '--dev', '--memory', '--listen', `127.0.0.1:${port}`], {
     env: { ...process.env, CHORUS_LOG: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });

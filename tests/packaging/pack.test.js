@@ -82,7 +82,7 @@ test('every package packs, installs into a fresh project and imports in Node', {
 /** `chorus serve --dev` on a free port ($CHORUS_BIN, or the debug build). */
 async function startServer() {
   const bin = process.env.CHORUS_BIN || path.join(repo, 'target/debug/chorus');
-  const child = spawn(bin, ['serve', '--dev', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CHORUS_LOG: 'warn' } });
+  const child = spawn(bin, ['serve', '--dev', '--memory', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CHORUS_LOG: 'warn' } });
   const addr = await new Promise((resolve, reject) => {
     let out = '';
     child.once('exit', (code) => reject(new Error(`${bin} exited with ${code}`)));

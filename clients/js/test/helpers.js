@@ -60,7 +60,9 @@ export async function startServer({ port = 0, args = [] } = {}) {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CHORUS_')) env[k] = v;
   env.CHORUS_LOG = process.env.CHORUS_TEST_LOG || 'warn';
-  const child = spawn(CHORUS_BIN, ['serve', '--dev', '--listen', `127.0.0.1:${port}`, ...args], {
+  // In memory unless the test names a store: no test writes ./chorus-data.
+  const store = args.some((a) => a === '--redis' || a === '--data') ? [] : ['--memory'];
+  const child = spawn(CHORUS_BIN, ['serve', '--dev', '--listen', `127.0.0.1:${port}`, ...store, ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

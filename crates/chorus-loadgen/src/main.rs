@@ -56,6 +56,26 @@ enum Workload {
     /// Heartbeat round trips on one connection: the floor under every
     /// request/reply latency (socket, framing, the server's session task).
     Ping(TraceArgs),
+    /// Opening a large document with a long log, from the store: the
+    /// document is written, the server restarted on its data, and a new
+    /// client's open timed (on `memory`, which keeps nothing across a
+    /// restart, the open is timed without one).
+    OpenDoc(OpenArgs),
+}
+
+#[derive(Args)]
+struct OpenArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Size of the document, in bytes.
+    #[arg(long, default_value_t = 1_000_000)]
+    bytes: usize,
+    /// Ops it is written in.
+    #[arg(long, default_value_t = 10_000)]
+    ops: usize,
+    /// Opens timed (each after a restart).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
 }
 
 #[derive(Args)]
@@ -101,6 +121,30 @@ struct Target {
     /// standalone Redis.
     #[arg(long, requires = "nodes")]
     cluster: bool,
+    /// With --spawn and one node: the stores to run on, one run each
+    /// (`memory`; `sqlite`, the default store, with synchronous=FULL;
+    /// `sqlite-normal`), each in a fresh data folder. The edit storm runs
+    /// every one of them back to back for each setting; other workloads use
+    /// the first.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "memory")]
+    store: Vec<StoreKind>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum StoreKind {
+    Memory,
+    Sqlite,
+    SqliteNormal,
+}
+
+impl StoreKind {
+    fn label(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::Sqlite => "SQLite FULL",
+            StoreKind::SqliteNormal => "SQLite NORMAL",
+        }
+    }
 }
 
 #[derive(Args)]
@@ -147,23 +191,58 @@ struct Server {
     pids: Vec<u32>,
     children: Vec<Child>,
     redis: Option<chorus_redis::testing::Redis>,
+    /// The data folder of a node on the embedded SQLite store.
+    data: Option<TempDir>,
+}
+
+/// A temporary folder, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("chorus-loadgen-{}-{}", std::process::id(), micros()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Server {
     async fn start(target: &Target) -> anyhow::Result<Server> {
+        Self::start_on(target, target.store.first().copied().unwrap_or(StoreKind::Memory), None).await
+    }
+
+    /// Starts the target's nodes on `store`; with `data`, in that folder
+    /// (a restart on the same database).
+    async fn start_on(target: &Target, store: StoreKind, data: Option<TempDir>) -> anyhow::Result<Server> {
         if let Some(url) = &target.url {
-            return Ok(Server { urls: vec![url.clone()], pids: target.server_pid.into_iter().collect(), children: vec![], redis: None });
+            return Ok(Server { urls: vec![url.clone()], pids: target.server_pid.into_iter().collect(), children: vec![], redis: None, data: None });
         }
         let Some(bin) = &target.spawn else { bail!("give --spawn PATH_TO_CHORUS or --url URL") };
         use chorus_redis::testing::{Persistence, Redis};
         let redis = (target.nodes > 1).then(|| if target.cluster { Redis::cluster(Persistence::None) } else { Redis::standalone(Persistence::None) });
-        let mut server = Server { urls: vec![], pids: vec![], children: vec![], redis };
+        let data = match (store, &redis, data) {
+            (StoreKind::Memory, _, _) | (_, Some(_), _) => None,
+            (_, None, Some(data)) => Some(data),
+            (_, None, None) => Some(TempDir::new()?),
+        };
+        let mut server = Server { urls: vec![], pids: vec![], children: vec![], redis, data };
         for _ in 0..target.nodes.max(1) {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             let mut cmd = Command::new(bin);
             cmd.args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")]);
-            if let Some(redis) = &server.redis {
-                cmd.args(["--redis", &redis.url()]);
+            match (&server.redis, &server.data) {
+                (Some(redis), _) => drop(cmd.args(["--redis", &redis.url()])),
+                (None, Some(data)) => {
+                    let sync = if store == StoreKind::SqliteNormal { "normal" } else { "full" };
+                    cmd.arg("--data").arg(&data.0).args(["--sqlite-sync", sync]);
+                }
+                (None, None) => drop(cmd.arg("--memory")),
             }
             let child = cmd
                 .env("CHORUS_LOG", "warn")
@@ -184,6 +263,28 @@ impl Server {
             server.urls.push(format!("ws://127.0.0.1:{port}/v1/ws"));
         }
         Ok(server)
+    }
+
+    /// Stops the nodes (SIGKILL) and hands back the data folder.
+    fn stop(mut self) -> Option<TempDir> {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.data.take()
+    }
+
+    /// A counter from the first node's /metrics (0 when absent).
+    async fn counter(&self, name: &str) -> Option<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.urls.first()?.strip_prefix("ws://")?.split('/').next()?.to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&host).await.ok()?;
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.ok()?;
+        let value = body.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+        Some(value.unwrap_or(0.0))
     }
 
     /// The node the `i`th client connects to.
@@ -256,6 +357,7 @@ async fn main() -> anyhow::Result<()> {
         Workload::EditStorm(args) => edit_storm(args).await,
         Workload::Trace(args) => trace(args).await,
         Workload::Ping(args) => ping(args).await,
+        Workload::OpenDoc(args) => open_doc(args).await,
     }
 }
 
@@ -490,6 +592,56 @@ async fn doc_client(url: &str, user: &str, doc: &str) -> anyhow::Result<Client> 
     Ok(c)
 }
 
+async fn open_doc(args: OpenArgs) -> anyhow::Result<()> {
+    println!("Open a document of {} bytes written in {} ops, after a restart of the server on its data", args.bytes, args.ops);
+    println!("| store | ops in the log | open ms (each) | open ms (median) |");
+    println!("|---|---|---|---|");
+    for &store in &args.target.store {
+        let mut server = Server::start_on(&args.target, store, None).await?;
+        let doc = format!("open-{}", micros());
+        // Writers in parallel, each op waited for (one op each, not composed).
+        let writers = 8;
+        let chunk = "x".repeat(args.bytes / args.ops);
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let mut c = doc_client(server.url(0), &format!("writer-{w}"), &doc).await?;
+            let (doc, chunk, n) = (doc.clone(), chunk.clone(), args.ops / writers + usize::from(w < args.ops % writers));
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..n {
+                    c.insert(DOC_ROOM, &doc, 0, &chunk)?;
+                    c.sync(DOC_ROOM, &doc).await?;
+                }
+                c.close().await;
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let mut times = Vec::new();
+        let mut logged = 0;
+        for _ in 0..args.repeat {
+            if store != StoreKind::Memory {
+                let data = server.stop();
+                server = Server::start_on(&args.target, store, data).await?;
+            }
+            let options = ConnectOptions { timeout: Duration::from_secs(30), ..ConnectOptions::dev("opener") };
+            let mut c = Client::connect(server.url(0), options).await?;
+            c.join(DOC_ROOM, None).await?;
+            let t0 = Instant::now();
+            let d = c.open_doc(DOC_ROOM, &doc).await?;
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            logged = d.version();
+            anyhow::ensure!(d.text().len_chars() == chunk.len() * args.ops, "the document has {} chars", d.text().len_chars());
+            c.close().await;
+        }
+        let each: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
+        times.sort_by(f64::total_cmp);
+        println!("| {} | {logged} | {} | {:.1} |", store.label(), each.join(", "), times[times.len() / 2]);
+    }
+    Ok(())
+}
+
 async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
     let history = if args.undo { ", undo histories kept" } else { "" };
     println!("W1 edit storm: 1 document, one 1-character insert in flight per client{history}, {} s per run", args.seconds);
@@ -497,14 +649,16 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
         let redis = if args.target.cluster { "a Redis Cluster of 3 masters" } else { "one Redis" };
         println!("{} nodes sharing {redis}; clients spread over them", args.target.nodes);
     }
-    println!("| start size | clients | committed ops/s | ack p50 ms | ack p99 ms | seen p50 ms | seen p99 ms | converged | server CPU | Redis scripts/op | Redis commands/op |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | start size | clients | committed ops/s | ack p50 ms | ack p99 ms | seen p50 ms | seen p99 ms | converged | server CPU | Redis scripts/op | Redis commands/op | SQLite transactions/op |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &size in &args.doc_bytes {
         for &c in &args.clients {
-            let server = Server::start(&args.target).await?;
+          for &store in &args.target.store {
+            let server = Server::start_on(&args.target, store, None).await?;
             let r = edit_run(&server, c, size, Duration::from_secs(args.seconds), args.undo).await?;
             println!(
-                "| {} | {c} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {c} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                if args.target.nodes > 1 { "Redis" } else { store.label() },
                 if size == 0 { "empty".to_string() } else { format!("{:.1} MB", size as f64 / 1e6) },
                 r.ops as f64 / args.seconds as f64,
                 ms(&r.ack, 0.5),
@@ -515,10 +669,12 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
                 r.cpu,
                 r.redis_per_op.map_or("-".into(), |(s, _)| format!("{s:.2}")),
                 r.redis_per_op.map_or("-".into(), |(_, n)| format!("{n:.2}")),
+                r.transactions_per_op.map_or("-".into(), |t| format!("{t:.3}")),
             );
             if !r.converged {
                 bail!("clients diverged");
             }
+          }
         }
     }
     Ok(())
@@ -528,6 +684,9 @@ struct EditResult {
     ops: u64,
     /// Redis (scripts, commands) per committed op during the run, with Redis.
     redis_per_op: Option<(f64, f64)>,
+    /// SQLite transactions (each one fsync under synchronous=FULL) per
+    /// committed op, on the SQLite store.
+    transactions_per_op: Option<f64>,
     ack: Histogram<u64>,
     seen: Histogram<u64>,
     converged: bool,
@@ -562,6 +721,8 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
     let seen = Arc::new(Mutex::new(new_histogram()));
     let cpu_before = server.cpu_seconds();
     let calls_before = server.redis_calls();
+    let sqlite = server.data.is_some();
+    let transactions_before = if sqlite { server.counter("chorus_sqlite_transactions_total").await } else { None };
     let started = Instant::now();
     let end = started + duration;
     let mut tasks = Vec::new();
@@ -602,6 +763,10 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
         (Some(a), Some(b)) if committed > 0 => Some(((b.0 - a.0) as f64 / committed as f64, (b.1 - a.1) as f64 / committed as f64)),
         _ => None,
     };
+    let transactions_per_op = match (transactions_before, server.counter("chorus_sqlite_transactions_total").await) {
+        (Some(a), Some(b)) if committed > 0 => Some((b - a) / committed as f64),
+        _ => None,
+    };
     // Convergence: a newcomer's text is the server's; everyone else must
     // reach the same version and the same text.
     let check = doc_client(server.url(0), "checker", &doc).await?;
@@ -613,7 +778,7 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
         converged &= c.ot.version() == version && c.text.to_string() == text;
     }
     let seen = std::mem::replace(&mut *seen.lock().expect("not poisoned"), new_histogram());
-    Ok(EditResult { ops: committed, redis_per_op, ack, seen, converged, cpu })
+    Ok(EditResult { ops: committed, redis_per_op, transactions_per_op, ack, seen, converged, cpu })
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

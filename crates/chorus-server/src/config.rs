@@ -18,10 +18,26 @@ pub struct Config {
     /// Redis to share with other Chorus nodes, as the store of record and the
     /// bus (`redis://HOST:PORT`; TLS is not built in yet). A Redis Cluster is
     /// recognised by itself: give one of its nodes, or several seed URLs
-    /// separated by commas. Without it, the embedded in-memory store (one
-    /// node, nothing kept across restarts).
+    /// separated by commas. Without it, one node keeps its data in the
+    /// embedded SQLite store in --data.
     #[arg(long = "redis", env = "CHORUS_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+
+    /// Folder of the embedded store: its database is DIR/chorus.db, created
+    /// on first start. Used unless --redis or --memory is given.
+    #[arg(long = "data", env = "CHORUS_DATA", value_name = "DIR", default_value = "chorus-data")]
+    pub data_dir: PathBuf,
+
+    /// Keep everything in this process's memory instead: nothing survives a
+    /// restart (tests and throwaway demos).
+    #[arg(long, env = "CHORUS_MEMORY", value_parser = boolean, conflicts_with = "redis_url")]
+    pub memory: bool,
+
+    /// Durability of the embedded store: `full`, an acknowledged write
+    /// survives a power loss; `normal`, it survives a crash of the process,
+    /// not a power loss (fewer fsyncs).
+    #[arg(long, env = "CHORUS_SQLITE_SYNC", value_enum, default_value_t = SqliteSync::Full)]
+    pub sqlite_sync: SqliteSync,
 
     /// Open development mode: anonymous users may connect and may do anything.
     /// Also on whenever no token key is configured. CHORUS_DEV takes
@@ -140,6 +156,13 @@ pub fn boolean(s: &str) -> Result<bool, String> {
         "false" | "0" | "no" | "n" | "off" | "" => Ok(false),
         _ => Err(format!("'{s}' is not a boolean; use true/false, 1/0, yes/no or on/off")),
     }
+}
+
+/// `--sqlite-sync`: how hard the embedded store waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSync {
+    Full,
+    Normal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

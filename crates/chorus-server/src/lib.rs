@@ -54,6 +54,8 @@ pub const COUNTERS: &[(&str, &str)] = &[
     ("chorus_ops_committed_total", "Document ops committed by this node."),
     ("chorus_frames_written_total", "Text frames written to sockets (all server messages)."),
     ("chorus_cursor_updates_coalesced_total", "Cursor updates replaced by a newer one before being broadcast."),
+    ("chorus_sqlite_transactions_total", "Transactions the embedded SQLite store committed (one fsync each with --sqlite-sync full)."),
+    ("chorus_sqlite_writes_total", "Writes (commits, snapshots, value and history writes) those transactions carried."),
 ];
 
 /// Every gauge Chorus records, with what it measures.

@@ -4,9 +4,10 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chorus_server::config::LogFormat;
+use chorus_server::config::{LogFormat, SqliteSync};
 use chorus_server::{Config, Server};
 use chorus_redis::RedisStore;
+use chorus_sqlite::{SqliteStore, SyncMode};
 use chorus_store::{Backend, MemoryStore};
 use clap::{Parser, Subcommand};
 use tracing::{info, warn};
@@ -21,19 +22,41 @@ use tracing_subscriber::EnvFilter;
     after_help = "Every setting belongs to `chorus serve`: `chorus serve --help` lists them all \
                   (each is also a CHORUS_* environment variable).\n\n\
                   Examples:\n  \
-                  chorus serve --dev                        try it: open mode, in-memory store, the demo at http://127.0.0.1:8787/\n  \
+                  chorus serve --dev                        try it: open mode, the demo at http://127.0.0.1:8787/, data kept in ./chorus-data\n  \
+                  chorus serve --dev --memory               the same, keeping nothing across restarts\n  \
                   chorus serve --jwt-secret \"$SECRET\"       production: signed tokens required\n  \
-                  chorus serve --redis redis://HOST:6379 ...  one of many nodes sharing a Redis"
+                  chorus serve --redis redis://HOST:6379 ...  one of many nodes sharing a Redis\n  \
+                  chorus backup chorus-backup.db            a consistent copy of ./chorus-data while the server runs"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+// Parsed once at start: the size of `serve`'s settings costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (see `chorus serve --help` for every setting).
     Serve(Config),
+    /// Copy the embedded store's database to FILE: a consistent copy, taken
+    /// while the server runs (it keeps serving).
+    Backup {
+        /// Where to write the copy (a new file; never overwritten).
+        file: std::path::PathBuf,
+        /// The data folder of the server (as given to `chorus serve --data`).
+        #[arg(long = "data", env = "CHORUS_DATA", value_name = "DIR", default_value = "chorus-data")]
+        data_dir: std::path::PathBuf,
+    },
+    /// Put a backup made by `chorus backup` in place of the embedded store's
+    /// database. The server must be stopped (this refuses otherwise).
+    Restore {
+        /// The backup to restore.
+        file: std::path::PathBuf,
+        /// The data folder of the server (as given to `chorus serve --data`).
+        #[arg(long = "data", env = "CHORUS_DATA", value_name = "DIR", default_value = "chorus-data")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 /// Parses the command line; a setting given without `serve` (`chorus --dev`)
@@ -59,12 +82,28 @@ fn parse_cli() -> Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Cli { command: Command::Serve(config) } = parse_cli();
+    let config = match parse_cli().command {
+        Command::Serve(config) => config,
+        Command::Backup { file, data_dir } => {
+            let db = data_dir.join("chorus.db");
+            chorus_sqlite::backup(&db, &file).context("the backup failed")?;
+            println!("backed up {} to {}", db.display(), file.display());
+            return Ok(());
+        }
+        Command::Restore { file, data_dir } => {
+            std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
+            let db = data_dir.join("chorus.db");
+            chorus_sqlite::restore(&file, &db).context("the restore failed")?;
+            println!("restored {} from {}", db.display(), file.display());
+            return Ok(());
+        }
+    };
     init_logs(config.log_format);
 
     let backend: Arc<dyn Backend> = match &config.redis_url {
         Some(url) => Arc::new(RedisStore::connect(url).await.context("could not start: --redis (CHORUS_REDIS_URL) was given")?),
-        None => Arc::new(MemoryStore::new()),
+        None if config.memory => Arc::new(MemoryStore::new()),
+        None => Arc::new(open_embedded(&config.data_dir, config.sqlite_sync)?),
     };
     let store = backend.describe();
     let open = config.open_mode();
@@ -88,6 +127,25 @@ async fn main() -> anyhow::Result<()> {
     server.shutdown().await?;
     info!("stopped");
     Ok(())
+}
+
+/// Opens (creating on first start) the embedded store in `dir`.
+fn open_embedded(dir: &std::path::Path, sync: SqliteSync) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(dir).with_context(|| format!("could not start: cannot create the data folder {} (--data, CHORUS_DATA)", dir.display()))?;
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let path = dir.join("chorus.db");
+    let created = !path.exists();
+    let sync = match sync {
+        SqliteSync::Full => SyncMode::Full,
+        SqliteSync::Normal => SyncMode::Normal,
+    };
+    let store = SqliteStore::open(&path, sync).context("could not start: the embedded store cannot be opened (--data DIR for another folder, --memory to keep nothing)")?;
+    if created {
+        info!(path = %path.display(), "created a new database");
+    } else {
+        info!(path = %path.display(), "opened the database");
+    }
+    Ok(store)
 }
 
 fn init_logs(format: LogFormat) {

@@ -56,8 +56,12 @@ impl Running {
 }
 
 /// Starts `chorus serve --listen 127.0.0.1:0 <args>` with `env`, waiting for its "listening" line.
+/// Without `--redis`, in memory: a test never writes ./chorus-data.
 fn serve(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut cmd = chorus(&["serve", "--listen", "127.0.0.1:0"]);
+    if !args.contains(&"--redis") {
+        cmd.arg("--memory");
+    }
     cmd.args(args).envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("the chorus binary starts");
     let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));

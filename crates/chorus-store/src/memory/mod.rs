@@ -57,6 +57,13 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Sends an event to the room's subscribers, if any, right now (no
+    /// await): for a backend that keeps its bus in this process and must
+    /// publish in the order of its commits, from the thread that made them.
+    pub fn publish_now(&self, room: &str, event: RoomEvent) {
+        self.broadcast(room, event);
+    }
+
     /// Sends an event to the room's subscribers, if any; callers hold the
     /// lock of the state the event reports, so events leave in order.
     fn broadcast(&self, room: &str, event: RoomEvent) {

@@ -1,0 +1,122 @@
+//! `chorus serve` as a child process on a free port, with its log in a
+//! file, for tests that kill and restart it on the same data folder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Chorus {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+fn command(cwd: &Path, port: u16, args: &[&str], log: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    cmd.args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")]).args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CHORUS_") {
+            cmd.env_remove(key);
+        }
+    }
+    let log = std::fs::File::create(log).expect("create the log file");
+    cmd.current_dir(cwd).env("CHORUS_LOG", "info").env("NO_COLOR", "1").stdout(Stdio::null()).stderr(log);
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Chorus {
+    /// `chorus serve --data DATA <args>`, waiting until it listens.
+    pub async fn start(data: &Path, args: &[&str]) -> Self {
+        let data = data.to_str().expect("a UTF-8 path");
+        let mut all = vec!["--data", data];
+        all.extend_from_slice(args);
+        let scratch = tempfile::tempdir().unwrap();
+        Self::launch(scratch, None, &all).await
+    }
+
+    /// `chorus serve <args>` started in `cwd`.
+    pub async fn start_in(cwd: &Path, args: &[&str]) -> Self {
+        Self::launch(tempfile::tempdir().unwrap(), Some(cwd), args).await
+    }
+
+    async fn launch(scratch: tempfile::TempDir, cwd: Option<&Path>, args: &[&str]) -> Self {
+        let port = free_port();
+        let log = scratch.path().join("chorus.log");
+        let child = command(cwd.unwrap_or(scratch.path()), port, args, &log).spawn().expect("start chorus");
+        let mut me = Self { child, port, log, _scratch: scratch };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!("chorus exited ({status}) before listening:\n{}", me.log_text());
+            }
+            assert!(Instant::now() < deadline, "chorus did not start listening:\n{}", me.log_text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        me
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/v1/ws", self.port)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Chorus {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `chorus serve --data DATA <args>` expecting it to stop by itself:
+/// (whether it exited with success, its log).
+pub async fn run_to_exit(data: &Path, args: &[&str]) -> (bool, String) {
+    let scratch = tempfile::tempdir().unwrap();
+    let log = scratch.path().join("chorus.log");
+    let mut all = vec!["--data", data.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let mut child = command(scratch.path(), free_port(), &all, &log).spawn().expect("start chorus");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chorus kept running:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    (status.success(), std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// Runs `chorus <args>` to its end: (whether it succeeded, stdout and stderr).
+pub fn run(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CHORUS_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.args(args).output().expect("run chorus");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}

@@ -1,0 +1,270 @@
+//! Document logs in SQLite: a row per document (its epoch, snapshot and
+//! head), its kept ops as JSON entries keyed by version, each client's last
+//! committed (seq, version), and the users' undo histories, written in the
+//! same transaction as the undo op they go with.
+//!
+//! Numbers are u64 on the wire and i64 in SQLite: they are stored bit for
+//! bit (`as` casts both ways) and compared in Rust, never in SQL.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use chorus_core::digest::Digest;
+use chorus_core::oplog::LogEntry;
+use chorus_core::text::TextOp;
+use chorus_store::{random_id, Appended, Commit, DocHead, DocStore, RoomEvent, Snapshot, StoreResult, StoredDoc};
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::writer::Events;
+use crate::SqliteStore;
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A stored text that does not decode: the file was changed behind us.
+pub(crate) fn bad(column: usize, what: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, what.to_string().into())
+}
+
+fn digest_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Digest> {
+    let hex: String = row.get(i)?;
+    Digest::from_hex(&hex).ok_or_else(|| bad(i, format!("bad digest {hex:?}")))
+}
+
+fn entry_from(json: &str) -> rusqlite::Result<LogEntry> {
+    serde_json::from_str(json).map_err(|e| bad(0, format!("bad op entry: {e}")))
+}
+
+/// A document's row, without its snapshot's text.
+pub(crate) struct DocRow {
+    pub id: i64,
+    pub epoch: String,
+    pub snapshot_version: u64,
+    pub oldest: u64,
+    pub oldest_digest: Digest,
+    pub head: u64,
+    pub head_digest: Digest,
+}
+
+pub(crate) fn doc_row(conn: &Connection, room: &str, doc: &str) -> rusqlite::Result<Option<DocRow>> {
+    conn.prepare_cached("SELECT id, epoch, snapshot_version, oldest, oldest_digest, head, head_digest FROM docs WHERE room = ?1 AND name = ?2")?
+        .query_row(params![room, doc], |r| {
+            Ok(DocRow {
+                id: r.get(0)?,
+                epoch: r.get(1)?,
+                snapshot_version: r.get::<_, i64>(2)? as u64,
+                oldest: r.get::<_, i64>(3)? as u64,
+                oldest_digest: digest_at(r, 4)?,
+                head: r.get::<_, i64>(5)? as u64,
+                head_digest: digest_at(r, 6)?,
+            })
+        })
+        .optional()
+}
+
+/// Creates an empty document with a fresh epoch, unless it exists.
+pub(crate) fn create_doc(conn: &Connection, room: &str, doc: &str) -> rusqlite::Result<DocRow> {
+    if let Some(row) = doc_row(conn, room, doc)? {
+        return Ok(row);
+    }
+    let empty = Digest::EMPTY.to_hex();
+    conn.prepare_cached(
+        "INSERT INTO docs (room, name, epoch, snapshot_version, snapshot, oldest, oldest_digest, head, head_digest, changed_at)
+         VALUES (?1, ?2, ?3, 0, '', 0, ?4, 0, ?4, ?5)",
+    )?
+    .execute(params![room, doc, random_id(), empty, now_ms() as i64])?;
+    doc_row(conn, room, doc)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// The kept ops of a document after `after`, in order.
+fn entries_after(conn: &Connection, id: i64, after: u64) -> rusqlite::Result<Vec<LogEntry>> {
+    let mut stmt = conn.prepare_cached("SELECT entry FROM ops WHERE doc = ?1 AND version > ?2 ORDER BY version")?;
+    let rows = stmt.query_map(params![id, after as i64], |r| r.get::<_, String>(0))?;
+    rows.map(|json| entry_from(&json?)).collect()
+}
+
+/// The commit of an op, owned, to travel to the writer thread.
+pub(crate) struct OwnedCommit {
+    epoch: String,
+    expected: u64,
+    expected_digest: Digest,
+    client: String,
+    seq: u64,
+    op: TextOp,
+    digest: Digest,
+    history: Option<(String, u64, String, String)>,
+}
+
+impl OwnedCommit {
+    fn from(c: &Commit<'_>) -> Self {
+        Self {
+            epoch: c.epoch.to_owned(),
+            expected: c.expected,
+            expected_digest: c.expected_digest,
+            client: c.client.to_owned(),
+            seq: c.seq,
+            op: c.op.clone(),
+            digest: c.digest,
+            history: c.history.map(|h| (h.user.to_owned(), h.expected_rev, h.token.to_owned(), h.saved.to_owned())),
+        }
+    }
+}
+
+/// A user's stored history: (rev, token, op_version).
+pub(crate) fn history_row(conn: &Connection, room: &str, doc: &str, user: &str) -> rusqlite::Result<Option<(u64, String, u64)>> {
+    conn.prepare_cached("SELECT rev, token, op_version FROM histories WHERE room = ?1 AND doc = ?2 AND user = ?3")?
+        .query_row(params![room, doc, user], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get::<_, i64>(2)? as u64)))
+        .optional()
+}
+
+pub(crate) fn write_history(conn: &Connection, key: (&str, &str, &str), rev: u64, token: &str, saved: &str, op_version: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO histories (room, doc, user, rev, token, saved, op_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
+        .execute(params![key.0, key.1, key.2, rev as i64, token, saved, op_version as i64])?;
+    Ok(())
+}
+
+fn append_tx(conn: &Connection, room: &str, doc: &str, c: &OwnedCommit, events: &mut Events) -> rusqlite::Result<Appended> {
+    let row = create_doc(conn, room, doc)?;
+    if row.epoch != c.epoch {
+        return Ok(Appended::EpochChanged { epoch: row.epoch });
+    }
+    if let Some((user, expected_rev, token, _)) = &c.history {
+        let stored = history_row(conn, room, doc, user)?;
+        if stored.as_ref().map_or(0, |s| s.0) != *expected_rev {
+            return Ok(match stored {
+                Some((_, t, op_version)) if t == *token => Appended::Duplicate { version: op_version },
+                _ => Appended::HistoryMoved,
+            });
+        }
+    }
+    let last: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT seq, version FROM clients WHERE doc = ?1 AND client = ?2")?
+        .query_row(params![row.id, c.client], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match last.map(|(s, v)| (s as u64, v as u64)) {
+        Some((last, version)) if last == c.seq => return Ok(Appended::Duplicate { version }),
+        Some((last, _)) if last > c.seq => return Ok(Appended::StaleSeq { last }),
+        _ => {}
+    }
+    if row.head != c.expected {
+        let missed = if c.expected >= row.oldest && c.expected < row.head { entries_after(conn, row.id, c.expected)? } else { Vec::new() };
+        return Ok(Appended::Conflict { head: row.head, missed });
+    }
+    if row.head_digest != c.expected_digest {
+        return Ok(Appended::Diverged);
+    }
+    let version = c.expected + 1;
+    let at = now_ms();
+    let entry = LogEntry { version, client: c.client.clone(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
+    let json = serde_json::to_string(&entry).map_err(|e| bad(0, e))?;
+    conn.prepare_cached("INSERT INTO ops (doc, version, entry) VALUES (?1, ?2, ?3)")?.execute(params![row.id, version as i64, json])?;
+    conn.prepare_cached("UPDATE docs SET head = ?2, head_digest = ?3, changed_at = ?4 WHERE id = ?1")?
+        .execute(params![row.id, version as i64, c.digest.to_hex(), at as i64])?;
+    conn.prepare_cached("INSERT OR REPLACE INTO clients (doc, client, seq, version) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![row.id, c.client, c.seq as i64, version as i64])?;
+    if let Some((user, expected_rev, token, saved)) = &c.history {
+        write_history(conn, (room, doc, user), expected_rev + 1, token, saved, version)?;
+    }
+    events.push((room.to_owned(), RoomEvent::DocOp { doc: doc.to_owned(), entry }));
+    Ok(Appended::Committed { version, at })
+}
+
+pub(crate) struct OwnedSnapshot {
+    epoch: String,
+    version: u64,
+    text: String,
+    trim_to: u64,
+    trim_digest: Digest,
+}
+
+fn snapshot_tx(conn: &Connection, room: &str, doc: &str, s: &OwnedSnapshot) -> rusqlite::Result<()> {
+    let Some(row) = doc_row(conn, room, doc)? else { return Ok(()) };
+    if row.epoch != s.epoch || s.version <= row.snapshot_version || s.version > row.head {
+        return Ok(());
+    }
+    let trim_to = s.trim_to.min(s.version);
+    let (mut oldest, mut oldest_digest) = (row.oldest, row.oldest_digest);
+    if oldest < trim_to {
+        let last: Option<String> = conn
+            .prepare_cached("SELECT entry FROM ops WHERE doc = ?1 AND version = ?2")?
+            .query_row(params![row.id, trim_to as i64], |r| r.get(0))
+            .optional()?;
+        oldest_digest = match last {
+            Some(json) => entry_from(&json)?.digest,
+            None => s.trim_digest,
+        };
+        oldest = trim_to;
+        conn.prepare_cached("DELETE FROM ops WHERE doc = ?1 AND version <= ?2")?.execute(params![row.id, trim_to as i64])?;
+    }
+    conn.prepare_cached("UPDATE docs SET snapshot_version = ?2, snapshot = ?3, oldest = ?4, oldest_digest = ?5 WHERE id = ?1")?
+        .execute(params![row.id, s.version as i64, s.text, oldest as i64, oldest_digest.to_hex()])?;
+    // A client whose last op is gone can only come back from before the
+    // trim point, and so gets a snapshot anyway.
+    conn.prepare_cached("DELETE FROM clients WHERE doc = ?1 AND version <= ?2")?.execute(params![row.id, oldest as i64])?;
+    Ok(())
+}
+
+/// The document as stored, read in one transaction; `None` when absent.
+fn load_read(conn: &Connection, room: &str, doc: &str) -> rusqlite::Result<Option<StoredDoc>> {
+    let tx = conn.unchecked_transaction()?;
+    let Some(row) = doc_row(&tx, room, doc)? else { return Ok(None) };
+    let snapshot: String = tx.prepare_cached("SELECT snapshot FROM docs WHERE id = ?1")?.query_row([row.id], |r| r.get(0))?;
+    let ops = entries_after(&tx, row.id, row.oldest)?;
+    tx.commit()?;
+    Ok(Some(StoredDoc { epoch: row.epoch, snapshot_version: row.snapshot_version, snapshot, oldest_digest: row.oldest_digest, ops }))
+}
+
+pub(crate) fn head_of(row: DocRow) -> DocHead {
+    DocHead { epoch: row.epoch, version: row.head, digest: row.head_digest }
+}
+
+#[async_trait]
+impl DocStore for SqliteStore {
+    async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc> {
+        let (r, d) = (room.to_owned(), doc.to_owned());
+        if let Some(stored) = self.read(move |conn| load_read(conn, &r, &d)).await? {
+            return Ok(stored);
+        }
+        let (r, d) = (room.to_owned(), doc.to_owned());
+        self.writer().run(move |conn, _| create_doc(conn, &r, &d)).await?;
+        let (r, d) = (room.to_owned(), doc.to_owned());
+        let stored = self.read(move |conn| load_read(conn, &r, &d)).await?;
+        stored.ok_or_else(|| chorus_store::StoreError::Backend("sqlite: a document created just now is missing".into()))
+    }
+
+    async fn append(&self, room: &str, doc: &str, commit: &Commit<'_>) -> StoreResult<Appended> {
+        let (r, d, c) = (room.to_owned(), doc.to_owned(), OwnedCommit::from(commit));
+        self.writer().run(move |conn, events| append_tx(conn, &r, &d, &c, events)).await
+    }
+
+    async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
+        let (r, d, e) = (room.to_owned(), doc.to_owned(), epoch.to_owned());
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let Some(row) = doc_row(&tx, &r, &d)? else { return Ok(None) };
+            if row.epoch != e || version < row.oldest || version > row.head {
+                return Ok(None);
+            }
+            entries_after(&tx, row.id, version).map(Some)
+        })
+        .await
+    }
+
+    async fn last_committed(&self, room: &str, doc: &str, client: &str) -> StoreResult<Option<(u64, u64)>> {
+        let (r, d, c) = (room.to_owned(), doc.to_owned(), client.to_owned());
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT c.seq, c.version FROM clients c JOIN docs d ON c.doc = d.id WHERE d.room = ?1 AND d.name = ?2 AND c.client = ?3")?
+                .query_row(params![r, d, c], |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)))
+                .optional()
+        })
+        .await
+    }
+
+    async fn snapshot(&self, room: &str, doc: &str, s: Snapshot<'_>) -> StoreResult<()> {
+        let (r, d) = (room.to_owned(), doc.to_owned());
+        let s = OwnedSnapshot { epoch: s.epoch.to_owned(), version: s.version, text: s.text, trim_to: s.trim_to, trim_digest: s.trim_digest };
+        self.writer().run(move |conn, _| snapshot_tx(conn, &r, &d, &s)).await
+    }
+}

@@ -1,0 +1,187 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use chorus_core::digest::Digest;
+use chorus_core::text::TextOp;
+use chorus_store::{Appended, Commit, DocStore, ValuePut, ValueStore};
+
+use super::*;
+
+fn fresh(dir: &tempfile::TempDir, n: &AtomicUsize) -> SqliteStore {
+    let path = dir.path().join(format!("db{}.sqlite", n.fetch_add(1, Ordering::Relaxed)));
+    SqliteStore::open(&path, SyncMode::Full).expect("opens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    chorus_store::conformance::run_all(|| async { fresh(&dir, &n) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_with_normal_sync_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    chorus_store::conformance::run_all(|| async {
+        let path = dir.path().join(format!("db{}.sqlite", n.fetch_add(1, Ordering::Relaxed)));
+        SqliteStore::open(&path, SyncMode::Normal).expect("opens")
+    })
+    .await;
+}
+
+async fn commit(b: &SqliteStore, epoch: &str, head: u64, digest: Digest, client: &str, seq: u64, text: &str) -> (Appended, Digest) {
+    let op = TextOp::insert(0, text);
+    let next = digest.next(head + 1, client, seq, &op);
+    let c = Commit { epoch, expected: head, expected_digest: digest, client, seq, op: &op, digest: next, history: None };
+    (b.append("r", "d", &c).await.unwrap(), next)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_committed_is_there_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chorus.db");
+    let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    let (mut head, mut digest) = (0, Digest::EMPTY);
+    for i in 1..=5u64 {
+        let (outcome, next) = commit(&b, &d.epoch, head, digest, "a", i, &i.to_string()).await;
+        assert!(matches!(outcome, Appended::Committed { version, .. } if version == i), "{outcome:?}");
+        (head, digest) = (i, next);
+    }
+    let state = chorus_core::crdt::Value::GCounter(Default::default());
+    assert_eq!(b.put_value("r", "title", 0, &state, "t1").await.unwrap(), ValuePut::Written { version: 1 });
+    drop(b);
+    let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
+    let again = b.load("r", "d").await.unwrap();
+    assert_eq!((again.epoch.as_str(), again.head(), again.head_digest()), (d.epoch.as_str(), 5, digest), "the same log, with the same epoch");
+    assert_eq!(b.last_committed("r", "d", "a").await.unwrap(), Some((5, 5)), "submitters are remembered: a resubmission is a duplicate");
+    let (outcome, _) = commit(&b, &d.epoch, 4, Digest::EMPTY, "a", 5, "5").await;
+    assert_eq!(outcome, Appended::Duplicate { version: 5 });
+    let values = b.values("r").await.unwrap();
+    assert_eq!(values.values.len(), 1);
+    assert_eq!(values.stamp.map(|s| s.seq), Some(1));
+}
+
+#[tokio::test]
+async fn a_second_store_on_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chorus.db");
+    let first = SqliteStore::open(&path, SyncMode::Full).unwrap();
+    let err = SqliteStore::open(&path, SyncMode::Full).err().expect("refused");
+    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("another Chorus server"), "{err}");
+    drop(first);
+    SqliteStore::open(&path, SyncMode::Full).expect("free again once the first is closed");
+}
+
+#[test]
+fn foreign_and_damaged_files_are_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.db");
+    let bytes = b"this is not a database, but somebody's notes\n".repeat(200);
+    std::fs::write(&garbage, &bytes).unwrap();
+    let err = SqliteStore::open(&garbage, SyncMode::Full).err().expect("refused");
+    assert!(matches!(err, OpenError::NotChorus { .. }), "{err}");
+    assert_eq!(std::fs::read(&garbage).unwrap(), bytes, "never overwritten");
+
+    let foreign = dir.path().join("foreign.db");
+    let conn = rusqlite::Connection::open(&foreign).unwrap();
+    conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');").unwrap();
+    drop(conn);
+    let before = std::fs::read(&foreign).unwrap();
+    let err = SqliteStore::open(&foreign, SyncMode::Full).err().expect("refused");
+    assert!(err.to_string().contains("another program"), "{err}");
+    assert_eq!(std::fs::read(&foreign).unwrap(), before, "never overwritten");
+
+    let newer = dir.path().join("newer.db");
+    drop(SqliteStore::open(&newer, SyncMode::Full).unwrap());
+    rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+    let err = SqliteStore::open(&newer, SyncMode::Full).err().expect("refused");
+    assert!(matches!(err, OpenError::UnknownSchema { found: 99, .. }), "{err}");
+
+    // A Chorus database whose pages were damaged.
+    let damaged = dir.path().join("damaged.db");
+    drop(SqliteStore::open(&damaged, SyncMode::Full).unwrap());
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    for b in bytes.iter_mut().skip(100) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&damaged, &bytes).unwrap();
+    let err = SqliteStore::open(&damaged, SyncMode::Full).err().expect("refused");
+    assert!(matches!(err, OpenError::NotChorus { .. } | OpenError::UnknownSchema { .. }), "{err}");
+    assert_eq!(std::fs::read(&damaged).unwrap(), bytes, "never overwritten");
+}
+
+/// Concurrent commits share transactions (group commit); each is answered
+/// only after its own transaction is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(SqliteStore::open(&dir.path().join("chorus.db"), SyncMode::Full).unwrap());
+    let writers = 32;
+    for w in 0..writers {
+        b.load("r", &format!("d{w}")).await.unwrap();
+    }
+    let before = b.stats().transactions.load(Ordering::Relaxed);
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let doc = format!("d{w}");
+                let epoch = b.load("r", &doc).await.unwrap().epoch;
+                let (mut head, mut digest) = (0, Digest::EMPTY);
+                for seq in 1..=10u64 {
+                    let op = TextOp::insert(0, "x");
+                    let next = digest.next(head + 1, "c", seq, &op);
+                    let c = Commit { epoch: &epoch, expected: head, expected_digest: digest, client: "c", seq, op: &op, digest: next, history: None };
+                    assert!(matches!(b.append("r", &doc, &c).await.unwrap(), Appended::Committed { .. }));
+                    (head, digest) = (seq, next);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let transactions = b.stats().transactions.load(Ordering::Relaxed) - before;
+    println!("{} commits in {transactions} transactions", writers * 10);
+    assert!(transactions <= writers as u64 * 10, "never more transactions than commits");
+    for w in 0..writers {
+        assert_eq!(b.load("r", &format!("d{w}")).await.unwrap().head(), 10);
+    }
+}
+
+/// A backup taken while the store is open and writing is a consistent
+/// database of its own; restored in place of another, it is what opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writing_restores_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chorus.db");
+    let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    let (mut head, mut digest) = (0, Digest::EMPTY);
+    for i in 1..=20u64 {
+        let (outcome, next) = commit(&b, &d.epoch, head, digest, "a", i, "x").await;
+        assert!(matches!(outcome, Appended::Committed { .. }));
+        (head, digest) = (i, next);
+    }
+    let copy = dir.path().join("backup.db");
+    crate::backup(&path, &copy).expect("an online backup");
+    let err = crate::backup(&path, &copy).expect_err("never overwrites");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    // More commits after the backup: not in it.
+    let (outcome, _) = commit(&b, &d.epoch, head, digest, "a", 21, "y").await;
+    assert!(matches!(outcome, Appended::Committed { version: 21, .. }));
+    let err = crate::restore(&copy, &path).expect_err("refused while the store is open");
+    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+    drop(b);
+    crate::restore(&copy, &path).expect("restores");
+    let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
+    let restored = b.load("r", "d").await.unwrap();
+    assert_eq!((restored.epoch.as_str(), restored.head(), restored.head_digest()), (d.epoch.as_str(), 20, digest));
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, b"not a database at all").unwrap();
+    drop(b);
+    assert!(matches!(crate::restore(&garbage, &path), Err(OpenError::NotChorus { .. })), "a foreign file is never restored");
+}
