@@ -110,18 +110,21 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::start(config, backend).await.context("could not start the server")?;
     let addr = server.addr;
 
+    // Logged before the lines on stdout, which scripts and tests wait for as
+    // the sign that the server is ready: its logs then already say so.
+    let banner = "OPEN DEVELOPMENT MODE: anyone can connect without a token and do anything. \
+                  Set --jwt-secret (CHORUS_JWT_SECRET) and drop --dev before exposing this server.";
+    if open {
+        warn!("{banner}");
+    }
+    info!(%addr, %store, open, "listening");
     println!("Chorus {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
     println!("Open http://{addr}/ in two browser tabs to edit together (add ?room=NAME for another room).");
     println!("  WebSocket: ws://{addr}/v1/ws");
     println!("  store:     {store}");
     if open {
-        let banner = "OPEN DEVELOPMENT MODE: anyone can connect without a token and do anything. \
-                      Set --jwt-secret (CHORUS_JWT_SECRET) and drop --dev before exposing this server.";
         println!("  WARNING:   {banner}");
-        warn!("{banner}");
     }
-    info!(%addr, %store, open, "listening");
-
     shutdown_signal().await;
     info!("shutdown signal received");
     server.shutdown().await?;
