@@ -149,6 +149,13 @@ impl Authenticator {
                 })
             }
             _ if self.open => {
+                // Ids and names end up in logs and other users' screens: no
+                // control characters (a newline would forge a log line).
+                for (what, given) in [("user", dev_user), ("name", dev_name)] {
+                    if given.is_some_and(|s| s.chars().any(char::is_control)) {
+                        return Err(AuthError::Invalid(format!("the {what} parameter contains control characters")));
+                    }
+                }
                 let id = dev_user
                     .filter(|u| !u.is_empty() && u.len() <= 128)
                     .map(str::to_owned)
@@ -257,8 +264,17 @@ mod tests {
     }
 
     #[test]
+    fn open_mode_refuses_control_characters_in_names() {
+        let auth = Authenticator::from_config(&config(None, true)).unwrap();
+        for (user, name) in [(Some("ann\nINFO forged"), None), (Some("ann"), Some("Ann\u{1b}[31m")), (Some("a\0"), None)] {
+            assert!(matches!(auth.authenticate(None, user, name), Err(AuthError::Invalid(_))), "{user:?} {name:?}");
+        }
+        assert!(auth.authenticate(None, Some("ann"), Some("Ann Smith ✓")).is_ok());
+    }
+
+    #[test]
     fn open_mode_admits_anonymous_users() {
-        let auth = Authenticator::from_config(&config(None, false)).unwrap();
+        let auth = Authenticator::from_config(&config(None, true)).unwrap();
         let id = auth.authenticate(None, Some("ann"), Some("Ann")).unwrap();
         assert!(id.anonymous && id.can("any/room", Permission::Write));
         assert_eq!(id.user.id, "ann");

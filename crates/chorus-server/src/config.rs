@@ -23,11 +23,21 @@ pub struct Config {
     #[arg(long = "redis", env = "CHORUS_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
 
-    /// Open development mode: anonymous users may connect and may do anything.
-    /// Also on whenever no token key is configured. CHORUS_DEV takes
-    /// true/false, 1/0, yes/no, on/off (any case).
+    /// Open development mode: anonymous users may connect and may do
+    /// anything, the HTTP API is open without --api-token, and browsers of
+    /// any origin are let in. Without it a token key (--jwt-secret or
+    /// --jwt-public-key) is required, or the server refuses to start.
+    /// CHORUS_DEV takes true/false, 1/0, yes/no, on/off (any case).
     #[arg(long, env = "CHORUS_DEV", value_parser = boolean)]
     pub dev: bool,
+
+    /// Origins whose browser pages may open WebSockets and call the HTTP API,
+    /// exact and separated by commas (`https://app.example.com`), or `*` for
+    /// any. Requests without an `Origin` header (not from a browser) and
+    /// same-origin requests (the Origin's host is the Host header) are always
+    /// let in. Default: any origin under --dev, none but same-origin otherwise.
+    #[arg(long, env = "CHORUS_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
+    pub allowed_origins: Vec<String>,
 
     /// Secret for HS256-signed tokens.
     #[arg(long, env = "CHORUS_JWT_SECRET", hide_env_values = true)]
@@ -72,9 +82,16 @@ pub struct Config {
     pub cursor_rate: u32,
 
     /// Messages waiting for one connection before it counts as a slow
-    /// consumer and is disconnected.
+    /// consumer and is disconnected (close code 4005).
     #[arg(long, env = "CHORUS_OUTBOX_CAPACITY", default_value_t = 4_096, value_parser = positive)]
     pub outbox_capacity: usize,
+
+    /// Bytes of messages waiting for one connection (queued, or taken by its
+    /// writer and not yet written to the socket) before it counts as a slow
+    /// consumer and is disconnected (close code 4005). A reply that would go
+    /// over it (a document's text) is not built. Default 16 MiB.
+    #[arg(long, env = "CHORUS_MAX_OUTBOX_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = positive)]
+    pub max_outbox_bytes: usize,
 
     /// Largest text document, in UTF-8 bytes; an op that would grow a
     /// document past it is refused.
@@ -191,9 +208,30 @@ impl Config {
         }
     }
 
-    /// Whether anonymous connections are accepted.
+    /// Whether anonymous connections are accepted: only under --dev.
     pub fn open_mode(&self) -> bool {
-        self.dev || (self.jwt_secret.is_none() && self.jwt_public_key.is_none())
+        self.dev
+    }
+
+    /// Whether a token key is configured.
+    pub fn has_token_key(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_public_key.is_some()
+    }
+
+    /// Refuses settings a server must not start with: outside development
+    /// mode, a server without a token key would let nobody in (or, as it
+    /// once did, everybody); it says what to set instead.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.dev && !self.has_token_key() {
+            return Err("no token key is configured: set --jwt-secret (CHORUS_JWT_SECRET) or --jwt-public-key \
+                        (CHORUS_JWT_PUBLIC_KEY) so clients need signed tokens, or pass --dev (CHORUS_DEV=1) for an \
+                        open development server that must not be exposed"
+                .into());
+        }
+        if let Some(o) = self.allowed_origins.iter().find(|o| o.as_str() != "*" && crate::origin::normalize(o).is_none()) {
+            return Err(format!("--allowed-origins: {o:?} is not an origin (scheme://host[:port], or * for any)"));
+        }
+        Ok(())
     }
 }
 
@@ -211,5 +249,20 @@ mod tests {
         }
         let err = boolean("maybe").unwrap_err();
         assert!(err.contains("true/false, 1/0, yes/no or on/off"), "{err}");
+    }
+
+    #[test]
+    fn a_server_needs_a_key_or_dev() {
+        let mut c = Config::for_address("127.0.0.1:0".parse().unwrap());
+        let err = c.check().unwrap_err();
+        assert!(err.contains("--jwt-secret") && err.contains("--dev"), "{err}");
+        assert!(!err.contains("drop --dev"), "{err}");
+        c.dev = true;
+        assert!(c.check().is_ok() && c.open_mode());
+        c.dev = false;
+        c.jwt_secret = Some("s".into());
+        assert!(c.check().is_ok() && !c.open_mode());
+        c.allowed_origins = vec!["not an origin".into()];
+        assert!(c.check().unwrap_err().contains("--allowed-origins"));
     }
 }

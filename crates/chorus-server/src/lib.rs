@@ -16,6 +16,7 @@
 //! - [`outbox`]: a connection's bounded outgoing queue with cursor slots.
 //! - [`refusal`], [`clock`]: what every layer above uses.
 //! - [`http`]: health, readiness, metrics and the backend HTTP API.
+//! - [`origin`]: which browser pages may use the WebSocket and the API.
 //!
 //! [`Server::start`] runs a server on a listener until [`Server::shutdown`].
 
@@ -27,6 +28,7 @@ pub mod document;
 pub mod history;
 pub mod http;
 pub mod node;
+pub mod origin;
 pub mod outbox;
 pub mod refusal;
 pub mod room;
@@ -54,6 +56,7 @@ pub const COUNTERS: &[(&str, &str)] = &[
     ("chorus_ops_committed_total", "Document ops committed by this node."),
     ("chorus_frames_written_total", "Text frames written to sockets (all server messages)."),
     ("chorus_cursor_updates_coalesced_total", "Cursor updates replaced by a newer one before being broadcast."),
+    ("chorus_slow_consumers_total", "Connections closed (4005) because their outgoing queue went over its message or byte limit."),
 ];
 
 /// Every gauge Chorus records, with what it measures.
@@ -135,7 +138,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let node = Node::new(config, backend, metrics_handle())?;
         tokio::spawn(node.clone().sweep_presence());
-        let app = http::router(node.clone());
+        let app = http::router(node.clone()).layer(axum::middleware::from_fn_with_state(node.clone(), origin::check));
         let shutdown = node.shutdown.clone();
         // Small frames go out at once: Nagle's algorithm would hold a cursor
         // update back until the previous one is acknowledged.

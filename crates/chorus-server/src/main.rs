@@ -61,6 +61,12 @@ fn parse_cli() -> Cli {
 async fn main() -> anyhow::Result<()> {
     let Cli { command: Command::Serve(config) } = parse_cli();
     init_logs(config.log_format);
+    // Before connecting to anything: a server that would run open by
+    // accident does not start.
+    if let Err(e) = config.check() {
+        eprintln!("chorus: cannot start: {e}");
+        std::process::exit(2);
+    }
 
     let backend: Arc<dyn Backend> = match &config.redis_url {
         Some(url) => Arc::new(RedisStore::connect(url).await.context("could not start: --redis (CHORUS_REDIS_URL) was given")?),
@@ -76,8 +82,9 @@ async fn main() -> anyhow::Result<()> {
     println!("  WebSocket: ws://{addr}/v1/ws");
     println!("  store:     {store}");
     if open {
-        let banner = "OPEN DEVELOPMENT MODE: anyone can connect without a token and do anything. \
-                      Set --jwt-secret (CHORUS_JWT_SECRET) and drop --dev before exposing this server.";
+        // Open mode is only ever asked for (--dev): the advice names it.
+        let banner = "OPEN DEVELOPMENT MODE (--dev): anyone can connect without a token and do anything, \
+                      from any web page. Set --jwt-secret (CHORUS_JWT_SECRET) and drop --dev before exposing this server.";
         println!("  WARNING:   {banner}");
         warn!("{banner}");
     }

@@ -49,7 +49,7 @@ impl Reply {
 /// Runs a connection to its end.
 pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, AuthError>) {
     let (sink, mut stream) = socket.split();
-    let outbox = Arc::new(Outbox::new(node.config.outbox_capacity));
+    let outbox = Arc::new(Outbox::new(node.config.outbox_capacity, node.config.max_outbox_bytes));
     let mut writer = tokio::spawn(write_loop(sink, outbox.clone()));
     metrics::gauge!("chorus_connections").increment(1.0);
 
@@ -242,9 +242,11 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>
         let batch = outbox.next_batch().await;
         let n = batch.messages.len() as u64;
         for text in batch.messages {
+            let len = text.len();
             if sink.feed(Message::Text(text)).await.is_err() {
                 return;
             }
+            outbox.sent(len);
         }
         metrics::counter!("chorus_frames_written_total").increment(n);
         if let Some(closing) = batch.closing {

@@ -1,5 +1,6 @@
 //! The `chorus` binary as a newcomer meets it: its help, a setting given
-//! without `serve`, boolean environment variables, logs written to a pipe,
+//! without `serve`, no start without a token key or `--dev`, boolean
+//! environment variables, logs written to a pipe,
 //! a fresh server's /metrics, and /readyz when its Redis is gone. Each test
 //! runs the real binary (built by cargo for these tests) as a child process.
 
@@ -124,6 +125,22 @@ fn boolean_variables_take_the_usual_spellings() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("use true/false, 1/0, yes/no or on/off"), "{err}");
+}
+
+#[test]
+fn without_a_key_and_without_dev_the_server_refuses_to_start_and_says_what_to_set() {
+    let out = chorus(&["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--jwt-secret (CHORUS_JWT_SECRET)") && err.contains("--jwt-public-key"), "{err}");
+    assert!(err.contains("--dev"), "{err}");
+    assert!(!err.contains("drop --dev"), "--dev was not given: {err}");
+    // With a key it starts, closed; with --dev alone it starts, open, and says so.
+    assert!(!serve(&[], &[("CHORUS_JWT_SECRET", "s3cret")]).open_mode());
+    let dev = serve(&["--dev"], &[("CHORUS_LOG", "warn")]);
+    assert!(dev.open_mode());
+    let logs = dev.stop();
+    assert!(logs.contains("OPEN DEVELOPMENT MODE (--dev)"), "{logs}");
 }
 
 #[test]

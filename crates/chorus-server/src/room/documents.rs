@@ -236,6 +236,11 @@ impl Room {
         let seen = since.as_ref().filter(|p| p.epoch == self.docs[&name].epoch).map(|p| p.version);
         self.load_doc_seen(&name, seen).await?;
         let doc = self.docs.get_mut(&name).expect("loaded above");
+        // Counted before it is built: a reader that keeps asking for a large
+        // text without reading is closed instead of answered again.
+        if !outbox.reserve(doc.text.text().rope().len_bytes()) {
+            return Ok(());
+        }
         let msg = doc.opened(id, &self.name, &name, since.as_ref(), &client);
         if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
             info!(room = %self.name, doc = %name, %conn, ?reason, "client resynced from the whole text");

@@ -111,7 +111,11 @@ impl Room {
                 }
             }
         }
-        outbox.push(self.joined(id, &conn).to_json().into());
+        // A connection already over its budget gets no room state built
+        // for it (it is being closed as a slow consumer).
+        if outbox.reserve(0) {
+            outbox.push(self.joined(id, &conn).to_json().into());
+        }
         self.local.insert(conn, Local { outbox, dropped, user: user.id, visible, member });
         Ok(())
     }
