@@ -131,6 +131,22 @@ pub struct Config {
     #[arg(long, env = "CHORUS_RECONCILE_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(50..))]
     pub reconcile_interval_ms: u64,
 
+    /// Connections (HTTP and WebSocket) served at once. Past it, a few more
+    /// are accepted to answer /healthz, /readyz and /metrics and to refuse
+    /// everything else with 503 `too_many_connections`; then new ones are
+    /// closed at once. Keep `ulimit -n` above it.
+    #[arg(long, env = "CHORUS_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = positive)]
+    pub max_connections: usize,
+
+    /// Time a connection has to send a request's headers (new, idle between
+    /// requests, or trickling); then it is closed.
+    #[arg(long, env = "CHORUS_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+
+    /// Time a request body (HTTP API) has to arrive whole; then 408.
+    #[arg(long, env = "CHORUS_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
+
     /// How long shutdown waits for connections to be told and closed.
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
@@ -191,6 +207,15 @@ impl Config {
     /// may be lost before presence expires.
     pub fn heartbeat_interval(&self) -> Duration {
         self.presence_ttl() / 3
+    }
+
+    /// What the accept loop enforces.
+    pub fn listener_limits(&self) -> crate::listener::Limits {
+        crate::listener::Limits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+        }
     }
 
     pub fn limits(&self) -> Limits {

@@ -16,6 +16,7 @@
 //! - [`outbox`]: a connection's bounded outgoing queue with cursor slots.
 //! - [`refusal`], [`clock`]: what every layer above uses.
 //! - [`http`]: health, readiness, metrics and the backend HTTP API.
+//! - [`listener`]: the accept loop: connection limit, header and body timeouts.
 //! - [`origin`]: which browser pages may use the WebSocket and the API.
 //!
 //! [`Server::start`] runs a server on a listener until [`Server::shutdown`].
@@ -27,6 +28,7 @@ pub mod config;
 pub mod document;
 pub mod history;
 pub mod http;
+pub mod listener;
 pub mod node;
 pub mod origin;
 pub mod outbox;
@@ -56,6 +58,7 @@ pub const COUNTERS: &[(&str, &str)] = &[
     ("chorus_ops_committed_total", "Document ops committed by this node."),
     ("chorus_frames_written_total", "Text frames written to sockets (all server messages)."),
     ("chorus_cursor_updates_coalesced_total", "Cursor updates replaced by a newer one before being broadcast."),
+    ("chorus_connections_refused_total", "TCP connections refused (503 or closed at once) because the server was at --max-connections."),
     ("chorus_slow_consumers_total", "Connections closed (4005) because their outgoing queue went over its message or byte limit."),
 ];
 
@@ -63,6 +66,7 @@ pub const COUNTERS: &[(&str, &str)] = &[
 pub const GAUGES: &[(&str, &str)] = &[
     ("chorus_connections", "Open WebSocket connections, including ones still in the handshake."),
     ("chorus_rooms", "Rooms loaded on this node."),
+    ("chorus_tcp_connections", "TCP connections counted against --max-connections (HTTP and WebSocket)."),
 ];
 
 /// The errors counter, by code; every code starts at zero.
@@ -139,14 +143,9 @@ impl Server {
         let node = Node::new(config, backend, metrics_handle())?;
         tokio::spawn(node.clone().sweep_presence());
         let app = http::router(node.clone()).layer(axum::middleware::from_fn_with_state(node.clone(), origin::check));
-        let shutdown = node.shutdown.clone();
-        // Small frames go out at once: Nagle's algorithm would hold a cursor
-        // update back until the previous one is acknowledged.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let (limits, shutdown) = (node.config.listener_limits(), node.shutdown.clone());
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+            crate::listener::serve(listener, app, limits, shutdown).await;
             Ok(())
         });
         Ok(Server { addr, node, task })
