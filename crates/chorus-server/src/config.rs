@@ -47,6 +47,11 @@ pub struct Config {
     #[arg(long, env = "CHORUS_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
 
+    /// Accept tokens without an `exp` claim (they never expire, and neither
+    /// do connections opened with them). Off: such tokens are refused.
+    #[arg(long, env = "CHORUS_ALLOW_TOKENS_WITHOUT_EXP", value_parser = boolean)]
+    pub allow_tokens_without_exp: bool,
+
     /// Required `aud` claim of tokens, if any.
     #[arg(long, env = "CHORUS_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,

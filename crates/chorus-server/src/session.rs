@@ -31,6 +31,8 @@ use crate::refusal::Refusal;
 use crate::room::{DocSubmission, JoinRequest, RoomCommand, RoomHandle, Submitter};
 use crate::submitter;
 
+mod reauth;
+
 /// How long a new connection has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,6 +116,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         heartbeat_ms: node.config.heartbeat_interval().as_millis() as u64,
         presence_ttl_ms: node.config.presence_ttl_ms,
         limits: node.config.limits(),
+        token_expires_at: identity.expires_at,
     };
     outbox.push(welcome.to_json().into());
 
@@ -163,6 +166,11 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
                 if outbox.is_closing() {
                     break LeaveReason::Closed;
                 }
+            }
+            _ = reauth::sleep_until(session.token_deadline()) => {
+                info!(%conn, "token expired without a fresh one; closing");
+                refuse(&outbox, ErrorCode::Unauthorized, close::UNAUTHORIZED, "the token expired: send auth with a fresh token before it does".into());
+                break LeaveReason::Closed;
             }
             _ = tokio::time::sleep_until(deadline) => {
                 info!(%conn, "no message within the presence TTL; closing");
@@ -403,6 +411,7 @@ impl Session {
                 }
                 Ok(())
             }
+            ClientMessage::Auth { id, token } => self.reauthenticate(id, &token).await,
             ClientMessage::Heartbeat { id } => {
                 self.refresh_presence().await;
                 self.send(ServerMessage::Heartbeat { id, server_time: now_ms() });

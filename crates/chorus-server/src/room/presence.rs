@@ -131,7 +131,7 @@ impl Room {
                 settle_leave(self.store().clone(), self.name.clone(), conn.clone(), reason, self.config().presence_ttl());
             }
         }
-        if reason == LeaveReason::Left {
+        if matches!(reason, LeaveReason::Left | LeaveReason::Forbidden) {
             local.outbox.push(ServerMessage::Left { id, room: self.name.to_string(), reason }.to_json().into());
         }
     }
