@@ -53,6 +53,8 @@ export interface Welcome {
   user: UserInfo;
   heartbeat_ms: number;
   presence_ttl_ms: number;
+  /** When the token expires (ms since the epoch); with a token function the SDK sends a fresh one before then. */
+  token_expires_at?: number;
   limits: Limits;
 }
 
