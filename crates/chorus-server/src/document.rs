@@ -241,9 +241,18 @@ fn byte_delta(op: &TextOp) -> isize {
 pub fn parse_op(value: Value) -> Result<TextOp, String> {
     match value {
         Value::Array(_) => serde_json::from_value::<TextOp>(value).map_err(|e| format!("malformed op: {e}")),
-        Value::Object(_) => serde_json::from_value::<chorus_core::text::SimpleEdit>(value)
-            .map(TextOp::from)
-            .map_err(|e| format!("malformed op: {e} (expected {{\"insert\": {{\"at\", \"text\"}}}} or {{\"delete\": {{\"at\", \"length\"}}}})")),
+        Value::Object(_) => {
+            use chorus_core::text::SimpleEdit;
+            let edit = serde_json::from_value::<SimpleEdit>(value)
+                .map_err(|e| format!("malformed op: {e} (expected {{\"insert\": {{\"at\", \"text\"}}}} or {{\"delete\": {{\"at\", \"length\"}}}})"))?;
+            // Refused like the list forms' empty components: an op that
+            // changes nothing would still take a version.
+            match &edit {
+                SimpleEdit::Insert { text, .. } if text.is_empty() => Err("malformed op: an insert must not be empty".into()),
+                SimpleEdit::Delete { length: 0, .. } => Err("malformed op: a delete must not be empty".into()),
+                _ => Ok(TextOp::from(edit)),
+            }
+        }
         other => Err(format!("an op is a list of components or an insert/delete object, not {other}")),
     }
 }
@@ -356,5 +365,8 @@ mod tests {
         assert!(parse_op(json!([-1])).unwrap_err().contains("positive"));
         assert!(parse_op(json!("abc")).unwrap_err().contains("not \"abc\""));
         assert!(parse_op(json!({"move": 1})).unwrap_err().contains("insert"));
+        // Empty simple forms are refused as the list forms' empty components are.
+        assert!(parse_op(json!({"insert": {"at": 0, "text": ""}})).unwrap_err().contains("insert must not be empty"));
+        assert!(parse_op(json!({"delete": {"at": 0, "length": 0}})).unwrap_err().contains("delete must not be empty"));
     }
 }

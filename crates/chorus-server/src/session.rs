@@ -69,7 +69,14 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
     let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
     let hello = match first {
         Ok(Some(Ok(Message::Text(text)))) => decode_client(&text),
-        Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => {
+        Ok(Some(Ok(Message::Close(_))) | None) => {
+            finish(writer, &mut stream, &node).await;
+            return;
+        }
+        Ok(Some(Err(e))) => {
+            // An oversized frame, invalid UTF-8, a protocol violation: told
+            // like after the handshake.
+            refuse_read_error(&outbox, &e.to_string(), node.config.max_message_bytes, "-");
             finish(writer, &mut stream, &node).await;
             return;
         }
@@ -209,6 +216,21 @@ fn refuse(outbox: &Outbox, error: ErrorCode, code: u16, message: String) {
     outbox.close(code, truncate_reason(message));
 }
 
+/// Tells the client why a frame could not be read, with the documented
+/// error and close code. The WebSocket layer enforces the hard frame size
+/// cap, UTF-8 and the framing rules (reserved bits, masking, opcodes).
+fn refuse_read_error(outbox: &Outbox, error: &str, limit: usize, conn: &str) {
+    if error.contains("too long") || error.contains("Space limit") {
+        refuse(outbox, ErrorCode::MessageTooLarge, close::MESSAGE_TOO_BIG, format!("message far over the {limit}-byte limit"));
+    } else if error.contains("UTF-8") {
+        refuse(outbox, ErrorCode::BadMessage, 1007, "text frame is not valid UTF-8".into());
+    } else if error.contains("protocol error") {
+        refuse(outbox, ErrorCode::BadMessage, 1002, format!("not a valid WebSocket frame: {error}"));
+    } else {
+        debug!(%conn, "read error: {error}");
+    }
+}
+
 /// Close reasons must fit in a control frame (123 bytes).
 fn truncate_reason(mut s: String) -> String {
     if s.len() > 120 {
@@ -323,15 +345,7 @@ impl Session {
     }
 
     fn on_read_error(&self, error: &str) {
-        // The WebSocket layer enforces the hard frame size cap and UTF-8.
-        if error.contains("too long") || error.contains("Space limit") {
-            let limit = self.node.config.max_message_bytes;
-            refuse(&self.outbox, ErrorCode::MessageTooLarge, close::MESSAGE_TOO_BIG, format!("message far over the {limit}-byte limit"));
-        } else if error.contains("UTF-8") {
-            refuse(&self.outbox, ErrorCode::BadMessage, 1007, "text frame is not valid UTF-8".into());
-        } else {
-            debug!(conn = %self.conn, "read error: {error}");
-        }
+        refuse_read_error(&self.outbox, error, self.node.config.max_message_bytes, &self.conn);
     }
 
     async fn on_text(&mut self, text: &str) {
