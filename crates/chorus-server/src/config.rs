@@ -111,6 +111,16 @@ pub struct Config {
     #[arg(long, env = "CHORUS_DOCUMENTS_PER_CONNECTION", default_value_t = 50, value_parser = positive)]
     pub documents_per_connection: usize,
 
+    /// Documents one room may hold in memory; opening or writing one more is
+    /// refused with `too_many_documents` while the room is loaded.
+    #[arg(long, env = "CHORUS_DOCUMENTS_PER_ROOM", default_value_t = 100, value_parser = positive)]
+    pub documents_per_room: usize,
+
+    /// Rooms one node may have loaded at once; joining (or an API call on)
+    /// one more is refused with `unavailable` until others unload.
+    #[arg(long, env = "CHORUS_MAX_ROOMS", default_value_t = 1_000, value_parser = positive)]
+    pub max_rooms: usize,
+
     /// Largest state of one shared value, in bytes of its stored JSON.
     #[arg(long, env = "CHORUS_MAX_VALUE_BYTES", default_value_t = 64 * 1024, value_parser = positive)]
     pub max_value_bytes: usize,

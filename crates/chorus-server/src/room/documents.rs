@@ -53,6 +53,11 @@ impl Room {
             Some(_) => return self.reload(name).await,
             None => {}
         }
+        let limit = self.config().documents_per_room;
+        if self.docs.len() >= limit {
+            let msg = format!("room {} holds its limit of {limit} documents (--documents-per-room)", self.name);
+            return Err(Refusal::new(ErrorCode::TooManyDocuments, msg));
+        }
         let stored = self.store().load(&self.name, name).await?;
         let doc = Document::restore(stored).map_err(|e| {
             warn!(room = %self.name, doc = %name, "stored document is damaged: {e}");
