@@ -125,6 +125,12 @@ pub struct Config {
     #[arg(long, env = "CHORUS_MAX_VALUE_BYTES", default_value_t = 64 * 1024, value_parser = positive)]
     pub max_value_bytes: usize,
 
+    /// Bytes all shared values of one room may take together (their stored
+    /// JSON); a change that would go over it is refused with
+    /// `value_too_large`. Default 4 MiB.
+    #[arg(long, env = "CHORUS_MAX_ROOM_VALUE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = positive)]
+    pub max_room_value_bytes: usize,
+
     /// Shared values one room may hold.
     #[arg(long, env = "CHORUS_VALUES_PER_ROOM", default_value_t = 100, value_parser = positive)]
     pub values_per_room: usize,
