@@ -141,6 +141,12 @@ pub struct Config {
     #[arg(long, env = "CHORUS_DOC_LOG_WINDOW", default_value_t = 10_000)]
     pub doc_log_window: u64,
 
+    /// Bytes of ops (their text, plus 8 per component) a document's log may
+    /// hold behind its head; past it a snapshot is taken and older ops are
+    /// trimmed, whatever the window. Default 4 MiB.
+    #[arg(long, env = "CHORUS_MAX_DOC_LOG_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = positive)]
+    pub max_doc_log_bytes: usize,
+
     /// Ops between two snapshots of a document.
     #[arg(long, env = "CHORUS_DOC_SNAPSHOT_EVERY", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub doc_snapshot_every: u64,

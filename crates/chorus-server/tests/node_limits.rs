@@ -35,3 +35,21 @@ async fn a_room_loads_at_most_its_documents() {
     }
     c.open_doc("r", "d1").await.expect("a loaded document opens again");
 }
+
+#[tokio::test]
+async fn a_documents_log_in_memory_is_bounded_in_bytes() {
+    let s = start(|c| c.max_doc_log_bytes = 2_000).await;
+    let chunk = "x".repeat(292); // 300 bytes as the limits count them
+    for _ in 0..20 {
+        let body = serde_json::json!({ "op": [chunk] }).to_string();
+        let (status, answer) = support::http_post(s.addr, "/v1/rooms/r/docs/d/ops", None, &body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // 6,000 bytes of ops were committed; the log keeps at most the budget,
+    // and a reader further back is told so (and would get the text).
+    let (status, body) = s.get("/v1/rooms/r/docs/d/ops?since=0", None).await;
+    assert_eq!(status, 410, "{body}");
+    let (status, body) = s.get("/v1/rooms/r/docs/d/ops?since=17", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.doc_text("r", "d").await, (chunk.repeat(20), 20), "the text is whole");
+}
