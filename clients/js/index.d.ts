@@ -6,7 +6,7 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 export type ClientState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
 export interface ConnectOptions {
-  /** A JWT, or a function returning one (called before every connection attempt). Sent as the `chorus.token.<JWT>` subprotocol. */
+  /** A JWT, or a function returning one (called before every connection attempt, and again before the token expires on an open connection, the fresh token sent as `auth`). Sent as the `chorus.token.<JWT>` subprotocol. */
   token?: string | (() => string | Promise<string>);
   /** Development mode only: the user id to claim (sent as `?user=`). */
   user?: string;
@@ -53,6 +53,8 @@ export interface Welcome {
   user: UserInfo;
   heartbeat_ms: number;
   presence_ttl_ms: number;
+  /** When the token expires (ms since the epoch); with a token function the SDK sends a fresh one before then. */
+  token_expires_at?: number;
   limits: Limits;
 }
 

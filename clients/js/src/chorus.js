@@ -176,7 +176,8 @@ export class Client extends Emitter {
     clearTimeout(this._handshakeTimer);
     clearInterval(this._heartbeatTimer);
     clearTimeout(this._rateTimer);
-    this._heartbeatTimer = this._rateTimer = null;
+    clearTimeout(this._tokenTimer);
+    this._heartbeatTimer = this._rateTimer = this._tokenTimer = null;
     this._heartbeatId = null;
     this.connection = null;
     if (code === MESSAGE_TOO_BIG) {
@@ -253,7 +254,8 @@ export class Client extends Emitter {
     clearTimeout(this._handshakeTimer);
     clearInterval(this._heartbeatTimer);
     clearTimeout(this._rateTimer);
-    this._reconnectTimer = this._heartbeatTimer = this._rateTimer = null;
+    clearTimeout(this._tokenTimer);
+    this._reconnectTimer = this._heartbeatTimer = this._rateTimer = this._tokenTimer = null;
     this._ws = null;
     const requests = [...this._requests.values()];
     this._requests.clear();
@@ -359,6 +361,8 @@ export class Client extends Emitter {
           if (r && r.onReply) r.onReply(msg);
         } else if (room && msg.reason === 'expired') {
           room._onExpired();
+        } else if (room && msg.reason === 'forbidden') {
+          room._onForbidden();
         }
         return;
       }
@@ -389,6 +393,11 @@ export class Client extends Emitter {
       case 'heartbeat':
         if (msg.id != null && msg.id === this._heartbeatId) this._heartbeatId = null;
         return;
+      case 'authenticated':
+        this._take(msg.id);
+        this.session = { ...this.session, token_expires_at: msg.token_expires_at };
+        this._scheduleTokenRefresh(msg.token_expires_at);
+        return;
       case 'error':
         return this._onError(msg);
       case 'shutdown':
@@ -415,7 +424,39 @@ export class Client extends Emitter {
     this.emit('welcome', session);
     const every = Number(msg.heartbeat_ms);
     if (every > 0) this._heartbeatTimer = setInterval(() => this._heartbeat(), every);
+    this._scheduleTokenRefresh(msg.token_expires_at);
     for (const room of this._rooms.values()) room._rejoin();
+  }
+
+  /**
+   * A token expires on an open connection too: with a token function, ask it
+   * again halfway through the token's remaining life (at most a minute
+   * before `expiresAt`) and send the fresh token as `auth`. The server's
+   * `authenticated` schedules the next refresh; without one (the function
+   * failed, the token was refused) the next try comes a few seconds later.
+   */
+  _scheduleTokenRefresh(expiresAt) {
+    clearTimeout(this._tokenTimer);
+    this._tokenTimer = null;
+    if (expiresAt == null || typeof this.options.token !== 'function') return;
+    const left = Math.max(0, Number(expiresAt) - Date.now());
+    const delay = left - Math.min(left / 2, 60000);
+    const ws = this._ws;
+    this._tokenTimer = setTimeout(async () => {
+      this._tokenTimer = null;
+      let token;
+      try {
+        token = await this.options.token();
+      } catch (err) {
+        this.emit('error', new ChorusError('unauthorized', `could not get a fresh token: ${err && err.message}`));
+      }
+      if (ws !== this._ws || this.state !== 'open') return;
+      if (token) this._send({ type: 'auth', id: this._takeId(), token });
+      if (!this._tokenTimer && left > 0) {
+        this._tokenTimer = setTimeout(() => this._scheduleTokenRefresh(expiresAt), Math.min(5000, left / 4));
+      }
+    }, delay);
+    if (typeof this._tokenTimer.unref === 'function') this._tokenTimer.unref();
   }
 
   /** Keeps presence alive; a heartbeat unanswered for a whole interval means the link is dead. */

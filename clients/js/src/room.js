@@ -143,6 +143,13 @@ export class Room extends Emitter {
     this._rejoin();
   }
 
+  /** A fresh token no longer grants this room (left with reason `forbidden`). */
+  _onForbidden() {
+    const err = new ChorusError('forbidden', `the refreshed token no longer grants room ${this.name}`);
+    outsideEvents(() => this._shutdown(err));
+    this.emit('error', err);
+  }
+
   _disconnected() {
     this._live = false;
     this._joinId = null;

@@ -23,6 +23,9 @@
 
 pub mod document;
 pub mod limits;
+pub mod token;
+
+pub use token::TokenSource;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -48,6 +51,9 @@ use tokio_tungstenite::tungstenite::Message;
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     pub token: Option<String>,
+    /// Where fresh tokens come from: asked on every connection (instead of
+    /// `token`) and before each expiry, the fresh token sent as `auth`.
+    pub token_source: Option<TokenSource>,
     /// Send the token as the `chorus.token.<token>` subprotocol instead of
     /// in the query string (what browsers do when they want it out of URLs).
     pub token_in_subprotocol: bool,
@@ -72,6 +78,7 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             token: None,
+            token_source: None,
             token_in_subprotocol: false,
             dev_user: None,
             dev_name: None,
@@ -131,6 +138,9 @@ pub struct Session {
     pub heartbeat_ms: u64,
     pub presence_ttl_ms: u64,
     pub limits: Limits,
+    /// When the connection's token expires (ms since the epoch), if it does;
+    /// moved on by every accepted `auth`.
+    pub token_expires_at: Option<u64>,
 }
 
 /// A room as `joined` described it.
@@ -228,6 +238,11 @@ impl Client {
 
     /// Opens a connection and completes the handshake.
     async fn open_link(url: &str, options: &ConnectOptions) -> Result<(Link, Session), ClientError> {
+        let fresh = match &options.token_source {
+            Some(source) => Some(source.get().await.map_err(|e| ClientError::Connect(format!("could not get a token: {e}")))?),
+            None => None,
+        };
+        let options = &ConnectOptions { token: fresh.or_else(|| options.token.clone()), ..options.clone() };
         let mut query = Vec::new();
         if let (Some(t), false) = (&options.token, options.token_in_subprotocol) {
             query.push(format!("token={t}"));
@@ -262,11 +277,15 @@ impl Client {
             let _ = sink.close().await;
         });
         let (ev_tx, events) = mpsc::unbounded_channel();
+        let (expiry_tx, expiry) = tokio::sync::watch::channel(None);
         let reader = tokio::spawn(async move {
             while let Some(frame) = stream.next().await {
                 match frame {
                     Ok(Message::Text(text)) => match serde_json::from_str::<ServerMessage>(&text) {
                         Ok(m) => {
+                            if let ServerMessage::Welcome { token_expires_at: at, .. } | ServerMessage::Authenticated { token_expires_at: at, .. } = &m {
+                                expiry_tx.send_replace(*at);
+                            }
                             let _ = ev_tx.send(Event::Message(m));
                         }
                         Err(e) => tracing::warn!("undecodable server message ({e}): {text}"),
@@ -291,14 +310,17 @@ impl Client {
         send_on(&link.out, &hello)?;
         let first = tokio::time::timeout(options.timeout, link.events.recv()).await.map_err(|_| ClientError::Timeout(options.timeout))?;
         let session = match first {
-            Some(Event::Message(ServerMessage::Welcome { connection, user, heartbeat_ms, presence_ttl_ms, limits, .. })) => {
-                Session { connection, user, heartbeat_ms, presence_ttl_ms, limits }
+            Some(Event::Message(ServerMessage::Welcome { connection, user, heartbeat_ms, presence_ttl_ms, limits, token_expires_at, .. })) => {
+                Session { connection, user, heartbeat_ms, presence_ttl_ms, limits, token_expires_at }
             }
             Some(Event::Message(ServerMessage::Error { code, message, .. })) => return Err(ClientError::Server { code, message }),
             Some(Event::Closed { code, reason }) => return Err(ClientError::Closed { code, reason }),
             None => return Err(ClientError::Closed { code: None, reason: "connection ended".into() }),
             Some(Event::Message(other)) => return Err(ClientError::Unexpected(format!("{other:?}"))),
         };
+        if let Some(source) = options.token_source.clone() {
+            link.tasks.push(tokio::spawn(token::keep_fresh(source, expiry, link.out.clone())));
+        }
         if options.heartbeats && session.heartbeat_ms > 0 {
             let out = link.out.clone();
             let every = Duration::from_millis(session.heartbeat_ms);
@@ -718,6 +740,22 @@ impl Client {
     /// Moves this connection's cursor in a room (`Value::Null` hides it).
     pub fn cursor(&self, room: &str, cursor: Value) -> Result<(), ClientError> {
         self.send(&ClientMessage::Cursor { room: room.into(), cursor, doc: None, version: None })
+    }
+
+    /// Sends a fresh token (`auth`) and waits for the server to accept it;
+    /// returns the new expiry. Its permissions apply from then on: rooms it
+    /// no longer grants are left (a `left` event with reason `forbidden`).
+    pub async fn refresh_token(&mut self, token: &str) -> Result<Option<u64>, ClientError> {
+        let id = self.take_id();
+        self.send(&ClientMessage::Auth { id: Some(id), token: token.into() })?;
+        let at = self
+            .reply(id, |m| match m {
+                ServerMessage::Authenticated { id: Some(i), token_expires_at } if *i == id => Some(*token_expires_at),
+                _ => None,
+            })
+            .await?;
+        self.session.token_expires_at = at;
+        Ok(at)
     }
 
     /// Sends a heartbeat and waits for the answer.

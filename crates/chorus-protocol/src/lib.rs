@@ -70,6 +70,14 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<u64>,
     },
+    /// A fresh token for this connection, sent before the current one
+    /// expires; its permissions apply from then on. Answered with
+    /// `authenticated`.
+    Auth {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        token: String,
+    },
     /// Keeps this connection's presence alive; answered with `heartbeat`.
     Heartbeat {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,6 +194,7 @@ impl ClientMessage {
             | ClientMessage::Leave { id, .. }
             | ClientMessage::Presence { id, .. }
             | ClientMessage::Heartbeat { id }
+            | ClientMessage::Auth { id, .. }
             | ClientMessage::OpenDoc { id, .. }
             | ClientMessage::Submit { id, .. }
             | ClientMessage::CloseDoc { id, .. }
@@ -209,7 +218,7 @@ impl ClientMessage {
             | ClientMessage::UpdateValue { room, .. }
             | ClientMessage::Undo { room, .. }
             | ClientMessage::Redo { room, .. } => Some(room),
-            ClientMessage::Hello { .. } | ClientMessage::Heartbeat { .. } => None,
+            ClientMessage::Hello { .. } | ClientMessage::Heartbeat { .. } | ClientMessage::Auth { .. } => None,
         }
     }
 }
@@ -224,6 +233,8 @@ pub enum LeaveReason {
     Closed,
     /// No heartbeat within the presence TTL.
     Expired,
+    /// A fresh token (`auth`) no longer grants the room.
+    Forbidden,
 }
 
 /// A connection's cursor as others see it.
@@ -286,6 +297,19 @@ pub enum ServerMessage {
         /// Presence expires after this long without a heartbeat.
         presence_ttl_ms: u64,
         limits: Limits,
+        /// When the connection's token expires (milliseconds since the
+        /// epoch): send `auth` with a fresh token before then, or the
+        /// connection is closed with 4001. Absent for tokens without `exp`
+        /// and anonymous connections.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_expires_at: Option<u64>,
+    },
+    /// A fresh token was accepted: its permissions apply from now on.
+    Authenticated {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_expires_at: Option<u64>,
     },
     Joined {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -559,7 +583,7 @@ pub mod close {
     /// The server is restarting or shutting down: reconnect, to another node
     /// if there is one.
     pub const SERVICE_RESTART: u16 = 1012;
-    /// No valid token.
+    /// No valid token, or the token expired without a fresh one (`auth`).
     pub const UNAUTHORIZED: u16 = 4001;
     /// The handshake failed: no `hello` first, or an unsupported version.
     pub const PROTOCOL: u16 = 4002;
@@ -629,6 +653,7 @@ mod tests {
             ClientMessage::Cursor { room: "team-42/plan".into(), cursor: json!({"anchor": 3, "head": 7}), doc: Some("body".into()), version: Some(12) },
             ClientMessage::Cursor { room: "team-42/plan".into(), cursor: json!({"x": 0.4, "y": 0.25}), doc: None, version: None },
             ClientMessage::Heartbeat { id: None },
+            ClientMessage::Auth { id: Some(12), token: "eyJhbGciOiJIUzI1NiJ9.e30.sig".into() },
             ClientMessage::OpenDoc { id: Some(5), room: "team-42/plan".into(), doc: "body".into(), client: Some("k7".into()), since: None, undo: true },
             ClientMessage::OpenDoc {
                 id: Some(6),
@@ -696,7 +721,9 @@ mod tests {
                 heartbeat_ms: 10_000,
                 presence_ttl_ms: 30_000,
                 limits,
+                token_expires_at: Some(1_764_003_600_000),
             },
+            ServerMessage::Authenticated { id: Some(12), token_expires_at: Some(1_764_007_200_000) },
             ServerMessage::Joined {
                 id: Some(1),
                 room: "team-42/plan".into(),

@@ -53,6 +53,9 @@ struct Claims {
     color: Option<String>,
     #[serde(default)]
     rooms: HashMap<String, Vec<Permission>>,
+    /// Expiry, seconds since the epoch.
+    #[serde(default)]
+    exp: Option<u64>,
 }
 
 /// An authenticated connection's user and grants.
@@ -61,6 +64,8 @@ pub struct Identity {
     pub user: UserInfo,
     grants: Grants,
     pub anonymous: bool,
+    /// When the token expires (milliseconds since the epoch), if it does.
+    pub expires_at: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,7 +87,7 @@ impl Identity {
 
     /// An identity with every permission everywhere (development mode, server-side tools).
     pub fn open(user: UserInfo) -> Self {
-        Self { user, grants: Grants::Everything, anonymous: false }
+        Self { user, grants: Grants::Everything, anonymous: false, expires_at: None }
     }
 }
 
@@ -136,6 +141,9 @@ impl Authenticator {
             (Some(token), Some((key, validation))) => {
                 let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                    jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => AuthError::Invalid(
+                        "the token has no exp claim: tokens must expire (unless the server runs with --allow-tokens-without-exp)".into(),
+                    ),
                     _ => AuthError::Invalid(e.to_string()),
                 })?;
                 let c = data.claims;
@@ -146,15 +154,23 @@ impl Authenticator {
                     user: UserInfo::new(c.sub, c.name, c.avatar, c.color),
                     grants: Grants::Rooms(c.rooms.into_iter().collect()),
                     anonymous: false,
+                    expires_at: c.exp.map(|s| s.saturating_mul(1000)),
                 })
             }
             _ if self.open => {
+                // Ids and names end up in logs and other users' screens: no
+                // control characters (a newline would forge a log line).
+                for (what, given) in [("user", dev_user), ("name", dev_name)] {
+                    if given.is_some_and(|s| s.chars().any(char::is_control)) {
+                        return Err(AuthError::Invalid(format!("the {what} parameter contains control characters")));
+                    }
+                }
                 let id = dev_user
                     .filter(|u| !u.is_empty() && u.len() <= 128)
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("anon-{:06x}", rand::random::<u32>() & 0xff_ffff));
                 let name = dev_name.filter(|n| n.len() <= 128).map(str::to_owned).or_else(|| Some(id.clone()));
-                Ok(Identity { user: UserInfo::new(id, name, None, None), grants: Grants::Everything, anonymous: true })
+                Ok(Identity { user: UserInfo::new(id, name, None, None), grants: Grants::Everything, anonymous: true, expires_at: None })
             }
             _ => Err(AuthError::Missing),
         }
@@ -164,6 +180,9 @@ impl Authenticator {
 fn validation(alg: Algorithm, config: &Config) -> Validation {
     let mut v = Validation::new(alg);
     v.required_spec_claims = ["sub"].into_iter().map(str::to_owned).collect();
+    if !config.allow_tokens_without_exp {
+        v.required_spec_claims.insert("exp".into());
+    }
     v.validate_exp = true;
     v.leeway = 5;
     match &config.jwt_audience {
@@ -257,8 +276,33 @@ mod tests {
     }
 
     #[test]
+    fn tokens_must_expire_unless_allowed() {
+        let forever = token("s3cret", json!({"sub": "u1"}));
+        let auth = Authenticator::from_config(&config(Some("s3cret"), false)).unwrap();
+        match auth.authenticate(Some(&forever), None, None) {
+            Err(AuthError::Invalid(m)) => assert!(m.contains("--allow-tokens-without-exp"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let mut c = config(Some("s3cret"), false);
+        c.allow_tokens_without_exp = true;
+        let id = Authenticator::from_config(&c).unwrap().authenticate(Some(&forever), None, None).unwrap();
+        assert_eq!(id.expires_at, None);
+        let id = auth.authenticate(Some(&token("s3cret", json!({"sub": "u1", "exp": far_future()}))), None, None).unwrap();
+        assert_eq!(id.expires_at, Some(far_future() * 1000));
+    }
+
+    #[test]
+    fn open_mode_refuses_control_characters_in_names() {
+        let auth = Authenticator::from_config(&config(None, true)).unwrap();
+        for (user, name) in [(Some("ann\nINFO forged"), None), (Some("ann"), Some("Ann\u{1b}[31m")), (Some("a\0"), None)] {
+            assert!(matches!(auth.authenticate(None, user, name), Err(AuthError::Invalid(_))), "{user:?} {name:?}");
+        }
+        assert!(auth.authenticate(None, Some("ann"), Some("Ann Smith ✓")).is_ok());
+    }
+
+    #[test]
     fn open_mode_admits_anonymous_users() {
-        let auth = Authenticator::from_config(&config(None, false)).unwrap();
+        let auth = Authenticator::from_config(&config(None, true)).unwrap();
         let id = auth.authenticate(None, Some("ann"), Some("Ann")).unwrap();
         assert!(id.anonymous && id.can("any/room", Permission::Write));
         assert_eq!(id.user.id, "ann");

@@ -39,11 +39,21 @@ pub struct Config {
     #[arg(long, env = "CHORUS_SQLITE_SYNC", value_enum, default_value_t = SqliteSync::Full)]
     pub sqlite_sync: SqliteSync,
 
-    /// Open development mode: anonymous users may connect and may do anything.
-    /// Also on whenever no token key is configured. CHORUS_DEV takes
-    /// true/false, 1/0, yes/no, on/off (any case).
+    /// Open development mode: anonymous users may connect and may do
+    /// anything, the HTTP API is open without --api-token, and browsers of
+    /// any origin are let in. Without it a token key (--jwt-secret or
+    /// --jwt-public-key) is required, or the server refuses to start.
+    /// CHORUS_DEV takes true/false, 1/0, yes/no, on/off (any case).
     #[arg(long, env = "CHORUS_DEV", value_parser = boolean)]
     pub dev: bool,
+
+    /// Origins whose browser pages may open WebSockets and call the HTTP API,
+    /// exact and separated by commas (`https://app.example.com`), or `*` for
+    /// any. Requests without an `Origin` header (not from a browser) and
+    /// same-origin requests (the Origin's host is the Host header) are always
+    /// let in. Default: any origin under --dev, none but same-origin otherwise.
+    #[arg(long, env = "CHORUS_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
+    pub allowed_origins: Vec<String>,
 
     /// Secret for HS256-signed tokens.
     #[arg(long, env = "CHORUS_JWT_SECRET", hide_env_values = true)]
@@ -52,6 +62,11 @@ pub struct Config {
     /// PEM file with an RSA public key for RS256-signed tokens.
     #[arg(long, env = "CHORUS_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
+
+    /// Accept tokens without an `exp` claim (they never expire, and neither
+    /// do connections opened with them). Off: such tokens are refused.
+    #[arg(long, env = "CHORUS_ALLOW_TOKENS_WITHOUT_EXP", value_parser = boolean)]
+    pub allow_tokens_without_exp: bool,
 
     /// Required `aud` claim of tokens, if any.
     #[arg(long, env = "CHORUS_JWT_AUDIENCE")]
@@ -88,9 +103,16 @@ pub struct Config {
     pub cursor_rate: u32,
 
     /// Messages waiting for one connection before it counts as a slow
-    /// consumer and is disconnected.
+    /// consumer and is disconnected (close code 4005).
     #[arg(long, env = "CHORUS_OUTBOX_CAPACITY", default_value_t = 4_096, value_parser = positive)]
     pub outbox_capacity: usize,
+
+    /// Bytes of messages waiting for one connection (queued, or taken by its
+    /// writer and not yet written to the socket) before it counts as a slow
+    /// consumer and is disconnected (close code 4005). A reply that would go
+    /// over it (a document's text) is not built. Default 16 MiB.
+    #[arg(long, env = "CHORUS_MAX_OUTBOX_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = positive)]
+    pub max_outbox_bytes: usize,
 
     /// Largest text document, in UTF-8 bytes; an op that would grow a
     /// document past it is refused.
@@ -105,9 +127,25 @@ pub struct Config {
     #[arg(long, env = "CHORUS_DOCUMENTS_PER_CONNECTION", default_value_t = 50, value_parser = positive)]
     pub documents_per_connection: usize,
 
+    /// Documents one room may hold in memory; opening or writing one more is
+    /// refused with `too_many_documents` while the room is loaded.
+    #[arg(long, env = "CHORUS_DOCUMENTS_PER_ROOM", default_value_t = 100, value_parser = positive)]
+    pub documents_per_room: usize,
+
+    /// Rooms one node may have loaded at once; joining (or an API call on)
+    /// one more is refused with `unavailable` until others unload.
+    #[arg(long, env = "CHORUS_MAX_ROOMS", default_value_t = 1_000, value_parser = positive)]
+    pub max_rooms: usize,
+
     /// Largest state of one shared value, in bytes of its stored JSON.
     #[arg(long, env = "CHORUS_MAX_VALUE_BYTES", default_value_t = 64 * 1024, value_parser = positive)]
     pub max_value_bytes: usize,
+
+    /// Bytes all shared values of one room may take together (their stored
+    /// JSON); a change that would go over it is refused with
+    /// `value_too_large`. Default 4 MiB.
+    #[arg(long, env = "CHORUS_MAX_ROOM_VALUE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = positive)]
+    pub max_room_value_bytes: usize,
 
     /// Shared values one room may hold.
     #[arg(long, env = "CHORUS_VALUES_PER_ROOM", default_value_t = 100, value_parser = positive)]
@@ -119,6 +157,12 @@ pub struct Config {
     #[arg(long, env = "CHORUS_DOC_LOG_WINDOW", default_value_t = 10_000)]
     pub doc_log_window: u64,
 
+    /// Bytes of ops (their text, plus 8 per component) a document's log may
+    /// hold behind its head; past it a snapshot is taken and older ops are
+    /// trimmed, whatever the window. Default 4 MiB.
+    #[arg(long, env = "CHORUS_MAX_DOC_LOG_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = positive)]
+    pub max_doc_log_bytes: usize,
+
     /// Ops between two snapshots of a document.
     #[arg(long, env = "CHORUS_DOC_SNAPSHOT_EVERY", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub doc_snapshot_every: u64,
@@ -129,6 +173,22 @@ pub struct Config {
     /// these.
     #[arg(long, env = "CHORUS_RECONCILE_INTERVAL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(50..))]
     pub reconcile_interval_ms: u64,
+
+    /// Connections (HTTP and WebSocket) served at once. Past it, a few more
+    /// are accepted to answer /healthz, /readyz and /metrics and to refuse
+    /// everything else with 503 `too_many_connections`; then new ones are
+    /// closed at once. Keep `ulimit -n` above it.
+    #[arg(long, env = "CHORUS_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = positive)]
+    pub max_connections: usize,
+
+    /// Time a connection has to send a request's headers (new, idle between
+    /// requests, or trickling); then it is closed.
+    #[arg(long, env = "CHORUS_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+
+    /// Time a request body (HTTP API) has to arrive whole; then 408.
+    #[arg(long, env = "CHORUS_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
 
     /// How long shutdown waits for connections to be told and closed.
     #[arg(long, env = "CHORUS_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
@@ -199,6 +259,15 @@ impl Config {
         self.presence_ttl() / 3
     }
 
+    /// What the accept loop enforces.
+    pub fn listener_limits(&self) -> crate::listener::Limits {
+        crate::listener::Limits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_message_bytes: self.max_message_bytes,
@@ -214,9 +283,30 @@ impl Config {
         }
     }
 
-    /// Whether anonymous connections are accepted.
+    /// Whether anonymous connections are accepted: only under --dev.
     pub fn open_mode(&self) -> bool {
-        self.dev || (self.jwt_secret.is_none() && self.jwt_public_key.is_none())
+        self.dev
+    }
+
+    /// Whether a token key is configured.
+    pub fn has_token_key(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_public_key.is_some()
+    }
+
+    /// Refuses settings a server must not start with: outside development
+    /// mode, a server without a token key would let nobody in (or, as it
+    /// once did, everybody); it says what to set instead.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.dev && !self.has_token_key() {
+            return Err("no token key is configured: set --jwt-secret (CHORUS_JWT_SECRET) or --jwt-public-key \
+                        (CHORUS_JWT_PUBLIC_KEY) so clients need signed tokens, or pass --dev (CHORUS_DEV=1) for an \
+                        open development server that must not be exposed"
+                .into());
+        }
+        if let Some(o) = self.allowed_origins.iter().find(|o| o.as_str() != "*" && crate::origin::normalize(o).is_none()) {
+            return Err(format!("--allowed-origins: {o:?} is not an origin (scheme://host[:port], or * for any)"));
+        }
+        Ok(())
     }
 }
 
@@ -234,5 +324,20 @@ mod tests {
         }
         let err = boolean("maybe").unwrap_err();
         assert!(err.contains("true/false, 1/0, yes/no or on/off"), "{err}");
+    }
+
+    #[test]
+    fn a_server_needs_a_key_or_dev() {
+        let mut c = Config::for_address("127.0.0.1:0".parse().unwrap());
+        let err = c.check().unwrap_err();
+        assert!(err.contains("--jwt-secret") && err.contains("--dev"), "{err}");
+        assert!(!err.contains("drop --dev"), "{err}");
+        c.dev = true;
+        assert!(c.check().is_ok() && c.open_mode());
+        c.dev = false;
+        c.jwt_secret = Some("s".into());
+        assert!(c.check().is_ok() && !c.open_mode());
+        c.allowed_origins = vec!["not an origin".into()];
+        assert!(c.check().unwrap_err().contains("--allowed-origins"));
     }
 }

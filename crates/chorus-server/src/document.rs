@@ -50,12 +50,41 @@ pub struct Document {
     /// continue it, a commit refused as from another history): it is being
     /// reloaded, and its readers are told once that is done.
     pub stale: bool,
+    /// Bytes of the ops the log holds in memory (as [`op_bytes`] counts
+    /// them): past `--max-doc-log-bytes` the log is trimmed.
+    pub log_bytes: usize,
 }
 
 impl Document {
     pub fn restore(stored: StoredDoc) -> Result<Self, RestoreError> {
         let text = OrderedText::restore(TextDoc::from(stored.snapshot.as_str()), stored.snapshot_version, stored.oldest_digest, stored.ops)?;
-        Ok(Self { epoch: stored.epoch, text, subscribers: HashMap::new(), snapshot_version: stored.snapshot_version, stale: false })
+        let mut doc = Self { epoch: stored.epoch, text, subscribers: HashMap::new(), snapshot_version: stored.snapshot_version, stale: false, log_bytes: 0 };
+        doc.count_log_bytes();
+        Ok(doc)
+    }
+
+    /// Counts the bytes of the log's ops again (after a trim).
+    pub fn count_log_bytes(&mut self) {
+        let log = self.text.log();
+        self.log_bytes = log.since(log.oldest()).map_or(0, |ops| ops.map(|e| op_bytes(&e.op)).sum());
+    }
+
+    /// The oldest version to keep so the ops after it take at most
+    /// `max_bytes`: the trim point a byte budget asks for.
+    pub fn trim_point_for_bytes(&self, max_bytes: usize) -> u64 {
+        let log = self.text.log();
+        let mut excess = self.log_bytes.saturating_sub(max_bytes);
+        let mut point = log.oldest();
+        if let Some(ops) = log.since(point) {
+            for e in ops {
+                if excess == 0 {
+                    break;
+                }
+                excess = excess.saturating_sub(op_bytes(&e.op));
+                point = e.version;
+            }
+        }
+        point
     }
 
     pub fn version(&self) -> u64 {
@@ -186,7 +215,10 @@ impl Document {
     /// changing nothing, an entry that does not continue this replica's
     /// history.
     pub fn commit(&mut self, entry: LogEntry) -> Result<(), CommitError> {
-        self.text.append(entry)
+        let bytes = op_bytes(&entry.op);
+        self.text.append(entry)?;
+        self.log_bytes += bytes;
+        Ok(())
     }
 
     /// Whether `entry`, at or before the head, is the op this replica has
@@ -241,9 +273,18 @@ fn byte_delta(op: &TextOp) -> isize {
 pub fn parse_op(value: Value) -> Result<TextOp, String> {
     match value {
         Value::Array(_) => serde_json::from_value::<TextOp>(value).map_err(|e| format!("malformed op: {e}")),
-        Value::Object(_) => serde_json::from_value::<chorus_core::text::SimpleEdit>(value)
-            .map(TextOp::from)
-            .map_err(|e| format!("malformed op: {e} (expected {{\"insert\": {{\"at\", \"text\"}}}} or {{\"delete\": {{\"at\", \"length\"}}}})")),
+        Value::Object(_) => {
+            use chorus_core::text::SimpleEdit;
+            let edit = serde_json::from_value::<SimpleEdit>(value)
+                .map_err(|e| format!("malformed op: {e} (expected {{\"insert\": {{\"at\", \"text\"}}}} or {{\"delete\": {{\"at\", \"length\"}}}})"))?;
+            // Refused like the list forms' empty components: an op that
+            // changes nothing would still take a version.
+            match &edit {
+                SimpleEdit::Insert { text, .. } if text.is_empty() => Err("malformed op: an insert must not be empty".into()),
+                SimpleEdit::Delete { length: 0, .. } => Err("malformed op: a delete must not be empty".into()),
+                _ => Ok(TextOp::from(edit)),
+            }
+        }
         other => Err(format!("an op is a list of components or an insert/delete object, not {other}")),
     }
 }
@@ -350,11 +391,28 @@ mod tests {
     }
 
     #[test]
+    fn the_log_counts_its_bytes_and_finds_where_to_trim_for_a_budget() {
+        let mut d = doc("");
+        for _ in 0..4 {
+            commit(&mut d, op(json!(["x".repeat(92)]))); // 100 bytes each
+        }
+        assert_eq!(d.log_bytes, 400);
+        assert_eq!(d.trim_point_for_bytes(1_000), 0, "within the budget: nothing to trim");
+        assert_eq!(d.trim_point_for_bytes(250), 2, "ops 3 and 4 stay");
+        d.text.trim_to(2);
+        d.count_log_bytes();
+        assert_eq!(d.log_bytes, 200);
+    }
+
+    #[test]
     fn simple_forms_and_bad_ops_parse_with_reasons() {
         assert_eq!(op(json!({"insert": {"at": 1, "text": "é"}})), op(json!([1, "é"])));
         assert_eq!(op(json!({"delete": {"at": 0, "length": 2}})), op(json!([{"d": 2}])));
         assert!(parse_op(json!([-1])).unwrap_err().contains("positive"));
         assert!(parse_op(json!("abc")).unwrap_err().contains("not \"abc\""));
         assert!(parse_op(json!({"move": 1})).unwrap_err().contains("insert"));
+        // Empty simple forms are refused as the list forms' empty components are.
+        assert!(parse_op(json!({"insert": {"at": 0, "text": ""}})).unwrap_err().contains("insert must not be empty"));
+        assert!(parse_op(json!({"delete": {"at": 0, "length": 0}})).unwrap_err().contains("delete must not be empty"));
     }
 }

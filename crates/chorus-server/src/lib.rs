@@ -16,6 +16,8 @@
 //! - [`outbox`]: a connection's bounded outgoing queue with cursor slots.
 //! - [`refusal`], [`clock`]: what every layer above uses.
 //! - [`http`]: health, readiness, metrics and the backend HTTP API.
+//! - [`listener`]: the accept loop: connection limit, header and body timeouts.
+//! - [`origin`]: which browser pages may use the WebSocket and the API.
 //!
 //! [`Server::start`] runs a server on a listener until [`Server::shutdown`].
 
@@ -26,7 +28,9 @@ pub mod config;
 pub mod document;
 pub mod history;
 pub mod http;
+pub mod listener;
 pub mod node;
+pub mod origin;
 pub mod outbox;
 pub mod refusal;
 pub mod room;
@@ -56,12 +60,15 @@ pub const COUNTERS: &[(&str, &str)] = &[
     ("chorus_cursor_updates_coalesced_total", "Cursor updates replaced by a newer one before being broadcast."),
     ("chorus_sqlite_transactions_total", "Transactions the embedded SQLite store committed (one fsync each with --sqlite-sync full)."),
     ("chorus_sqlite_writes_total", "Writes (commits, snapshots, value and history writes) those transactions carried."),
+    ("chorus_connections_refused_total", "TCP connections refused (503 or closed at once) because the server was at --max-connections."),
+    ("chorus_slow_consumers_total", "Connections closed (4005) because their outgoing queue went over its message or byte limit."),
 ];
 
 /// Every gauge Chorus records, with what it measures.
 pub const GAUGES: &[(&str, &str)] = &[
     ("chorus_connections", "Open WebSocket connections, including ones still in the handshake."),
     ("chorus_rooms", "Rooms loaded on this node."),
+    ("chorus_tcp_connections", "TCP connections counted against --max-connections (HTTP and WebSocket)."),
 ];
 
 /// The errors counter, by code; every code starts at zero.
@@ -137,15 +144,10 @@ impl Server {
         let addr = listener.local_addr()?;
         let node = Node::new(config, backend, metrics_handle())?;
         tokio::spawn(node.clone().sweep_presence());
-        let app = http::router(node.clone());
-        let shutdown = node.shutdown.clone();
-        // Small frames go out at once: Nagle's algorithm would hold a cursor
-        // update back until the previous one is acknowledged.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let app = http::router(node.clone()).layer(axum::middleware::from_fn_with_state(node.clone(), origin::check));
+        let (limits, shutdown) = (node.config.listener_limits(), node.shutdown.clone());
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await?;
+            crate::listener::serve(listener, app, limits, shutdown).await;
             Ok(())
         });
         Ok(Server { addr, node, task })

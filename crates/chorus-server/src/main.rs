@@ -99,6 +99,12 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     init_logs(config.log_format);
+    // Before connecting to anything: a server that would run open by
+    // accident does not start.
+    if let Err(e) = config.check() {
+        eprintln!("chorus: cannot start: {e}");
+        std::process::exit(2);
+    }
 
     let backend: Arc<dyn Backend> = match &config.redis_url {
         Some(url) => Arc::new(RedisStore::connect(url).await.context("could not start: --redis (CHORUS_REDIS_URL) was given")?),
@@ -112,8 +118,9 @@ async fn main() -> anyhow::Result<()> {
 
     // Logged before the lines on stdout, which scripts and tests wait for as
     // the sign that the server is ready: its logs then already say so.
-    let banner = "OPEN DEVELOPMENT MODE: anyone can connect without a token and do anything. \
-                  Set --jwt-secret (CHORUS_JWT_SECRET) and drop --dev before exposing this server.";
+    // Open mode is only ever asked for (--dev): the advice names it.
+    let banner = "OPEN DEVELOPMENT MODE (--dev): anyone can connect without a token and do anything, \
+                  from any web page. Set --jwt-secret (CHORUS_JWT_SECRET) and drop --dev before exposing this server.";
     if open {
         warn!("{banner}");
     }

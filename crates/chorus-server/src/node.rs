@@ -35,6 +35,7 @@ pub struct Node {
 
 impl Node {
     pub fn new(config: Config, backend: Arc<dyn Backend>, metrics: PrometheusHandle) -> anyhow::Result<Arc<Self>> {
+        config.check().map_err(anyhow::Error::msg)?;
         let auth = Authenticator::from_config(&config)?;
         let config = Arc::new(config);
         Ok(Arc::new(Self {
@@ -87,7 +88,7 @@ mod tests {
 
     #[test]
     fn connection_ids_of_two_nodes_never_share_a_prefix() {
-        let make = || Node::new(Config::for_address("127.0.0.1:0".parse().unwrap()), Arc::new(chorus_store::MemoryStore::new()), crate::metrics_handle()).unwrap();
+        let make = || Node::new(Config { dev: true, ..Config::for_address("127.0.0.1:0".parse().unwrap()) }, Arc::new(chorus_store::MemoryStore::new()), crate::metrics_handle()).unwrap();
         // Among 20,000 nodes a 24-bit prefix repeats almost surely (the
         // birthday bound); a 64-bit one about once in 10^11 runs.
         let prefixes: std::collections::HashSet<String> = (0..20_000).map(|_| make().id_prefix.clone()).collect();

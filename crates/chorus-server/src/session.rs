@@ -13,10 +13,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use chorus_protocol::{close, decode_client, ClientMessage, ErrorCode, LeaveReason, ServerMessage, UndoAction, PROTOCOL_VERSION};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -30,6 +29,11 @@ use crate::outbox::{report_error, Outbox};
 use crate::refusal::Refusal;
 use crate::room::{DocSubmission, JoinRequest, RoomCommand, RoomHandle, Submitter};
 use crate::submitter;
+
+mod reauth;
+mod wire;
+
+use wire::{finish, refuse, refuse_read_error, write_loop};
 
 /// How long a new connection has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +53,7 @@ impl Reply {
 /// Runs a connection to its end.
 pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, AuthError>) {
     let (sink, mut stream) = socket.split();
-    let outbox = Arc::new(Outbox::new(node.config.outbox_capacity));
+    let outbox = Arc::new(Outbox::new(node.config.outbox_capacity, node.config.max_outbox_bytes));
     let mut writer = tokio::spawn(write_loop(sink, outbox.clone()));
     metrics::gauge!("chorus_connections").increment(1.0);
 
@@ -67,7 +71,14 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
     let first = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
     let hello = match first {
         Ok(Some(Ok(Message::Text(text)))) => decode_client(&text),
-        Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => {
+        Ok(Some(Ok(Message::Close(_))) | None) => {
+            finish(writer, &mut stream, &node).await;
+            return;
+        }
+        Ok(Some(Err(e))) => {
+            // An oversized frame, invalid UTF-8, a protocol violation: told
+            // like after the handshake.
+            refuse_read_error(&outbox, &e.to_string(), node.config.max_message_bytes, "-");
             finish(writer, &mut stream, &node).await;
             return;
         }
@@ -114,6 +125,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         heartbeat_ms: node.config.heartbeat_interval().as_millis() as u64,
         presence_ttl_ms: node.config.presence_ttl_ms,
         limits: node.config.limits(),
+        token_expires_at: identity.expires_at,
     };
     outbox.push(welcome.to_json().into());
 
@@ -164,6 +176,11 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
                     break LeaveReason::Closed;
                 }
             }
+            _ = reauth::sleep_until(session.token_deadline()) => {
+                info!(%conn, "token expired without a fresh one; closing");
+                refuse(&outbox, ErrorCode::Unauthorized, close::UNAUTHORIZED, "the token expired: send auth with a fresh token before it does".into());
+                break LeaveReason::Closed;
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 info!(%conn, "no message within the presence TTL; closing");
                 outbox.close(close::HEARTBEAT_TIMEOUT, format!("no message within {} ms", ttl.as_millis()));
@@ -192,71 +209,6 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         outbox.close(close::NORMAL, "closed");
     }
     finish(writer, &mut stream, &node).await;
-}
-
-/// Sends an error, then closes with `code`.
-fn refuse(outbox: &Outbox, error: ErrorCode, code: u16, message: String) {
-    metrics::counter!("chorus_errors_total", "code" => error.as_str()).increment(1);
-    outbox.push(ServerMessage::error(None, None, error, message.clone()).to_json().into());
-    outbox.close(code, truncate_reason(message));
-}
-
-/// Close reasons must fit in a control frame (123 bytes).
-fn truncate_reason(mut s: String) -> String {
-    if s.len() > 120 {
-        let mut cut = 120;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
-}
-
-/// Ends a connection cleanly: lets the writer deliver the last words and
-/// the close frame, then reads (and drops) whatever the client still sends
-/// until it closes too. Dropping a socket with unread input makes the kernel
-/// reset it, and the client would lose the close code telling it why.
-async fn finish(writer: tokio::task::JoinHandle<()>, stream: &mut SplitStream<WebSocket>, node: &Node) {
-    let grace = Duration::from_millis(node.config.shutdown_grace_ms.min(2_000));
-    if !writer.is_finished() {
-        let abort = writer.abort_handle();
-        if tokio::time::timeout(grace, writer).await.is_err() {
-            // A peer that stopped reading: the socket goes with the task.
-            abort.abort();
-        }
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while let Some(Ok(frame)) = stream.next().await {
-            if matches!(frame, Message::Close(_)) {
-                break;
-            }
-        }
-    })
-    .await;
-    metrics::gauge!("chorus_connections").decrement(1.0);
-}
-
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>) {
-    loop {
-        let batch = outbox.next_batch().await;
-        let n = batch.messages.len() as u64;
-        for text in batch.messages {
-            if sink.feed(Message::Text(text)).await.is_err() {
-                return;
-            }
-        }
-        metrics::counter!("chorus_frames_written_total").increment(n);
-        if let Some(closing) = batch.closing {
-            let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
-            let _ = sink.send(Message::Close(Some(frame))).await;
-            let _ = sink.close().await;
-            return;
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Messages per second with bursts of twice the rate.
@@ -313,15 +265,7 @@ impl Session {
     }
 
     fn on_read_error(&self, error: &str) {
-        // The WebSocket layer enforces the hard frame size cap and UTF-8.
-        if error.contains("too long") || error.contains("Space limit") {
-            let limit = self.node.config.max_message_bytes;
-            refuse(&self.outbox, ErrorCode::MessageTooLarge, close::MESSAGE_TOO_BIG, format!("message far over the {limit}-byte limit"));
-        } else if error.contains("UTF-8") {
-            refuse(&self.outbox, ErrorCode::BadMessage, 1007, "text frame is not valid UTF-8".into());
-        } else {
-            debug!(conn = %self.conn, "read error: {error}");
-        }
+        refuse_read_error(&self.outbox, error, self.node.config.max_message_bytes, &self.conn);
     }
 
     async fn on_text(&mut self, text: &str) {
@@ -401,6 +345,7 @@ impl Session {
                 }
                 Ok(())
             }
+            ClientMessage::Auth { id, token } => self.reauthenticate(id, &token).await,
             ClientMessage::Heartbeat { id } => {
                 self.refresh_presence().await;
                 self.send(ServerMessage::Heartbeat { id, server_time: now_ms() });

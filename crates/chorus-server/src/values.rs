@@ -23,10 +23,15 @@ use crate::refusal::Refusal;
 pub struct ValueLimits {
     pub max_value_bytes: usize,
     pub values_per_room: usize,
+    /// All of a room's values together, in bytes of their stored JSON.
+    pub max_room_value_bytes: usize,
 }
 
 pub struct RoomValues {
     values: HashMap<String, StoredValue>,
+    /// Bytes of each value's stored JSON, kept beside it so a write is
+    /// checked against the room's total without measuring every value.
+    sizes: HashMap<String, usize>,
     /// The room's values sequence this node has seen up to.
     stamp: Option<Stamp>,
     /// Stamps for last-writer-wins writes made here. Every stamp comes from
@@ -65,7 +70,14 @@ pub struct Prepared {
 impl RoomValues {
     pub fn new(stored: RoomValuesStored) -> Self {
         let writer = format!("{:016x}", rand::random::<u64>());
-        Self { values: stored.values.into_iter().collect(), stamp: stored.stamp, clock: HlcClock::with_max_drift(writer, u64::MAX) }
+        let values: HashMap<String, StoredValue> = stored.values.into_iter().collect();
+        let sizes = values.iter().map(|(n, v)| (n.clone(), bytes_of(&v.state))).collect();
+        Self { values, sizes, stamp: stored.stamp, clock: HlcClock::with_max_drift(writer, u64::MAX) }
+    }
+
+    /// Bytes of all the room's values.
+    pub fn total_bytes(&self) -> usize {
+        self.sizes.values().fold(0, |total, n| total.saturating_add(*n))
     }
 
     pub fn stamp(&self) -> Option<&Stamp> {
@@ -94,6 +106,7 @@ impl RoomValues {
             .map(|(n, v)| view_of(n, v.version, &v.state))
             .collect();
         changed.sort_by(|a, b| a.name.cmp(&b.name));
+        self.sizes = fresh.iter().map(|(n, v)| (n.clone(), bytes_of(&v.state))).collect();
         self.values = fresh;
         self.stamp = stored.stamp;
         (changed, gone)
@@ -124,6 +137,13 @@ impl RoomValues {
                 format!("value {name} would take {bytes} bytes; the limit is {}", limits.max_value_bytes),
             ));
         }
+        let room = (self.total_bytes() - self.sizes.get(name).copied().unwrap_or(0)).saturating_add(bytes);
+        if room > limits.max_room_value_bytes {
+            return Err(Refusal::Refused(
+                ErrorCode::ValueTooLarge,
+                format!("the room's values would take {room} bytes; a room holds at most {} (--max-room-value-bytes)", limits.max_room_value_bytes),
+            ));
+        }
         Ok(Prepared { expected, state })
     }
 
@@ -131,9 +151,11 @@ impl RoomValues {
     pub fn conflict(&mut self, name: &str, current: Option<StoredValue>) {
         match current {
             Some(v) => {
+                self.sizes.insert(name.to_owned(), bytes_of(&v.state));
                 self.values.insert(name.to_owned(), v);
             }
             None => {
+                self.sizes.remove(name);
                 self.values.remove(name);
             }
         }
@@ -146,6 +168,7 @@ impl RoomValues {
             return None;
         }
         let shown = view_of(name, version, &state);
+        self.sizes.insert(name.to_owned(), bytes_of(&state));
         self.values.insert(name.to_owned(), StoredValue { version, state });
         Some(shown)
     }
@@ -156,6 +179,11 @@ impl RoomValues {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
+}
+
+/// Bytes of a value's stored JSON, as the limits count them.
+fn bytes_of(state: &Value) -> usize {
+    serde_json::to_vec(state).map(|b| b.len()).unwrap_or(usize::MAX)
 }
 
 fn view_of(name: &str, version: u64, state: &Value) -> ValueState {
@@ -176,7 +204,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const LIMITS: ValueLimits = ValueLimits { max_value_bytes: 200, values_per_room: 2 };
+    const LIMITS: ValueLimits = ValueLimits { max_value_bytes: 200, values_per_room: 2, max_room_value_bytes: 1_000 };
 
     fn code(r: Result<Prepared, Refusal>) -> ErrorCode {
         match r {
@@ -228,6 +256,22 @@ mod tests {
         assert_eq!(code(values.prepare("views", ValueKind::PnCounter, &Change::Increment { by: 1 }, "bob", LIMITS, 3)), ErrorCode::ValueOverflow);
         assert_eq!(code(values.prepare("third", ValueKind::OrSet, &Change::Add { element: "a".into() }, "ann", LIMITS, 3)), ErrorCode::TooManyValues);
         assert_eq!(values.states().iter().map(|v| (v.name.as_str(), v.version)).collect::<Vec<_>>(), [("title", 1), ("views", 1)]);
+    }
+
+    #[test]
+    fn a_room_holds_a_bounded_total_of_value_bytes() {
+        let limits = ValueLimits { max_value_bytes: 300, values_per_room: 10, max_room_value_bytes: 600 };
+        let mut values = empty();
+        let set = |n: usize| Change::Set { value: json!("x".repeat(n)) };
+        let p = values.prepare("a", ValueKind::Register, &set(150), "ann", limits, 1).unwrap();
+        values.changed("a", 1, p.state);
+        let p = values.prepare("b", ValueKind::Register, &set(150), "ann", limits, 2).unwrap();
+        values.changed("b", 1, p.state);
+        assert_eq!(code(values.prepare("c", ValueKind::Register, &set(150), "ann", limits, 3)), ErrorCode::ValueTooLarge);
+        // Shrinking a value makes room: its old size no longer counts.
+        let p = values.prepare("a", ValueKind::Register, &set(1), "ann", limits, 4).unwrap();
+        values.changed("a", 2, p.state);
+        assert!(values.prepare("c", ValueKind::Register, &set(150), "ann", limits, 5).is_ok());
     }
 
     #[test]

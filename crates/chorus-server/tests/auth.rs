@@ -132,3 +132,77 @@ async fn development_mode_admits_anonymous_users() {
     let anon = s.connect(ConnectOptions::default()).await;
     assert!(anon.session.user.id.starts_with("anon-"));
 }
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A token for `sub` that expires `secs` seconds from now.
+fn expiring(sub: &str, secs: u64, rooms: Value) -> String {
+    token(json!({"sub": sub, "exp": now_s() + secs, "rooms": rooms}))
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_when_its_token_expires() {
+    let s = secured().await;
+    let mut c = s.connect(ConnectOptions::token(expiring("ann", 2, json!({"*": ["read"]})))).await;
+    assert!(c.session.token_expires_at.is_some(), "welcome tells the expiry");
+    let (code, reason) = c.closed().await.expect("closed at the token's exp");
+    assert_eq!(code, Some(close::UNAUTHORIZED), "{reason}");
+    assert!(reason.contains("token expired"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_refreshed_connection_goes_on_with_the_new_permissions() {
+    let s = secured().await;
+    let first = expiring("ann", 2, json!({"a": ["read", "presence"], "b": ["read", "presence"]}));
+    let mut c = s.connect(ConnectOptions::token(first)).await;
+    c.join("a", None).await.unwrap();
+    c.join("b", None).await.unwrap();
+    // Another user's token is refused, and changes nothing.
+    let err = c.refresh_token(&expiring("bob", 600, json!({"*": ["read"]}))).await.unwrap_err();
+    assert!(matches!(err, ClientError::Server { code: ErrorCode::Unauthorized, .. }), "{err:?}");
+    let at = c.refresh_token(&expiring("ann", 600, json!({"a": ["read", "presence", "write"]}))).await.unwrap();
+    assert!(at.is_some_and(|at| at > (now_s() + 500) * 1000), "{at:?}");
+    assert_eq!(c.session.token_expires_at, at);
+    let reason = c
+        .wait_for(|e| match e {
+            chorus_client::Event::Message(ServerMessage::Left { room, reason, .. }) if room == "b" => Some(*reason),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reason, chorus_protocol::LeaveReason::Forbidden);
+    // Past the first token's exp the connection is still open, with write in `a`.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    c.heartbeat().await.expect("still open");
+    c.update_value("a", "n", chorus_protocol::ValueKind::GCounter, chorus_protocol::Change::Increment { by: 1 }).await.expect("write granted now");
+    let err = c.join("b", None).await.unwrap_err();
+    assert!(matches!(err, ClientError::Server { code: ErrorCode::Forbidden, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_token_source_keeps_the_connection_open() {
+    let s = secured().await;
+    let source = chorus_client::TokenSource::new(|| async { Ok(expiring("ann", 3, json!({"*": ["read"]}))) });
+    let mut c = s.connect(ConnectOptions { token_source: Some(source), ..ConnectOptions::default() }).await;
+    c.join("r", None).await.unwrap();
+    // Two expiries pass; the client sent fresh tokens before each.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    c.heartbeat().await.expect("still open");
+}
+
+#[tokio::test]
+async fn tokens_without_exp_are_refused_unless_allowed() {
+    let s = secured().await;
+    let (code, message) = refused(&s, ConnectOptions::token(token(json!({"sub": "ann"})))).await;
+    assert_eq!(code, Some(close::UNAUTHORIZED));
+    assert!(message.contains("--allow-tokens-without-exp"), "{message}");
+    let s = start(|c| {
+        c.jwt_secret = Some(SECRET.into());
+        c.allow_tokens_without_exp = true;
+    })
+    .await;
+    let c = s.connect(ConnectOptions::token(token(json!({"sub": "ann"})))).await;
+    assert_eq!(c.session.token_expires_at, None);
+}

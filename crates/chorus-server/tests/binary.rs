@@ -1,5 +1,6 @@
 //! The `chorus` binary as a newcomer meets it: its help, a setting given
-//! without `serve`, boolean environment variables, logs written to a pipe,
+//! without `serve`, no start without a token key or `--dev`, boolean
+//! environment variables, logs written to a pipe,
 //! a fresh server's /metrics, and /readyz when its Redis is gone. Each test
 //! runs the real binary (built by cargo for these tests) as a child process.
 
@@ -131,6 +132,26 @@ fn boolean_variables_take_the_usual_spellings() {
 }
 
 #[test]
+fn without_a_key_and_without_dev_the_server_refuses_to_start_and_says_what_to_set() {
+    let out = chorus(&["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--jwt-secret (CHORUS_JWT_SECRET)") && err.contains("--jwt-public-key"), "{err}");
+    assert!(err.contains("--dev"), "{err}");
+    assert!(!err.contains("drop --dev"), "--dev was not given: {err}");
+    // With a key it starts, closed; with --dev alone it starts, open, and says so.
+    assert!(!serve(&[], &[("CHORUS_JWT_SECRET", "s3cret")]).open_mode());
+    assert!(serve(&["--dev"], &[]).open_mode());
+    // The start-up banner names the flag that was given.
+    let mut child = chorus(&["serve", "--dev", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let banner = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok).find(|l| l.contains("WARNING"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let banner = banner.expect("a warning on stdout");
+    assert!(banner.contains("OPEN DEVELOPMENT MODE (--dev)") && banner.contains("drop --dev"), "{banner}");
+}
+
+#[test]
 fn logs_to_a_pipe_carry_no_colour_codes() {
     let server = serve(&["--dev"], &[("CHORUS_LOG", "info")]);
     let (status, _) = get(&server.addr, "/healthz");
@@ -152,7 +173,9 @@ fn a_fresh_server_describes_every_metric_it_records() {
         assert!(body.contains(&format!("# TYPE {name} ")), "no TYPE for {name}:\n{body}");
     }
     for (name, _) in chorus_server::COUNTERS.iter().chain(chorus_server::GAUGES) {
-        assert!(body.contains(&format!("\n{name} 0\n")), "{name} is not at zero from the start:\n{body}");
+        // The scrape's own connection is one TCP connection.
+        let start = if *name == "chorus_tcp_connections" { 1 } else { 0 };
+        assert!(body.contains(&format!("\n{name} {start}\n")), "{name} is not at {start} from the start:\n{body}");
     }
     for code in chorus_server::ERROR_CODES {
         assert!(body.contains(&format!("chorus_errors_total{{code=\"{code}\"}} 0")), "no series for {code}");

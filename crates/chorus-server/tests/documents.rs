@@ -440,6 +440,9 @@ async fn a_slow_consumer_is_told_to_resync_and_recovers_through_the_same_path() 
         c.outbox_capacity = 32;
         c.max_op_bytes = 20_000;
         c.messages_per_second = 100_000;
+        // The 13 MB of ops below stay in the log, so the reconnecting
+        // reader catches up with ops (the default budget would trim them).
+        c.max_doc_log_bytes = 64 << 20;
     })
     .await;
     // The slow reader: a raw socket that opens the document and stops reading.

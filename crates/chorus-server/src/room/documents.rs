@@ -53,6 +53,11 @@ impl Room {
             Some(_) => return self.reload(name).await,
             None => {}
         }
+        let limit = self.config().documents_per_room;
+        if self.docs.len() >= limit {
+            let msg = format!("room {} holds its limit of {limit} documents (--documents-per-room)", self.name);
+            return Err(Refusal::new(ErrorCode::TooManyDocuments, msg));
+        }
         let stored = self.store().load(&self.name, name).await?;
         let doc = Document::restore(stored).map_err(|e| {
             warn!(room = %self.name, doc = %name, "stored document is damaged: {e}");
@@ -191,21 +196,28 @@ impl Room {
         true
     }
 
-    /// Every `doc_snapshot_every` ops: records the text in the store and
-    /// trims the log behind it (histories here are brought forward first).
+    /// Every `doc_snapshot_every` ops, or when the log holds more than
+    /// `max_doc_log_bytes`: records the text in the store and trims the log
+    /// behind it to the window, and to the byte budget (histories here are
+    /// brought forward first).
     fn snapshot_if_due(&mut self, name: &Arc<str>) {
         let config = &self.rooms.config;
-        let (every, window) = (config.doc_snapshot_every, config.doc_log_window);
+        let (every, window, max_bytes) = (config.doc_snapshot_every, config.doc_log_window, config.max_doc_log_bytes);
         let Some(doc) = self.docs.get_mut(name) else { return };
         let version = doc.version();
-        if version < doc.snapshot_version + every {
+        // Also when the log outgrows its byte budget: a few large ops must
+        // not keep hundreds of megabytes until the next snapshot is due. It
+        // is then trimmed to half the budget, so large ops cost a snapshot
+        // only every half budget of them.
+        if version < doc.snapshot_version + every && doc.log_bytes <= max_bytes {
             return;
         }
         doc.snapshot_version = version;
-        let trim_to = version.saturating_sub(window).max(doc.text.log().oldest());
+        let trim_to = version.saturating_sub(window).max(doc.text.log().oldest()).max(doc.trim_point_for_bytes(max_bytes / 2));
         self.histories.bring_forward_before_trim(&self.rooms.backend, &self.name, name, doc, trim_to);
         let trim_digest = doc.text.log().digest_at(trim_to).expect("the log reaches its own start");
         doc.text.trim_to(trim_to);
+        doc.count_log_bytes();
         let text = doc.text.text().rope().clone();
         let (store, room, name, epoch) = (self.rooms.backend.clone(), self.name.clone(), name.clone(), doc.epoch.clone());
         // Written off the room task: the text is a cheap copy of the rope.
@@ -236,6 +248,11 @@ impl Room {
         let seen = since.as_ref().filter(|p| p.epoch == self.docs[&name].epoch).map(|p| p.version);
         self.load_doc_seen(&name, seen).await?;
         let doc = self.docs.get_mut(&name).expect("loaded above");
+        // Counted before it is built: a reader that keeps asking for a large
+        // text without reading is closed instead of answered again.
+        if !outbox.reserve(doc.text.text().rope().len_bytes()) {
+            return Ok(());
+        }
         let msg = doc.opened(id, &self.name, &name, since.as_ref(), &client);
         if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
             info!(room = %self.name, doc = %name, %conn, ?reason, "client resynced from the whole text");

@@ -91,6 +91,12 @@ impl Registry {
                 return Ok(h.clone());
             }
         }
+        // A node holds a bounded number of rooms: every one costs memory
+        // (members, values, documents) that outlives the connections.
+        let limit = self.config.max_rooms;
+        if self.lock().values().filter(|h| !h.tx.is_closed()).count() >= limit {
+            return Err(StoreError::Unavailable(format!("this node holds its limit of {limit} rooms (--max-rooms); try again later")));
+        }
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let handle = Room::spawn(self.clone(), name, generation).await?;
         let mut rooms = self.lock();

@@ -111,7 +111,11 @@ impl Room {
                 }
             }
         }
-        outbox.push(self.joined(id, &conn).to_json().into());
+        // A connection already over its budget gets no room state built
+        // for it (it is being closed as a slow consumer).
+        if outbox.reserve(0) {
+            outbox.push(self.joined(id, &conn).to_json().into());
+        }
         self.local.insert(conn, Local { outbox, dropped, user: user.id, visible, member });
         Ok(())
     }
@@ -127,7 +131,7 @@ impl Room {
                 settle_leave(self.store().clone(), self.name.clone(), conn.clone(), reason, self.config().presence_ttl());
             }
         }
-        if reason == LeaveReason::Left {
+        if matches!(reason, LeaveReason::Left | LeaveReason::Forbidden) {
             local.outbox.push(ServerMessage::Left { id, room: self.name.to_string(), reason }.to_json().into());
         }
     }

@@ -26,7 +26,11 @@ impl Room {
     /// when another node wrote first.
     pub(super) async fn update_value(&mut self, name: String, kind: ValueKind, change: Change, writer: String) -> Result<u64, Refusal> {
         let config = self.config();
-        let limits = ValueLimits { max_value_bytes: config.max_value_bytes, values_per_room: config.values_per_room };
+        let limits = ValueLimits {
+            max_value_bytes: config.max_value_bytes,
+            values_per_room: config.values_per_room,
+            max_room_value_bytes: config.max_room_value_bytes,
+        };
         let deadline = Instant::now() + COMMIT_DEADLINE;
         while Instant::now() < deadline {
             let prepared = self.values.prepare(&name, kind, &change, &writer, limits, now_ms())?;

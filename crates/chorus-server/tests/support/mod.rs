@@ -45,6 +45,11 @@ pub async fn start_on(backend: Arc<dyn Backend>, tune: impl FnOnce(&mut Config))
     let mut config = Config::for_address("127.0.0.1:0".parse().unwrap());
     config.shutdown_grace_ms = 2_000;
     tune(&mut config);
+    // Without a key a server runs only in development mode: the tests that
+    // do not care about tokens get it.
+    if !config.has_token_key() {
+        config.dev = true;
+    }
     let server = Server::start(config, backend).await.expect("server starts");
     let addr = server.addr;
     TestServer { server: Some(server), addr }

@@ -1,0 +1,151 @@
+//! Memory under hostile clients, measured on the real binary: a client that
+//! stops reading and keeps asking for large replies (a 4 MB document, a room
+//! holding 4 MB of values) must not raise the server's resident memory
+//! beyond its outgoing byte budget. The peak (`VmHWM` in /proc/PID/status)
+//! is read once the server has closed the client as a slow consumer, so the
+//! check does not depend on timing.
+//!
+//! `CHORUS_MEASURE_BIN=/path/to/chorus` runs the same attacks against
+//! another build and prints the figures (without the assertions and without
+//! waiting for a metric that build may not have); the README's memory figures
+//! come from it.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use support::{http_get, http_post};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Outgoing bytes per connection at the default `--max-outbox-bytes`.
+const OUTBOX_BUDGET: u64 = 16 << 20;
+/// What one reply being built, the writer's buffer and the allocator's slack
+/// may add on top: generous, and still far below what the attacks reach
+/// without a byte budget (hundreds of MB).
+const MARGIN: u64 = 64 << 20;
+
+struct Chorus {
+    child: Child,
+    addr: SocketAddr,
+    measuring: bool,
+}
+
+impl Drop for Chorus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Chorus {
+    /// `chorus serve --dev` with default limits, on a free port.
+    fn start() -> Chorus {
+        let measure = std::env::var("CHORUS_MEASURE_BIN").ok();
+        let bin = measure.clone().unwrap_or_else(|| env!("CARGO_BIN_EXE_chorus").to_owned());
+        let mut child = Command::new(bin)
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .env("CHORUS_LOG", "warn")
+            .env_remove("CHORUS_MAX_OUTBOX_BYTES")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chorus starts");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line.split("listening on http://").nth(1).expect("the listening line").trim().parse().unwrap();
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Chorus { child, addr, measuring: measure.is_some() }
+    }
+
+    /// (current, peak) resident memory in bytes.
+    fn rss(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+            line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Waits until the server has closed a connection as a slow consumer
+    /// (or, measuring another build, gives it a while to do its worst).
+    async fn wait_for_slow_consumer(&self) {
+        if self.measuring {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, body) = http_get(self.addr, "/metrics", None).await;
+            if body.lines().any(|l| l.starts_with("chorus_slow_consumers_total ") && !l.ends_with(" 0")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the non-reading client was never closed as a slow consumer");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs `attack` and checks (or prints) how far the peak rose above
+    /// the resident memory before it.
+    async fn measure(&self, what: &str, frames: Vec<String>) {
+        let (before, _) = self.rss();
+        let url = format!("ws://{}/v1/ws?user=eve", self.addr);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connects");
+        // Written and never read: the replies pile up on the server's side.
+        ws.send(Message::text(r#"{"type":"hello","protocol":1}"#)).await.unwrap();
+        for frame in frames {
+            if ws.send(Message::text(frame)).await.is_err() {
+                break;
+            }
+        }
+        self.wait_for_slow_consumer().await;
+        let (after, peak) = self.rss();
+        let rise = peak.saturating_sub(before);
+        eprintln!("{what}: RSS {} MB before, peak {} MB, {} MB after (rise {} MB)", before >> 20, peak >> 20, after >> 20, rise >> 20);
+        if !self.measuring {
+            assert!(rise < OUTBOX_BUDGET + MARGIN, "{what}: the peak rose by {} MB", rise >> 20);
+        }
+    }
+}
+
+/// 75 requests for a 4 MB document (300 MB of replies), within the rate limit's burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_cannot_pile_up_document_texts() {
+    let chorus = Chorus::start();
+    let chunk = "x".repeat(30_000);
+    for _ in 0..140 {
+        let body = serde_json::json!({ "op": [chunk] }).to_string();
+        let (status, answer) = http_post(chorus.addr, "/v1/rooms/big/docs/text/ops", None, &body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let mut frames = vec![r#"{"type":"join","room":"big"}"#.to_owned()];
+    for _ in 0..75 {
+        frames.push(r#"{"type":"open_doc","room":"big","doc":"text"}"#.into());
+        frames.push(r#"{"type":"close_doc","room":"big","doc":"text"}"#.into());
+    }
+    chorus.measure("document texts", frames).await;
+}
+
+/// 75 joins of a room holding 65 values of 60 KB, as much as a room may
+/// hold with default limits (290 MB of replies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_cannot_pile_up_room_states() {
+    let chorus = Chorus::start();
+    let big = "v".repeat(60_000);
+    for i in 0..65 {
+        let body = serde_json::json!({ "kind": "register", "change": { "op": "set", "value": big } }).to_string();
+        let (status, answer) = http_post(chorus.addr, &format!("/v1/rooms/values/values/v{i}"), None, &body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let mut frames = Vec::new();
+    for _ in 0..75 {
+        frames.push(r#"{"type":"join","room":"values"}"#.to_owned());
+        frames.push(r#"{"type":"leave","room":"values"}"#.to_owned());
+    }
+    chorus.measure("room states", frames).await;
+}
