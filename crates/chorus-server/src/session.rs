@@ -9,7 +9,7 @@
 //! the connection, each with its documented close code.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,6 +141,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         docs: HashSet::new(),
         last_refresh: Instant::now(),
         refreshing: Arc::default(),
+        heard: Arc::new(AtomicU64::new(now_ms())),
         dropped_in_row: 0,
         last_rate_error: None,
     };
@@ -156,6 +157,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
             }
             frame = stream.next() => {
                 deadline = Instant::now() + ttl;
+                session.heard.store(now_ms(), Ordering::Relaxed);
                 // Any frame shows the client is alive.
                 session.refresh_presence_if_due().await;
                 match frame {
@@ -240,6 +242,10 @@ impl TokenBucket {
 struct Session {
     /// Given to rooms, which report here when they drop this connection.
     dropped: tokio::sync::mpsc::UnboundedSender<Arc<str>>,
+    /// When the client last sent a frame (ms since the epoch), read by
+    /// rooms to tell a silent connection from one whose presence refresh
+    /// failed.
+    heard: Arc<AtomicU64>,
     node: Arc<Node>,
     conn: Arc<str>,
     identity: Identity,
@@ -477,6 +483,7 @@ impl Session {
                 id,
                 outbox: self.outbox.clone(),
                 dropped: self.dropped.clone(),
+                heard: self.heard.clone(),
             };
             let cmd = RoomCommand::Join { request, reply };
             if handle.tx.send(cmd).await.is_err() {

@@ -147,6 +147,8 @@ pub struct JoinRequest {
     pub outbox: Arc<Outbox>,
     /// Tells the session when the room drops it on its own (expiry).
     pub dropped: mpsc::UnboundedSender<Arc<str>>,
+    /// When the client last sent a frame (ms since the epoch).
+    pub heard: Arc<AtomicU64>,
 }
 
 pub enum RoomCommand {
@@ -267,6 +269,8 @@ pub struct RoomHandle {
 struct Local {
     outbox: Arc<Outbox>,
     dropped: mpsc::UnboundedSender<Arc<str>>,
+    /// When the client last sent a frame (ms since the epoch).
+    heard: Arc<AtomicU64>,
     user: String,
     visible: bool,
     /// As it joined (its state kept up to date), to put it back if the

@@ -16,6 +16,7 @@
 //! is not there.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +90,7 @@ pub(super) fn settle_leave(store: Arc<dyn Backend>, room: Arc<str>, conn: Arc<st
 
 impl Room {
     pub(super) async fn join(&mut self, request: JoinRequest) -> Result<(), Refusal> {
-        let JoinRequest { conn, user, visible, state, id, outbox, dropped } = request;
+        let JoinRequest { conn, user, visible, state, id, outbox, dropped, heard } = request;
         if self.local.contains_key(&conn) {
             return Err(Refusal::new(ErrorCode::AlreadyJoined, format!("already in room {}", self.name)));
         }
@@ -116,7 +117,7 @@ impl Room {
         if outbox.reserve(0) {
             outbox.push(self.joined(id, &conn).to_json().into());
         }
-        self.local.insert(conn, Local { outbox, dropped, user: user.id, visible, member });
+        self.local.insert(conn, Local { outbox, dropped, heard, user: user.id, visible, member });
         Ok(())
     }
 
@@ -188,12 +189,19 @@ impl Room {
     /// A member is gone: tell everyone here (once: a member this node no
     /// longer lists was told already), and if it was a connection of this
     /// node that expired, drop it and tell its session. Unless that
-    /// connection is still open: its session closes a connection silent for
-    /// the TTL by itself, so an open one is alive and the store let its entry
-    /// expire because refreshing it failed. Then it stays, and is returned,
-    /// to be put back.
+    /// connection is alive: still open and heard from within the TTL, so the
+    /// store let its entry expire because refreshing it failed. Then it
+    /// stays, and is returned, to be put back. A connection silent for the
+    /// TTL is gone even if its session has not closed it yet (the store's
+    /// sweep and the session's own deadline race): putting it back would
+    /// announce it joining and leaving again.
     fn member_left(&mut self, conn: Arc<str>, user: String, reason: LeaveReason, count: usize) -> Option<Arc<str>> {
-        let alive = reason == LeaveReason::Expired && self.local.get(&conn).is_some_and(|l| l.visible && !l.outbox.is_closing());
+        let ttl = self.config().presence_ttl_ms;
+        let alive = reason == LeaveReason::Expired
+            && self.local.get(&conn).is_some_and(|l| {
+                let silent_ms = now_ms().saturating_sub(l.heard.load(Ordering::Relaxed));
+                l.visible && !l.outbox.is_closing() && silent_ms < ttl
+            });
         let known = self.members.by_connection.remove(&conn).is_some();
         self.cursors.remove(&conn);
         if alive {
