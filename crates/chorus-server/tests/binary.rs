@@ -133,7 +133,7 @@ fn boolean_variables_take_the_usual_spellings() {
 
 #[test]
 fn without_a_key_and_without_dev_the_server_refuses_to_start_and_says_what_to_set() {
-    let out = chorus(&["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    let out = chorus(&["serve", "--memory", "--listen", "127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("--jwt-secret (CHORUS_JWT_SECRET)") && err.contains("--jwt-public-key"), "{err}");
@@ -143,7 +143,7 @@ fn without_a_key_and_without_dev_the_server_refuses_to_start_and_says_what_to_se
     assert!(!serve(&[], &[("CHORUS_JWT_SECRET", "s3cret")]).open_mode());
     assert!(serve(&["--dev"], &[]).open_mode());
     // The start-up banner names the flag that was given.
-    let mut child = chorus(&["serve", "--dev", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = chorus(&["serve", "--dev", "--memory", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let banner = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok).find(|l| l.contains("WARNING"));
     let _ = child.kill();
     let _ = child.wait();

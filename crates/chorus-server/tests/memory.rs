@@ -42,12 +42,13 @@ impl Drop for Chorus {
 }
 
 impl Chorus {
-    /// `chorus serve --dev` with default limits, on a free port.
+    /// `chorus serve --dev --memory` with default limits, on a free port
+    /// (in memory: tests never write ./chorus-data, and run side by side).
     fn start() -> Chorus {
         let measure = std::env::var("CHORUS_MEASURE_BIN").ok();
         let bin = measure.clone().unwrap_or_else(|| env!("CARGO_BIN_EXE_chorus").to_owned());
         let mut child = Command::new(bin)
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--dev", "--memory", "--listen", "127.0.0.1:0"])
             .env("CHORUS_LOG", "warn")
             .env_remove("CHORUS_MAX_OUTBOX_BYTES")
             .stdout(Stdio::piped())
