@@ -157,7 +157,9 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
             }
             frame = stream.next() => {
                 deadline = Instant::now() + ttl;
-                session.heard.store(now_ms(), Ordering::Relaxed);
+                // Not silent while a frame is being handled, however long
+                // that takes (a slow store): as for the deadline above.
+                session.heard.store(HANDLING_A_FRAME, Ordering::Relaxed);
                 // Any frame shows the client is alive.
                 session.refresh_presence_if_due().await;
                 match frame {
@@ -174,6 +176,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
                         break LeaveReason::Closed;
                     }
                 }
+                session.heard.store(now_ms(), Ordering::Relaxed);
                 if outbox.is_closing() {
                     break LeaveReason::Closed;
                 }
@@ -239,12 +242,15 @@ impl TokenBucket {
     }
 }
 
+/// `Session::heard` while a frame is being handled: never silent then.
+const HANDLING_A_FRAME: u64 = u64::MAX;
+
 struct Session {
     /// Given to rooms, which report here when they drop this connection.
     dropped: tokio::sync::mpsc::UnboundedSender<Arc<str>>,
-    /// When the client last sent a frame (ms since the epoch), read by
-    /// rooms to tell a silent connection from one whose presence refresh
-    /// failed.
+    /// When the session last handled a frame of the client (ms since the
+    /// epoch; HANDLING_A_FRAME while it handles one), read by rooms to tell
+    /// a silent connection from one whose presence refresh failed.
     heard: Arc<AtomicU64>,
     node: Arc<Node>,
     conn: Arc<str>,
