@@ -49,10 +49,20 @@ impl LobbyView {
     }
 }
 
+/// A read of the HTTP API, answered once the store serves again: a Cluster
+/// can still be electing or marking a master after the last fault healed,
+/// and the node says so with 503 `unavailable` until it is done.
 async fn get(fleet: &Fleet, node: usize, path: &str) -> Value {
-    let (status, body) = crate::http_get(fleet.nodes[node].addr(), path).await;
-    assert_eq!(status, 200, "GET {path} on node {node}: {body}");
-    serde_json::from_str(&body).expect("JSON")
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = crate::http_get(fleet.nodes[node].addr(), path).await;
+        if status == 503 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        assert_eq!(status, 200, "GET {path} on node {node}: {body}");
+        return serde_json::from_str(&body).expect("JSON");
+    }
 }
 
 fn encoded(room: &str) -> String {
