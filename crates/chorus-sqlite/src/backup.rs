@@ -8,11 +8,10 @@
 
 use std::path::Path;
 
-use fs2::FileExt;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::schema::{APPLICATION_ID, SCHEMA_VERSION};
-use crate::{lock_path, OpenError};
+use crate::{lock_database, OpenError};
 
 /// Checks that `path` is a Chorus database of a layout this build knows.
 fn check(conn: &Connection, path: &Path) -> Result<(), OpenError> {
@@ -60,14 +59,7 @@ pub fn backup(db: &Path, to: &Path) -> Result<(), OpenError> {
 /// must exist), refusing while a server uses it.
 pub fn restore(from: &Path, db: &Path) -> Result<(), OpenError> {
     drop(open_read_only(from)?);
-    let lock = lock_path(db);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .map_err(|source| OpenError::Io { path: lock.clone(), source })?;
-    file.try_lock_exclusive().map_err(|_| OpenError::Locked { path: db.to_owned(), lock: lock.clone() })?;
+    let _lock = lock_database(db)?;
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| OpenError::Io { path, source }

@@ -100,14 +100,7 @@ impl Drop for Inner {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, whose folder must exist.
     pub fn open(path: &Path, sync: SyncMode) -> Result<Self, OpenError> {
-        let lock_path = lock_path(path);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| OpenError::Io { path: lock_path.clone(), source })?;
-        lock.try_lock_exclusive().map_err(|_| OpenError::Locked { path: path.to_owned(), lock: lock_path.clone() })?;
+        let lock = lock_database(path)?;
         let conn = schema::open_writer(path, sync)?;
         let memory = MemoryStore::new();
         let stats = Arc::new(WriterStats::default());
@@ -161,6 +154,20 @@ impl SqliteStore {
         };
         tokio::task::spawn_blocking(run).await.map_err(|e| StoreError::Backend(format!("sqlite read: {e}")))?
     }
+}
+
+/// Takes the lock file of the database at `db`, held for as long as the
+/// returned file is open; refused while another process holds it.
+pub(crate) fn lock_database(db: &Path) -> Result<std::fs::File, OpenError> {
+    let lock = lock_path(db);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|source| OpenError::Io { path: lock.clone(), source })?;
+    file.try_lock_exclusive().map_err(|_| OpenError::Locked { path: db.to_owned(), lock })?;
+    Ok(file)
 }
 
 /// The lock file of the database at `path`.
