@@ -72,7 +72,7 @@ export async function startServer({ port = 0, args = [] } = {}) {
     stderr += d;
     if (process.env.CHORUS_TEST_LOG) process.stderr.write(d);
   });
-  const addr = await new Promise((resolvePromise, reject) => {
+  const [scheme, addr] = await new Promise((resolvePromise, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`the server did not start within 10 s:\n${stderr}`)), 10000);
     child.once('error', (err) => {
@@ -85,16 +85,18 @@ export async function startServer({ port = 0, args = [] } = {}) {
     });
     child.stdout.on('data', (d) => {
       out += d;
-      const m = /listening on http:\/\/(\S+)/.exec(out);
+      const m = /listening on (https?):\/\/(\S+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolvePromise(m[1]);
+        resolvePromise([m[1], m[2]]);
       }
     });
   });
   child.removeAllListeners('exit');
-  const http = `http://${addr}`;
-  for (let i = 0; ; i++) {
+  const http = `${scheme}://${addr}`;
+  // Over TLS the listening line is enough: the socket is bound before it is
+  // printed, and fetch() would not trust a test's certificate.
+  for (let i = 0; scheme === 'http'; i++) {
     try {
       const res = await fetch(`${http}/healthz`);
       if (res.ok) break;
@@ -107,7 +109,7 @@ export async function startServer({ port = 0, args = [] } = {}) {
   const exited = new Promise((r) => child.once('exit', r));
   return {
     http,
-    ws: `ws://${addr}/v1/ws`,
+    ws: `${scheme === 'https' ? 'wss' : 'ws'}://${addr}/v1/ws`,
     port: Number(addr.split(':').pop()),
     /** Stops the server abruptly (like a crash). */
     async kill() {

@@ -20,9 +20,13 @@
 //! at once ([`ClientError::Refused`]), an op the server refuses for good is
 //! dropped and the document reloaded (never resent), and a submission the
 //! rate limiter dropped is resent after a pause.
+//!
+//! `wss://` URLs are spoken over TLS ([`tls`]); a private CA is trusted with
+//! [`ConnectOptions::with_ca_pem`].
 
 pub mod document;
 pub mod limits;
+pub mod tls;
 pub mod token;
 
 pub use token::TokenSource;
@@ -72,6 +76,8 @@ pub struct ConnectOptions {
     /// Also hand the server's ops and acks for open documents to
     /// `next_event` (they are always applied to the documents).
     pub doc_events: bool,
+    /// CA certificates (PEM) trusted for `wss://` besides the web roots.
+    pub extra_ca_pem: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -87,6 +93,7 @@ impl Default for ConnectOptions {
             timeout: Duration::from_secs(10),
             reconnect: false,
             doc_events: false,
+            extra_ca_pem: None,
         }
     }
 }
@@ -98,6 +105,12 @@ impl ConnectOptions {
 
     pub fn token(token: impl Into<String>) -> Self {
         Self { token: Some(token.into()), ..Self::default() }
+    }
+
+    /// Also trusts the CA certificates in `pem` for `wss://` (a private CA).
+    pub fn with_ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.extra_ca_pem = Some(pem.into());
+        self
     }
 }
 
@@ -263,7 +276,14 @@ impl Client {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_str(&protocols).map_err(|e| ClientError::Connect(e.to_string()))?,
         );
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await.map_err(|e| ClientError::Connect(e.to_string()))?;
+        let connector = if request.uri().scheme_str() == Some("wss") {
+            Some(tokio_tungstenite::Connector::Rustls(tls::client_config(options.extra_ca_pem.as_deref())?))
+        } else {
+            None
+        };
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();
 
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();

@@ -13,7 +13,7 @@
 //! marked again.
 
 use redis::aio::ConnectionLike;
-use redis::{ConnectionAddr, IntoConnectionInfo};
+use redis::ConnectionAddr;
 
 use crate::{Conn, ConnectError, PREFIX};
 
@@ -64,10 +64,9 @@ async fn find_old_key(conn: &mut impl ConnectionLike) -> redis::RedisResult<Opti
 }
 
 /// Clients of every master of the Cluster, reached with the seed's settings
-/// (credentials, database) at each master's address.
-pub(crate) async fn masters(conn: &mut redis::cluster_async::ClusterConnection, seed: &str) -> redis::RedisResult<Vec<redis::Client>> {
+/// (credentials, database, TLS and its trusted CA) at each master's address.
+pub(crate) async fn masters(conn: &mut redis::cluster_async::ClusterConnection, seed: &redis::ConnectionInfo) -> redis::RedisResult<Vec<redis::Client>> {
     let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
-    let info = seed.into_connection_info()?;
     let mut out = Vec::new();
     for line in nodes.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -78,7 +77,12 @@ pub(crate) async fn masters(conn: &mut redis::cluster_async::ClusterConnection, 
         // "host:port@bus-port"
         let Some((host, port)) = addr.split('@').next().and_then(|a| a.rsplit_once(':')) else { continue };
         let Ok(port) = port.parse::<u16>() else { continue };
-        out.push(redis::Client::open(info.clone().set_addr(ConnectionAddr::Tcp(host.to_owned(), port)))?);
+        let host = host.to_owned();
+        let at = match seed.addr() {
+            ConnectionAddr::TcpTls { insecure, tls_params, .. } => ConnectionAddr::TcpTls { host, port, insecure: *insecure, tls_params: tls_params.clone() },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        out.push(redis::Client::open(seed.clone().set_addr(at))?);
     }
     Ok(out)
 }

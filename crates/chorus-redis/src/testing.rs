@@ -54,12 +54,22 @@ fn fresh_dir(port: u16) -> PathBuf {
     dir
 }
 
+/// The files of a server that speaks only TLS: its certificate and key,
+/// and the CA that signed it (which clients are told to trust).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
 /// One `redis-server` process.
 pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
+    tls: Option<TlsFiles>,
 }
 
 impl RedisServer {
@@ -82,12 +92,39 @@ impl RedisServer {
         Self::spawn(args)
     }
 
+    /// A standalone server without persistence that speaks only TLS on its
+    /// port (`rediss://`), with the certificate in `tls`; clients are not
+    /// asked for certificates.
+    pub fn start_tls(tls: TlsFiles) -> Self {
+        Self::spawn_on(Vec::new(), Some(tls))
+    }
+
     fn spawn(extra: Vec<String>) -> Self {
+        Self::spawn_on(extra, None)
+    }
+
+    fn spawn_on(extra: Vec<String>, tls: Option<TlsFiles>) -> Self {
         let port = free_port();
         let dir = fresh_dir(port);
-        let mut args = vec![
-            "--port".to_owned(),
-            port.to_string(),
+        let listen: Vec<String> = match &tls {
+            None => vec!["--port".into(), port.to_string()],
+            Some(tls) => vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                tls.cert.display().to_string(),
+                "--tls-key-file".into(),
+                tls.key.display().to_string(),
+                "--tls-ca-cert-file".into(),
+                tls.ca.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        };
+        let mut args = listen;
+        args.extend([
             "--bind".into(),
             "127.0.0.1".into(),
             "--dir".into(),
@@ -98,9 +135,9 @@ impl RedisServer {
             "warning".into(),
             "--logfile".into(),
             dir.join("redis.log").display().to_string(),
-        ];
+        ]);
         args.extend(extra);
-        let mut server = RedisServer { port, dir, args, child: None };
+        let mut server = RedisServer { port, dir, args, child: None, tls };
         server.launch();
         server
     }
@@ -129,9 +166,10 @@ impl RedisServer {
         }
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The URL for an ACL user.
@@ -162,8 +200,12 @@ impl RedisServer {
     /// The output of a command, or what went wrong (an error reply, or
     /// redis-cli's own complaint).
     fn run_cli(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(cli_binary())
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+        let mut cli = Command::new(cli_binary());
+        cli.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(tls) = &self.tls {
+            cli.arg("--tls").arg("--cacert").arg(&tls.ca);
+        }
+        let out = cli
             .args(args)
             .stdin(Stdio::null())
             .output()

@@ -15,13 +15,29 @@ pub struct Config {
     #[arg(long, env = "CHORUS_LISTEN", default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
 
+    /// PEM file with the TLS certificate chain (leaf first): the server then
+    /// speaks https:// and wss:// on --listen. Read again, with --tls-key,
+    /// on SIGHUP (new connections get the new certificate; if the new files
+    /// cannot be used, the old certificate stays and the error is logged).
+    #[arg(long, env = "CHORUS_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of --tls-cert.
+    #[arg(long, env = "CHORUS_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Redis to share with other Chorus nodes, as the store of record and the
-    /// bus (`redis://HOST:PORT`; TLS is not built in yet). A Redis Cluster is
-    /// recognised by itself: give one of its nodes, or several seed URLs
-    /// separated by commas. Without it, one node keeps its data in the
-    /// embedded SQLite store in --data.
+    /// bus (`redis://HOST:PORT`, or `rediss://HOST:PORT` for TLS). A Redis
+    /// Cluster is recognised by itself: give one of its nodes, or several
+    /// seed URLs separated by commas. Without it, one node keeps its data in
+    /// the embedded SQLite store in --data.
     #[arg(long = "redis", env = "CHORUS_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+
+    /// PEM file with the CA certificate(s) that signed the certificate of a
+    /// `rediss://` Redis. Without it, the public web roots are trusted.
+    #[arg(long, env = "CHORUS_REDIS_CA", value_name = "FILE", requires = "redis_url")]
+    pub redis_ca: Option<PathBuf>,
 
     /// Folder of the embedded store: its database is DIR/chorus.db, created
     /// on first start. Used unless --redis or --memory is given.

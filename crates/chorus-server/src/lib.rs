@@ -18,6 +18,7 @@
 //! - [`http`]: health, readiness, metrics and the backend HTTP API.
 //! - [`listener`]: the accept loop: connection limit, header and body timeouts.
 //! - [`origin`]: which browser pages may use the WebSocket and the API.
+//! - [`tls`]: the certificate and key of `https://`/`wss://`, reloaded on SIGHUP.
 //!
 //! [`Server::start`] runs a server on a listener until [`Server::shutdown`].
 
@@ -36,6 +37,7 @@ pub mod refusal;
 pub mod room;
 pub mod session;
 pub mod submitter;
+pub mod tls;
 pub mod values;
 
 use std::net::SocketAddr;
@@ -132,12 +134,25 @@ fn register_metrics() {
 pub struct Server {
     pub addr: SocketAddr,
     pub node: Arc<Node>,
+    /// The certificate in use, with `--tls-cert`.
+    pub tls: Option<Arc<tls::Tls>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Server {
     /// Binds `config.listen` and serves until shut down.
     pub async fn start(config: Config, backend: Arc<dyn Backend>) -> anyhow::Result<Server> {
+        // Before anything listens: a certificate that cannot be used stops
+        // the start instead of failing every handshake.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = tls::Tls::load(cert, key).map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?;
+                tls.reload_on_sighup().map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP (TLS reloads): {e}"))?;
+                Some(tls)
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together: give both, or neither"),
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -146,11 +161,12 @@ impl Server {
         tokio::spawn(node.clone().sweep_presence());
         let app = http::router(node.clone()).layer(axum::middleware::from_fn_with_state(node.clone(), origin::check));
         let (limits, shutdown) = (node.config.listener_limits(), node.shutdown.clone());
+        let served_tls = tls.clone();
         let task = tokio::spawn(async move {
-            crate::listener::serve(listener, app, limits, shutdown).await;
+            crate::listener::serve(listener, app, limits, served_tls, shutdown).await;
             Ok(())
         });
-        Ok(Server { addr, node, task })
+        Ok(Server { addr, node, tls, task })
     }
 
     /// Tells every connection to reconnect elsewhere, closes them, and stops.

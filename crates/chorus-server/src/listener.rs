@@ -17,6 +17,11 @@
 //!   runs out of file descriptors. Every refusal counts in
 //!   `chorus_connections_refused_total`.
 //!
+//! With TLS (`--tls-cert`), every connection starts with a TLS handshake,
+//! which must also finish within the header-read timeout: a client that
+//! opens a socket and sends nothing, or trickles its hello, is closed the
+//! same way a plain one is.
+//!
 //! WebSocket connections are counted for their whole life: the count is
 //! held by the socket itself, which the upgraded connection keeps.
 
@@ -40,6 +45,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
+use crate::tls::Tls;
+
 /// Connections accepted past `--max-connections` to answer health checks
 /// and refuse the rest with a clear 503.
 pub const RESERVE: usize = 64;
@@ -58,7 +65,7 @@ pub struct Limits {
 /// Serves `app` on `listener` until `shutdown`, then lets the connections
 /// in flight finish their requests (WebSocket sessions are closed by their
 /// own shutdown path).
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, tls: Option<Arc<Tls>>, shutdown: CancellationToken) {
     let served = Arc::new(AtomicUsize::new(0));
     let reserve = Arc::new(AtomicUsize::new(0));
     loop {
@@ -88,23 +95,39 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
         let io = Counted::new(tcp, counter.clone(), !at_limit);
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| handle(app.clone(), request, at_limit, limits));
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(!at_limit);
-            let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
-            tokio::pin!(conn);
-            let outcome = tokio::select! {
-                outcome = conn.as_mut() => outcome,
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = outcome {
-                debug!("connection ended: {e}");
+            match acceptor {
+                None => serve_connection(io, app, at_limit, limits, shutdown).await,
+                Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
+                    Ok(Ok(tls)) => serve_connection(tls, app, at_limit, limits, shutdown).await,
+                    Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
+                    Err(_) => debug!("TLS handshake not finished within {:?}", limits.header_timeout),
+                },
             }
         });
+    }
+}
+
+/// Serves HTTP (and WebSocket upgrades) on one connection, plain or TLS.
+async fn serve_connection<I>(io: I, app: Router, at_limit: bool, limits: Limits, shutdown: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| handle(app.clone(), request, at_limit, limits));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(!at_limit);
+    let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(conn);
+    let outcome = tokio::select! {
+        outcome = conn.as_mut() => outcome,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = outcome {
+        debug!("connection ended: {e}");
     }
 }
 

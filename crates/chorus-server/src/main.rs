@@ -25,6 +25,7 @@ use tracing_subscriber::EnvFilter;
                   chorus serve --dev                        try it: open mode, the demo at http://127.0.0.1:8787/, data kept in ./chorus-data\n  \
                   chorus serve --dev --memory               the same, keeping nothing across restarts\n  \
                   chorus serve --jwt-secret \"$SECRET\"       production: signed tokens required\n  \
+                  chorus serve ... --tls-cert cert.pem --tls-key key.pem   https:// and wss:// (reloaded on SIGHUP)\n  \
                   chorus serve --redis redis://HOST:6379 ...  one of many nodes sharing a Redis\n  \
                   chorus backup chorus-backup.db            a consistent copy of ./chorus-data while the server runs"
 )]
@@ -107,7 +108,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let backend: Arc<dyn Backend> = match &config.redis_url {
-        Some(url) => Arc::new(RedisStore::connect(url).await.context("could not start: --redis (CHORUS_REDIS_URL) was given")?),
+        Some(url) => {
+            let ca = match &config.redis_ca {
+                Some(path) => Some(std::fs::read(path).with_context(|| format!("could not start: cannot read --redis-ca {}", path.display()))?),
+                None => None,
+            };
+            Arc::new(RedisStore::connect_with(url, ca).await.context("could not start: --redis (CHORUS_REDIS_URL) was given")?)
+        }
         None if config.memory => Arc::new(MemoryStore::new()),
         None => Arc::new(open_embedded(&config.data_dir, config.sqlite_sync)?),
     };
@@ -124,10 +131,11 @@ async fn main() -> anyhow::Result<()> {
     if open {
         warn!("{banner}");
     }
-    info!(%addr, %store, open, "listening");
-    println!("Chorus {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
-    println!("Open http://{addr}/ in two browser tabs to edit together (add ?room=NAME for another room).");
-    println!("  WebSocket: ws://{addr}/v1/ws");
+    let (http, ws) = if server.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
+    info!(%addr, %store, open, tls = server.tls.is_some(), "listening");
+    println!("Chorus {} listening on {http}://{addr}", env!("CARGO_PKG_VERSION"));
+    println!("Open {http}://{addr}/ in two browser tabs to edit together (add ?room=NAME for another room).");
+    println!("  WebSocket: {ws}://{addr}/v1/ws");
     println!("  store:     {store}");
     if open {
         println!("  WARNING:   {banner}");
