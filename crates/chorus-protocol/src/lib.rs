@@ -526,6 +526,10 @@ pub enum ErrorCode {
     ValueTooLarge,
     /// The room has as many values as it may.
     TooManyValues,
+    /// This node holds as much room state in memory as it may (its
+    /// `--max-state-bytes`): loading a document or room, or growing one, is
+    /// refused until others unload. Retry later (or on another node).
+    NodeFull,
 }
 
 impl ErrorCode {
@@ -562,6 +566,7 @@ impl ErrorCode {
             ErrorCode::ValueOverflow => "value_overflow",
             ErrorCode::ValueTooLarge => "value_too_large",
             ErrorCode::TooManyValues => "too_many_values",
+            ErrorCode::NodeFull => "node_full",
         }
     }
 }

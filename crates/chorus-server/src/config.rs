@@ -163,6 +163,14 @@ pub struct Config {
     #[arg(long, env = "CHORUS_MAX_ROOM_VALUE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = positive)]
     pub max_room_value_bytes: usize,
 
+    /// Bytes of room state this node may hold in memory, all rooms together:
+    /// the texts of loaded documents, the ops their logs keep, and the
+    /// rooms' values (their stored JSON). Loading a room or document, an
+    /// op or a value change that would go over it is refused with
+    /// `node_full` until rooms unload. Default 1 GiB.
+    #[arg(long, env = "CHORUS_MAX_STATE_BYTES", default_value_t = 1024 * 1024 * 1024, value_parser = positive)]
+    pub max_state_bytes: usize,
+
     /// Shared values one room may hold.
     #[arg(long, env = "CHORUS_VALUES_PER_ROOM", default_value_t = 100, value_parser = positive)]
     pub values_per_room: usize,

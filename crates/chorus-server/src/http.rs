@@ -175,7 +175,7 @@ fn refusal_response(r: Refusal) -> Response {
                 ErrorCode::OpTooLarge | ErrorCode::DocumentTooLarge | ErrorCode::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::WrongKind | ErrorCode::ValueOverflow => StatusCode::CONFLICT,
                 ErrorCode::FutureVersion | ErrorCode::StaleSeq => StatusCode::CONFLICT,
-                ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable | ErrorCode::NodeFull => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::BAD_REQUEST,
             };

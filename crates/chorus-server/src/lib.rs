@@ -14,6 +14,7 @@
 //! - [`values`]: a room's shared values on one node.
 //! - [`submitter`]: submitter ids, scoped to users.
 //! - [`outbox`]: a connection's bounded outgoing queue with cursor slots.
+//! - [`budget`]: the node-wide budget for room state (`--max-state-bytes`).
 //! - [`refusal`], [`clock`]: what every layer above uses.
 //! - [`http`]: health, readiness, metrics and the backend HTTP API.
 //! - [`listener`]: the accept loop: connection limit, header and body timeouts.
@@ -24,6 +25,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod document;
@@ -63,6 +65,7 @@ pub const COUNTERS: &[(&str, &str)] = &[
     ("chorus_sqlite_transactions_total", "Transactions the embedded SQLite store committed (one fsync each with --sqlite-sync full)."),
     ("chorus_sqlite_writes_total", "Writes (commits, snapshots, value and history writes) those transactions carried."),
     ("chorus_connections_refused_total", "TCP connections refused (503 or closed at once) because the server was at --max-connections."),
+    ("chorus_state_refusals_total", "Requests refused with node_full because room state would go over --max-state-bytes."),
     ("chorus_slow_consumers_total", "Connections closed (4005) because their outgoing queue went over its message or byte limit."),
 ];
 
@@ -71,6 +74,7 @@ pub const GAUGES: &[(&str, &str)] = &[
     ("chorus_connections", "Open WebSocket connections, including ones still in the handshake."),
     ("chorus_rooms", "Rooms loaded on this node."),
     ("chorus_tcp_connections", "TCP connections counted against --max-connections (HTTP and WebSocket)."),
+    ("chorus_state_bytes", "Bytes of room state held in memory (document texts, kept ops, values), counted against --max-state-bytes."),
 ];
 
 /// The errors counter, by code; every code starts at zero.
@@ -87,7 +91,7 @@ pub const ERROR_CODES: &[&str] = &[
     "forbidden", "invalid_room", "not_joined", "already_joined", "too_many_rooms", "room_full", "rate_limited",
     "message_too_large", "unavailable", "internal", "invalid_document", "not_open", "too_many_documents", "invalid_op",
     "future_version", "version_trimmed", "stale_seq", "op_too_large", "document_too_large", "invalid_value", "wrong_kind",
-    "value_overflow", "value_too_large", "too_many_values",
+    "value_overflow", "value_too_large", "too_many_values", "node_full",
 ];
 
 /// The process-wide metrics recorder (installed once; servers share it).

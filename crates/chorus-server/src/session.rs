@@ -479,7 +479,11 @@ impl Session {
         self.require(&room, Permission::Read)?;
         let visible = self.identity.can(&room, Permission::Presence);
         for _ in 0..10 {
-            let handle = self.node.rooms.room(&room).await.map_err(|e| Reply::new(ErrorCode::Unavailable, e.to_string()))?;
+            let handle = match self.node.rooms.room(&room).await {
+                Ok(handle) => handle,
+                Err(Refusal::Refused(code, message)) => return Err(Reply::new(code, message)),
+                Err(Refusal::Retry) => continue,
+            };
             let (reply, done) = oneshot::channel();
             let request = JoinRequest {
                 conn: self.conn.clone(),

@@ -65,6 +65,8 @@ pub fn sequence(seen: Option<&Stamp>, stamp: &Stamp) -> Sequence {
 pub struct Prepared {
     pub expected: u64,
     pub state: Value,
+    /// Bytes of the new state's stored JSON.
+    pub bytes: usize,
 }
 
 impl RoomValues {
@@ -73,6 +75,11 @@ impl RoomValues {
         let values: HashMap<String, StoredValue> = stored.values.into_iter().collect();
         let sizes = values.iter().map(|(n, v)| (n.clone(), bytes_of(&v.state))).collect();
         Self { values, sizes, stamp: stored.stamp, clock: HlcClock::with_max_drift(writer, u64::MAX) }
+    }
+
+    /// Bytes of one value's stored JSON (0 when it does not exist).
+    pub fn bytes_of(&self, name: &str) -> usize {
+        self.sizes.get(name).copied().unwrap_or(0)
     }
 
     /// Bytes of all the room's values.
@@ -144,7 +151,7 @@ impl RoomValues {
                 format!("the room's values would take {room} bytes; a room holds at most {} (--max-room-value-bytes)", limits.max_room_value_bytes),
             ));
         }
-        Ok(Prepared { expected, state })
+        Ok(Prepared { expected, state, bytes })
     }
 
     /// The store had a newer state (or none): remember it, to retry on.

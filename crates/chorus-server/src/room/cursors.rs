@@ -42,6 +42,11 @@ impl Cursors {
         Self { latest: HashMap::new(), gates: HashMap::new(), interval }
     }
 
+    /// Every connection's latest cursor (in no order).
+    pub(super) fn states(&self) -> impl Iterator<Item = &CursorState> {
+        self.latest.values()
+    }
+
     pub(super) fn next_flush(&self) -> Option<Instant> {
         self.gates.values().filter(|g| g.pending.is_some()).filter_map(|g| g.last_sent.map(|t| t + self.interval)).min()
     }

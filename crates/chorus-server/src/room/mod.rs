@@ -50,6 +50,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::budget::Budget;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::document::Document;
@@ -68,11 +69,14 @@ pub struct Registry {
     pub backend: Arc<dyn Backend>,
     rooms: Mutex<HashMap<String, RoomHandle>>,
     next_generation: AtomicU64,
+    /// Room state in memory, all rooms together (`--max-state-bytes`).
+    pub budget: Budget,
 }
 
 impl Registry {
     pub fn new(config: Arc<Config>, backend: Arc<dyn Backend>) -> Arc<Self> {
-        Arc::new(Self { config, backend, rooms: Mutex::new(HashMap::new()), next_generation: AtomicU64::new(1) })
+        let budget = Budget::new(config.max_state_bytes);
+        Arc::new(Self { config, backend, rooms: Mutex::new(HashMap::new()), next_generation: AtomicU64::new(1), budget })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomHandle>> {
@@ -85,7 +89,7 @@ impl Registry {
     }
 
     /// The room's task on this node, started if it is not running.
-    pub async fn room(self: &Arc<Self>, name: &str) -> Result<RoomHandle, StoreError> {
+    pub async fn room(self: &Arc<Self>, name: &str) -> Result<RoomHandle, Refusal> {
         if let Some(h) = self.lock().get(name) {
             if !h.tx.is_closed() {
                 return Ok(h.clone());
@@ -95,8 +99,9 @@ impl Registry {
         // (members, values, documents) that outlives the connections.
         let limit = self.config.max_rooms;
         if self.lock().values().filter(|h| !h.tx.is_closed()).count() >= limit {
-            return Err(StoreError::Unavailable(format!("this node holds its limit of {limit} rooms (--max-rooms); try again later")));
+            return Err(StoreError::Unavailable(format!("this node holds its limit of {limit} rooms (--max-rooms); try again later")).into());
         }
+        self.budget.admit(1, || format!("room {name} cannot be loaded"))?;
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let handle = Room::spawn(self.clone(), name, generation).await?;
         let mut rooms = self.lock();
@@ -291,6 +296,8 @@ pub struct Room {
     values: RoomValues,
     histories: histories::Histories,
     repair: repair::Repair,
+    /// Bytes of this room's state counted in the node's budget.
+    held: usize,
 }
 
 impl Room {
@@ -315,6 +322,7 @@ impl Room {
             histories: histories::Histories::default(),
             repair: repair::Repair::new(config.reconcile_interval()),
             rooms,
+            held: 0,
         };
         metrics::gauge!("chorus_rooms").increment(1.0);
         tokio::spawn(room.run(rx, sub));
@@ -363,10 +371,12 @@ impl Room {
                 _ = sleep_until(next_flush), if next_flush.is_some() => self.flush_cursors().await,
                 _ = tokio::time::sleep_until(next_repair) => self.run_repairs().await,
             }
+            self.settle_budget();
             if self.local.is_empty() && (commanded || had_local) && self.stop(&mut rx) {
                 break;
             }
         }
+        self.rooms.budget.settle(&mut self.held, 0);
         metrics::gauge!("chorus_rooms").decrement(1.0);
         debug!(room = %self.name, "room unloaded");
     }
@@ -456,6 +466,19 @@ impl Room {
         }
     }
 
+    /// Bytes of state this room holds: its documents' texts and kept ops,
+    /// and its values.
+    fn state_bytes(&self) -> usize {
+        let docs: usize = self.docs.values().map(|d| d.text.text().rope().len_bytes() + d.log_bytes).sum();
+        docs + self.values.total_bytes()
+    }
+
+    /// Tells the node's budget what this room holds now.
+    fn settle_budget(&mut self) {
+        let now = self.state_bytes();
+        self.rooms.budget.settle(&mut self.held, now);
+    }
+
     /// Sends a message to every local connection but `skip`.
     fn fan_out(&self, msg: ServerMessage, skip: Option<&str>) {
         let started = Instant::now();
@@ -486,14 +509,43 @@ impl Room {
         }
     }
 
+    /// About how many bytes a `joined` reply of this room takes: its values,
+    /// the members' and cursors' states, and their fixed fields. Counted
+    /// against a connection's outbox before the reply is built, so joining
+    /// a room of large values without reading closes the connection
+    /// instead of queueing copies of them.
+    fn joined_estimate(&self) -> usize {
+        const ENTRY: usize = 256;
+        let members: usize = self.members.states().map(|state| ENTRY + json_size(state)).sum();
+        let cursors: usize = self.cursors.states().map(|c| ENTRY + json_size(&c.cursor)).sum();
+        ENTRY + self.values.total_bytes() + members + cursors
+    }
+
+    /// Sends a `joined` reply to one connection, if it fits its outbox (a
+    /// connection over its budget is being closed as a slow consumer).
+    fn send_joined(&self, outbox: &Outbox, id: Option<u64>, conn: &str) {
+        if outbox.reserve(self.joined_estimate()) {
+            outbox.push(self.joined(id, conn).to_json().into());
+        }
+    }
+
     /// Tells every local connection the room as it now is, replacing what
     /// it had (after a loss no event can describe).
     fn send_joined_to_all(&self) {
-        for conn in self.local.keys() {
-            if let Some(local) = self.local.get(conn) {
-                local.outbox.push(self.joined(None, conn).to_json().into());
-            }
+        for (conn, local) in &self.local {
+            self.send_joined(&local.outbox, None, conn);
         }
+    }
+}
+
+/// About how many bytes `value` takes as JSON, without writing it out.
+fn json_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| json_size(v) + 1).sum::<usize>(),
+        Value::Object(fields) => 2 + fields.iter().map(|(k, v)| k.len() + 4 + json_size(v)).sum::<usize>(),
     }
 }
 
@@ -501,5 +553,25 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_size;
+
+    #[test]
+    fn json_size_is_about_the_written_size() {
+        let values = [
+            serde_json::json!(null),
+            serde_json::json!({"page": 3, "typing": true, "name": "Ann"}),
+            serde_json::json!([1, 2.5, "x", {"a": [null, false]}]),
+            serde_json::json!({"text": "y".repeat(10_000)}),
+        ];
+        for v in values {
+            let written = serde_json::to_string(&v).unwrap().len();
+            let estimate = json_size(&v);
+            assert!(estimate >= written && estimate <= written * 3 + 24, "{v}: estimated {estimate}, written {written}");
+        }
     }
 }

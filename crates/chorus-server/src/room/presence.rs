@@ -47,6 +47,11 @@ impl Members {
         self.stamp.as_ref()
     }
 
+    /// The members' states (in no order).
+    pub(super) fn states(&self) -> impl Iterator<Item = &Value> {
+        self.by_connection.values().map(|m| &m.state)
+    }
+
     /// In join order, as clients list them.
     pub(super) fn list(&self) -> Vec<Member> {
         let mut list: Vec<Member> = self.by_connection.values().cloned().collect();
@@ -112,11 +117,9 @@ impl Room {
                 }
             }
         }
-        // A connection already over its budget gets no room state built
-        // for it (it is being closed as a slow consumer).
-        if outbox.reserve(0) {
-            outbox.push(self.joined(id, &conn).to_json().into());
-        }
+        // Counted before it is built: a room of large values joined again
+        // and again by a client that does not read closes that client.
+        self.send_joined(&outbox, id, &conn);
         self.local.insert(conn, Local { outbox, dropped, heard, user: user.id, visible, member });
         Ok(())
     }

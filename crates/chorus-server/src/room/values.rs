@@ -34,6 +34,8 @@ impl Room {
         let deadline = Instant::now() + COMMIT_DEADLINE;
         while Instant::now() < deadline {
             let prepared = self.values.prepare(&name, kind, &change, &writer, limits, now_ms())?;
+            let growth = prepared.bytes.saturating_sub(self.values.bytes_of(&name));
+            self.rooms.budget.admit(growth, || format!("value {name} cannot grow"))?;
             let token = random_id();
             let mut pause = Duration::from_millis(50);
             let outcome = loop {
