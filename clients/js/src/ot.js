@@ -91,12 +91,16 @@ export function applyOp(text, op) {
 }
 
 /**
- * The op replacing UTF-16 ranges of `text`: `changes` are `{from, to,
- * insert}`, ascending, not overlapping, positions in `text`. Throws a
- * RangeError for a range out of order, out of the text, or splitting a
- * surrogate pair.
+ * The op replacing UTF-16 ranges of `text` (a string or a Rope):
+ * `changes` are `{from, to, insert}`, ascending, not overlapping, positions
+ * in `text`. Throws a RangeError for a range out of order, out of the text,
+ * or splitting a surrogate pair.
  */
 export function opFromChanges(text, changes) {
+  const plain = typeof text === 'string';
+  const split = plain ? (i) => splitsPair(text, i) : (i) => text.splitsPair(i);
+  // Code points between two offsets: a scan of the string, or two lookups in the rope.
+  const points = plain ? (from, to) => codePointLength(text, from, to) : (from, to) => text.toCodePoints(to) - text.toCodePoints(from);
   const op = [];
   const push = (c) => {
     const last = op[op.length - 1];
@@ -120,9 +124,9 @@ export function opFromChanges(text, changes) {
       throw new RangeError(`change ${from}..${to} is out of order or outside the text (length ${text.length})`);
     }
     if (typeof insert !== 'string') throw new TypeError('insert must be a string');
-    if (splitsPair(text, from) || splitsPair(text, to)) throw new RangeError(`change ${from}..${to} splits a surrogate pair`);
-    push(codePointLength(text, pos, from));
-    push({ d: codePointLength(text, from, to) });
+    if (split(from) || split(to)) throw new RangeError(`change ${from}..${to} splits a surrogate pair`);
+    push(points(pos, from));
+    push({ d: points(from, to) });
     push(insert);
     pos = to;
   }
