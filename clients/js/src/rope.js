@@ -242,17 +242,18 @@ export class Rope {
 
   /**
    * The chunk holding code point `k` (the last chunk when `k` is the end),
-   * with the path to it in `_path`; sets `_base` and `_base16` (code points
-   * and UTF-16 units before the chunk). Null when the text is empty.
+   * with the path to it in `_path` when `keepPath`; sets `_base` and
+   * `_base16` (code points and UTF-16 units before the chunk). Null when the
+   * text is empty.
    */
-  _findPoint(k) {
+  _findPoint(k, keepPath = true) {
     const path = this._path;
     path.length = 0;
     let base = 0;
     let base16 = 0;
     let t = this._root;
     while (t) {
-      path.push(t);
+      if (keepPath) path.push(t);
       const lc = t.l ? t.l.cps : 0;
       if (k < lc) {
         t = t.l;
@@ -301,7 +302,7 @@ export class Rope {
   toUtf16(cp) {
     if (cp >= this.codePoints) return this.length;
     if (!(cp > 0)) return 0;
-    const n = this._findPoint(cp);
+    const n = this._findPoint(cp, false);
     return this._base16 + unitsOf(n, cp - this._base);
   }
 
