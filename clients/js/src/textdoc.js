@@ -73,6 +73,9 @@ export class TextDoc extends Emitter {
     this._openId = null;
     this._retryMs = RETRY_FIRST_MS;
     this._retryTimer = null;
+    /** The limits `_opBudget` was worked out for. */
+    this._budgetFor = null;
+    this._opBudget = null;
     /** Reopen without `since` (dropping what is pending): our op cannot be sent as it is. */
     this._dropPending = false;
     /** Undo and redo requests waiting for their answer. */
@@ -192,17 +195,7 @@ export class TextDoc extends Emitter {
     let rest = null;
     const limits = this._limits();
     if (limits) {
-      const envelope = JSON.stringify({
-        type: 'submit',
-        id: 2 ** 40,
-        room: this.room.name,
-        doc: this.name,
-        seq: 2 ** 40,
-        base: 2 ** 40,
-        op: [],
-      });
-      const budget = { op: limits.max_op_bytes, json: limits.max_message_bytes - utf8Length(envelope) - FRAME_SLACK };
-      const split = splitOp(op, budget);
+      const split = splitOp(op, this._budget(limits));
       if (split === null) {
         // Not one code point fits (absurdly small limits): refuse it here
         // rather than send what the server must refuse.
@@ -218,6 +211,24 @@ export class TextDoc extends Emitter {
     this._inflight = { seq: this._nextSeq++, base: this._version, op, edits: rest ? 0 : b.edits };
     this._buffer = rest ? { op: rest, edits: b.edits } : null;
     this._sendInflight();
+  }
+
+  /** What one submitted op may take under `limits` (worked out once per set of limits). */
+  _budget(limits) {
+    if (this._budgetFor !== limits) {
+      const envelope = JSON.stringify({
+        type: 'submit',
+        id: 2 ** 40,
+        room: this.room.name,
+        doc: this.name,
+        seq: 2 ** 40,
+        base: 2 ** 40,
+        op: [],
+      });
+      this._budgetFor = limits;
+      this._opBudget = { op: limits.max_op_bytes, json: limits.max_message_bytes - utf8Length(envelope) - FRAME_SLACK };
+    }
+    return this._opBudget;
   }
 
   _sendInflight() {
