@@ -71,63 +71,76 @@ function openDoc(text) {
   return { doc, room };
 }
 
-/** Median over ROUNDS of the mean time (µs) of `step` over `batch` calls (after a warm-up round). */
-function measure(step, batch = BATCH) {
-  const rounds = [];
-  for (let r = 0; r <= ROUNDS; r++) {
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < batch; i++) step(i);
-    const us = Number(process.hrtime.bigint() - start) / 1000 / batch;
-    if (r > 0) rounds.push(us);
-  }
-  rounds.sort((a, b) => a - b);
-  return rounds[rounds.length >> 1];
+/** The mean time (µs) of `step` over `batch` calls, continuing its count `from`. */
+function round(step, batch, from) {
+  const start = process.hrtime.bigint();
+  for (let i = from; i < from + batch; i++) step(i);
+  return Number(process.hrtime.bigint() - start) / 1000 / batch;
 }
 
-function measures(text) {
+/**
+ * Medians over ROUNDS of the mean time of each case's step, on every text;
+ * the texts take turns round by round (after a warm-up round each), so a
+ * busy moment of the machine falls on all of them alike.
+ */
+function medians(perText) {
+  const out = perText.map(() => ({}));
+  for (const name of Object.keys(perText[0])) {
+    const times = perText.map(() => []);
+    for (let r = 0; r <= ROUNDS; r++) {
+      perText.forEach((cases, t) => {
+        const { step, batch = BATCH } = cases[name];
+        const us = round(step, batch, r * batch);
+        if (r > 0) times[t].push(us);
+      });
+    }
+    times.forEach((ts, t) => {
+      ts.sort((a, b) => a - b);
+      out[t][name] = ts[ts.length >> 1];
+    });
+  }
+  return out;
+}
+
+/** The steps measured on `text`, by name. */
+function cases(text) {
   const out = {};
+  const measure = (step, batch) => ({ step, batch });
   const rand = prng(42);
-  {
-    // Remote ops: one insert and one delete of a code point at random places,
-    // so the text keeps its size.
+  // Every edit is a 'q' put in at a place and taken out again by the next,
+  // so the text, and the places picked from it beforehand, stay valid.
+  const points = codePointLength(text);
+  const anywhere = Array.from({ length: 4096 }, () => rand(points + 1));
+  // Where people type: runs of edits near each other (a caret moving
+  // through a paragraph), rather than anywhere.
+  const typing = [];
+  for (let caret = 0; typing.length < 4096; ) {
+    if (typing.length % 64 === 0) caret = rand(points + 1);
+    caret = Math.max(0, Math.min(points, caret + rand(7) - 2));
+    typing.push(caret);
+  }
+  const remote = (places) => {
     const { doc } = openDoc(text);
     let version = 0;
-    out['remote op'] = measure((i) => {
-      const points = doc._rope.codePoints;
-      const at = rand(points + (i % 2 === 0 ? 1 : 0));
+    return measure((i) => {
+      const at = places[(i >> 1) & 4095];
       const op = i % 2 === 0 ? (at > 0 ? [at, 'q'] : ['q']) : at > 0 ? [at, { d: 1 }] : [{ d: 1 }];
       version++;
       doc._onOp({ type: 'op', version, client: 'u5:other:y', seq: version, op });
     });
-  }
+  };
+  out['remote op'] = remote(anywhere);
+  out['remote op, typing'] = remote(typing);
   {
-    // Remote ops where people type: near the last one (a caret moving
-    // through a paragraph), rather than anywhere.
+    // Local edits (UTF-16 offsets, as an editor gives them), each
+    // acknowledged before the next.
     const { doc } = openDoc(text);
-    let version = 0;
-    let caret = rand(doc._rope.codePoints + 1);
-    out['remote op, typing'] = measure((i) => {
-      const points = doc._rope.codePoints;
-      if (i % 500 === 0) caret = rand(points + 1);
-      caret = Math.max(0, Math.min(points - 1, caret + rand(9) - 3));
-      const op = i % 4 === 3 ? (caret > 0 ? [caret, { d: 1 }] : [{ d: 1 }]) : caret > 0 ? [caret, 'q'] : ['q'];
-      if (points === 0 && i % 4 === 3) op.splice(0, op.length, 'q');
-      version++;
-      doc._onOp({ type: 'op', version, client: 'u5:other:y', seq: version, op });
-    });
-  }
-  {
-    // Local edits, each acknowledged before the next.
-    const { doc } = openDoc(text);
+    const offsets = anywhere.map((cp) => doc._rope.toUtf16(cp));
     out['local edit'] = measure((i) => {
-      const rope = doc._rope;
-      if (i % 2 === 0 || rope.codePoints === 0) doc.insert(rope.toUtf16(rand(rope.codePoints + 1)), 'q');
-      else {
-        const at = rand(rope.codePoints);
-        const from = rope.toUtf16(at);
-        doc.delete(from, rope.toUtf16(at + 1) - from); // one code point
-      }
-      if (doc._inflight) doc._onAck({ type: 'ack', seq: doc._inflight.seq, version: doc.version + 1 });
+      const at = offsets[(i >> 1) & 4095];
+      if (i % 2 === 0) doc.insert(at, 'q');
+      else doc.delete(at, 1);
+      doc._onAck({ type: 'ack', seq: doc._inflight.seq, version: doc.version + 1 });
     });
   }
   {
@@ -162,10 +175,8 @@ function measures(text) {
 }
 
 const large = prose(SIZE);
-const results = [
-  ['empty', measures('')],
-  [`${(Buffer.byteLength(large) / 1048576).toFixed(2)} MB`, measures(large)],
-];
+const labels = ['empty', `${(Buffer.byteLength(large) / 1048576).toFixed(2)} MB`];
+const results = medians([cases(''), cases(large)]).map((m, i) => [labels[i], m]);
 
 const names = Object.keys(results[0][1]);
 const rows = [['median µs/op', ...results.map(([label]) => label), 'ratio']];

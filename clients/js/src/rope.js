@@ -315,11 +315,17 @@ export class Rope {
     if (!Number.isInteger(index) || index < 0 || index > length) {
       throw new RangeError(`offset ${index} is outside the text (length ${length})`);
     }
+    const cp = this.pointAt(index);
+    if (cp < 0) throw new RangeError(`offset ${index} is inside a surrogate pair`);
+    return cp;
+  }
+
+  /** The code point offset of UTF-16 offset `index` (within the text), or -1 inside a surrogate pair. */
+  pointAt(index) {
     if (index === 0) return 0;
     const n = this._findUnit(index);
     const u = index - this._base16;
-    if (cutsPair(n, u)) throw new RangeError(`offset ${index} is inside a surrogate pair`);
-    return this._base + pointsOf(n, u);
+    return cutsPair(n, u) ? -1 : this._base + pointsOf(n, u);
   }
 
   /** True when UTF-16 offset `index` falls between the halves of a surrogate pair. */
