@@ -91,12 +91,21 @@ export function applyOp(text, op) {
 }
 
 /**
- * The op replacing UTF-16 ranges of `text`: `changes` are `{from, to,
- * insert}`, ascending, not overlapping, positions in `text`. Throws a
- * RangeError for a range out of order, out of the text, or splitting a
- * surrogate pair.
+ * The op replacing UTF-16 ranges of `text` (a string or a Rope):
+ * `changes` are `{from, to, insert}`, ascending, not overlapping, positions
+ * in `text`. Throws a RangeError for a range out of order, out of the text,
+ * or splitting a surrogate pair.
  */
 export function opFromChanges(text, changes) {
+  // The code point offset of each end: a scan of the string from the last
+  // change on, or one lookup in the rope (-1: inside a surrogate pair).
+  const plain = typeof text === 'string';
+  let pos = 0;
+  let posPoints = 0;
+  const pointAt = (i, after, afterPoints) => {
+    if (!plain) return i === after ? afterPoints : text.pointAt(i);
+    return splitsPair(text, i) ? -1 : afterPoints + codePointLength(text, after, i);
+  };
   const op = [];
   const push = (c) => {
     const last = op[op.length - 1];
@@ -114,17 +123,19 @@ export function opFromChanges(text, changes) {
       else op.push(c);
     }
   };
-  let pos = 0;
   for (const { from, to, insert = '' } of changes) {
     if (!Number.isInteger(from) || !Number.isInteger(to) || from < pos || to < from || to > text.length) {
       throw new RangeError(`change ${from}..${to} is out of order or outside the text (length ${text.length})`);
     }
     if (typeof insert !== 'string') throw new TypeError('insert must be a string');
-    if (splitsPair(text, from) || splitsPair(text, to)) throw new RangeError(`change ${from}..${to} splits a surrogate pair`);
-    push(codePointLength(text, pos, from));
-    push({ d: codePointLength(text, from, to) });
+    const fromPoints = pointAt(from, pos, posPoints);
+    const toPoints = fromPoints < 0 ? -1 : pointAt(to, from, fromPoints);
+    if (fromPoints < 0 || toPoints < 0) throw new RangeError(`change ${from}..${to} splits a surrogate pair`);
+    push(fromPoints - posPoints);
+    push({ d: toPoints - fromPoints });
     push(insert);
     pos = to;
+    posPoints = toPoints;
   }
   if (typeof op[op.length - 1] === 'number') op.pop();
   return op;

@@ -13,8 +13,9 @@
 
 import { Emitter, outsideEvents } from './emitter.js';
 import { ChorusError } from './errors.js';
-import { applyOp, compose, opFromChanges, splitOp, transform, transformPosition } from './ot.js';
-import { codePointLength, diffText, isWellFormed, toCodePoints, toUtf16, utf8Length } from './units.js';
+import { compose, opFromChanges, splitOp, transform, transformPosition } from './ot.js';
+import { Rope } from './rope.js';
+import { diffText, isWellFormed, utf8Length } from './units.js';
 
 /** Server ops remembered to place remote selections tagged with older versions. */
 const HISTORY = 1000;
@@ -53,8 +54,9 @@ export class TextDoc extends Emitter {
     this.epoch = null;
     /** The fingerprint of the server's history at `version`, when the server sends one. */
     this.digest = null;
-    this._text = '';
-    this._bytes = 0; // UTF-8 size of _text
+    /** The local text: a Rope, so an op or a position costs the same on any size of text. */
+    this._rope = new Rope('');
+    this._bytes = 0; // UTF-8 size of the text
     this._version = 0;
     this._nextSeq = 1;
     /** @type {{seq:number, base:number, op:any[], edits:number} | null} */
@@ -71,6 +73,9 @@ export class TextDoc extends Emitter {
     this._openId = null;
     this._retryMs = RETRY_FIRST_MS;
     this._retryTimer = null;
+    /** The limits `_opBudget` was worked out for. */
+    this._budgetFor = null;
+    this._opBudget = null;
     /** Reopen without `since` (dropping what is pending): our op cannot be sent as it is. */
     this._dropPending = false;
     /** Undo and redo requests waiting for their answer. */
@@ -94,7 +99,7 @@ export class TextDoc extends Emitter {
 
   /** The local text, with this client's pending edits applied. */
   get text() {
-    return this._text;
+    return this._rope.toString();
   }
 
   /** The last server version applied. */
@@ -144,7 +149,7 @@ export class TextDoc extends Emitter {
       for (const c of changes) {
         if (typeof c.insert === 'string' && !isWellFormed(c.insert)) throw new RangeError('text contains a lone surrogate');
       }
-      const op = opFromChanges(this._text, changes);
+      const op = opFromChanges(this._rope, changes);
       if (op.length > 0) this._local(op);
     });
   }
@@ -155,17 +160,20 @@ export class TextDoc extends Emitter {
   }
 
   _local(op) {
-    const applied = applyOp(this._text, op);
     const limits = this._limits();
-    if (limits && this._bytes + applied.bytes > limits.max_document_bytes && applied.bytes > 0) {
-      const err = new ChorusError(
-        'document_too_large',
-        `the edit would make document ${this.name} ${this._bytes + applied.bytes} bytes; the server's limit is ${limits.max_document_bytes}`,
-      );
-      this.emit('error', err);
-      throw err;
+    if (limits) {
+      // Measured before anything changes: a refused edit leaves the text as it was.
+      const bytes = this._rope.bytesChange(op);
+      if (this._bytes + bytes > limits.max_document_bytes && bytes > 0) {
+        const err = new ChorusError(
+          'document_too_large',
+          `the edit would make document ${this.name} ${this._bytes + bytes} bytes; the server's limit is ${limits.max_document_bytes}`,
+        );
+        this.emit('error', err);
+        throw err;
+      }
     }
-    this._text = applied.text;
+    const applied = this._rope.apply(op);
     this._bytes += applied.bytes;
     if (this._pendingSelection) this._pendingSelection = this._moveSelection(this._pendingSelection, op, true);
     this._buffer = this._buffer ? { op: compose(this._buffer.op, op), edits: this._buffer.edits + 1 } : { op, edits: 1 };
@@ -187,17 +195,7 @@ export class TextDoc extends Emitter {
     let rest = null;
     const limits = this._limits();
     if (limits) {
-      const envelope = JSON.stringify({
-        type: 'submit',
-        id: 2 ** 40,
-        room: this.room.name,
-        doc: this.name,
-        seq: 2 ** 40,
-        base: 2 ** 40,
-        op: [],
-      });
-      const budget = { op: limits.max_op_bytes, json: limits.max_message_bytes - utf8Length(envelope) - FRAME_SLACK };
-      const split = splitOp(op, budget);
+      const split = splitOp(op, this._budget(limits));
       if (split === null) {
         // Not one code point fits (absurdly small limits): refuse it here
         // rather than send what the server must refuse.
@@ -213,6 +211,24 @@ export class TextDoc extends Emitter {
     this._inflight = { seq: this._nextSeq++, base: this._version, op, edits: rest ? 0 : b.edits };
     this._buffer = rest ? { op: rest, edits: b.edits } : null;
     this._sendInflight();
+  }
+
+  /** What one submitted op may take under `limits` (worked out once per set of limits). */
+  _budget(limits) {
+    if (this._budgetFor !== limits) {
+      const envelope = JSON.stringify({
+        type: 'submit',
+        id: 2 ** 40,
+        room: this.room.name,
+        doc: this.name,
+        seq: 2 ** 40,
+        base: 2 ** 40,
+        op: [],
+      });
+      this._budgetFor = limits;
+      this._opBudget = { op: limits.max_op_bytes, json: limits.max_message_bytes - utf8Length(envelope) - FRAME_SLACK };
+    }
+    return this._opBudget;
   }
 
   _sendInflight() {
@@ -314,12 +330,12 @@ export class TextDoc extends Emitter {
     if (msg.id != null && msg.id !== this._openId) return; // an older request's reply
     if (typeof msg.client === 'string' && msg.client !== '') this.submitter = msg.client;
     if (typeof msg.text === 'string') {
-      const old = this._text;
+      const old = this._rope.toString();
       const hadState = this._opened;
       const lost = this.pending;
       this.epoch = msg.epoch;
       this.digest = msg.digest || null;
-      this._text = msg.text;
+      this._rope = new Rope(msg.text);
       this._bytes = utf8Length(msg.text);
       this._version = msg.version;
       this._inflight = null;
@@ -416,8 +432,7 @@ export class TextDoc extends Emitter {
       theirs = transform(theirs, buffer.op, 'left');
       buffer = { ...buffer, op: buffered };
     }
-    const applied = applyOp(this._text, theirs); // throws if it does not fit
-    this._text = applied.text;
+    const applied = this._rope.apply(theirs); // throws, changing nothing, if it does not fit
     this._bytes += applied.bytes;
     this._inflight = inflight;
     this._buffer = buffer;
@@ -542,8 +557,8 @@ export class TextDoc extends Emitter {
         this.room.setCursor(null);
         return;
       }
-      const a = toCodePoints(this._text, anchor);
-      const h = toCodePoints(this._text, head);
+      const a = this._rope.toCodePoints(anchor);
+      const h = this._rope.toCodePoints(head);
       this._pendingSelection = { anchor: a, head: h };
       this._flushSelection();
     });
@@ -588,20 +603,19 @@ export class TextDoc extends Emitter {
    */
   remoteSelections() {
     const out = [];
-    const text = this._text;
-    let length = -1;
+    const rope = this._rope;
+    const length = rope.codePoints;
     for (const c of this.room.cursors.values()) {
       if (c.doc !== this.name || !c.cursor || typeof c.cursor !== 'object') continue;
       const { anchor, head } = c.cursor;
       if (!Number.isInteger(anchor) || !Number.isInteger(head) || anchor < 0 || head < 0) continue;
       const placed = this._place(Number.isInteger(c.version) ? c.version : this._version, anchor, head);
       if (!placed) continue;
-      if (length < 0) length = codePointLength(text);
       out.push({
         connection: c.connection,
         user: c.user,
-        anchor: toUtf16(text, Math.min(placed.anchor, length)),
-        head: toUtf16(text, Math.min(placed.head, length)),
+        anchor: rope.toUtf16(Math.min(placed.anchor, length)),
+        head: rope.toUtf16(Math.min(placed.head, length)),
       });
     }
     return out;

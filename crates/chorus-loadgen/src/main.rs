@@ -14,9 +14,10 @@
 //!   reports the server's memory per connection.
 //! - `edit-storm` (W1): C clients in one document, each inserting one
 //!   character at a random position with one op in flight; reports
-//!   committed ops/s, submit-to-ack and submit-to-seen-by-another-client
-//!   latency, and checks that everyone converged on the server's text. Runs
-//!   on an empty document and on one of `--doc-bytes`.
+//!   committed ops/s, submit-to-ack latency (p50, p99, max) and
+//!   submit-to-seen-by-another-client latency, and checks that everyone
+//!   converged on the server's text. Runs on an empty document and on one of
+//!   `--doc-bytes`, without or with undo histories (`--undo off,on`: both).
 //! - `trace`: one client replays the automerge-paper trace op by op (each
 //!   op waits for its ack) over the socket; reports the time it took.
 //! - `ping`: heartbeat round trips on one connection, the floor under every
@@ -90,10 +91,18 @@ struct EditArgs {
     doc_bytes: Vec<usize>,
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Every editor opens the document with its undo history kept, as
-    /// clients that offer undo do.
-    #[arg(long)]
-    undo: bool,
+    /// Undo histories: `off` (the default), `on` (every editor opens the
+    /// document with its undo history kept, as clients that offer undo do;
+    /// `--undo` alone), or `off,on` to run both, one after the other, in
+    /// adjacent rows.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "off", num_args = 0..=1, default_missing_value = "on")]
+    undo: Vec<Histories>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Histories {
+    Off,
+    On,
 }
 
 #[derive(Args)]
@@ -579,7 +588,8 @@ fn ms(h: &Histogram<u64>, q: f64) -> String {
     if h.is_empty() {
         "-".into()
     } else {
-        format!("{:.2}", h.value_at_quantile(q) as f64 / 1000.0)
+        let micros = if q >= 1.0 { h.max() } else { h.value_at_quantile(q) };
+        format!("{:.2}", micros as f64 / 1000.0)
     }
 }
 
@@ -643,26 +653,33 @@ async fn open_doc(args: OpenArgs) -> anyhow::Result<()> {
 }
 
 async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
-    let history = if args.undo { ", undo histories kept" } else { "" };
+    let history = match args.undo.as_slice() {
+        [Histories::On] => ", undo histories kept",
+        [Histories::Off] => "",
+        _ => "; `histories`: whether every editor keeps an undo history",
+    };
     println!("W1 edit storm: 1 document, one 1-character insert in flight per client{history}, {} s per run", args.seconds);
     if args.target.nodes > 1 {
         let redis = if args.target.cluster { "a Redis Cluster of 3 masters" } else { "one Redis" };
         println!("{} nodes sharing {redis}; clients spread over them", args.target.nodes);
     }
-    println!("| store | start size | clients | committed ops/s | ack p50 ms | ack p99 ms | seen p50 ms | seen p99 ms | converged | server CPU | Redis scripts/op | Redis commands/op | SQLite transactions/op |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | start size | clients | histories | committed ops/s | ack p50 ms | ack p99 ms | ack max ms | seen p50 ms | seen p99 ms | converged | server CPU | Redis scripts/op | Redis commands/op | SQLite transactions/op |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &size in &args.doc_bytes {
         for &c in &args.clients {
           for &store in &args.target.store {
+           for &undo in &args.undo {
             let server = Server::start_on(&args.target, store, None).await?;
-            let r = edit_run(&server, c, size, Duration::from_secs(args.seconds), args.undo).await?;
+            let r = edit_run(&server, c, size, Duration::from_secs(args.seconds), undo == Histories::On).await?;
             println!(
-                "| {} | {} | {c} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {c} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if args.target.nodes > 1 { "Redis" } else { store.label() },
                 if size == 0 { "empty".to_string() } else { format!("{:.1} MB", size as f64 / 1e6) },
+                if undo == Histories::On { "yes" } else { "no" },
                 r.ops as f64 / args.seconds as f64,
                 ms(&r.ack, 0.5),
                 ms(&r.ack, 0.99),
+                ms(&r.ack, 1.0),
                 ms(&r.seen, 0.5),
                 ms(&r.seen, 0.99),
                 if r.converged { "yes" } else { "NO" },
@@ -674,6 +691,7 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
             if !r.converged {
                 bail!("clients diverged");
             }
+           }
           }
         }
     }
