@@ -157,6 +157,7 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
             }
             frame = stream.next() => {
                 deadline = Instant::now() + ttl;
+                let arrived = now_ms();
                 // Not silent while a frame is being handled, however long
                 // that takes (a slow store): as for the deadline above.
                 session.heard.store(HANDLING_A_FRAME, Ordering::Relaxed);
@@ -176,7 +177,10 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
                         break LeaveReason::Closed;
                     }
                 }
-                session.heard.store(now_ms(), Ordering::Relaxed);
+                // Heard when the frame came, as the deadline counts: a
+                // connection the store expires is then judged by the same
+                // clock the session closes it by.
+                session.heard.store(arrived, Ordering::Relaxed);
                 if outbox.is_closing() {
                     break LeaveReason::Closed;
                 }

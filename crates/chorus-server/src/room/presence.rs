@@ -192,18 +192,21 @@ impl Room {
     /// A member is gone: tell everyone here (once: a member this node no
     /// longer lists was told already), and if it was a connection of this
     /// node that expired, drop it and tell its session. Unless that
-    /// connection is alive: still open and heard from within the TTL, so the
-    /// store let its entry expire because refreshing it failed. Then it
-    /// stays, and is returned, to be put back. A connection silent for the
-    /// TTL is gone even if its session has not closed it yet (the store's
-    /// sweep and the session's own deadline race): putting it back would
-    /// announce it joining and leaving again.
+    /// connection is alive: still open and heard from so recently that its
+    /// entry would still be there had its last refresh reached the store
+    /// (within the TTL less one heartbeat interval, the most a session waits
+    /// between refreshes), so the store let it expire because refreshing
+    /// failed. Then it stays, and is returned, to be put back. A connection
+    /// silent for longer is gone even if its session has not closed it yet
+    /// (the store's sweep and the session's own deadline race): putting it
+    /// back would announce it joining and then leaving a second time.
     fn member_left(&mut self, conn: Arc<str>, user: String, reason: LeaveReason, count: usize) -> Option<Arc<str>> {
-        let ttl = self.config().presence_ttl_ms;
+        let config = self.config();
+        let live_within_ms = config.presence_ttl_ms.saturating_sub(config.heartbeat_interval().as_millis() as u64);
         let alive = reason == LeaveReason::Expired
             && self.local.get(&conn).is_some_and(|l| {
                 let silent_ms = now_ms().saturating_sub(l.heard.load(Ordering::Relaxed));
-                l.visible && !l.outbox.is_closing() && silent_ms < ttl
+                l.visible && !l.outbox.is_closing() && silent_ms < live_within_ms
             });
         let known = self.members.by_connection.remove(&conn).is_some();
         self.cursors.remove(&conn);
