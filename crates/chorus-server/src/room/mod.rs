@@ -471,7 +471,7 @@ impl Room {
     /// Bytes of state this room holds: its documents' texts and kept ops,
     /// and its values.
     fn state_bytes(&self) -> usize {
-        let docs: usize = self.docs.values().map(|d| d.text.text().rope().len_bytes() + d.log_bytes).sum();
+        let docs: usize = self.docs.values().map(Document::state_bytes).sum();
         docs + self.values.total_bytes()
     }
 
