@@ -370,6 +370,16 @@ impl RedisCluster {
     /// A Cluster whose masters also know these ACL users (see
     /// [`RedisServer::start_with_users`]).
     pub fn start_with_users(masters: usize, persistence: Persistence, users: &[(&str, &str)]) -> Self {
+        Self::start_on(masters, persistence, users, None)
+    }
+
+    /// A Cluster whose masters speak only TLS, to clients and to each other
+    /// (`--tls-cluster`, `--tls-replication`), with the certificate in `tls`.
+    pub fn start_tls(masters: usize, tls: TlsFiles) -> Self {
+        Self::start_on(masters, Persistence::None, &[], Some(tls))
+    }
+
+    fn start_on(masters: usize, persistence: Persistence, users: &[(&str, &str)], tls: Option<TlsFiles>) -> Self {
         assert!(masters >= 3, "a Redis Cluster needs at least 3 masters");
         let nodes: Vec<RedisServer> = (0..masters)
             .map(|_| {
@@ -377,11 +387,18 @@ impl RedisCluster {
                     ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"].map(String::from).to_vec();
                 args.extend(persistence.args());
                 args.extend(user_args(users));
-                RedisServer::spawn(args)
+                if tls.is_some() {
+                    args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
+                }
+                RedisServer::spawn_on(args, tls.clone())
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-        let out = Command::new(cli_binary())
+        let mut create = Command::new(cli_binary());
+        if let Some(tls) = &tls {
+            create.arg("--tls").arg("--cacert").arg(&tls.ca);
+        }
+        let out = create
             .arg("--cluster")
             .arg("create")
             .args(&addrs)

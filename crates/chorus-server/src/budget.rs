@@ -3,8 +3,8 @@
 //! Per-room limits bound one room; this bounds them all together, so a
 //! node's memory for rooms has a stated ceiling whatever clients create.
 //! What counts: the text of every loaded document, the ops its log keeps
-//! (as `document::op_bytes` counts them), and the stored JSON of the
-//! rooms' shared values. Each room reports its own total after every step
+//! (as `document::op_bytes` counts them, plus [`OP_RECORD_BYTES`] each),
+//! and the stored JSON of the rooms' shared values. Each room reports its own total after every step
 //! ([`Budget::settle`]); growth this node chooses (loading a document or a
 //! room, committing an op, changing a value) is refused with `node_full`
 //! when it would go over. Changes committed by other nodes are applied
@@ -17,6 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chorus_protocol::ErrorCode;
 
 use crate::refusal::Refusal;
+
+/// What one op kept in a document's log costs besides its text (its
+/// record: version, submitter, sequence number, digest, components), so a
+/// log of many small ops is not counted as nearly free.
+pub const OP_RECORD_BYTES: usize = 192;
 
 /// Bytes of room state a node holds, against its limit.
 pub struct Budget {

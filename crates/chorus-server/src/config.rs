@@ -164,8 +164,8 @@ pub struct Config {
     pub max_room_value_bytes: usize,
 
     /// Bytes of room state this node may hold in memory, all rooms together:
-    /// the texts of loaded documents, the ops their logs keep, and the
-    /// rooms' values (their stored JSON). Loading a room or document, an
+    /// the texts of loaded documents, the ops their logs keep (each with
+    /// 192 bytes for its record), and the rooms' values (their stored JSON). Loading a room or document, an
     /// op or a value change that would go over it is refused with
     /// `node_full` until rooms unload. Default 1 GiB.
     #[arg(long, env = "CHORUS_MAX_STATE_BYTES", default_value_t = 1024 * 1024 * 1024, value_parser = positive)]

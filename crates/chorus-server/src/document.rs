@@ -63,6 +63,13 @@ impl Document {
         Ok(doc)
     }
 
+    /// Bytes this replica counts in the node's budget: its text, and the
+    /// ops its log keeps with their records.
+    pub fn state_bytes(&self) -> usize {
+        let kept = self.version().saturating_sub(self.text.log().oldest()) as usize;
+        self.text.text().rope().len_bytes() + self.log_bytes + kept * crate::budget::OP_RECORD_BYTES
+    }
+
     /// Counts the bytes of the log's ops again (after a trim).
     pub fn count_log_bytes(&mut self) {
         let log = self.text.log();

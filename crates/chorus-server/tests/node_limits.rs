@@ -75,17 +75,18 @@ async fn room_state_of_a_whole_node_is_bounded_in_bytes() {
             break;
         }
     }
-    // Each op holds 992 bytes of text and 1,000 of log, and is admitted
-    // while twice its size still fits: the 16th would not.
+    // Each op holds 992 bytes of text, 1,000 of log and a record of 192,
+    // and is admitted while twice its size and a record still fit: the
+    // 14th would not.
     let (accepted, status, answer) = refused.expect("the budget refuses at some point");
-    assert_eq!((accepted, status), (15, 503), "{answer}");
+    assert_eq!((accepted, status), (13, 503), "{answer}");
     assert!(answer.contains("node_full") && answer.contains("--max-state-bytes"), "{answer}");
-    assert_eq!(budget(&s), 15 * 1_992);
+    assert_eq!(budget(&s), 13 * (1_992 + 192));
     let metrics = s.get("/metrics", None).await.1;
     assert!(metrics.lines().any(|l| l.starts_with("chorus_state_refusals_total ") && !l.ends_with(" 0")), "{metrics}");
 
     // Over the WebSocket too: the op is refused with the same code.
-    ann.send_raw(serde_json::json!({"type": "submit", "id": 7, "room": "big", "doc": "d", "seq": 1, "base": 15, "op": [chunk]}).to_string()).unwrap();
+    ann.send_raw(serde_json::json!({"type": "submit", "id": 7, "room": "big", "doc": "d", "seq": 1, "base": 13, "op": [chunk]}).to_string()).unwrap();
     let (code, message) = support::expect(&mut ann, "node_full", |m| match m {
         chorus_protocol::ServerMessage::Error { code, message, .. } => Some((*code, message.clone())),
         _ => None,
@@ -97,7 +98,7 @@ async fn room_state_of_a_whole_node_is_bounded_in_bytes() {
     let mut bob = s.client("bob").await;
     bob.join("big", None).await.expect("a loaded room takes members");
     let text = bob.open_doc("big", "d").await.expect("a loaded document opens").text().to_string();
-    assert_eq!(text.len(), 15 * 992);
+    assert_eq!(text.len(), 13 * 992);
     // A small room elsewhere still starts (the budget is not yet spent).
     bob.join("small", None).await.expect("a new room with nothing in it");
 

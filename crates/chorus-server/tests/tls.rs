@@ -5,7 +5,8 @@
 //! start stops the start with a message naming it. And `rediss://`: nodes
 //! reach a TLS-only `redis-server` with a certificate of the test's own CA
 //! (`--redis-ca`), and a document written through one is read through the
-//! other.
+//! other, on a standalone Redis and on a Cluster whose nodes also speak TLS
+//! to each other.
 
 mod certs;
 
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use certs::TestCa;
-use chorus_redis::testing::{RedisServer, TlsFiles};
+use chorus_redis::testing::{RedisCluster, RedisServer, TlsFiles};
 use chorus_client::{Client, ConnectOptions};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -262,4 +263,31 @@ async fn nodes_share_documents_through_a_redis_over_tls() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--redis") && err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn a_node_works_on_a_redis_cluster_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("cluster CA");
+    let (cert, key) = ca.server_cert().write(dir.path());
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let cluster = RedisCluster::start_tls(3, TlsFiles { cert, key, ca: ca_file.clone() });
+    let seeds = cluster.urls().join(",");
+    assert!(seeds.starts_with("rediss://"), "{seeds}");
+
+    let args = [OsStr::new("--redis"), OsStr::new(&seeds), OsStr::new("--redis-ca"), ca_file.as_os_str()];
+    let (one, two) = (serve(&args), serve(&args));
+    let ws = |port: u16| format!("ws://127.0.0.1:{port}/v1/ws");
+    // Rooms whose keys land on different masters: every one is reached.
+    for room in ["north", "south", "east", "west"] {
+        let mut ann = Client::connect(&ws(one.port), ConnectOptions::dev("ann")).await.unwrap();
+        ann.join(room, None).await.unwrap();
+        ann.open_doc(room, "notes").await.unwrap();
+        ann.insert(room, "notes", 0, room).unwrap();
+        ann.sync(room, "notes").await.unwrap();
+        let mut bob = Client::connect(&ws(two.port), ConnectOptions::dev("bob")).await.unwrap();
+        bob.join(room, None).await.unwrap();
+        assert_eq!(bob.open_doc(room, "notes").await.unwrap().text().to_string(), room);
+    }
 }

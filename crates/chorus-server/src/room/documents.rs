@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{Committed, DocRead, DocSubmission, Room, Submitter, COMMIT_DEADLINE};
+use crate::budget::OP_RECORD_BYTES;
 use crate::document::{op_bytes, DocLimits, Document, Prepared};
 use crate::outbox::report_error;
 use crate::refusal::Refusal;
@@ -63,7 +64,7 @@ impl Room {
             warn!(room = %self.name, doc = %name, "stored document is damaged: {e}");
             Refusal::new(ErrorCode::Internal, format!("document {name} cannot be loaded: {e}"))
         })?;
-        let size = doc.text.text().rope().len_bytes() + doc.log_bytes;
+        let size = doc.state_bytes();
         self.rooms.budget.admit(size, || format!("document {name} ({size} bytes) cannot be loaded"))?;
         debug!(room = %self.name, doc = %name, version = doc.version(), "document loaded");
         self.docs.insert(name.clone(), doc);
@@ -370,8 +371,9 @@ impl Room {
                     };
                 }
             };
-            // Counted twice: its text joins the document and the log.
-            let growth = 2 * op_bytes(&op);
+            // Counted twice, as its text joins the document and the log,
+            // and its record in the log.
+            let growth = 2 * op_bytes(&op) + OP_RECORD_BYTES;
             self.rooms.budget.admit(growth, || format!("op {} on document {name} cannot be committed", sub.seq))?;
             let digest = head_digest.next(head + 1, client, sub.seq, &op);
             let commit = Commit { epoch: &epoch, expected: head, expected_digest: head_digest, client, seq: sub.seq, op: &op, digest, history: None };

@@ -21,6 +21,7 @@
 //! - [`documents`]: the replicas of open documents and their commit path;
 //! - [`histories`]: per-user undo and redo;
 //! - [`values`]: shared values;
+//! - [`joined`]: the `joined` reply, counted before it is built;
 //! - [`repair`]: what to fetch again, when, and the periodic reconciliation.
 //!
 //! The task stops when its last local connection leaves, unsubscribing from
@@ -29,6 +30,7 @@
 mod cursors;
 mod documents;
 mod histories;
+mod joined;
 mod presence;
 mod repair;
 mod values;
@@ -469,7 +471,7 @@ impl Room {
     /// Bytes of state this room holds: its documents' texts and kept ops,
     /// and its values.
     fn state_bytes(&self) -> usize {
-        let docs: usize = self.docs.values().map(|d| d.text.text().rope().len_bytes() + d.log_bytes).sum();
+        let docs: usize = self.docs.values().map(Document::state_bytes).sum();
         docs + self.values.total_bytes()
     }
 
@@ -493,85 +495,11 @@ impl Room {
         metrics::counter!("chorus_messages_out_total").increment(sent);
         metrics::histogram!("chorus_fanout_seconds").record(started.elapsed().as_secs_f64());
     }
-
-    /// The room as `conn` should see it: members, everyone else's cursors,
-    /// and the values.
-    fn joined(&self, id: Option<u64>, conn: &str) -> ServerMessage {
-        let members: Vec<Member> = self.members.list();
-        ServerMessage::Joined {
-            id,
-            room: self.name.to_string(),
-            connection: conn.to_owned(),
-            count: members.len(),
-            members,
-            cursors: self.cursors_for(conn),
-            values: self.values.states(),
-        }
-    }
-
-    /// About how many bytes a `joined` reply of this room takes: its values,
-    /// the members' and cursors' states, and their fixed fields. Counted
-    /// against a connection's outbox before the reply is built, so joining
-    /// a room of large values without reading closes the connection
-    /// instead of queueing copies of them.
-    fn joined_estimate(&self) -> usize {
-        const ENTRY: usize = 256;
-        let members: usize = self.members.states().map(|state| ENTRY + json_size(state)).sum();
-        let cursors: usize = self.cursors.states().map(|c| ENTRY + json_size(&c.cursor)).sum();
-        ENTRY + self.values.total_bytes() + members + cursors
-    }
-
-    /// Sends a `joined` reply to one connection, if it fits its outbox (a
-    /// connection over its budget is being closed as a slow consumer).
-    fn send_joined(&self, outbox: &Outbox, id: Option<u64>, conn: &str) {
-        if outbox.reserve(self.joined_estimate()) {
-            outbox.push(self.joined(id, conn).to_json().into());
-        }
-    }
-
-    /// Tells every local connection the room as it now is, replacing what
-    /// it had (after a loss no event can describe).
-    fn send_joined_to_all(&self) {
-        for (conn, local) in &self.local {
-            self.send_joined(&local.outbox, None, conn);
-        }
-    }
-}
-
-/// About how many bytes `value` takes as JSON, without writing it out.
-fn json_size(value: &Value) -> usize {
-    match value {
-        Value::Null | Value::Bool(_) => 5,
-        Value::Number(_) => 24,
-        Value::String(s) => s.len() + 2,
-        Value::Array(items) => 2 + items.iter().map(|v| json_size(v) + 1).sum::<usize>(),
-        Value::Object(fields) => 2 + fields.iter().map(|(k, v)| k.len() + 4 + json_size(v)).sum::<usize>(),
-    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::json_size;
-
-    #[test]
-    fn json_size_is_about_the_written_size() {
-        let values = [
-            serde_json::json!(null),
-            serde_json::json!({"page": 3, "typing": true, "name": "Ann"}),
-            serde_json::json!([1, 2.5, "x", {"a": [null, false]}]),
-            serde_json::json!({"text": "y".repeat(10_000)}),
-        ];
-        for v in values {
-            let written = serde_json::to_string(&v).unwrap().len();
-            let estimate = json_size(&v);
-            assert!(estimate >= written && estimate <= written * 3 + 24, "{v}: estimated {estimate}, written {written}");
-        }
     }
 }
