@@ -1,12 +1,13 @@
 // The text of a document as the SDK holds it: a balanced tree (a treap) of
 // chunks of at most a few hundred UTF-16 units, each node knowing its
-// subtree's length in UTF-16 units and in code points. Applying an op,
-// converting a position between code points (the wire) and UTF-16 (editors)
-// and checking a range then cost the depth of the tree plus one chunk, the
-// same on a megabyte as on an empty document, where a plain string costs a
-// scan from its start and a copy of the whole text per edit. The string
+// subtree's length in UTF-16 units and in code points, and each chunk where
+// its surrogate pairs are. Applying an op, converting a position between
+// code points (the wire) and UTF-16 (editors) and checking a range then cost
+// the depth of the tree (logarithmic in the text's size) plus one chunk:
+// about a microsecond on a megabyte, where a plain string costs a scan from
+// its start and a copy of the whole text per edit (milliseconds). The string
 // itself is built only when someone asks for it, and kept until the next
-// change.
+// change. bench/textdoc.js measures both.
 //
 // The text is well formed (the SDK refuses lone surrogates in local edits;
 // the server's text is UTF-8), and no chunk boundary falls inside a
@@ -16,7 +17,7 @@ import { codePointLength, utf8Length } from './units.js';
 
 /** Largest chunk (UTF-16 units): a scan inside one chunk stays this short. */
 const MAX_CHUNK = 512;
-/** A chunk left smaller than this by an edit is joined with its neighbour. */
+/** A chunk the tree is cut and joined again at is merged with a neighbour when smaller than this. */
 const MIN_CHUNK = 128;
 
 const isHigh = (c) => c >= 0xd800 && c <= 0xdbff;
@@ -226,17 +227,7 @@ export class Rope {
 
   /** The whole text (built on the first call after a change). */
   toString() {
-    if (this._string === null) {
-      const parts = [];
-      const walk = (n) => {
-        if (!n) return;
-        walk(n.l);
-        parts.push(n.s);
-        walk(n.r);
-      };
-      walk(this._root);
-      this._string = parts.join('');
-    }
+    if (this._string === null) this._string = treeString(this._root);
     return this._string;
   }
 
