@@ -15,7 +15,7 @@
 
 import { codePointLength, utf8Length } from './units.js';
 
-/** Largest chunk (UTF-16 units): a scan inside one chunk stays this short. */
+/** Largest chunk (UTF-16 units): what an edit inside one chunk copies. */
 const MAX_CHUNK = 512;
 /** A chunk the tree is cut and joined again at is merged with a neighbour when smaller than this. */
 const MIN_CHUNK = 128;
@@ -211,8 +211,18 @@ export class Rope {
   constructor(text = '') {
     this._root = build(chunksOf(text));
     this._string = text;
-    /** Nodes from the root down to the last chunk found (reused). */
+    /**
+     * The chunk the last edit or slice found, its offsets and the nodes from
+     * the root down to it: edits and positions near the last one (someone
+     * typing) start there instead of at the root. Valid until the tree is
+     * cut and joined again; an edit inside it keeps it valid (what comes
+     * before it does not move).
+     */
+    this._finger = null;
+    this._fingerBase = 0;
+    this._fingerBase16 = 0;
     this._path = [];
+    this._scratch = [];
   }
 
   /** Length in UTF-16 units. */
@@ -238,7 +248,16 @@ export class Rope {
    * text is empty.
    */
   _findPoint(k, keepPath = true) {
-    const path = this._path;
+    const f = this._finger;
+    if (f !== null) {
+      const off = k - this._fingerBase;
+      if (off >= 0 && (off < f.cp || (off === f.cp && this._fingerBase + f.cp === this._root.cps))) {
+        this._base = this._fingerBase;
+        this._base16 = this._fingerBase16;
+        return f;
+      }
+    }
+    const path = this._scratch;
     path.length = 0;
     let base = 0;
     let base16 = 0;
@@ -261,11 +280,27 @@ export class Rope {
     }
     this._base = base;
     this._base16 = base16;
+    if (keepPath && t) {
+      this._scratch = this._path;
+      this._path = path;
+      this._finger = t;
+      this._fingerBase = base;
+      this._fingerBase16 = base16;
+    }
     return t;
   }
 
   /** The chunk holding UTF-16 offset `u` (the last chunk when `u` is the end), like `_findPoint`. */
   _findUnit(u) {
+    const f = this._finger;
+    if (f !== null) {
+      const off = u - this._fingerBase16;
+      if (off >= 0 && (off < f.s.length || (off === f.s.length && this._fingerBase16 + f.s.length === this._root.len))) {
+        this._base = this._fingerBase;
+        this._base16 = this._fingerBase16;
+        return f;
+      }
+    }
     let base = 0;
     let base16 = 0;
     let t = this._root;
@@ -384,6 +419,7 @@ export class Rope {
       }
     }
     // Cut the tree around the range and rebuild the chunks at the seam.
+    this._finger = null;
     const [before, rest] = split(this._root, at);
     const [middle, after] = split(rest, remove);
     const removed = middle ? treeString(middle) : '';

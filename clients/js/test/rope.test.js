@@ -19,13 +19,17 @@ function randomText(rand, n) {
   return parts.join('');
 }
 
-/** A random op that fits a text of `length` code points (canonical, as the server sends). */
-function randomOp(rand, length) {
+/**
+ * A random op that fits a text of `length` code points (canonical, as the
+ * server sends); half of them start near code point `near` (someone typing).
+ */
+function randomOp(rand, length, near = 0) {
   const op = [];
   let left = length;
   const big = rand.int(20) === 0; // now and then a paste or a cut across many chunks
   for (let k = 0; k < 1 + rand.int(3); k++) {
-    const skip = rand.int(Math.min(left, big ? length + 1 : 2000) + 1);
+    let skip = rand.int(Math.min(left, big ? length + 1 : 2000) + 1);
+    if (k === 0 && rand.int(2) === 0) skip = Math.max(0, Math.min(left, near + rand.int(9) - 4));
     if (skip > 0) {
       op.push(skip);
       left -= skip;
@@ -66,9 +70,11 @@ test('a rope gives the same texts, changes and positions as the string functions
     // From empty, from a short text, and from texts of many chunks.
     let text = round === 0 ? '' : randomText(rand, [10, 3000, 30000][round % 3]);
     const rope = new Rope(text);
+    let op0 = 0; // where the last op started
     checkPositions(rand, rope, text, 200);
     for (let step = 0; step < 1000; step++) {
-      const op = randomOp(rand, codePointLength(text));
+      const op = randomOp(rand, codePointLength(text), typeof op0 === 'number' ? op0 : 0);
+      op0 = op[0];
       const expected = applyOp(text, op);
       const bytes = rope.bytesChange(op);
       const got = rope.apply(op);
