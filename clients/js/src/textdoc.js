@@ -558,7 +558,7 @@ export class TextDoc extends Emitter {
         return;
       }
       const a = this._rope.toCodePoints(anchor);
-      const h = this._rope.toCodePoints(head);
+      const h = head === anchor ? a : this._rope.toCodePoints(head);
       this._pendingSelection = { anchor: a, head: h };
       this._flushSelection();
     });
@@ -611,12 +611,10 @@ export class TextDoc extends Emitter {
       if (!Number.isInteger(anchor) || !Number.isInteger(head) || anchor < 0 || head < 0) continue;
       const placed = this._place(Number.isInteger(c.version) ? c.version : this._version, anchor, head);
       if (!placed) continue;
-      out.push({
-        connection: c.connection,
-        user: c.user,
-        anchor: rope.toUtf16(Math.min(placed.anchor, length)),
-        head: rope.toUtf16(Math.min(placed.head, length)),
-      });
+      const a = rope.toUtf16(Math.min(placed.anchor, length));
+      // A caret (most selections) is one lookup.
+      const h = placed.head === placed.anchor ? a : rope.toUtf16(Math.min(placed.head, length));
+      out.push({ connection: c.connection, user: c.user, anchor: a, head: h });
     }
     return out;
   }

@@ -19,13 +19,17 @@ function randomText(rand, n) {
   return parts.join('');
 }
 
-/** A random op that fits a text of `length` code points (canonical, as the server sends). */
-function randomOp(rand, length) {
+/**
+ * A random op that fits a text of `length` code points (canonical, as the
+ * server sends); half of them start near code point `near` (someone typing).
+ */
+function randomOp(rand, length, near = 0) {
   const op = [];
   let left = length;
   const big = rand.int(20) === 0; // now and then a paste or a cut across many chunks
   for (let k = 0; k < 1 + rand.int(3); k++) {
-    const skip = rand.int(Math.min(left, big ? length + 1 : 2000) + 1);
+    let skip = rand.int(Math.min(left, big ? length + 1 : 2000) + 1);
+    if (k === 0 && rand.int(2) === 0) skip = Math.max(0, Math.min(left, near + rand.int(9) - 4));
     if (skip > 0) {
       op.push(skip);
       left -= skip;
@@ -66,9 +70,11 @@ test('a rope gives the same texts, changes and positions as the string functions
     // From empty, from a short text, and from texts of many chunks.
     let text = round === 0 ? '' : randomText(rand, [10, 3000, 30000][round % 3]);
     const rope = new Rope(text);
+    let op0 = 0; // where the last op started
     checkPositions(rand, rope, text, 200);
     for (let step = 0; step < 1000; step++) {
-      const op = randomOp(rand, codePointLength(text));
+      const op = randomOp(rand, codePointLength(text), typeof op0 === 'number' ? op0 : 0);
+      op0 = op[0];
       const expected = applyOp(text, op);
       const bytes = rope.bytesChange(op);
       const got = rope.apply(op);
@@ -132,4 +138,46 @@ test('an op that does not fit throws and leaves the rope as it was', () => {
   assert.equal(rope.codePoints, 6);
   assert.deepEqual(rope.apply([1, { d: 1 }, '🎉']).changes, [{ from: 1, to: 3, insert: '🎉' }]);
   assert.equal(rope.toString(), 'a🎉b\r\nc');
+});
+
+test('a large text stays in bounded chunks and a shallow tree through many edits', () => {
+  const rand = seeded('rope shape');
+  const shape = (rope) => {
+    let chunks = 0;
+    let deepest = 0;
+    let largest = 0;
+    let smallest = Infinity;
+    const walk = (n, depth) => {
+      if (!n) return;
+      chunks++;
+      deepest = Math.max(deepest, depth);
+      largest = Math.max(largest, n.s.length);
+      smallest = Math.min(smallest, n.s.length);
+      walk(n.l, depth + 1);
+      walk(n.r, depth + 1);
+    };
+    walk(rope._root, 1);
+    return { chunks, deepest, largest, smallest };
+  };
+  const text = randomText(rand, 200000);
+  const rope = new Rope(text);
+  const start = shape(rope);
+  let points = rope.codePoints;
+  for (let i = 0; i < 40000; i++) {
+    // Typing and deleting anywhere, with now and then a paste or a cut.
+    const at = rand.int(points + 1);
+    let op;
+    if (i % 1000 === 999) op = [at, randomText(rand, 3000)];
+    else if (i % 1000 === 500 && at + 4000 < points) op = [at, { d: 4000 }];
+    else if (i % 2 === 0 || at === points) op = at > 0 ? [at, 'q'] : ['q'];
+    else op = at > 0 ? [at, { d: 1 }] : [{ d: 1 }];
+    rope.apply(op);
+    points = rope.codePoints;
+  }
+  const end = shape(rope);
+  console.log(`# shape at the start ${JSON.stringify(start)}, after the edits ${JSON.stringify(end)}`);
+  assert.ok(end.largest <= 512, `a chunk of ${end.largest} units`);
+  assert.ok(end.smallest >= 1, 'no empty chunk');
+  assert.ok(end.chunks <= 2 * Math.ceil(rope.length / 128) + 16, `${end.chunks} chunks for ${rope.length} units`);
+  assert.ok(end.deepest <= 4 * Math.log2(end.chunks) + 8, `depth ${end.deepest} for ${end.chunks} chunks`);
 });

@@ -1,0 +1,32 @@
+// Events caused by SDK calls wait until the call returns and are delivered
+// in order. Many calls in one turn (a script pasting character by character)
+// queue many events: they must all arrive, in order, and an event emitted by
+// a listener while the queue drains comes after everything queued before it.
+
+import assert from 'node:assert/strict';
+import { Emitter, outsideEvents } from '../src/emitter.js';
+import { test } from './helpers.js';
+
+test('a long queue of events from one turn is delivered whole and in order', async () => {
+  const a = new Emitter();
+  const b = new Emitter();
+  const seen = [];
+  a.on('n', (n) => {
+    seen.push(`a${n}`);
+    if (n === 0) b.emit('n', 'late'); // emitted while the queue drains
+  });
+  b.on('n', (n) => seen.push(`b${n}`));
+  const count = 100000;
+  for (let i = 0; i < count; i++) outsideEvents(() => (i % 2 === 0 ? a : b).emit('n', i));
+  assert.equal(seen.length, 0, 'nothing is delivered inside the calls');
+  await null;
+  assert.equal(seen.length, count + 1);
+  assert.equal(seen[0], 'a0');
+  assert.equal(seen[1], 'b1');
+  assert.equal(seen[count - 1], `b${count - 1}`);
+  assert.equal(seen[count], 'blate', 'after everything queued before it');
+  for (let i = 0; i < count; i++) assert.equal(seen[i], `${i % 2 === 0 ? 'a' : 'b'}${i}`);
+  // The queue is empty again: a network event (outside any call) is delivered at once.
+  a.emit('n', 'now');
+  assert.equal(seen[count + 1], 'anow');
+});
