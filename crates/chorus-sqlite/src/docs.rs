@@ -347,8 +347,10 @@ impl DocCatalog for SqliteStore {
         let (version, digest, changed_at) = (imported.version, imported.digest, imported.changed_at);
         self.writer()
             .run(move |conn, _| {
-                if doc_row(conn, &r, &d)?.is_some() {
-                    return Ok(false);
+                match doc_row(conn, &r, &d)? {
+                    Some(row) if row.head > 0 => return Ok(false),
+                    Some(row) => remove_doc(conn, &r, &d, row.id)?,
+                    None => {}
                 }
                 insert_doc(conn, &r, &d, &ImportedDoc { epoch: &epoch, version, digest, text: &text, changed_at })?;
                 Ok(true)

@@ -432,8 +432,9 @@ pub trait DocCatalog: Send + Sync + 'static {
     async fn delete_doc(&self, room: &str, doc: &str) -> StoreResult<Option<DeletedDoc>>;
 
     /// Creates the document from an export: `text` as its snapshot at
-    /// `version`, with an empty log. False (and nothing changed) when the
-    /// document exists.
+    /// `version`, with an empty log, in place of one nobody edited (a
+    /// reader may have it open: its node finds the new epoch and reloads).
+    /// False (and nothing changed) when the document has an op.
     async fn import_doc(&self, room: &str, doc: &str, imported: &ImportedDoc<'_>) -> StoreResult<bool>;
 }
 

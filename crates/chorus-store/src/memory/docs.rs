@@ -222,7 +222,7 @@ impl DocCatalog for MemoryStore {
 
     async fn import_doc(&self, room: &str, doc: &str, d: &ImportedDoc<'_>) -> StoreResult<bool> {
         let mut docs = lock(&self.inner.docs);
-        if docs.contains_key(&key(room, doc)) {
+        if docs.get(&key(room, doc)).is_some_and(|log| log.head() > 0) {
             return Ok(false);
         }
         let mut log = StoredLog::new(d.epoch.to_owned());
