@@ -36,6 +36,7 @@ pub mod refusal;
 pub mod room;
 pub mod session;
 pub mod submitter;
+pub mod transfer;
 pub mod values;
 
 use std::net::SocketAddr;
