@@ -184,6 +184,9 @@ pub enum ResetReason {
     /// saw: the store lost ops (restored from an older copy, say) and other
     /// ops took their versions.
     Diverged,
+    /// The document was deleted; what follows is the new, empty document of
+    /// that name (editing it creates it again).
+    Deleted,
 }
 
 impl ClientMessage {

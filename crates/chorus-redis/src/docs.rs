@@ -9,10 +9,17 @@
 use async_trait::async_trait;
 use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
-use chorus_store::{random_id, Appended, Commit, DocStore, Snapshot, StoreError, StoreResult, StoredDoc};
+use chorus_store::{
+    random_id, Appended, Commit, DeletedDoc, DocCatalog, DocStore, DocSummary, ImportedDoc, Snapshot, StoreError, StoreResult, StoredDoc,
+};
 use redis::Value as Reply;
 
-use crate::{channel, decode_error, doc_key, number, text, RedisStore};
+use crate::{channel, decode_error, doc_key, number, room_key, text, RedisStore};
+
+/// The room's set of stored document names.
+fn docs_key(room: &str) -> String {
+    room_key(room, "docs")
+}
 
 pub(crate) fn entry_from(bytes: &[u8]) -> StoreResult<LogEntry> {
     serde_json::from_slice(bytes).map_err(|e| decode_error("op", e))
@@ -40,7 +47,9 @@ impl DocStore for RedisStore {
             .key(doc_key(room, doc, "meta"))
             .key(doc_key(room, doc, "log"))
             .key(doc_key(room, doc, "snapshot"))
-            .arg(random_id())).await?;
+            .key(docs_key(room))
+            .arg(random_id())
+            .arg(doc)).await?;
         let [epoch, snapshot_version, snapshot, oldest_digest, ops @ ..] = items.as_slice() else {
             return Err(decode_error("document", format!("{items:?}")));
         };
@@ -61,6 +70,7 @@ impl DocStore for RedisStore {
             .key(doc_key(room, doc, "clients"))
             .key(doc_key(room, doc, "history"))
             .key(doc_key(room, doc, "history-rev"))
+            .key(docs_key(room))
             .arg(c.epoch)
             .arg(c.expected)
             .arg(c.expected_digest.to_hex())
@@ -123,5 +133,82 @@ impl DocStore for RedisStore {
             .arg(s.trim_to)
             .arg(s.trim_digest.to_hex())).await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DocCatalog for RedisStore {
+    async fn list_docs(&self, room: &str) -> StoreResult<Vec<DocSummary>> {
+        let mut names: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(docs_key(room))).await?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        names.sort();
+        let mut invocation = self.scripts.doc_list.key(doc_key(room, &names[0], "meta"));
+        for name in &names[1..] {
+            invocation.key(doc_key(room, name, "meta"));
+        }
+        let items: Vec<Reply> = self.invoke(&mut invocation).await?;
+        if items.len() != names.len() * 3 {
+            return Err(decode_error("document list", format!("{items:?}")));
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for (name, head) in names.into_iter().zip(items.chunks(3)) {
+            match head {
+                // Deleted between the two reads.
+                [Reply::Nil, _, _] => {}
+                [epoch, version, changed] => {
+                    let version = number(version)?;
+                    // Opened, never edited: not a document yet.
+                    if version == 0 {
+                        continue;
+                    }
+                    out.push(DocSummary { name, epoch: text(epoch)?, version, changed_at: number(changed)? })
+                }
+                other => return Err(decode_error("document head", format!("{other:?}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn discard_if_empty(&self, room: &str, doc: &str, epoch: &str) -> StoreResult<bool> {
+        let mut invocation = self.scripts.doc_discard.key(doc_key(room, doc, "meta"));
+        for what in ["log", "snapshot", "clients", "history", "history-rev"] {
+            invocation.key(doc_key(room, doc, what));
+        }
+        invocation.key(docs_key(room)).arg(epoch).arg(doc);
+        let discarded: i64 = self.invoke(&mut invocation).await?;
+        Ok(discarded == 1)
+    }
+
+    async fn delete_doc(&self, room: &str, doc: &str) -> StoreResult<Option<DeletedDoc>> {
+        let mut invocation = self.scripts.doc_delete.key(doc_key(room, doc, "meta"));
+        for what in ["log", "snapshot", "clients", "history", "history-rev"] {
+            invocation.key(doc_key(room, doc, what));
+        }
+        invocation.key(docs_key(room)).arg(doc).arg(channel(room)).arg(self.publish_command());
+        let reply: Reply = self.invoke(&mut invocation).await?;
+        match reply {
+            Reply::Nil => Ok(None),
+            Reply::Array(items) => match items.as_slice() {
+                [epoch, head] => Ok(Some(DeletedDoc { epoch: text(epoch)?, version: number(head)? })),
+                other => Err(decode_error("delete reply", format!("{other:?}"))),
+            },
+            other => Err(decode_error("delete reply", format!("{other:?}"))),
+        }
+    }
+
+    async fn import_doc(&self, room: &str, doc: &str, d: &ImportedDoc<'_>) -> StoreResult<bool> {
+        let created: i64 = self.invoke(self.scripts.doc_import
+            .key(doc_key(room, doc, "meta"))
+            .key(doc_key(room, doc, "snapshot"))
+            .key(docs_key(room))
+            .arg(d.epoch)
+            .arg(d.version)
+            .arg(d.digest.to_hex())
+            .arg(d.text)
+            .arg(d.changed_at)
+            .arg(doc)).await?;
+        Ok(created == 1)
     }
 }

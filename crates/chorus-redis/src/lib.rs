@@ -15,7 +15,9 @@
 //!   of each client's last (seq, version), the snapshot text, and the
 //!   users' undo histories. A commit compares the head and its digest,
 //!   appends, bumps the head and publishes in one script, with O(1) work
-//!   whatever the document's size.
+//!   whatever the document's size. A document's name joins a per-room set
+//!   of documents (the list) when it is created; a deletion, or the discard
+//!   of a document nobody edited, removes every key of it in one script.
 //! - values: per room hashes of versions, states and write tokens, and the
 //!   room's values stamp; a change is one compare-and-set script that also
 //!   publishes the new state.
@@ -150,6 +152,10 @@ struct Scripts {
     doc_append: redis::Script,
     doc_since: redis::Script,
     doc_snapshot: redis::Script,
+    doc_delete: redis::Script,
+    doc_discard: redis::Script,
+    doc_import: redis::Script,
+    doc_list: redis::Script,
     value_put: redis::Script,
     value_all: redis::Script,
     history_load: redis::Script,
@@ -170,6 +176,10 @@ impl Scripts {
             doc_append: redis::Script::new(include_str!("lua/doc_append.lua")),
             doc_since: redis::Script::new(include_str!("lua/doc_since.lua")),
             doc_snapshot: redis::Script::new(include_str!("lua/doc_snapshot.lua")),
+            doc_delete: redis::Script::new(include_str!("lua/doc_delete.lua")),
+            doc_discard: redis::Script::new(include_str!("lua/doc_discard.lua")),
+            doc_import: redis::Script::new(include_str!("lua/doc_import.lua")),
+            doc_list: redis::Script::new(include_str!("lua/doc_list.lua")),
             value_put: redis::Script::new(include_str!("lua/value_put.lua")),
             value_all: redis::Script::new(include_str!("lua/value_all.lua")),
             history_load: redis::Script::new(include_str!("lua/history_load.lua")),
@@ -427,7 +437,7 @@ mod tests {
                 assert!(keys.insert(doc_key("r", name, kind)), "{name} {kind} collides");
             }
         }
-        for room_level in ["members", "states", "expiry", "presence", "values:version", "values:state", "values:token", "values:meta", "events"] {
+        for room_level in ["docs", "members", "states", "expiry", "presence", "values:version", "values:state", "values:token", "values:meta", "events"] {
             assert!(!keys.contains(&room_key("r", room_level)), "{room_level}");
         }
     }
@@ -466,6 +476,53 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(answered, "the node never recovered after Redis admitted it again");
+    }
+
+    /// Keys of the room `r`, sorted.
+    fn room_keys(server: &testing::RedisServer) -> Vec<String> {
+        let mut keys: Vec<String> = server.cli(&["KEYS", "chorus:{r}:*"]).lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn an_untouched_document_and_a_deleted_one_leave_no_key() {
+        use chorus_core::digest::Digest;
+        use chorus_core::text::TextOp;
+        use chorus_store::{Appended, Commit, DocCatalog, DocStore, HistoryStore, HistoryWrite, Snapshot};
+        let server = testing::RedisServer::start();
+        let b = RedisStore::connect(&server.url()).await.expect("connects");
+        let d = b.load("r", "d").await.unwrap();
+        b.ops_since("r", "d", &d.epoch, 0).await.unwrap();
+        b.last_committed("r", "d", "a").await.unwrap();
+        b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 0, text: String::new(), trim_to: 0, trim_digest: Digest::EMPTY }).await.unwrap();
+        assert!(b.save_history("r", "d", "ann", 0, "t0", "h").await.unwrap());
+        assert!(b.discard_if_empty("r", "d", &d.epoch).await.unwrap());
+        assert_eq!(room_keys(&server), Vec::<String>::new(), "a document opened and never edited leaves no key once discarded");
+        let d = b.load("r", "d").await.unwrap();
+
+        let (mut head, mut digest) = (0, Digest::EMPTY);
+        for seq in 1..=4u64 {
+            let op = TextOp::insert(0, "x");
+            let next = digest.next(head + 1, "a", seq, &op);
+            let c = Commit { epoch: &d.epoch, expected: head, expected_digest: digest, client: "a", seq, op: &op, digest: next, history: None };
+            assert!(matches!(b.append("r", "d", &c).await.unwrap(), Appended::Committed { .. }));
+            (head, digest) = (seq, next);
+        }
+        let op = TextOp::insert(0, "u");
+        let next = digest.next(5, "h:ann", 1, &op);
+        let history = Some(HistoryWrite { user: "ann", expected_rev: 0, token: "t", saved: "h" });
+        let c = Commit { epoch: &d.epoch, expected: 4, expected_digest: digest, client: "h:ann", seq: 1, op: &op, digest: next, history };
+        assert!(matches!(b.append("r", "d", &c).await.unwrap(), Appended::Committed { version: 5, .. }));
+        b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 3, text: "xxx".into(), trim_to: 2, trim_digest: Digest::EMPTY }).await.unwrap();
+        assert!(b.save_history("r", "d", "bob", 0, "t2", "h2").await.unwrap());
+        let kinds = ["clients", "history", "history-rev", "log", "meta", "snapshot"];
+        let mut expected: Vec<String> = kinds.iter().map(|k| doc_key("r", "d", k)).collect();
+        expected.push(room_key("r", "docs"));
+        expected.sort();
+        assert_eq!(room_keys(&server), expected);
+        assert!(b.delete_doc("r", "d").await.unwrap().is_some());
+        assert_eq!(room_keys(&server), Vec::<String>::new(), "a deleted document leaves no key");
     }
 
     #[tokio::test]

@@ -53,12 +53,15 @@ pub struct Document {
     /// Bytes of the ops the log holds in memory (as [`op_bytes`] counts
     /// them): past `--max-doc-log-bytes` the log is trimmed.
     pub log_bytes: usize,
+    /// The store announced this incarnation deleted: the reload that
+    /// follows tells its readers so (`reset: deleted`).
+    pub deleted: bool,
 }
 
 impl Document {
     pub fn restore(stored: StoredDoc) -> Result<Self, RestoreError> {
         let text = OrderedText::restore(TextDoc::from(stored.snapshot.as_str()), stored.snapshot_version, stored.oldest_digest, stored.ops)?;
-        let mut doc = Self { epoch: stored.epoch, text, subscribers: HashMap::new(), snapshot_version: stored.snapshot_version, stale: false, log_bytes: 0 };
+        let mut doc = Self { epoch: stored.epoch, text, subscribers: HashMap::new(), snapshot_version: stored.snapshot_version, stale: false, log_bytes: 0, deleted: false };
         doc.count_log_bytes();
         Ok(doc)
     }

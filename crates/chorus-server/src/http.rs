@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chorus_protocol::{ErrorCode, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
-use chorus_store::StoreError;
+use chorus_store::{StoreError, TextAtError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -44,7 +44,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/rooms", get(list_rooms))
         .route("/v1/rooms/{room}/members", get(room_members))
-        .route("/v1/rooms/{room}/docs/{doc}", get(read_doc))
+        .route("/v1/rooms/{room}/docs", get(list_docs))
+        .route("/v1/rooms/{room}/docs/{doc}", get(read_doc).delete(delete_doc))
         .route("/v1/rooms/{room}/docs/{doc}/ops", get(read_ops).post(submit_op))
         .route("/v1/rooms/{room}/values", get(read_values))
         .route("/v1/rooms/{room}/values/{name}", axum::routing::post(update_value))
@@ -192,15 +193,103 @@ fn check_doc_request(node: &Node, headers: &HeaderMap, room: &str, doc: &str) ->
     check_doc_name(doc).map_err(|m| api_error(StatusCode::BAD_REQUEST, "invalid_document", m))
 }
 
-/// `GET /v1/rooms/{room}/docs/{doc}`: the text at the head, with its version.
-async fn read_doc(State(node): State<Arc<Node>>, Path((room, doc)): Path<(String, String)>, headers: HeaderMap) -> Response {
+#[derive(Debug, Default, Deserialize)]
+struct VersionQuery {
+    version: Option<u64>,
+}
+
+/// `GET /v1/rooms/{room}/docs/{doc}`: the text at the head, with its
+/// version; with `?version=N`, the text at version N.
+async fn read_doc(
+    State(node): State<Arc<Node>>,
+    Path((room, doc)): Path<(String, String)>,
+    Query(q): Query<VersionQuery>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = check_doc_request(&node, &headers, &room, &doc) {
         return r;
+    }
+    if let Some(version) = q.version {
+        return read_doc_at(&node, &room, &doc, version).await;
     }
     let name: Arc<str> = Arc::from(doc.as_str());
     match node.rooms.ask(&room, |reply| RoomCommand::ReadDoc { doc: name.clone(), since: None, reply }).await {
         Ok(read) => Json(json!({ "room": room, "doc": doc, "epoch": read.epoch, "version": read.version, "text": read.text })).into_response(),
         Err(r) => refusal_response(r),
+    }
+}
+
+/// The text at a past version, from the store's snapshot and log (the
+/// replicas hold only the head).
+async fn read_doc_at(node: &Node, room: &str, doc: &str, version: u64) -> Response {
+    let stored = match node.backend.load(room, doc).await {
+        Ok(stored) => stored,
+        Err(e) => return api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    };
+    if stored.head() == 0 {
+        // Loading made it: leave nothing behind for a document nobody edited.
+        if let Err(e) = node.backend.discard_if_empty(room, doc, &stored.epoch).await {
+            tracing::warn!(%room, %doc, "could not discard an unedited document: {e}");
+        }
+        return api_error(StatusCode::NOT_FOUND, "unknown_document", format!("room {room} has no document {doc}"));
+    }
+    match stored.text_at(version) {
+        Ok(text) => Json(json!({ "room": room, "doc": doc, "epoch": stored.epoch, "version": version, "text": text })).into_response(),
+        Err(e @ TextAtError::NotKept { .. }) => api_error(StatusCode::GONE, ErrorCode::VersionTrimmed.as_str(), format!("version {version} of {doc} is no longer kept: {e}")),
+        Err(e @ TextAtError::Ahead { .. }) => api_error(StatusCode::CONFLICT, ErrorCode::FutureVersion.as_str(), format!("version {version} of {doc} does not exist yet: {e}")),
+        Err(e @ TextAtError::Damaged(_)) => api_error(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal.as_str(), e.to_string()),
+    }
+}
+
+/// `GET /v1/rooms/{room}/docs`: the room's documents with their versions,
+/// sizes (bytes of UTF-8 text at the head) and last change times.
+async fn list_docs(State(node): State<Arc<Node>>, Path(room): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize_api(&node, &headers) {
+        return r;
+    }
+    if let Err(m) = check_room_name(&room) {
+        return api_error(StatusCode::BAD_REQUEST, "invalid_room", m);
+    }
+    let listed = match node.backend.list_docs(&room).await {
+        Ok(listed) => listed,
+        Err(e) => return api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    };
+    let mut docs = Vec::with_capacity(listed.len());
+    for d in listed {
+        // The store keeps no text at the head; the room's replica has it.
+        let name: Arc<str> = Arc::from(d.name.as_str());
+        let read = match node.rooms.ask(&room, |reply| RoomCommand::ReadDoc { doc: name.clone(), since: None, reply }).await {
+            Ok(read) => read,
+            Err(r) => return refusal_response(r),
+        };
+        if read.version == 0 {
+            continue; // Deleted since it was listed.
+        }
+        let bytes = read.text.as_ref().map_or(0, String::len);
+        docs.push(json!({ "doc": d.name, "epoch": read.epoch, "version": read.version, "bytes": bytes, "changed_at": d.changed_at }));
+    }
+    Json(json!({ "room": room, "docs": docs })).into_response()
+}
+
+/// `DELETE /v1/rooms/{room}/docs/{doc}`: deletes the document and all that
+/// is kept for it; its readers, on every node, get a `reset` (`deleted`).
+async fn delete_doc(State(node): State<Arc<Node>>, Path((room, doc)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_doc_request(&node, &headers, &room, &doc) {
+        return r;
+    }
+    // A document nobody edited (open somewhere at version 0) is not one yet.
+    match node.backend.status(&room, &[doc.as_str()]).await {
+        Ok(status) if status.docs.first().is_some_and(|h| h.as_ref().is_some_and(|h| h.version > 0)) => {}
+        Ok(_) => return api_error(StatusCode::NOT_FOUND, "unknown_document", format!("room {room} has no document {doc}")),
+        Err(e) => return api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    }
+    match node.backend.delete_doc(&room, &doc).await {
+        Ok(Some(deleted)) => {
+            tracing::info!(%room, %doc, epoch = %deleted.epoch, version = deleted.version, "document deleted through the API");
+            Json(json!({ "room": room, "doc": doc, "deleted": true, "epoch": deleted.epoch, "version": deleted.version })).into_response()
+        }
+        Ok(None) => api_error(StatusCode::NOT_FOUND, "unknown_document", format!("room {room} has no document {doc}")),
+        Err(e) => api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
     }
 }
 

@@ -40,6 +40,7 @@ pub mod room;
 pub mod session;
 pub mod submitter;
 pub mod tls;
+pub mod transfer;
 pub mod values;
 
 use std::net::SocketAddr;

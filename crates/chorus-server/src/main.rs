@@ -27,7 +27,9 @@ use tracing_subscriber::EnvFilter;
                   chorus serve --jwt-secret \"$SECRET\"       production: signed tokens required\n  \
                   chorus serve ... --tls-cert cert.pem --tls-key key.pem   https:// and wss:// (reloaded on SIGHUP)\n  \
                   chorus serve --redis redis://HOST:6379 ...  one of many nodes sharing a Redis\n  \
-                  chorus backup chorus-backup.db            a consistent copy of ./chorus-data while the server runs"
+                  chorus backup chorus-backup.db            a consistent copy of ./chorus-data while the server runs\n  \
+                  chorus export --room team/plan > plan.jsonl    a room's documents and values as JSON lines\n  \
+                  chorus import --redis redis://HOST:6379 plan.jsonl    ... into another store"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,6 +51,35 @@ enum Command {
         #[arg(long = "data", env = "CHORUS_DATA", value_name = "DIR", default_value = "chorus-data")]
         data_dir: std::path::PathBuf,
     },
+    /// Write a room's documents (text at the head, with its version) and
+    /// shared values as JSON lines, to FILE or stdout. From the embedded
+    /// store the server must be stopped (its database is locked while it
+    /// runs); from Redis it may run.
+    Export {
+        /// The room to export.
+        #[arg(long)]
+        room: String,
+        /// Where to write (stdout when absent); an existing file is not overwritten.
+        #[arg(long = "out", value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Read an export made by `chorus export` into a store. A room that
+    /// already has one of its documents or values is refused, with nothing
+    /// changed, unless --replace is given.
+    Import {
+        /// The export to read ("-" for stdin).
+        file: std::path::PathBuf,
+        /// Import into this room instead of the one the export names.
+        #[arg(long)]
+        room: Option<String>,
+        /// Replace documents and values the room has already.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Put a backup made by `chorus backup` in place of the embedded store's
     /// database. The server must be stopped (this refuses otherwise).
     Restore {
@@ -58,6 +89,38 @@ enum Command {
         #[arg(long = "data", env = "CHORUS_DATA", value_name = "DIR", default_value = "chorus-data")]
         data_dir: std::path::PathBuf,
     },
+}
+
+/// Which store `export` and `import` use: the same flags as `chorus serve`.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Redis (one server, or Cluster seeds separated by commas).
+    #[arg(long = "redis", env = "CHORUS_REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// The data folder of the embedded store (as given to `chorus serve --data`).
+    #[arg(long = "data", env = "CHORUS_DATA", value_name = "DIR", default_value = "chorus-data")]
+    data_dir: std::path::PathBuf,
+    /// The in-memory store (holds nothing: for trying the commands out).
+    #[arg(long, conflicts_with = "redis_url")]
+    memory: bool,
+}
+
+impl StoreArgs {
+    /// The store; an embedded one is created when `create` (to import into).
+    async fn open(&self, create: bool) -> anyhow::Result<Arc<dyn Backend>> {
+        Ok(match &self.redis_url {
+            Some(url) => Arc::new(RedisStore::connect(url).await.context("cannot connect to --redis")?),
+            None if self.memory => Arc::new(MemoryStore::new()),
+            None => {
+                let path = self.data_dir.join("chorus.db");
+                if create {
+                    std::fs::create_dir_all(&self.data_dir).with_context(|| format!("cannot create the data folder {}", self.data_dir.display()))?;
+                }
+                anyhow::ensure!(create || path.exists(), "there is no database at {} (--data DIR)", path.display());
+                Arc::new(SqliteStore::open(&path, SyncMode::Full).context("the embedded store cannot be opened (a server running on it holds it: stop it first)")?)
+            }
+        })
+    }
 }
 
 /// Parses the command line; a setting given without `serve` (`chorus --dev`)
@@ -89,6 +152,37 @@ async fn main() -> anyhow::Result<()> {
             let db = data_dir.join("chorus.db");
             chorus_sqlite::backup(&db, &file).context("the backup failed")?;
             println!("backed up {} to {}", db.display(), file.display());
+            return Ok(());
+        }
+        Command::Export { room, out, store } => {
+            chorus_server::auth::check_room_name(&room).map_err(|m| anyhow::anyhow!("--room: {m}"))?;
+            let backend = store.open(false).await?;
+            let moved = match &out {
+                Some(path) => {
+                    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).with_context(|| format!("cannot create {}", path.display()))?;
+                    let mut writer = std::io::BufWriter::new(file);
+                    let moved = chorus_server::transfer::export(&*backend, &room, &mut writer).await.context("the export failed")?;
+                    writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                    moved
+                }
+                None => chorus_server::transfer::export(&*backend, &room, std::io::stdout().lock()).await.context("the export failed")?,
+            };
+            eprintln!("exported {} documents and {} values of room {room} from {}", moved.docs, moved.values, backend.describe());
+            return Ok(());
+        }
+        Command::Import { file, room, replace, store } => {
+            let (named, lines) = if file.as_os_str() == "-" {
+                chorus_server::transfer::read(std::io::stdin().lock())
+            } else {
+                let f = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                chorus_server::transfer::read(std::io::BufReader::new(f))
+            }
+            .with_context(|| format!("{} is not an export", file.display()))?;
+            let room = room.unwrap_or(named);
+            chorus_server::auth::check_room_name(&room).map_err(|m| anyhow::anyhow!("room: {m}"))?;
+            let backend = store.open(true).await?;
+            let moved = chorus_server::transfer::import(&*backend, &room, &lines, replace).await.context("the import failed")?;
+            eprintln!("imported {} documents and {} values into room {room} of {}", moved.docs, moved.values, backend.describe());
             return Ok(());
         }
         Command::Restore { file, data_dir } => {

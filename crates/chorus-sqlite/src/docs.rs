@@ -1,7 +1,9 @@
 //! Document logs in SQLite: a row per document (its epoch, snapshot and
 //! head), its kept ops as JSON entries keyed by version, each client's last
 //! committed (seq, version), and the users' undo histories, written in the
-//! same transaction as the undo op they go with.
+//! same transaction as the undo op they go with. A document's row is
+//! written by its first op (or an import), and a deletion removes its rows
+//! from every table in one transaction.
 //!
 //! Numbers are u64 on the wire and i64 in SQLite: they are stored bit for
 //! bit (`as` casts both ways) and compared in Rust, never in SQL.
@@ -12,7 +14,9 @@ use async_trait::async_trait;
 use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
 use chorus_core::text::TextOp;
-use chorus_store::{random_id, Appended, Commit, DocHead, DocStore, RoomEvent, Snapshot, StoreResult, StoredDoc};
+use chorus_store::{
+    random_id, Appended, Commit, DeletedDoc, DocCatalog, DocHead, DocStore, DocSummary, ImportedDoc, RoomEvent, Snapshot, StoreResult, StoredDoc,
+};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -64,18 +68,24 @@ pub(crate) fn doc_row(conn: &Connection, room: &str, doc: &str) -> rusqlite::Res
         .optional()
 }
 
+/// Writes a document's row: `text` as its snapshot at `version`, where its
+/// (empty) log starts with `digest`.
+fn insert_doc(conn: &Connection, room: &str, doc: &str, d: &ImportedDoc<'_>) -> rusqlite::Result<DocRow> {
+    let (version, digest) = (d.version as i64, d.digest.to_hex());
+    conn.prepare_cached(
+        "INSERT INTO docs (room, name, epoch, snapshot_version, snapshot, oldest, oldest_digest, head, head_digest, changed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6, ?4, ?6, ?7)",
+    )?
+    .execute(params![room, doc, d.epoch, version, d.text, digest, d.changed_at as i64])?;
+    doc_row(conn, room, doc)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
 /// Creates an empty document with a fresh epoch, unless it exists.
 pub(crate) fn create_doc(conn: &Connection, room: &str, doc: &str) -> rusqlite::Result<DocRow> {
     if let Some(row) = doc_row(conn, room, doc)? {
         return Ok(row);
     }
-    let empty = Digest::EMPTY.to_hex();
-    conn.prepare_cached(
-        "INSERT INTO docs (room, name, epoch, snapshot_version, snapshot, oldest, oldest_digest, head, head_digest, changed_at)
-         VALUES (?1, ?2, ?3, 0, '', 0, ?4, 0, ?4, ?5)",
-    )?
-    .execute(params![room, doc, random_id(), empty, now_ms() as i64])?;
-    doc_row(conn, room, doc)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    insert_doc(conn, room, doc, &ImportedDoc { epoch: &random_id(), version: 0, digest: Digest::EMPTY, text: "", changed_at: now_ms() })
 }
 
 /// The kept ops of a document after `after`, in order.
@@ -126,7 +136,18 @@ pub(crate) fn write_history(conn: &Connection, key: (&str, &str, &str), rev: u64
 }
 
 fn append_tx(conn: &Connection, room: &str, doc: &str, c: &OwnedCommit, events: &mut Events) -> rusqlite::Result<Appended> {
-    let row = create_doc(conn, room, doc)?;
+    // A missing document (discarded while a replica of it was open) is
+    // created again by an op at version 0, in the epoch its writer loaded,
+    // once the op commits. One past 0 was made on a replica of a deleted
+    // incarnation: never recreate it.
+    let (row, created) = match doc_row(conn, room, doc)? {
+        Some(row) => (row, false),
+        None if c.expected != 0 => return Ok(Appended::EpochChanged { epoch: random_id() }),
+        None => {
+            let row = DocRow { id: -1, epoch: c.epoch.clone(), snapshot_version: 0, oldest: 0, oldest_digest: Digest::EMPTY, head: 0, head_digest: Digest::EMPTY };
+            (row, true)
+        }
+    };
     if row.epoch != c.epoch {
         return Ok(Appended::EpochChanged { epoch: row.epoch });
     }
@@ -157,6 +178,11 @@ fn append_tx(conn: &Connection, room: &str, doc: &str, c: &OwnedCommit, events: 
     }
     let version = c.expected + 1;
     let at = now_ms();
+    let row = if created {
+        insert_doc(conn, room, doc, &ImportedDoc { epoch: &c.epoch, version: 0, digest: Digest::EMPTY, text: "", changed_at: at })?
+    } else {
+        row
+    };
     let entry = LogEntry { version, client: c.client.clone(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
     let json = serde_json::to_string(&entry).map_err(|e| bad(0, e))?;
     conn.prepare_cached("INSERT INTO ops (doc, version, entry) VALUES (?1, ?2, ?3)")?.execute(params![row.id, version as i64, json])?;
@@ -243,7 +269,7 @@ impl DocStore for SqliteStore {
         let (r, d, e) = (room.to_owned(), doc.to_owned(), epoch.to_owned());
         self.read(move |conn| {
             let tx = conn.unchecked_transaction()?;
-            let Some(row) = doc_row(&tx, &r, &d)? else { return Ok(None) };
+            let Some(row) = doc_row(&tx, &r, &d)? else { return Ok((version == 0).then(Vec::new)) };
             if row.epoch != e || version < row.oldest || version > row.head {
                 return Ok(None);
             }
@@ -266,5 +292,69 @@ impl DocStore for SqliteStore {
         let (r, d) = (room.to_owned(), doc.to_owned());
         let s = OwnedSnapshot { epoch: s.epoch.to_owned(), version: s.version, text: s.text, trim_to: s.trim_to, trim_digest: s.trim_digest };
         self.writer().run(move |conn, _| snapshot_tx(conn, &r, &d, &s)).await
+    }
+}
+
+/// Removes a document's rows from every table.
+fn remove_doc(conn: &Connection, room: &str, doc: &str, id: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM ops WHERE doc = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM clients WHERE doc = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM docs WHERE id = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM histories WHERE room = ?1 AND doc = ?2")?.execute(params![room, doc])?;
+    Ok(())
+}
+
+fn delete_tx(conn: &Connection, room: &str, doc: &str, events: &mut Events) -> rusqlite::Result<Option<DeletedDoc>> {
+    let Some(row) = doc_row(conn, room, doc)? else { return Ok(None) };
+    remove_doc(conn, room, doc, row.id)?;
+    events.push((room.to_owned(), RoomEvent::DocDeleted { doc: doc.to_owned(), epoch: row.epoch.clone() }));
+    Ok(Some(DeletedDoc { epoch: row.epoch, version: row.head }))
+}
+
+#[async_trait]
+impl DocCatalog for SqliteStore {
+    async fn list_docs(&self, room: &str) -> StoreResult<Vec<DocSummary>> {
+        let r = room.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT name, epoch, head, changed_at FROM docs WHERE room = ?1 AND head > 0 ORDER BY name")?;
+            let rows = stmt.query_map([r], |row| {
+                Ok(DocSummary { name: row.get(0)?, epoch: row.get(1)?, version: row.get::<_, i64>(2)? as u64, changed_at: row.get::<_, i64>(3)? as u64 })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn discard_if_empty(&self, room: &str, doc: &str, epoch: &str) -> StoreResult<bool> {
+        let (r, d, e) = (room.to_owned(), doc.to_owned(), epoch.to_owned());
+        self.writer()
+            .run(move |conn, _| match doc_row(conn, &r, &d)? {
+                Some(row) if row.epoch == e && row.head == 0 => remove_doc(conn, &r, &d, row.id).map(|()| true),
+                Some(_) => Ok(false),
+                None => remove_doc(conn, &r, &d, -1).map(|()| false),
+            })
+            .await
+    }
+
+    async fn delete_doc(&self, room: &str, doc: &str) -> StoreResult<Option<DeletedDoc>> {
+        let (r, d) = (room.to_owned(), doc.to_owned());
+        self.writer().run(move |conn, events| delete_tx(conn, &r, &d, events)).await
+    }
+
+    async fn import_doc(&self, room: &str, doc: &str, imported: &ImportedDoc<'_>) -> StoreResult<bool> {
+        let (r, d) = (room.to_owned(), doc.to_owned());
+        let (epoch, text) = (imported.epoch.to_owned(), imported.text.to_owned());
+        let (version, digest, changed_at) = (imported.version, imported.digest, imported.changed_at);
+        self.writer()
+            .run(move |conn, _| {
+                match doc_row(conn, &r, &d)? {
+                    Some(row) if row.head > 0 => return Ok(false),
+                    Some(row) => remove_doc(conn, &r, &d, row.id)?,
+                    None => {}
+                }
+                insert_doc(conn, &r, &d, &ImportedDoc { epoch: &epoch, version, digest, text: &text, changed_at })?;
+                Ok(true)
+            })
+            .await
     }
 }

@@ -185,3 +185,46 @@ async fn a_backup_taken_while_writing_restores_whole() {
     drop(b);
     assert!(matches!(crate::restore(&garbage, &path), Err(OpenError::NotChorus { .. })), "a foreign file is never restored");
 }
+
+/// Rows of the document tables, read beside the server's connections.
+fn document_rows(path: &std::path::Path) -> Vec<(&'static str, i64)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    ["docs", "ops", "clients", "histories"]
+        .into_iter()
+        .map(|t| (t, conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0)).unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untouched_document_and_a_deleted_one_leave_no_row() {
+    use chorus_store::{DocCatalog, HistoryStore, HistoryWrite, Snapshot};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chorus.db");
+    let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
+    let none = vec![("docs", 0), ("ops", 0), ("clients", 0), ("histories", 0)];
+    let d = b.load("r", "d").await.unwrap();
+    b.ops_since("r", "d", &d.epoch, 0).await.unwrap();
+    b.last_committed("r", "d", "a").await.unwrap();
+    b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 0, text: String::new(), trim_to: 0, trim_digest: Digest::EMPTY }).await.unwrap();
+    assert!(b.save_history("r", "d", "ann", 0, "t0", "h").await.unwrap());
+    assert!(b.discard_if_empty("r", "d", &d.epoch).await.unwrap());
+    assert_eq!(document_rows(&path), none, "a document opened and never edited leaves no row once discarded");
+    let d = b.load("r", "d").await.unwrap();
+
+    let (mut head, mut digest) = (0, Digest::EMPTY);
+    for i in 1..=4u64 {
+        let (outcome, next) = commit(&b, &d.epoch, head, digest, "a", i, "x").await;
+        assert!(matches!(outcome, Appended::Committed { .. }), "{outcome:?}");
+        (head, digest) = (i, next);
+    }
+    let op = TextOp::insert(0, "u");
+    let next = digest.next(5, "h:ann", 1, &op);
+    let history = Some(HistoryWrite { user: "ann", expected_rev: 0, token: "t", saved: "h" });
+    let c = Commit { epoch: &d.epoch, expected: 4, expected_digest: digest, client: "h:ann", seq: 1, op: &op, digest: next, history };
+    assert!(matches!(b.append("r", "d", &c).await.unwrap(), Appended::Committed { version: 5, .. }));
+    assert!(b.save_history("r", "d", "bob", 0, "t2", "h2").await.unwrap());
+    b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 3, text: "xxx".into(), trim_to: 2, trim_digest: Digest::EMPTY }).await.unwrap();
+    assert_eq!(document_rows(&path), vec![("docs", 1), ("ops", 3), ("clients", 2), ("histories", 2)]);
+    assert!(b.delete_doc("r", "d").await.unwrap().is_some());
+    assert_eq!(document_rows(&path), none, "a deleted document leaves no row in any table");
+}

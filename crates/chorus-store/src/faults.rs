@@ -22,7 +22,7 @@ use chorus_protocol::LeaveReason;
 use serde_json::Value;
 
 use crate::{
-    Appended, Backend, Bus, Commit, DocStore, HistoryStore, Joined, Members, PresenceStore, RoomEvent, RoomStatus, RoomSummary, RoomValuesStored,
+    Appended, Backend, Bus, Commit, DeletedDoc, DocCatalog, DocStore, DocSummary, HistoryStore, ImportedDoc, Joined, Members, PresenceStore, RoomEvent, RoomStatus, RoomSummary, RoomValuesStored,
     Snapshot, StatusStore, StoreError, StoreResult, StoredDoc, StoredHistory, Subscription, Sweep, ValuePut, ValueStore,
 };
 
@@ -48,6 +48,10 @@ pub enum Call {
     LoadHistory,
     SaveHistory,
     Status,
+    ListDocs,
+    DiscardDoc,
+    DeleteDoc,
+    ImportDoc,
 }
 
 /// What happens to one planned call.
@@ -214,6 +218,22 @@ impl<B: Backend> DocStore for Faulty<B> {
     }
     async fn snapshot(&self, room: &str, doc: &str, snapshot: Snapshot<'_>) -> StoreResult<()> {
         self.run(Call::Snapshot, self.inner.snapshot(room, doc, snapshot)).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> DocCatalog for Faulty<B> {
+    async fn list_docs(&self, room: &str) -> StoreResult<Vec<DocSummary>> {
+        self.run(Call::ListDocs, self.inner.list_docs(room)).await
+    }
+    async fn discard_if_empty(&self, room: &str, doc: &str, epoch: &str) -> StoreResult<bool> {
+        self.run(Call::DiscardDoc, self.inner.discard_if_empty(room, doc, epoch)).await
+    }
+    async fn delete_doc(&self, room: &str, doc: &str) -> StoreResult<Option<DeletedDoc>> {
+        self.run(Call::DeleteDoc, self.inner.delete_doc(room, doc)).await
+    }
+    async fn import_doc(&self, room: &str, doc: &str, imported: &ImportedDoc<'_>) -> StoreResult<bool> {
+        self.run(Call::ImportDoc, self.inner.import_doc(room, doc, imported)).await
     }
 }
 

@@ -24,6 +24,11 @@
 //! - [`ValueStore`] and [`HistoryStore`] hold shared values and undo
 //!   histories, each written by compare-and-set with a write token, so a
 //!   write retried after its answer was lost is recognised, not applied twice.
+//! - [`DocCatalog`] gives documents a lifecycle: a room's documents are
+//!   listed, one is deleted (everything kept for it freed, in one atomic
+//!   step with its announcement), or created from an export; one opened
+//!   and never edited is discarded once nobody reads it, so it leaves
+//!   nothing behind.
 //! - [`StatusStore`] answers, in one call, where a room's presence, values
 //!   and documents stand, for the periodic reconciliation that repairs any
 //!   event a node missed.
@@ -172,6 +177,9 @@ pub enum RoomEvent {
     /// A shared value's new state, as version `version`; `stamp` is the
     /// room's values sequence after the write.
     Value { name: String, version: u64, state: chorus_core::crdt::Value, stamp: Stamp },
+    /// The document was deleted: the incarnation `epoch` is gone from the
+    /// store, with everything kept for it.
+    DocDeleted { doc: String, epoch: String },
 }
 
 /// Why a subscription stopped delivering.
@@ -231,6 +239,37 @@ impl StoredDoc {
     pub fn head_digest(&self) -> Digest {
         self.ops.last().map_or(self.oldest_digest, |e| e.digest)
     }
+
+    /// The text at `version`: the snapshot with the kept ops after it, up
+    /// to `version`. Ops only run forward, so versions before the snapshot
+    /// are out of reach even while their ops are kept.
+    pub fn text_at(&self, version: u64) -> Result<String, TextAtError> {
+        if version < self.snapshot_version {
+            return Err(TextAtError::NotKept { earliest: self.snapshot_version, head: self.head() });
+        }
+        if version > self.head() {
+            return Err(TextAtError::Ahead { head: self.head() });
+        }
+        let mut text = chorus_core::text::TextDoc::from(self.snapshot.as_str());
+        for e in self.ops.iter().filter(|e| e.version > self.snapshot_version && e.version <= version) {
+            text.apply(&e.op).map_err(|err| TextAtError::Damaged(format!("op {} does not apply: {err}", e.version)))?;
+        }
+        Ok(text.rope().to_string())
+    }
+}
+
+/// Why [`StoredDoc::text_at`] has no text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextAtError {
+    /// The version is older than the snapshot the store keeps.
+    #[error("versions before {earliest} are no longer kept (the head is {head})")]
+    NotKept { earliest: u64, head: u64 },
+    /// The version is past the head.
+    #[error("the document is at version {head}")]
+    Ahead { head: u64 },
+    /// The stored ops do not apply to the snapshot.
+    #[error("the stored document is damaged: {0}")]
+    Damaged(String),
 }
 
 /// Where a document's log stands in the store.
@@ -309,8 +348,8 @@ pub struct Snapshot<'a> {
 /// name; each room's documents travel together (one Redis hash tag).
 #[async_trait]
 pub trait DocStore: Send + Sync + 'static {
-    /// The document's snapshot and kept ops; an empty document at version 0
-    /// with a fresh epoch when it does not exist yet.
+    /// The document's snapshot and kept ops; created empty at version 0
+    /// with a fresh epoch when it does not exist (see [`DocCatalog`]).
     async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc>;
 
     /// Appends an op at `expected + 1` if the head is `expected` with
@@ -323,7 +362,8 @@ pub trait DocStore: Send + Sync + 'static {
 
     /// Ops after `version` up to the head; `None` when the log no longer
     /// reaches back that far, does not reach `version` yet, or is another
-    /// epoch.
+    /// epoch. A document that does not exist is the empty text at version 0
+    /// in every epoch: none after 0.
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>>;
 
     /// The (seq, version) of `client`'s last committed op, while the log
@@ -334,6 +374,68 @@ pub trait DocStore: Send + Sync + 'static {
     /// `trim_to` (never past the snapshot). An older snapshot than the one
     /// kept is ignored.
     async fn snapshot(&self, room: &str, doc: &str, snapshot: Snapshot<'_>) -> StoreResult<()>;
+}
+
+/// A stored document, as [`DocCatalog::list_docs`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocSummary {
+    pub name: String,
+    pub epoch: String,
+    /// The head version.
+    pub version: u64,
+    /// When the head was committed (ms since the Unix epoch).
+    pub changed_at: u64,
+}
+
+/// The incarnation [`DocCatalog::delete_doc`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedDoc {
+    pub epoch: String,
+    pub version: u64,
+}
+
+/// A document to create from an export (see [`DocCatalog::import_doc`]):
+/// its text at `version`, whose digest is `digest`, in incarnation `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedDoc<'a> {
+    pub epoch: &'a str,
+    pub version: u64,
+    pub digest: Digest,
+    pub text: &'a str,
+    pub changed_at: u64,
+}
+
+/// The lifecycle of documents. Loading a document that does not exist
+/// creates it, empty at version 0 with a fresh epoch, so every node that
+/// opens it meanwhile shares that epoch; once nobody reads a document that
+/// was never edited, a node discards it ([`DocCatalog::discard_if_empty`]),
+/// so opening one and never editing it leaves nothing behind. An append at
+/// version 0 to a document that is not there (discarded while a replica of
+/// it was open elsewhere) creates it again in the writer's epoch; one past
+/// version 0 never does: it was made on a replica of a deleted incarnation.
+#[async_trait]
+pub trait DocCatalog: Send + Sync + 'static {
+    /// The room's documents with at least one op (or imported), by name.
+    async fn list_docs(&self, room: &str) -> StoreResult<Vec<DocSummary>>;
+
+    /// Removes the document if it is still incarnation `epoch` with nothing
+    /// committed (opened, never edited), with any undo histories of it;
+    /// when there is no document, the histories saved for it meanwhile.
+    /// True when a document was removed.
+    async fn discard_if_empty(&self, room: &str, doc: &str, epoch: &str) -> StoreResult<bool>;
+
+    /// Removes the document and everything kept for it (log, snapshot,
+    /// clients' last commits, users' undo histories) and publishes
+    /// [`RoomEvent::DocDeleted`], atomically. A node still holding a
+    /// replica of it can neither extend nor recreate it: its appends are
+    /// answered [`Appended::EpochChanged`]. `None` when it did not exist.
+    async fn delete_doc(&self, room: &str, doc: &str) -> StoreResult<Option<DeletedDoc>>;
+
+    /// Creates the document from an export: `text` as its snapshot at
+    /// `version`, with an empty log, in place of one nobody edited (a
+    /// reader may have it open: its node finds the new epoch and reloads).
+    /// False (and nothing changed) when the document has an op.
+    async fn import_doc(&self, room: &str, doc: &str, imported: &ImportedDoc<'_>) -> StoreResult<bool>;
 }
 
 /// A shared value as stored: its state after `version` changes.
@@ -414,7 +516,7 @@ pub trait StatusStore: Send + Sync + 'static {
 }
 
 /// A backend: everything above, with a name for logs.
-pub trait Backend: PresenceStore + Bus + DocStore + ValueStore + HistoryStore + StatusStore {
+pub trait Backend: PresenceStore + Bus + DocStore + DocCatalog + ValueStore + HistoryStore + StatusStore {
     /// What the server prints at start-up, e.g. "embedded in-memory store".
     fn describe(&self) -> String;
 }

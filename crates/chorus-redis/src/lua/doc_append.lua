@@ -2,7 +2,13 @@
 -- Then append the op with (client, seq) deduplication, bump the head,
 -- publish; with an undo history, write it too if it is still at the
 -- revision the undo was computed from. O(1) whatever the document's size.
--- KEYS: meta (hash), log (list), clients (hash), histories (hash), revisions (hash)
+-- A document that is not there (discarded while a replica of it was open)
+-- is created again by an op at version 0, in the epoch its writer loaded
+-- (and added to the room's set of documents), once the op commits; an op
+-- past 0 never creates one: it was made on a replica of a deleted
+-- incarnation.
+-- KEYS: meta (hash), log (list), clients (hash), histories (hash), revisions (hash),
+--       the room's documents (set)
 -- ARGV: epoch, expected head, expected digest, client, seq, op JSON, digest
 --       after the op, document name, channel, the committing node's id, the
 --       publish command (SPUBLISH on a Cluster); for an undo or redo also
@@ -31,7 +37,16 @@ local function seq_cmp(a, b)
   return a < b and -1 or 1
 end
 
+local EMPTY = '0000000000000000'
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'head', 'oldest', 'turn', 'turn_until', 'digest')
+local create = false
+if not meta[1] then
+  if ARGV[2] ~= '0' then
+    return {'epoch', ''}
+  end
+  create = true
+  meta = {ARGV[1], '0', '0', false, false, EMPTY}
+end
 if meta[1] ~= ARGV[1] then
   return {'epoch', meta[1] or ''}
 end
@@ -86,8 +101,12 @@ local version = string.format('%d', head + 1)
 local at = string.format('%d', now)
 local entry = '{"version":' .. version .. ',"client":' .. cjson.encode(ARGV[4]) .. ',"seq":' .. ARGV[5] .. ',"op":' .. ARGV[6]
   .. ',"at":' .. at .. ',"digest":"' .. ARGV[7] .. '"}'
+if create then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'oldest', 0, 'snap', 0, 'odigest', EMPTY)
+  redis.call('SADD', KEYS[6], ARGV[8])
+end
 redis.call('RPUSH', KEYS[2], entry)
-redis.call('HSET', KEYS[1], 'head', version, 'digest', ARGV[7])
+redis.call('HSET', KEYS[1], 'head', version, 'digest', ARGV[7], 'changed', at)
 if meta[4] == ARGV[10] then
   redis.call('HDEL', KEYS[1], 'turn', 'turn_until')
 end

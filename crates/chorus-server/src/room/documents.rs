@@ -15,13 +15,18 @@
 //! until the store answers). Then every reader is told where it stands: the
 //! ops it missed when the store's log still continues what it has, else the
 //! whole text with a `reset` saying why.
+//!
+//! A document deleted in the store (announced on the bus) is reloaded as the
+//! new, empty document of that name, its readers told `reset: deleted`; one
+//! that was never edited is discarded from the store once nobody here reads
+//! it, so opening a document leaves nothing behind.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use chorus_core::oplog::LogEntry;
-use chorus_protocol::{DocPosition, ErrorCode, ServerMessage};
+use chorus_protocol::{DocPosition, ErrorCode, ResetReason, ServerMessage};
 use chorus_store::{Appended, Commit, Snapshot};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -112,7 +117,12 @@ impl Room {
         let mut reasons = Vec::new();
         for (conn, client) in &fresh.subscribers {
             let Some(local) = self.local.get(conn) else { continue };
-            let msg = fresh.opened(None, &self.name, name, Some(&position), client);
+            let mut msg = fresh.opened(None, &self.name, name, Some(&position), client);
+            if let ServerMessage::Opened { reset: reset @ Some(_), .. } = &mut msg {
+                if old.deleted {
+                    *reset = Some(ResetReason::Deleted);
+                }
+            }
             if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
                 reasons.push(*reason);
             }
@@ -283,16 +293,42 @@ impl Room {
         Ok(())
     }
 
-    /// Drops a document nobody reads any more.
+    /// Drops a document nobody reads any more; one never edited is
+    /// discarded from the store too (off the room task: a discard that
+    /// fails leaves an empty document, which the next reader's departure
+    /// discards).
     pub(super) fn unload_if_unread(&mut self, name: &str) {
         if self.docs.get(name).is_some_and(|d| d.subscribers.is_empty()) {
             let name: Arc<str> = Arc::from(name);
             for user in self.histories.users_of(&name) {
                 self.release_history(&name, &user);
             }
-            self.docs.remove(&name);
+            let doc = self.docs.remove(&name).expect("present above");
             debug!(room = %self.name, doc = %name, "document unloaded");
+            if doc.version() == 0 && !doc.stale {
+                let (store, room, epoch) = (self.rooms.backend.clone(), self.name.clone(), doc.epoch);
+                tokio::spawn(async move {
+                    match store.discard_if_empty(&room, &name, &epoch).await {
+                        Ok(discarded) => debug!(%room, doc = %name, discarded, "unedited document discarded"),
+                        Err(e) => warn!(%room, doc = %name, "could not discard an unedited document: {e}"),
+                    }
+                });
+            }
         }
+    }
+
+    /// The store deleted the incarnation `epoch` of a document: a replica of
+    /// it is reloaded (as the new, empty document), its readers told why.
+    pub(super) async fn doc_deleted(&mut self, name: &str, epoch: &str) {
+        let Some(doc) = self.docs.get_mut(name) else { return };
+        if doc.epoch != epoch {
+            return; // Another incarnation: reloaded already.
+        }
+        doc.deleted = true;
+        let name: Arc<str> = Arc::from(name);
+        info!(room = %self.name, doc = %name, readers = doc.subscribers.len(), "document deleted; telling its readers");
+        // On failure the reload is retried by the repair, still as a deletion.
+        let _ = self.reload(&name).await;
     }
 
     /// Closes every document `conn` (of `user`, gone from `local`) has open.

@@ -222,6 +222,11 @@ impl Room {
     pub(super) fn release_history(&mut self, name: &Arc<str>, user: &str) {
         let Some(mut history) = self.histories.copies.remove(&(name.clone(), user.to_owned())) else { return };
         let Some(doc) = self.docs.get(name) else { return };
+        // A document nobody edited has nothing to undo, and is discarded
+        // from the store when unread: saving would leave a history behind.
+        if doc.version() == 0 {
+            return;
+        }
         if history.bring_forward(doc.text.log(), user).is_ok() {
             save_later(self.rooms.backend.clone(), self.name.clone(), name.clone(), user.to_owned(), doc.epoch.clone(), history);
         }

@@ -386,6 +386,7 @@ impl Room {
     async fn on_event(&mut self, event: &RoomEvent) {
         match event {
             RoomEvent::DocOp { doc, entry } => self.remote_op(doc, entry).await,
+            RoomEvent::DocDeleted { doc, epoch } => self.doc_deleted(doc, epoch).await,
             RoomEvent::Value { name, version, state, stamp } => self.value_event(name, *version, state, stamp),
             RoomEvent::Cursor { cursor } => self.cursor_event(cursor.clone()),
             RoomEvent::MemberJoined { .. } | RoomEvent::MemberLeft { .. } | RoomEvent::Presence { .. } => self.presence_event(event).await,

@@ -169,7 +169,10 @@ impl Room {
                 for (name, head) in names.iter().zip(status.docs) {
                     let Some(doc) = self.docs.get_mut(name) else { continue };
                     let same = head.as_ref().is_some_and(|h| h.epoch == doc.epoch && h.version == doc.version() && h.digest == doc.head_digest());
-                    if same {
+                    // A document nobody edited is discarded when its readers
+                    // elsewhere leave; this replica's first op creates it again.
+                    let discarded = head.is_none() && doc.version() == 0;
+                    if same || discarded {
                         continue;
                     }
                     let behind = head.as_ref().is_some_and(|h| h.epoch == doc.epoch && h.version > doc.version());

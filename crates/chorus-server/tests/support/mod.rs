@@ -113,6 +113,11 @@ pub async fn http_post(addr: SocketAddr, path: &str, token: Option<&str>, body: 
     http_request(addr, "POST", path, token, Some(body)).await
 }
 
+/// DELETE `path`: (status, body).
+pub async fn http_delete(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    http_request(addr, "DELETE", path, token, None).await
+}
+
 async fn http_request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();

@@ -15,12 +15,16 @@
 //!   compared exactly over all of u64, epochs, trimming behind snapshots
 //!   that never leaves a silent hole, names that can never reach another
 //!   document's records, and undo histories committed with their ops;
+//! - the lifecycle of documents: untouched documents discarded, lists of a
+//!   room's documents, deletions that free everything, are announced
+//!   and fence off replicas of the deleted incarnation, and imports;
 //! - values and histories: compare-and-set with write tokens, every value
 //!   write published with the room's stamp;
 //! - status: one look at where a room stands.
 
 mod bus;
 mod docs;
+mod lifecycle;
 mod presence;
 mod values;
 
@@ -43,6 +47,7 @@ where
     presence::run(&make).await;
     bus::run(&make).await;
     docs::run(&make).await;
+    lifecycle::run(&make).await;
     values::run(&make).await;
 }
 

@@ -1,5 +1,7 @@
 //! Document logs in memory, one per (room, document), with the commits of
-//! undo histories written in the same lock hold as their ops.
+//! undo histories written in the same lock hold as their ops. A log is
+//! created by its first op, and a deletion drops it with the document's
+//! histories in one hold of both locks.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,7 +12,9 @@ use chorus_core::oplog::LogEntry;
 
 use super::values::History;
 use super::{lock, MemoryStore};
-use crate::{random_id, Appended, Commit, DocHead, DocStore, RoomEvent, Snapshot, StoreResult, StoredDoc};
+use crate::{
+    random_id, Appended, Commit, DeletedDoc, DocCatalog, DocHead, DocStore, DocSummary, ImportedDoc, RoomEvent, Snapshot, StoreResult, StoredDoc,
+};
 
 /// One document's log in memory.
 pub(super) struct StoredLog {
@@ -23,18 +27,21 @@ pub(super) struct StoredLog {
     ops: VecDeque<LogEntry>,
     /// Each client's last committed (seq, version), while that op is kept.
     clients: HashMap<String, (u64, u64)>,
+    /// When the head was committed (ms).
+    changed_at: u64,
 }
 
 impl StoredLog {
-    fn new() -> Self {
+    fn new(epoch: String) -> Self {
         Self {
-            epoch: random_id(),
+            epoch,
             snapshot_version: 0,
             snapshot: String::new(),
             oldest: 0,
             oldest_digest: Digest::EMPTY,
             ops: VecDeque::new(),
             clients: HashMap::new(),
+            changed_at: 0,
         }
     }
 
@@ -61,13 +68,19 @@ impl MemoryStore {
             .get(&key(room, doc))
             .map(|log| DocHead { epoch: log.epoch.clone(), version: log.head(), digest: log.head_digest() })
     }
+
+    /// How many documents and undo histories this store holds, in every
+    /// room (for tests that check what is left behind).
+    pub fn held_docs(&self) -> (usize, usize) {
+        (lock(&self.inner.docs).len(), lock(&self.inner.histories).len())
+    }
 }
 
 #[async_trait]
 impl DocStore for MemoryStore {
     async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc> {
         let mut docs = lock(&self.inner.docs);
-        let log = docs.entry(key(room, doc)).or_insert_with(StoredLog::new);
+        let log = docs.entry(key(room, doc)).or_insert_with(|| StoredLog::new(random_id()));
         Ok(StoredDoc {
             epoch: log.epoch.clone(),
             snapshot_version: log.snapshot_version,
@@ -79,7 +92,17 @@ impl DocStore for MemoryStore {
 
     async fn append(&self, room: &str, doc: &str, c: &Commit<'_>) -> StoreResult<Appended> {
         let mut docs = lock(&self.inner.docs);
-        let log = docs.entry(key(room, doc)).or_insert_with(StoredLog::new);
+        let k = key(room, doc);
+        // A missing document (discarded while a replica of it was open) is
+        // created again by an op at version 0, in the epoch its writer
+        // loaded, once the op commits. One past 0 was made on a replica of a
+        // deleted incarnation: never recreate it.
+        let mut created = None;
+        let log = match docs.get_mut(&k) {
+            Some(log) => log,
+            None if c.expected != 0 => return Ok(Appended::EpochChanged { epoch: random_id() }),
+            None => created.insert(StoredLog::new(c.epoch.to_owned())),
+        };
         if log.epoch != c.epoch {
             return Ok(Appended::EpochChanged { epoch: log.epoch.clone() });
         }
@@ -115,8 +138,12 @@ impl DocStore for MemoryStore {
         let entry = LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
         log.ops.push_back(entry.clone());
         log.clients.insert(c.client.to_owned(), (c.seq, version));
+        log.changed_at = at;
         if let (Some(h), Some(k)) = (c.history, history_key) {
             histories.insert(k, History { rev: h.expected_rev + 1, token: h.token.to_owned(), saved: h.saved.to_owned(), op_version: version });
+        }
+        if let Some(new) = created {
+            docs.insert(k, new);
         }
         // Published under the document's lock, so in commit order.
         self.broadcast(room, RoomEvent::DocOp { doc: doc.to_owned(), entry });
@@ -125,7 +152,7 @@ impl DocStore for MemoryStore {
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
         let docs = lock(&self.inner.docs);
-        let Some(log) = docs.get(&key(room, doc)) else { return Ok(None) };
+        let Some(log) = docs.get(&key(room, doc)) else { return Ok((version == 0).then(Vec::new)) };
         if log.epoch != epoch || version < log.oldest || version > log.head() {
             return Ok(None);
         }
@@ -156,5 +183,55 @@ impl DocStore for MemoryStore {
         let oldest = log.oldest;
         log.clients.retain(|_, (_, v)| *v > oldest);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DocCatalog for MemoryStore {
+    async fn list_docs(&self, room: &str) -> StoreResult<Vec<DocSummary>> {
+        let docs = lock(&self.inner.docs);
+        let mut out: Vec<DocSummary> = docs
+            .iter()
+            .filter(|((r, _), log)| r == room && log.head() > 0)
+            .map(|((_, name), log)| DocSummary { name: name.clone(), epoch: log.epoch.clone(), version: log.head(), changed_at: log.changed_at })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn discard_if_empty(&self, room: &str, doc: &str, epoch: &str) -> StoreResult<bool> {
+        let mut docs = lock(&self.inner.docs);
+        let k = key(room, doc);
+        let found = match docs.get(&k) {
+            Some(log) if log.epoch != epoch || log.head() > 0 => return Ok(false),
+            found => found.is_some(),
+        };
+        docs.remove(&k);
+        lock(&self.inner.histories).retain(|(r, d, _), _| !(r == room && d == doc));
+        Ok(found)
+    }
+
+    async fn delete_doc(&self, room: &str, doc: &str) -> StoreResult<Option<DeletedDoc>> {
+        let mut docs = lock(&self.inner.docs);
+        let Some(log) = docs.remove(&key(room, doc)) else { return Ok(None) };
+        // Lock order: documents, then histories.
+        lock(&self.inner.histories).retain(|(r, d, _), _| !(r == room && d == doc));
+        self.broadcast(room, RoomEvent::DocDeleted { doc: doc.to_owned(), epoch: log.epoch.clone() });
+        Ok(Some(DeletedDoc { epoch: log.epoch.clone(), version: log.head() }))
+    }
+
+    async fn import_doc(&self, room: &str, doc: &str, d: &ImportedDoc<'_>) -> StoreResult<bool> {
+        let mut docs = lock(&self.inner.docs);
+        if docs.get(&key(room, doc)).is_some_and(|log| log.head() > 0) {
+            return Ok(false);
+        }
+        let mut log = StoredLog::new(d.epoch.to_owned());
+        log.snapshot_version = d.version;
+        log.snapshot = d.text.to_owned();
+        log.oldest = d.version;
+        log.oldest_digest = d.digest;
+        log.changed_at = d.changed_at;
+        docs.insert(key(room, doc), log);
+        Ok(true)
     }
 }
