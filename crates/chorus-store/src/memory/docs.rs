@@ -10,7 +10,7 @@ use chorus_core::oplog::LogEntry;
 
 use super::values::History;
 use super::{lock, MemoryStore};
-use crate::{random_id, Appended, Commit, DocHead, DocStore, RoomEvent, Snapshot, StoreResult, StoredDoc};
+use crate::{random_id, Appended, Commit, DocHead, Group, DocStore, RoomEvent, Snapshot, StoreResult, StoredDoc};
 
 /// One document's log in memory.
 pub(super) struct StoredLog {
@@ -56,6 +56,51 @@ fn key(room: &str, doc: &str) -> (String, String) {
 }
 
 impl MemoryStore {
+    /// One append, under the document's lock (held by the caller).
+    fn append_to(&self, log: &mut StoredLog, room: &str, doc: &str, c: &Commit<'_>) -> Appended {
+        if log.epoch != c.epoch {
+            return Appended::EpochChanged { epoch: log.epoch.clone() };
+        }
+        // Lock order: documents, then histories.
+        let mut histories = lock(&self.inner.histories);
+        let history_key = c.history.map(|h| (room.to_owned(), doc.to_owned(), h.user.to_owned()));
+        if let (Some(h), Some(k)) = (c.history, &history_key) {
+            let stored = histories.get(k);
+            if stored.map_or(0, |s| s.rev) != h.expected_rev {
+                return match stored {
+                    Some(s) if s.token == h.token => Appended::Duplicate { version: s.op_version },
+                    _ => Appended::HistoryMoved,
+                };
+            }
+        }
+        match log.clients.get(c.client) {
+            Some(&(last, version)) if last == c.seq => return Appended::Duplicate { version },
+            Some(&(last, _)) if last > c.seq => return Appended::StaleSeq { last },
+            _ => {}
+        }
+        if log.head() != c.expected {
+            let missed = match c.expected.checked_sub(log.oldest) {
+                Some(skip) if c.expected < log.head() => log.ops.iter().skip(skip as usize).cloned().collect(),
+                _ => Vec::new(),
+            };
+            return Appended::Conflict { head: log.head(), missed };
+        }
+        if log.head_digest() != c.expected_digest {
+            return Appended::Diverged;
+        }
+        let version = c.expected + 1;
+        let at = now_ms();
+        let entry = LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
+        log.ops.push_back(entry.clone());
+        log.clients.insert(c.client.to_owned(), (c.seq, version));
+        if let (Some(h), Some(k)) = (c.history, history_key) {
+            histories.insert(k, History { rev: h.expected_rev + 1, token: h.token.to_owned(), saved: h.saved.to_owned(), op_version: version });
+        }
+        // Published under the document's lock, so in commit order.
+        self.broadcast(room, RoomEvent::DocOp { doc: doc.to_owned(), entry });
+        Appended::Committed { version, at }
+    }
+
     pub(super) fn doc_head(&self, room: &str, doc: &str) -> Option<DocHead> {
         lock(&self.inner.docs)
             .get(&key(room, doc))
@@ -80,47 +125,23 @@ impl DocStore for MemoryStore {
     async fn append(&self, room: &str, doc: &str, c: &Commit<'_>) -> StoreResult<Appended> {
         let mut docs = lock(&self.inner.docs);
         let log = docs.entry(key(room, doc)).or_insert_with(StoredLog::new);
-        if log.epoch != c.epoch {
-            return Ok(Appended::EpochChanged { epoch: log.epoch.clone() });
-        }
-        // Lock order: documents, then histories.
-        let mut histories = lock(&self.inner.histories);
-        let history_key = c.history.map(|h| (room.to_owned(), doc.to_owned(), h.user.to_owned()));
-        if let (Some(h), Some(k)) = (c.history, &history_key) {
-            let stored = histories.get(k);
-            if stored.map_or(0, |s| s.rev) != h.expected_rev {
-                return Ok(match stored {
-                    Some(s) if s.token == h.token => Appended::Duplicate { version: s.op_version },
-                    _ => Appended::HistoryMoved,
-                });
+        Ok(self.append_to(log, room, doc, c))
+    }
+
+    async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
+        group.check_size()?;
+        let mut docs = lock(&self.inner.docs);
+        let log = docs.entry(key(room, doc)).or_insert_with(StoredLog::new);
+        let mut outcomes = Vec::with_capacity(group.ops.len());
+        for c in group.commits() {
+            let outcome = self.append_to(log, room, doc, &c);
+            let committed = matches!(outcome, Appended::Committed { .. });
+            outcomes.push(outcome);
+            if !committed {
+                break;
             }
         }
-        match log.clients.get(c.client) {
-            Some(&(last, version)) if last == c.seq => return Ok(Appended::Duplicate { version }),
-            Some(&(last, _)) if last > c.seq => return Ok(Appended::StaleSeq { last }),
-            _ => {}
-        }
-        if log.head() != c.expected {
-            let missed = match c.expected.checked_sub(log.oldest) {
-                Some(skip) if c.expected < log.head() => log.ops.iter().skip(skip as usize).cloned().collect(),
-                _ => Vec::new(),
-            };
-            return Ok(Appended::Conflict { head: log.head(), missed });
-        }
-        if log.head_digest() != c.expected_digest {
-            return Ok(Appended::Diverged);
-        }
-        let version = c.expected + 1;
-        let at = now_ms();
-        let entry = LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
-        log.ops.push_back(entry.clone());
-        log.clients.insert(c.client.to_owned(), (c.seq, version));
-        if let (Some(h), Some(k)) = (c.history, history_key) {
-            histories.insert(k, History { rev: h.expected_rev + 1, token: h.token.to_owned(), saved: h.saved.to_owned(), op_version: version });
-        }
-        // Published under the document's lock, so in commit order.
-        self.broadcast(room, RoomEvent::DocOp { doc: doc.to_owned(), entry });
-        Ok(Appended::Committed { version, at })
+        Ok(outcomes)
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
