@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
 use chorus_store::{
-    random_id, Appended, Commit, DeletedDoc, DocCatalog, DocStore, DocSummary, ImportedDoc, Snapshot, StoreError, StoreResult, StoredDoc,
+    random_id, Appended, Commit, DeletedDoc, DocCatalog, DocStore, DocSummary, Group, ImportedDoc, Snapshot, StoreError, StoreResult, StoredDoc,
 };
 use redis::Value as Reply;
 
@@ -38,6 +38,23 @@ fn entries(replies: &[Reply]) -> StoreResult<Vec<LogEntry>> {
 pub(crate) fn digest(reply: &Reply) -> StoreResult<Digest> {
     let hex = text(reply)?;
     Digest::from_hex(&hex).ok_or_else(|| decode_error("digest", hex))
+}
+
+/// One outcome of doc_append.lua (or of one op of doc_append_group.lua).
+fn appended(reply: &[Reply]) -> StoreResult<Appended> {
+    let Some((outcome, rest)) = reply.split_first() else {
+        return Err(decode_error("append reply", "empty"));
+    };
+    Ok(match (text(outcome)?.as_str(), rest) {
+        ("committed", [version, at]) => Appended::Committed { version: number(version)?, at: number(at)? },
+        ("duplicate", [version]) => Appended::Duplicate { version: number(version)? },
+        ("conflict", [head, missed @ ..]) => Appended::Conflict { head: number(head)?, missed: entries(missed)? },
+        ("stale", [last]) => Appended::StaleSeq { last: number(last)? },
+        ("epoch", [epoch]) => Appended::EpochChanged { epoch: text(epoch)? },
+        ("diverged", []) => Appended::Diverged,
+        ("history", []) => Appended::HistoryMoved,
+        (other, _) => return Err(decode_error("append outcome", format!("{other} {rest:?}"))),
+    })
 }
 
 #[async_trait]
@@ -86,19 +103,35 @@ impl DocStore for RedisStore {
             invocation.arg(h.user).arg(h.expected_rev.to_string()).arg(h.token).arg(h.saved);
         }
         let reply: Vec<Reply> = self.invoke(&mut invocation).await?;
-        let Some((outcome, rest)) = reply.split_first() else {
-            return Err(decode_error("append reply", "empty"));
-        };
-        Ok(match (text(outcome)?.as_str(), rest) {
-            ("committed", [version, at]) => Appended::Committed { version: number(version)?, at: number(at)? },
-            ("duplicate", [version]) => Appended::Duplicate { version: number(version)? },
-            ("conflict", [head, missed @ ..]) => Appended::Conflict { head: number(head)?, missed: entries(missed)? },
-            ("stale", [last]) => Appended::StaleSeq { last: number(last)? },
-            ("epoch", [epoch]) => Appended::EpochChanged { epoch: text(epoch)? },
-            ("diverged", []) => Appended::Diverged,
-            ("history", []) => Appended::HistoryMoved,
-            (other, _) => return Err(decode_error("append outcome", format!("{other} {rest:?}"))),
-        })
+        appended(&reply)
+    }
+
+    async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
+        group.check_size()?;
+        if group.ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.scripts.doc_append_group.key(doc_key(room, doc, "meta"));
+        invocation
+            .key(doc_key(room, doc, "log"))
+            .key(doc_key(room, doc, "clients"))
+            .key(docs_key(room))
+            .arg(group.epoch)
+            .arg(group.expected)
+            .arg(group.expected_digest.to_hex())
+            .arg(doc)
+            .arg(channel(room))
+            .arg(self.bus.node())
+            .arg(self.publish_command());
+        for o in group.ops {
+            let op = serde_json::to_string(o.op).map_err(|e| StoreError::Backend(e.to_string()))?;
+            invocation.arg(o.client).arg(o.seq.to_string()).arg(op).arg(o.digest.to_hex());
+        }
+        let replies: Vec<Vec<Reply>> = self.invoke(&mut invocation).await?;
+        if replies.is_empty() || replies.len() > group.ops.len() {
+            return Err(decode_error("group reply", format!("{} outcomes for {} ops", replies.len(), group.ops.len())));
+        }
+        replies.iter().map(|r| appended(r)).collect()
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {

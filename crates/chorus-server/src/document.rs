@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chorus_core::digest::Digest;
 use chorus_core::oplog::{CommitError, LogEntry, OrderedText, Rebased, RestoreError, SubmitError};
-use chorus_core::text::{Author, Component, Delete, OpError, Selection, TextDoc, TextOp};
+use chorus_core::text::{Author, Component, Delete, OpError, Selection, Side, TextDoc, TextOp};
 use chorus_protocol::{CursorState, DocPosition, ErrorCode, ResetReason, ServerMessage};
 use chorus_store::StoredDoc;
 use serde_json::Value;
@@ -113,6 +113,23 @@ impl Document {
     /// Checks a client's op made at `base` and transforms it to the head.
     /// Nothing changes here; the caller commits the result through the store.
     pub fn prepare(&self, client: &str, seq: u64, base: u64, op: &TextOp, limits: DocLimits) -> Result<Prepared, Refusal> {
+        self.prepare_after(client, seq, base, op, limits, &[], self.text.text())
+    }
+
+    /// [`prepare`](Self::prepare) for an op to commit after `pending`: ops
+    /// moved to the head and not committed yet (the ones before it in a
+    /// group commit), which leave the text `after_pending`. The op is
+    /// transformed past them too, and checked against that text.
+    pub fn prepare_after(
+        &self,
+        client: &str,
+        seq: u64,
+        base: u64,
+        op: &TextOp,
+        limits: DocLimits,
+        pending: &[TextOp],
+        after_pending: &TextDoc,
+    ) -> Result<Prepared, Refusal> {
         let head = self.version();
         let log = self.text.log();
         if base > head {
@@ -139,7 +156,8 @@ impl Document {
             ),
             other => invalid(other),
         })?;
-        let current = self.text.text();
+        let rebased = pending.iter().fold(rebased, |op, p| op.transform(p, Side::Right));
+        let current = after_pending;
         let rebased = current.make_invertible(&rebased).map_err(invalid)?;
         current.check(&rebased).map_err(invalid)?;
         let grown = current.rope().len_bytes() as isize + byte_delta(&rebased);

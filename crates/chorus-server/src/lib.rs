@@ -61,6 +61,7 @@ pub const COUNTERS: &[(&str, &str)] = &[
     ("chorus_messages_in_total", "Text frames received after the handshake, including oversized and rate-limited ones."),
     ("chorus_messages_out_total", "Room events (member_joined, member_left, presence, cursor, op, value) queued for connections."),
     ("chorus_ops_committed_total", "Document ops committed by this node."),
+    ("chorus_commit_groups_total", "Groups of ops this node sent to the store in one call (group commit); ops committed per group is the ratio."),
     ("chorus_frames_written_total", "Text frames written to sockets (all server messages)."),
     ("chorus_cursor_updates_coalesced_total", "Cursor updates replaced by a newer one before being broadcast."),
     ("chorus_sqlite_transactions_total", "Transactions the embedded SQLite store committed (one fsync each with --sqlite-sync full)."),

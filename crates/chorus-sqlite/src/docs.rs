@@ -15,7 +15,7 @@ use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
 use chorus_core::text::TextOp;
 use chorus_store::{
-    random_id, Appended, Commit, DeletedDoc, DocCatalog, DocHead, DocStore, DocSummary, ImportedDoc, RoomEvent, Snapshot, StoreResult, StoredDoc,
+    random_id, Appended, Commit, DeletedDoc, DocCatalog, DocHead, DocStore, DocSummary, Group, ImportedDoc, RoomEvent, Snapshot, StoreResult, StoredDoc,
 };
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -263,6 +263,30 @@ impl DocStore for SqliteStore {
     async fn append(&self, room: &str, doc: &str, commit: &Commit<'_>) -> StoreResult<Appended> {
         let (r, d, c) = (room.to_owned(), doc.to_owned(), OwnedCommit::from(commit));
         self.writer().run(move |conn, events| append_tx(conn, &r, &d, &c, events)).await
+    }
+
+    async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
+        group.check_size()?;
+        if group.ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (r, d) = (room.to_owned(), doc.to_owned());
+        let commits: Vec<OwnedCommit> = group.commits().map(|c| OwnedCommit::from(&c)).collect();
+        // One task, so one transaction and one fsync for the whole group.
+        self.writer()
+            .run(move |conn, events| {
+                let mut outcomes = Vec::with_capacity(commits.len());
+                for c in &commits {
+                    let outcome = append_tx(conn, &r, &d, c, events)?;
+                    let committed = matches!(outcome, Appended::Committed { .. });
+                    outcomes.push(outcome);
+                    if !committed {
+                        break;
+                    }
+                }
+                Ok(outcomes)
+            })
+            .await
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use chorus_core::digest::Digest;
 use chorus_core::text::TextOp;
-use chorus_store::{Appended, Commit, DocStore, ValuePut, ValueStore};
+use chorus_store::{Appended, Commit, DocStore, Group, GroupOp, ValuePut, ValueStore};
 
 use super::*;
 
@@ -150,6 +150,34 @@ async fn concurrent_commits_share_transactions() {
     for w in 0..writers {
         assert_eq!(b.load("r", &format!("d{w}")).await.unwrap().head(), 10);
     }
+}
+
+/// A group of ops of one document is one transaction (one fsync), however
+/// many ops it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = SqliteStore::open(&dir.path().join("chorus.db"), SyncMode::Full).unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    let ops: Vec<TextOp> = (0..50).map(|i| TextOp::insert(0, &i.to_string())).collect();
+    let clients: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
+    let mut digest = Digest::EMPTY;
+    let group_ops: Vec<GroupOp<'_>> = ops
+        .iter()
+        .zip(&clients)
+        .enumerate()
+        .map(|(i, (op, client))| {
+            digest = digest.next(i as u64 + 1, client, 1, op);
+            GroupOp { client, seq: 1, op, digest }
+        })
+        .collect();
+    let before = b.stats().transactions.load(Ordering::Relaxed);
+    let group = Group { epoch: &d.epoch, expected: 0, expected_digest: Digest::EMPTY, ops: &group_ops };
+    let outcomes = b.append_group("r", "d", &group).await.unwrap();
+    assert_eq!(outcomes.len(), 50);
+    assert!(outcomes.iter().enumerate().all(|(i, o)| matches!(o, Appended::Committed { version, .. } if *version == i as u64 + 1)), "{outcomes:?}");
+    assert_eq!(b.stats().transactions.load(Ordering::Relaxed) - before, 1, "one transaction for the group");
+    assert_eq!(b.load("r", "d").await.unwrap().head_digest(), digest);
 }
 
 /// A backup taken while the store is open and writing is a consistent

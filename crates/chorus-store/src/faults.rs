@@ -22,7 +22,7 @@ use chorus_protocol::LeaveReason;
 use serde_json::Value;
 
 use crate::{
-    Appended, Backend, Bus, Commit, DeletedDoc, DocCatalog, DocStore, DocSummary, HistoryStore, ImportedDoc, Joined, Members, PresenceStore, RoomEvent, RoomStatus, RoomSummary, RoomValuesStored,
+    Appended, Backend, Bus, Commit, DeletedDoc, DocCatalog, DocStore, DocSummary, Group, HistoryStore, ImportedDoc, Joined, Members, PresenceStore, RoomEvent, RoomStatus, RoomSummary, RoomValuesStored,
     Snapshot, StatusStore, StoreError, StoreResult, StoredDoc, StoredHistory, Subscription, Sweep, ValuePut, ValueStore,
 };
 
@@ -39,6 +39,7 @@ pub enum Call {
     Subscribe,
     Confirm,
     Load,
+    /// An append of one op, or of a group.
     Append,
     OpsSince,
     LastCommitted,
@@ -209,6 +210,9 @@ impl<B: Backend> DocStore for Faulty<B> {
     }
     async fn append(&self, room: &str, doc: &str, commit: &Commit<'_>) -> StoreResult<Appended> {
         self.run(Call::Append, self.inner.append(room, doc, commit)).await
+    }
+    async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
+        self.run(Call::Append, self.inner.append_group(room, doc, group)).await
     }
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
         self.run(Call::OpsSince, self.inner.ops_since(room, doc, epoch, version)).await

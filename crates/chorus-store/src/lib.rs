@@ -332,6 +332,54 @@ pub enum Appended {
     HistoryMoved,
 }
 
+/// The most ops a [`Group`] holds; a longer one is refused.
+pub const MAX_GROUP: usize = 256;
+
+/// One op of a [`Group`].
+#[derive(Debug, Clone, Copy)]
+pub struct GroupOp<'a> {
+    pub client: &'a str,
+    pub seq: u64,
+    /// Transformed to follow the ops before it in the group.
+    pub op: &'a TextOp,
+    /// The digest the log has once this op is appended.
+    pub digest: Digest,
+}
+
+/// Ops of one document to append in one atomic step (see
+/// [`DocStore::append_group`]): the first at `expected + 1`, each of the
+/// others right after the one before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Group<'a> {
+    pub epoch: &'a str,
+    /// The head the first op was transformed to, and its digest.
+    pub expected: u64,
+    pub expected_digest: Digest,
+    pub ops: &'a [GroupOp<'a>],
+}
+
+impl<'a> Group<'a> {
+    /// Refuses a group longer than [`MAX_GROUP`].
+    pub fn check_size(&self) -> StoreResult<()> {
+        if self.ops.len() > MAX_GROUP {
+            return Err(StoreError::Backend(format!("a group of {} ops is more than the {MAX_GROUP} one append takes", self.ops.len())));
+        }
+        Ok(())
+    }
+
+    /// The group's ops as the single commits they stand for: each expects
+    /// the head the ones before it leave.
+    pub fn commits(&self) -> impl Iterator<Item = Commit<'a>> + 'a {
+        let (epoch, mut expected, mut expected_digest) = (self.epoch, self.expected, self.expected_digest);
+        self.ops.iter().map(move |o| {
+            let c = Commit { epoch, expected, expected_digest, client: o.client, seq: o.seq, op: o.op, digest: o.digest, history: None };
+            expected += 1;
+            expected_digest = o.digest;
+            c
+        })
+    }
+}
+
 /// A snapshot to record (see [`DocStore::snapshot`]).
 #[derive(Debug, Clone)]
 pub struct Snapshot<'a> {
@@ -359,6 +407,19 @@ pub trait DocStore: Send + Sync + 'static {
     /// stored history is still at its expected revision. Atomic: one round
     /// trip on a remote store, and no commit goes unpublished.
     async fn append(&self, room: &str, doc: &str, commit: &Commit<'_>) -> StoreResult<Appended>;
+
+    /// Appends a group of ops in one atomic step (one round trip, one
+    /// transaction): as if each were [`append`](Self::append)ed in turn,
+    /// expecting the head the ones before it leave, stopping at the first
+    /// that is not [`Appended::Committed`]. The answer holds one outcome per
+    /// op looked at, in order: the committed ops, then at most one other
+    /// outcome (a conflict, a duplicate, a stale seq, another epoch, a
+    /// divergence), after which no op of the group was looked at or
+    /// appended. So what a group commits is always a prefix of it, each op
+    /// published on the bus and deduplicated by (client, seq) as alone.
+    /// An empty group is answered with no outcome and changes nothing; one
+    /// of more than [`MAX_GROUP`] ops is refused ([`StoreError::Backend`]).
+    async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>>;
 
     /// Ops after `version` up to the head; `None` when the log no longer
     /// reaches back that far, does not reach `version` yet, or is another

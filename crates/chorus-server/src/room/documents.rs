@@ -22,32 +22,29 @@
 //! it, so opening a document leaves nothing behind.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use chorus_core::oplog::LogEntry;
 use chorus_protocol::{DocPosition, ErrorCode, ResetReason, ServerMessage};
-use chorus_store::{Appended, Commit, Snapshot};
+use chorus_store::Snapshot;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{Committed, DocRead, DocSubmission, Room, Submitter, COMMIT_DEADLINE};
-use crate::budget::OP_RECORD_BYTES;
-use crate::document::{op_bytes, DocLimits, Document, Prepared};
+use super::{Committed, DocRead, DocSubmission, Room, Submitter};
+use crate::document::{DocLimits, Document};
 use crate::outbox::report_error;
 use crate::refusal::Refusal;
 
-fn reset_refusal(name: &str) -> Refusal {
+pub(super) fn reset_refusal(name: &str) -> Refusal {
     Refusal::new(ErrorCode::VersionTrimmed, format!("document {name} was reset; open it again"))
 }
 
-fn stale_seq(seq: u64, last: u64) -> Refusal {
+pub(super) fn stale_seq(seq: u64, last: u64) -> Refusal {
     Refusal::new(ErrorCode::StaleSeq, format!("sequence number {seq} is older than this client's last committed op ({last})"))
 }
 
 impl Room {
-    fn doc_limits(&self) -> DocLimits {
+    pub(super) fn doc_limits(&self) -> DocLimits {
         DocLimits { max_op_bytes: self.config().max_op_bytes, max_document_bytes: self.config().max_document_bytes }
     }
 
@@ -79,7 +76,7 @@ impl Room {
     /// Loads a document, catching its replica up first when a client has
     /// seen version `seen` and the replica has not (the client saw it on
     /// another node).
-    async fn load_doc_seen(&mut self, name: &Arc<str>, seen: Option<u64>) -> Result<(), Refusal> {
+    pub(super) async fn load_doc_seen(&mut self, name: &Arc<str>, seen: Option<u64>) -> Result<(), Refusal> {
         self.load_doc(name).await?;
         if seen.is_some_and(|v| v > self.docs[name].version()) {
             self.catch_up(name).await?;
@@ -91,6 +88,7 @@ impl Room {
     /// stands. On failure the replica stays stale and a repair is scheduled:
     /// its readers are told once the store answers, never left silent.
     pub(super) async fn reload(&mut self, name: &Arc<str>) -> Result<(), Refusal> {
+        self.settle_in_flight(name).await;
         let Some(old) = self.docs.get_mut(name) else { return Ok(()) };
         old.stale = true;
         let fresh = match self.store().load(&self.name, name).await {
@@ -137,6 +135,7 @@ impl Room {
     /// Fetches and applies the ops the replica missed; reloads it when the
     /// store's log does not continue it.
     pub(super) async fn catch_up(&mut self, name: &Arc<str>) -> Result<(), Refusal> {
+        self.settle_in_flight(name).await;
         self.load_doc(name).await?;
         let doc = &self.docs[name];
         let (epoch, head) = (doc.epoch.clone(), doc.version());
@@ -155,6 +154,9 @@ impl Room {
 
     /// An op another node committed (or this one: then it is known already).
     pub(super) async fn remote_op(&mut self, name: &str, entry: &LogEntry) {
+        if self.hold_if_in_flight(name, entry) {
+            return; // Applied once the group's answer is settled.
+        }
         let Some(doc) = self.docs.get_mut(name) else { return };
         if doc.stale {
             return; // The reload brings it.
@@ -293,12 +295,12 @@ impl Room {
         Ok(())
     }
 
-    /// Drops a document nobody reads any more; one never edited is
-    /// discarded from the store too (off the room task: a discard that
-    /// fails leaves an empty document, which the next reader's departure
-    /// discards).
+    /// Drops a document nobody reads any more (once it has nothing left to
+    /// commit); one never edited is discarded from the store too (off the
+    /// room task: a discard that fails leaves an empty document, which the
+    /// next reader's departure discards).
     pub(super) fn unload_if_unread(&mut self, name: &str) {
-        if self.docs.get(name).is_some_and(|d| d.subscribers.is_empty()) {
+        if self.docs.get(name).is_some_and(|d| d.subscribers.is_empty()) && !self.pipelines.busy(name) {
             let name: Arc<str> = Arc::from(name);
             for user in self.histories.users_of(&name) {
                 self.release_history(&name, &user);
@@ -360,113 +362,6 @@ impl Room {
         };
         let message = format!("op {} on document {doc}: {message}", sub.seq);
         report_error(outbox, conn, *id, Some(&self.name), code, message);
-    }
-
-    pub(super) async fn submit(&mut self, name: Arc<str>, sub: &DocSubmission) -> Result<Committed, Refusal> {
-        let client: Arc<str> = match &sub.from {
-            Submitter::Connection { conn, .. } => match self.docs.get(&name).and_then(|d| d.subscribers.get(conn)) {
-                Some(client) => client.clone(),
-                None => return Err(Refusal::new(ErrorCode::NotOpen, format!("document {name} is not open; open it first"))),
-            },
-            Submitter::Api { client } => client.clone(),
-        };
-        self.load_doc(&name).await?;
-        let result = self.commit(&name, &client, sub).await;
-        if let (Ok(done), Submitter::Connection { outbox, id, .. }) = (&result, &sub.from) {
-            let digest = self.docs.get(&name).and_then(|d| d.text.log().digest_at(done.version));
-            let ack = chorus_protocol::ServerMessage::Ack { id: *id, room: self.name.to_string(), doc: name.to_string(), seq: sub.seq, version: done.version, digest };
-            outbox.push(ack.to_json().into());
-        }
-        self.unload_if_unread(&name);
-        result
-    }
-
-    /// Orders an op: transforms it to the head, commits it through the
-    /// store's compare-and-set (catching up and retrying when another node
-    /// got there first), then applies and fans it out.
-    async fn commit(&mut self, name: &Arc<str>, client: &Arc<str>, sub: &DocSubmission) -> Result<Committed, Refusal> {
-        let limits = self.doc_limits();
-        let deadline = Instant::now() + COMMIT_DEADLINE;
-        while Instant::now() < deadline {
-            // Loaded by the caller, or again after a reload.
-            self.load_doc_seen(name, sub.base).await?;
-            let doc = &self.docs[name];
-            let (head, head_digest, epoch) = (doc.version(), doc.head_digest(), doc.epoch.clone());
-            let base = sub.base.unwrap_or(head);
-            let op = match doc.prepare(client, sub.seq, base, &sub.op, limits)? {
-                Prepared::Fresh(op) => op,
-                Prepared::Duplicate(version) => return Ok(Committed { version, duplicate: true }),
-                Prepared::Trimmed { oldest } => {
-                    return match self.store().last_committed(&self.name, name, client).await? {
-                        Some((seq, version)) if seq == sub.seq => Ok(Committed { version, duplicate: true }),
-                        Some((last, _)) if last > sub.seq => Err(stale_seq(sub.seq, last)),
-                        _ => Err(Refusal::new(
-                            ErrorCode::VersionTrimmed,
-                            format!("base version {base} is older than the log reaches (from version {oldest}); open the document again"),
-                        )),
-                    };
-                }
-            };
-            // Counted twice, as its text joins the document and the log,
-            // and its record in the log.
-            let growth = 2 * op_bytes(&op) + OP_RECORD_BYTES;
-            self.rooms.budget.admit(growth, || format!("op {} on document {name} cannot be committed", sub.seq))?;
-            let digest = head_digest.next(head + 1, client, sub.seq, &op);
-            let commit = Commit { epoch: &epoch, expected: head, expected_digest: head_digest, client, seq: sub.seq, op: &op, digest, history: None };
-            let outcome = self.store().append(&self.name, name, &commit).await?;
-            match outcome {
-                Appended::Committed { version, at } => {
-                    let entry = LogEntry { version, client: client.to_string(), seq: sub.seq, op, at, digest };
-                    let origin = match &sub.from {
-                        Submitter::Connection { conn, .. } => Some(conn.clone()),
-                        Submitter::Api { .. } => None,
-                    };
-                    // The store published it to the other nodes with the commit.
-                    self.apply(name, entry, origin.as_deref());
-                    metrics::counter!("chorus_ops_committed_total").increment(1);
-                    return Ok(Committed { version, duplicate: false });
-                }
-                Appended::Duplicate { version } => {
-                    // Committed by an attempt whose answer was lost (a timeout,
-                    // a failover): this replica may not have it yet.
-                    if version > head {
-                        self.catch_up(name).await?;
-                    }
-                    return Ok(Committed { version, duplicate: true });
-                }
-                Appended::StaleSeq { last } => return Err(stale_seq(sub.seq, last)),
-                Appended::Conflict { head: store_head, missed } => {
-                    // Another node committed first; the store sent what it
-                    // committed, so the retry costs one round trip.
-                    let complete = missed.first().is_some_and(|e| e.version == head + 1) && missed.last().is_some_and(|e| e.version == store_head);
-                    if complete {
-                        for entry in missed {
-                            if !self.apply(name, entry, None) {
-                                break;
-                            }
-                        }
-                    } else if store_head == head {
-                        // Another node has the turn after losing a race:
-                        // let it commit first.
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    } else if store_head < head {
-                        // The store went back: it lost ops this replica has.
-                        self.reload(name).await?;
-                        return Err(reset_refusal(name));
-                    } else {
-                        self.catch_up(name).await?;
-                    }
-                }
-                Appended::EpochChanged { .. } | Appended::Diverged => {
-                    self.reload(name).await?;
-                    return Err(reset_refusal(name));
-                }
-                Appended::HistoryMoved => {
-                    return Err(Refusal::new(ErrorCode::Internal, "the store answered a plain commit as an undo".to_owned()));
-                }
-            }
-        }
-        Err(Refusal::new(ErrorCode::Unavailable, format!("document {name} is too busy to commit; retry")))
     }
 
     pub(super) async fn read_doc(&mut self, name: Arc<str>, since: Option<u64>) -> Result<DocRead, Refusal> {

@@ -18,7 +18,8 @@
 //! The concerns live beside this loop:
 //! - [`presence`]: who is here, on any node; joins, leaves, states;
 //! - [`cursors`]: cursor rate bounds and fan-out;
-//! - [`documents`]: the replicas of open documents and their commit path;
+//! - [`documents`]: the replicas of open documents and catching them up;
+//! - [`pipeline`]: group commit, one group in flight per document;
 //! - [`histories`]: per-user undo and redo;
 //! - [`values`]: shared values;
 //! - [`joined`]: the `joined` reply, counted before it is built;
@@ -31,6 +32,7 @@ mod cursors;
 mod documents;
 mod histories;
 mod joined;
+mod pipeline;
 mod presence;
 mod repair;
 mod values;
@@ -297,6 +299,7 @@ pub struct Room {
     docs: HashMap<Arc<str>, Document>,
     values: RoomValues,
     histories: histories::Histories,
+    pipelines: pipeline::Pipelines,
     repair: repair::Repair,
     /// Bytes of this room's state counted in the node's budget.
     held: usize,
@@ -322,6 +325,7 @@ impl Room {
             docs: HashMap::new(),
             values,
             histories: histories::Histories::default(),
+            pipelines: pipeline::Pipelines::new(),
             repair: repair::Repair::new(config.reconcile_interval()),
             rooms,
             held: 0,
@@ -363,6 +367,10 @@ impl Room {
                     }
                     Err(BusError::Closed) => break,
                 },
+                Some((doc, id)) = self.pipelines.done_rx.recv() => {
+                    commanded = true;
+                    self.group_done(&doc, id).await;
+                }
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => {
                         commanded = true;
@@ -373,8 +381,11 @@ impl Room {
                 _ = sleep_until(next_flush), if next_flush.is_some() => self.flush_cursors().await,
                 _ = tokio::time::sleep_until(next_repair) => self.run_repairs().await,
             }
+            self.send_ready_groups().await;
             self.settle_budget();
-            if self.local.is_empty() && (commanded || had_local) && self.stop(&mut rx) {
+            // Not while a submission waits for its answer (an API request,
+            // or an op of a connection that just left).
+            if self.local.is_empty() && (commanded || had_local) && self.pipelines.idle() && self.stop(&mut rx) {
                 break;
             }
         }
@@ -450,10 +461,7 @@ impl Room {
             RoomCommand::CloseDoc { conn, doc, id, reply } => {
                 let _ = reply.send(self.close_doc(&conn, &doc, id));
             }
-            RoomCommand::Submit { doc, submission, reply } => {
-                let outcome = self.submit(doc.clone(), &submission).await;
-                self.answer_submit(&doc, &submission, reply, outcome);
-            }
+            RoomCommand::Submit { doc, submission, reply } => self.enqueue(doc, submission, reply).await,
             RoomCommand::ReadDoc { doc, since, reply } => {
                 let _ = reply.send(self.read_doc(doc, since).await);
             }

@@ -152,7 +152,9 @@ impl Room {
 
     /// Compares the room with the store, and checks its subscription.
     async fn reconcile(&mut self) {
-        let names: Vec<Arc<str>> = self.docs.iter().filter(|(_, d)| !d.stale).map(|(n, _)| n.clone()).collect();
+        // A document with a group in flight is ahead in the store until
+        // its answer is settled: looked at next time.
+        let names: Vec<Arc<str>> = self.docs.iter().filter(|(n, d)| !d.stale && !self.pipelines.busy(n)).map(|(n, _)| n.clone()).collect();
         let refs: Vec<&str> = names.iter().map(|n| &**n).collect();
         match self.store().status(&self.name, &refs).await {
             Ok(status) => {

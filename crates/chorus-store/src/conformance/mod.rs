@@ -18,6 +18,9 @@
 //! - the lifecycle of documents: untouched documents discarded, lists of a
 //!   room's documents, deletions that free everything, are announced
 //!   and fence off replicas of the deleted incarnation, and imports;
+//! - groups of commits: one atomic step that commits a prefix of the
+//!   group, in order, each op deduplicated (inside the group and against
+//!   earlier ones) and published, and never twice when retried;
 //! - values and histories: compare-and-set with write tokens, every value
 //!   write published with the room's stamp;
 //! - status: one look at where a room stands.
@@ -25,6 +28,7 @@
 mod bus;
 mod docs;
 mod lifecycle;
+mod groups;
 mod presence;
 mod values;
 
@@ -35,7 +39,7 @@ use chorus_core::text::TextOp;
 use chorus_protocol::CursorState;
 use serde_json::json;
 
-use crate::{Appended, Backend, Commit, RoomEvent, Subscription};
+use crate::{Appended, Backend, Commit, Group, GroupOp, RoomEvent, Subscription};
 
 /// Runs every check against fresh backends from `make`.
 pub async fn run_all<B, F, Fut>(make: F)
@@ -48,6 +52,7 @@ where
     bus::run(&make).await;
     docs::run(&make).await;
     lifecycle::run(&make).await;
+    groups::run(&make).await;
     values::run(&make).await;
 }
 
@@ -99,6 +104,36 @@ impl<'a, B: Backend> Writer<'a, B> {
             digest: self.digest.next(self.head + 1, client, seq, op),
             history: None,
         }
+    }
+
+    /// The ops of a group at the writer's head, each digest following the
+    /// one before it.
+    fn group_ops<'c>(&self, ops: &'c [(&'c str, u64, TextOp)]) -> Vec<GroupOp<'c>> {
+        let (mut version, mut digest) = (self.head, self.digest);
+        ops.iter()
+            .map(|(client, seq, op)| {
+                version += 1;
+                digest = digest.next(version, client, *seq, op);
+                GroupOp { client, seq: *seq, op, digest }
+            })
+            .collect()
+    }
+
+    /// Appends `ops` as one group at the writer's head; the writer moves
+    /// past the ones committed.
+    async fn append_group(&mut self, ops: &[(&str, u64, TextOp)]) -> Vec<Appended> {
+        let group_ops = self.group_ops(ops);
+        let outcomes = {
+            let group = Group { epoch: &self.epoch, expected: self.head, expected_digest: self.digest, ops: &group_ops };
+            self.b.append_group(self.room, self.doc, &group).await.unwrap()
+        };
+        for (outcome, op) in outcomes.iter().zip(&group_ops) {
+            if let Appended::Committed { version, .. } = outcome {
+                self.head = *version;
+                self.digest = op.digest;
+            }
+        }
+        outcomes
     }
 
     /// Appends at the writer's head; on a commit, the writer moves on.

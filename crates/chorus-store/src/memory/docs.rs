@@ -13,7 +13,7 @@ use chorus_core::oplog::LogEntry;
 use super::values::History;
 use super::{lock, MemoryStore};
 use crate::{
-    random_id, Appended, Commit, DeletedDoc, DocCatalog, DocHead, DocStore, DocSummary, ImportedDoc, RoomEvent, Snapshot, StoreResult, StoredDoc,
+    random_id, Appended, Commit, DeletedDoc, DocCatalog, DocHead, DocStore, DocSummary, Group, ImportedDoc, RoomEvent, Snapshot, StoreResult, StoredDoc,
 };
 
 /// One document's log in memory.
@@ -63,6 +63,66 @@ fn key(room: &str, doc: &str) -> (String, String) {
 }
 
 impl MemoryStore {
+    /// One append, under the documents' lock (held by the caller). A
+    /// missing document (discarded while a replica of it was open) is
+    /// created again by an op at version 0, in the epoch its writer loaded,
+    /// once the op commits. One past 0 was made on a replica of a deleted
+    /// incarnation: never recreate it.
+    fn append_to(&self, docs: &mut HashMap<(String, String), StoredLog>, room: &str, doc: &str, c: &Commit<'_>) -> Appended {
+        let k = key(room, doc);
+        let mut created = None;
+        let log = match docs.get_mut(&k) {
+            Some(log) => log,
+            None if c.expected != 0 => return Appended::EpochChanged { epoch: random_id() },
+            None => created.insert(StoredLog::new(c.epoch.to_owned())),
+        };
+        if log.epoch != c.epoch {
+            return Appended::EpochChanged { epoch: log.epoch.clone() };
+        }
+        // Lock order: documents, then histories.
+        let mut histories = lock(&self.inner.histories);
+        let history_key = c.history.map(|h| (room.to_owned(), doc.to_owned(), h.user.to_owned()));
+        if let (Some(h), Some(k)) = (c.history, &history_key) {
+            let stored = histories.get(k);
+            if stored.map_or(0, |s| s.rev) != h.expected_rev {
+                return match stored {
+                    Some(s) if s.token == h.token => Appended::Duplicate { version: s.op_version },
+                    _ => Appended::HistoryMoved,
+                };
+            }
+        }
+        match log.clients.get(c.client) {
+            Some(&(last, version)) if last == c.seq => return Appended::Duplicate { version },
+            Some(&(last, _)) if last > c.seq => return Appended::StaleSeq { last },
+            _ => {}
+        }
+        if log.head() != c.expected {
+            let missed = match c.expected.checked_sub(log.oldest) {
+                Some(skip) if c.expected < log.head() => log.ops.iter().skip(skip as usize).cloned().collect(),
+                _ => Vec::new(),
+            };
+            return Appended::Conflict { head: log.head(), missed };
+        }
+        if log.head_digest() != c.expected_digest {
+            return Appended::Diverged;
+        }
+        let version = c.expected + 1;
+        let at = now_ms();
+        let entry = LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
+        log.ops.push_back(entry.clone());
+        log.clients.insert(c.client.to_owned(), (c.seq, version));
+        log.changed_at = at;
+        if let (Some(h), Some(k)) = (c.history, history_key) {
+            histories.insert(k, History { rev: h.expected_rev + 1, token: h.token.to_owned(), saved: h.saved.to_owned(), op_version: version });
+        }
+        if let Some(new) = created {
+            docs.insert(k, new);
+        }
+        // Published under the document's lock, so in commit order.
+        self.broadcast(room, RoomEvent::DocOp { doc: doc.to_owned(), entry });
+        Appended::Committed { version, at }
+    }
+
     pub(super) fn doc_head(&self, room: &str, doc: &str) -> Option<DocHead> {
         lock(&self.inner.docs)
             .get(&key(room, doc))
@@ -92,62 +152,22 @@ impl DocStore for MemoryStore {
 
     async fn append(&self, room: &str, doc: &str, c: &Commit<'_>) -> StoreResult<Appended> {
         let mut docs = lock(&self.inner.docs);
-        let k = key(room, doc);
-        // A missing document (discarded while a replica of it was open) is
-        // created again by an op at version 0, in the epoch its writer
-        // loaded, once the op commits. One past 0 was made on a replica of a
-        // deleted incarnation: never recreate it.
-        let mut created = None;
-        let log = match docs.get_mut(&k) {
-            Some(log) => log,
-            None if c.expected != 0 => return Ok(Appended::EpochChanged { epoch: random_id() }),
-            None => created.insert(StoredLog::new(c.epoch.to_owned())),
-        };
-        if log.epoch != c.epoch {
-            return Ok(Appended::EpochChanged { epoch: log.epoch.clone() });
-        }
-        // Lock order: documents, then histories.
-        let mut histories = lock(&self.inner.histories);
-        let history_key = c.history.map(|h| (room.to_owned(), doc.to_owned(), h.user.to_owned()));
-        if let (Some(h), Some(k)) = (c.history, &history_key) {
-            let stored = histories.get(k);
-            if stored.map_or(0, |s| s.rev) != h.expected_rev {
-                return Ok(match stored {
-                    Some(s) if s.token == h.token => Appended::Duplicate { version: s.op_version },
-                    _ => Appended::HistoryMoved,
-                });
+        Ok(self.append_to(&mut docs, room, doc, c))
+    }
+
+    async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
+        group.check_size()?;
+        let mut docs = lock(&self.inner.docs);
+        let mut outcomes = Vec::with_capacity(group.ops.len());
+        for c in group.commits() {
+            let outcome = self.append_to(&mut docs, room, doc, &c);
+            let committed = matches!(outcome, Appended::Committed { .. });
+            outcomes.push(outcome);
+            if !committed {
+                break;
             }
         }
-        match log.clients.get(c.client) {
-            Some(&(last, version)) if last == c.seq => return Ok(Appended::Duplicate { version }),
-            Some(&(last, _)) if last > c.seq => return Ok(Appended::StaleSeq { last }),
-            _ => {}
-        }
-        if log.head() != c.expected {
-            let missed = match c.expected.checked_sub(log.oldest) {
-                Some(skip) if c.expected < log.head() => log.ops.iter().skip(skip as usize).cloned().collect(),
-                _ => Vec::new(),
-            };
-            return Ok(Appended::Conflict { head: log.head(), missed });
-        }
-        if log.head_digest() != c.expected_digest {
-            return Ok(Appended::Diverged);
-        }
-        let version = c.expected + 1;
-        let at = now_ms();
-        let entry = LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
-        log.ops.push_back(entry.clone());
-        log.clients.insert(c.client.to_owned(), (c.seq, version));
-        log.changed_at = at;
-        if let (Some(h), Some(k)) = (c.history, history_key) {
-            histories.insert(k, History { rev: h.expected_rev + 1, token: h.token.to_owned(), saved: h.saved.to_owned(), op_version: version });
-        }
-        if let Some(new) = created {
-            docs.insert(k, new);
-        }
-        // Published under the document's lock, so in commit order.
-        self.broadcast(room, RoomEvent::DocOp { doc: doc.to_owned(), entry });
-        Ok(Appended::Committed { version, at })
+        Ok(outcomes)
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
