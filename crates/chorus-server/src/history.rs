@@ -83,6 +83,23 @@ impl History {
         (saved.epoch == epoch).then_some(Self { stack: saved.stack })
     }
 
+    /// The version of a saved history, unless it belongs to another
+    /// incarnation of the document or does not decode; read without
+    /// building its steps, which can be large.
+    pub fn saved_version(saved: &str, epoch: &str) -> Option<u64> {
+        #[derive(Deserialize)]
+        struct Head {
+            epoch: String,
+            stack: StackHead,
+        }
+        #[derive(Deserialize)]
+        struct StackHead {
+            version: u64,
+        }
+        let head: Head = serde_json::from_str(saved).ok()?;
+        (head.epoch == epoch).then_some(head.stack.version)
+    }
+
     /// The history to save.
     pub fn save(&self, epoch: &str) -> String {
         serde_json::to_string(&Saved { epoch: epoch.to_owned(), stack: self.stack.clone() }).expect("histories serialize")
@@ -254,6 +271,8 @@ mod tests {
         let mut back = History::restore(&saved, "e1").expect("same epoch");
         assert_eq!(back.version(), 1);
         assert!(back.propose(UndoAction::Undo, text.log()).is_some());
+        assert_eq!(History::saved_version(&saved, "e1"), Some(1));
+        assert_eq!(History::saved_version(&saved, "e2"), None);
     }
 
     #[test]

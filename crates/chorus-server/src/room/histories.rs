@@ -122,7 +122,7 @@ fn save_later(store: Arc<dyn Backend>, room: Arc<str>, doc: Arc<str>, user: Stri
                 }
             };
             let rev = stored.as_ref().map_or(0, |s| s.rev);
-            if stored.and_then(|s| History::restore(&s.saved, &epoch)).is_some_and(|s| s.version() >= history.version()) {
+            if stored.and_then(|s| History::saved_version(&s.saved, &epoch)).is_some_and(|v| v >= history.version()) {
                 return;
             }
             match store.save_history(&room, &doc, &user, rev, &token, &history.save(&epoch)).await {
