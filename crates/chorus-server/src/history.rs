@@ -5,10 +5,10 @@
 //! names every op's submitter, and submitter ids are scoped by the server to
 //! the user ([`crate::submitter`]), so the user's own edits are the log's ops
 //! whose submitter is theirs, whichever connection, tab or node made them.
-//! Committing an edit therefore costs the history nothing; it is brought
-//! forward through the log (recording the user's edits, moving its steps
-//! through everyone else's) only when it is used, or before the log is
-//! trimmed past it.
+//! The room gives each copy every op as it is committed, which costs a push
+//! (the core moves a step through others' ops only when it is needed), so a
+//! copy is always at the replica's head: trimming the log leaves it nothing
+//! to catch up, and releasing it is only saving it.
 //!
 //! The store holds each history with a revision, and an undo commits its
 //! op and the history it leaves in one compare-and-set on that revision.
@@ -16,6 +16,8 @@
 //! a node whose copy is older than the store's (another tab undid since)
 //! notices, because the log holds an undo op of that user after its copy,
 //! and starts again from the store's. Copies are only ever caches.
+
+use std::sync::Arc;
 
 use chorus_core::oplog::OpLog;
 use chorus_core::text::TextOp;
@@ -29,6 +31,24 @@ use crate::submitter;
 #[derive(Clone)]
 pub struct History {
     stack: UndoStack,
+}
+
+/// Whose history it is: the submitter ids that mark the user's edits and
+/// undos in the log, worked out once rather than at every op.
+pub struct Owner {
+    user: String,
+    edits: submitter::UserEdits,
+    undos: String,
+}
+
+impl Owner {
+    pub fn new(user: &str) -> Self {
+        Self { user: user.to_owned(), edits: submitter::of_user(user), undos: submitter::history(user) }
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
 }
 
 /// The copy cannot be brought forward: the log holds an undo of this user
@@ -63,6 +83,23 @@ impl History {
         (saved.epoch == epoch).then_some(Self { stack: saved.stack })
     }
 
+    /// The version of a saved history, unless it belongs to another
+    /// incarnation of the document or does not decode; read without
+    /// building its steps, which can be large.
+    pub fn saved_version(saved: &str, epoch: &str) -> Option<u64> {
+        #[derive(Deserialize)]
+        struct Head {
+            epoch: String,
+            stack: StackHead,
+        }
+        #[derive(Deserialize)]
+        struct StackHead {
+            version: u64,
+        }
+        let head: Head = serde_json::from_str(saved).ok()?;
+        (head.epoch == epoch).then_some(head.stack.version)
+    }
+
     /// The history to save.
     pub fn save(&self, epoch: &str) -> String {
         serde_json::to_string(&Saved { epoch: epoch.to_owned(), stack: self.stack.clone() }).expect("histories serialize")
@@ -73,6 +110,31 @@ impl History {
     /// reaches back to is emptied (with a warning): its steps could not be
     /// placed in the present text.
     pub fn bring_forward(&mut self, log: &OpLog, user: &str) -> Result<(), Stale> {
+        self.bring_forward_for(log, &Owner::new(user))
+    }
+
+    /// Brings the copy forward when the log has just committed one op
+    /// after it, the common case: an op of someone else's is handed over
+    /// as `shared`, one copy for all the document's histories (made on
+    /// first use). Anything else goes through [`History::bring_forward`].
+    pub fn follow(&mut self, log: &OpLog, owner: &Owner, shared: &mut Option<Arc<TextOp>>) -> Result<(), Stale> {
+        let head = log.head();
+        let at = self.stack.version();
+        let last = if at + 1 == head { log.since(at).and_then(|mut e| e.next()) } else { None };
+        let Some(entry) = last.filter(|e| e.client != owner.undos && !owner.edits.owns(&e.client)) else {
+            return self.bring_forward_for(log, owner);
+        };
+        let op = shared.get_or_insert_with(|| Arc::new(entry.op.strip_invertible()));
+        if let Err(e) = self.stack.follow(entry.version, op) {
+            warn!(user = owner.user(), "undo history dropped: {e}");
+            self.stack.clear();
+        }
+        Ok(())
+    }
+
+    /// [`History::bring_forward`] for an owner worked out before.
+    pub fn bring_forward_for(&mut self, log: &OpLog, owner: &Owner) -> Result<(), Stale> {
+        let user = owner.user();
         let from = self.stack.version();
         if from > log.head() {
             return Err(Stale);
@@ -84,14 +146,12 @@ impl History {
             }
             return Ok(());
         };
-        let mine = submitter::of_user(user);
-        let undos = submitter::history(user);
         let mut outcome = Ok(());
         for e in entries {
-            if e.client == undos {
+            if e.client == owner.undos {
                 return Err(Stale);
             }
-            if !mine.owns(&e.client) {
+            if !owner.edits.owns(&e.client) {
                 continue;
             }
             outcome = self.stack.record(&e.op, e.version, e.at, later(log, self.stack.version()));
@@ -211,6 +271,8 @@ mod tests {
         let mut back = History::restore(&saved, "e1").expect("same epoch");
         assert_eq!(back.version(), 1);
         assert!(back.propose(UndoAction::Undo, text.log()).is_some());
+        assert_eq!(History::saved_version(&saved, "e1"), Some(1));
+        assert_eq!(History::saved_version(&saved, "e2"), None);
     }
 
     #[test]
@@ -221,5 +283,47 @@ mod tests {
         commit(&mut other, &ann_edit(), TextOp::insert(0, "x"), 0);
         ann.bring_forward(other.log(), "ann").unwrap();
         assert_eq!(ann.bring_forward(text.log(), "ann"), Err(Stale));
+    }
+
+    #[test]
+    fn a_history_saved_before_steps_moved_lazily_still_loads() {
+        // How a history of "hi" typed at version 1 was stored: each chain a
+        // list of ops, all relative to the saved version.
+        let old = r#"{"epoch":"e1","stack":{"undo":[[{"d":"hi"}]],"redo":[],"version":1,"depth":100,"capture_ms":500,"last_edit_ms":0}}"#;
+        let mut text = OrderedText::new(TextDoc::new(), 0);
+        commit(&mut text, &ann_edit(), TextOp::insert(0, "hi"), 0);
+        commit(&mut text, &submitter::connection("bob", "tab-1"), TextOp::insert(0, ">"), 10);
+        let mut back = History::restore(old, "e1").expect("the old form loads");
+        back.bring_forward(text.log(), "ann").unwrap();
+        assert_eq!(back.propose(UndoAction::Undo, text.log()), Some(TextOp::delete_text(1, "hi")));
+        // What does not decode is dropped (with a warning), never half read.
+        assert!(History::restore(r#"{"epoch":"e1","stack":{"undo":[7]}}"#, "e1").is_none());
+    }
+
+    #[test]
+    fn a_copy_given_each_op_agrees_with_one_brought_forward_at_once() {
+        let mut text = OrderedText::new(TextDoc::new(), 0);
+        let (mut followed, mut at_once) = (History::at(0), History::at(0));
+        let owner = Owner::new("ann");
+        for i in 0..60u64 {
+            let (who, op) = match i % 3 {
+                0 => (ann_edit(), TextOp::insert(0, "a")),
+                _ => (submitter::connection("bob", "tab-1"), TextOp::insert((i as usize / 2) % (text.text().len_chars() + 1), "b")),
+            };
+            commit(&mut text, &who, op, i * 400);
+            followed.follow(text.log(), &owner, &mut None).unwrap();
+        }
+        at_once.bring_forward(text.log(), "ann").unwrap();
+        assert_eq!(followed.save("e"), at_once.save("e"));
+        for _ in 0..30 {
+            let (a, b) = (followed.propose(UndoAction::Undo, text.log()), at_once.propose(UndoAction::Undo, text.log()));
+            assert_eq!(a, b);
+            let Some(op) = a else { break };
+            let v = text.version() + 1;
+            followed = followed.committed(UndoAction::Undo, &op, v).unwrap();
+            at_once = at_once.committed(UndoAction::Undo, &op, v).unwrap();
+            commit(&mut text, &submitter::history("ann"), op, 50_000);
+        }
+        assert!(!text.text().to_string().contains('a'), "every step of ann's was undone: {}", text.text());
     }
 }

@@ -114,9 +114,28 @@ async fn undo_and_redo_of_three_users_converge_on_every_client() {
 /// all must bring the text back.
 #[tokio::test]
 async fn undoing_all_of_one_users_steps_leaves_exactly_what_the_others_wrote() {
+    undo_everything("undoing_all_of_one_users_steps_leaves_exactly_what_the_others_wrote", |_| {}).await;
+}
+
+/// The same while the log is trimmed every few ops: histories keep what
+/// they need whatever the log still holds.
+#[tokio::test]
+async fn undoing_all_of_one_users_steps_works_across_log_trims() {
+    undo_everything("undoing_all_of_one_users_steps_works_across_log_trims", |c| {
+        c.doc_snapshot_every = 7;
+        c.doc_log_window = 2;
+    })
+    .await;
+}
+
+async fn undo_everything(name: &str, configure: impl FnOnce(&mut chorus_server::Config)) {
     let seed: u64 = std::env::var("CHORUS_UNDO_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    println!("undoing_all_of_one_users_steps_leaves_exactly_what_the_others_wrote: seed={seed} (CHORUS_UNDO_SEED replays it)");
-    let server = start(|c| c.messages_per_second = 10_000).await;
+    println!("{name}: seed={seed} (CHORUS_UNDO_SEED replays it)");
+    let server = start(|c| {
+        c.messages_per_second = 10_000;
+        configure(c);
+    })
+    .await;
     let mut tasks = Vec::new();
     for (i, alphabet) in [("undoer", ['u', '😀']), ("other1", ['a', 'é']), ("other2", ['b', 'c'])].into_iter().enumerate() {
         let (user, letters) = alphabet;
@@ -149,6 +168,12 @@ async fn undoing_all_of_one_users_steps_leaves_exactly_what_the_others_wrote() {
     let [u, o1, o2] = &mut clients[..] else { unreachable!() };
     let before = converge(&server, &mut [u, o1, o2]).await;
     let others: String = before.chars().filter(|ch| !['u', '😀'].contains(ch)).collect();
+    // The undoer reconnects: the history is saved when the connection
+    // leaves and loaded when it opens the document again.
+    u.disconnect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    u.reconnect().await.unwrap();
+    u.sync(ROOM, "d").await.unwrap();
     let mut steps = 0;
     while u.undo(ROOM, "d").await.unwrap().is_some() {
         steps += 1;

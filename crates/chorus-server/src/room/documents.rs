@@ -197,6 +197,7 @@ impl Room {
             self.repair.need_doc(name);
             return false;
         }
+        self.histories.committed(name, doc.text.log());
         let mut sent = 0;
         for conn in doc.subscribers.keys() {
             if Some(&**conn) != submitter {
@@ -214,7 +215,7 @@ impl Room {
     /// Every `doc_snapshot_every` ops, or when the log holds more than
     /// `max_doc_log_bytes`: records the text in the store and trims the log
     /// behind it to the window, and to the byte budget (histories here are
-    /// brought forward first).
+    /// saved first).
     fn snapshot_if_due(&mut self, name: &Arc<str>) {
         let config = &self.rooms.config;
         let (every, window, max_bytes) = (config.doc_snapshot_every, config.doc_log_window, config.max_doc_log_bytes);

@@ -12,14 +12,16 @@
 //! answer was lost is recognised by its token, so one press never takes
 //! back two.
 //!
-//! Copies of the users with the document open here are brought forward
-//! before the log is trimmed past them, and saved (compare-and-set, off the
-//! room task) so the store's copy stays usable.
+//! Copies of the users with the document open here follow every op the
+//! room commits (a push each, see [`History`]), so trimming the log costs
+//! them nothing; they are saved (compare-and-set, off the room task) when
+//! the log is trimmed past the store's copy, so the store's copy stays
+//! usable by other nodes, and when released.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chorus_core::oplog::LogEntry;
+use chorus_core::oplog::{LogEntry, OpLog};
 use chorus_protocol::{ErrorCode, UndoAction};
 use chorus_store::{random_id, Appended, Backend, Commit, HistoryWrite, StoredHistory};
 use tokio::time::Instant;
@@ -27,41 +29,82 @@ use tracing::{debug, warn};
 
 use super::{Room, COMMIT_DEADLINE};
 use crate::document::Document;
-use crate::history::History;
+use crate::history::{History, Owner};
 use crate::refusal::Refusal;
 use crate::submitter;
 
 /// This node's copies of the histories of users with a document open here
-/// with undo, by (document, user).
+/// with undo, by document and user.
 #[derive(Default)]
 pub(super) struct Histories {
-    copies: HashMap<(Arc<str>, String), History>,
+    copies: HashMap<Arc<str>, HashMap<String, Kept>>,
+}
+
+/// A copy, whose it is, and the version of the copy last saved to the store.
+struct Kept {
+    history: History,
+    owner: Owner,
+    saved: u64,
+}
+
+impl Kept {
+    fn new(history: History, user: &str) -> Self {
+        let saved = history.version();
+        Self { history, owner: Owner::new(user), saved }
+    }
 }
 
 impl Histories {
     pub(super) fn forget_doc(&mut self, doc: &str) {
-        self.copies.retain(|(d, _), _| &**d != doc);
+        self.copies.remove(doc);
     }
 
     pub(super) fn users_of(&self, doc: &str) -> Vec<String> {
-        self.copies.keys().filter(|(d, _)| &**d == doc).map(|(_, u)| u.clone()).collect()
+        self.copies.get(doc).map(|users| users.keys().cloned().collect()).unwrap_or_default()
     }
 
-    /// Brings forward the copies the trim would leave behind, and saves them.
-    pub(super) fn bring_forward_before_trim(&mut self, store: &Arc<dyn Backend>, room: &Arc<str>, name: &Arc<str>, doc: &Document, trim_to: u64) {
-        let mut stale = Vec::new();
-        for (key, history) in self.copies.iter_mut() {
-            if &key.0 != name || history.version() >= trim_to {
-                continue;
-            }
-            match history.bring_forward(doc.text.log(), &key.1) {
-                Ok(()) => save_later(store.clone(), room.clone(), name.clone(), key.1.clone(), doc.epoch.clone(), history.clone()),
-                // Another node undid since: the store's copy is the one.
-                Err(_) => stale.push(key.clone()),
-            }
+    fn get(&self, doc: &str, user: &str) -> Option<&Kept> {
+        self.copies.get(doc)?.get(user)
+    }
+
+    fn insert(&mut self, doc: &Arc<str>, user: &str, copy: Kept) {
+        self.copies.entry(doc.clone()).or_default().insert(user.to_owned(), copy);
+    }
+
+    fn remove(&mut self, doc: &str, user: &str) -> Option<Kept> {
+        let users = self.copies.get_mut(doc)?;
+        let copy = users.remove(user);
+        if users.is_empty() {
+            self.copies.remove(doc);
         }
-        for key in stale {
-            self.copies.remove(&key);
+        copy
+    }
+
+    /// Gives the copies of a document the ops committed to its replica
+    /// since they last saw it (one, as the room commits them): a push each.
+    /// A copy that missed an undo of its user is dropped; the store's copy
+    /// is the one.
+    pub(super) fn committed(&mut self, doc: &str, log: &OpLog) {
+        let Some(users) = self.copies.get_mut(doc) else { return };
+        let mut shared = None;
+        users.retain(|_, copy| copy.history.follow(log, &copy.owner, &mut shared).is_ok());
+        if users.is_empty() {
+            self.copies.remove(doc);
+        }
+    }
+
+    /// Before the log is trimmed to `trim_to`: saves the copies whose saved
+    /// version the trim leaves behind, so that another node (or a later
+    /// visit) can still bring the store's copy forward. Copies are at the
+    /// head already; this clones them and saves them off the room task.
+    pub(super) fn bring_forward_before_trim(&mut self, store: &Arc<dyn Backend>, room: &Arc<str>, name: &Arc<str>, doc: &Document, trim_to: u64) {
+        self.committed(name, doc.text.log());
+        let Some(users) = self.copies.get_mut(&**name) else { return };
+        for (user, copy) in users.iter_mut() {
+            if copy.saved < trim_to {
+                copy.saved = copy.history.version();
+                save_later(store.clone(), room.clone(), name.clone(), user.clone(), doc.epoch.clone(), copy.history.clone());
+            }
         }
     }
 }
@@ -79,7 +122,7 @@ fn save_later(store: Arc<dyn Backend>, room: Arc<str>, doc: Arc<str>, user: Stri
                 }
             };
             let rev = stored.as_ref().map_or(0, |s| s.rev);
-            if stored.and_then(|s| History::restore(&s.saved, &epoch)).is_some_and(|s| s.version() >= history.version()) {
+            if stored.and_then(|s| History::saved_version(&s.saved, &epoch)).is_some_and(|v| v >= history.version()) {
                 return;
             }
             match store.save_history(&room, &doc, &user, rev, &token, &history.save(&epoch)).await {
@@ -98,8 +141,7 @@ impl Room {
     /// Makes sure the user's history of an open document exists in the
     /// store and has a copy here.
     pub(super) async fn ensure_history(&mut self, name: &Arc<str>, user: &str) {
-        let key = (name.clone(), user.to_owned());
-        if self.histories.copies.contains_key(&key) {
+        if self.histories.get(name, user).is_some() {
             return;
         }
         let Some(doc) = self.docs.get(name) else { return };
@@ -114,7 +156,12 @@ impl Room {
             };
             let rev = stored.as_ref().map_or(0, |s| s.rev);
             if let Some(history) = stored.and_then(|s| History::restore(&s.saved, &epoch)) {
-                self.histories.copies.insert(key, history);
+                // Brought to the head now, through the log's window at most:
+                // from here on it takes the room's ops one by one.
+                self.histories.insert(name, user, Kept::new(history, user));
+                if let Some(doc) = self.docs.get(name) {
+                    self.histories.committed(name, doc.text.log());
+                }
                 return;
             }
             // None yet (or one of a lost incarnation): the user's edits from
@@ -122,7 +169,7 @@ impl Room {
             let history = History::at(head);
             match self.store().save_history(&self.name, name, user, rev, &random_id(), &history.save(&epoch)).await {
                 Ok(true) => {
-                    self.histories.copies.insert(key, history);
+                    self.histories.insert(name, user, Kept::new(history, user));
                     return;
                 }
                 Ok(false) => continue, // Another node made it meanwhile.
@@ -139,12 +186,9 @@ impl Room {
     /// when the store's is ahead of the replica (catch up and ask again).
     fn history_for(&mut self, name: &Arc<str>, user: &str, stored: Option<StoredHistory>) -> Option<History> {
         let doc = self.docs.get(name)?;
-        let key = (name.clone(), user.to_owned());
-        if let Some(copy) = self.histories.copies.get_mut(&key) {
-            if copy.bring_forward(doc.text.log(), user).is_ok() {
-                return Some(copy.clone());
-            }
-            self.histories.copies.remove(&key);
+        self.histories.committed(name, doc.text.log());
+        if let Some(copy) = self.histories.get(name, user) {
+            return Some(copy.history.clone());
         }
         let mut history = match stored.and_then(|s| History::restore(&s.saved, &doc.epoch)) {
             Some(h) => h,
@@ -185,14 +229,17 @@ impl Room {
             match self.store().append(&self.name, &name, &commit).await? {
                 Appended::Committed { version, at } => {
                     let entry = LogEntry { version, client: client.clone(), seq, op, at, digest };
+                    // The copy, given its own undo, was dropped as stale.
                     self.apply(&name, entry, None);
-                    self.histories.copies.insert((name.clone(), user.clone()), after);
+                    let mut copy = Kept::new(after, &user);
+                    copy.saved = version;
+                    self.histories.insert(&name, &user, copy);
                     metrics::counter!("chorus_ops_committed_total").increment(1);
                     return Ok(Some(version));
                 }
                 Appended::Duplicate { version } => {
                     // This very write landed before its answer was lost.
-                    self.histories.copies.remove(&(name.clone(), user.clone()));
+                    self.histories.remove(&name, &user);
                     self.catch_up(&name).await?;
                     return Ok(Some(version));
                 }
@@ -205,7 +252,7 @@ impl Room {
                 }
                 Appended::HistoryMoved | Appended::StaleSeq { .. } => {
                     debug!(room = %self.name, doc = %name, %user, "the undo history moved on another node; trying again on it");
-                    self.histories.copies.remove(&(name.clone(), user.clone()));
+                    self.histories.remove(&name, &user);
                 }
                 Appended::EpochChanged { .. } | Appended::Diverged => {
                     self.reload(&name).await?;
@@ -218,18 +265,17 @@ impl Room {
 
     /// Forgets the copy of a user who no longer has the document open here,
     /// saving it first (off the room task) so another node, or a later
-    /// visit, starts from it.
+    /// visit, starts from it. The copy is at the head already: nothing to
+    /// work out here.
     pub(super) fn release_history(&mut self, name: &Arc<str>, user: &str) {
-        let Some(mut history) = self.histories.copies.remove(&(name.clone(), user.to_owned())) else { return };
+        let Some(copy) = self.histories.remove(name, user) else { return };
         let Some(doc) = self.docs.get(name) else { return };
         // A document nobody edited has nothing to undo, and is discarded
         // from the store when unread: saving would leave a history behind.
         if doc.version() == 0 {
             return;
         }
-        if history.bring_forward(doc.text.log(), user).is_ok() {
-            save_later(self.rooms.backend.clone(), self.name.clone(), name.clone(), user.to_owned(), doc.epoch.clone(), history);
-        }
+        save_later(self.rooms.backend.clone(), self.name.clone(), name.clone(), user.to_owned(), doc.epoch.clone(), copy.history);
     }
 
     /// Releases a user's history unless another of their connections here
