@@ -45,10 +45,16 @@ impl Chorus {
     /// `chorus serve --dev --memory` with default limits, on a free port
     /// (in memory: tests never write ./chorus-data, and run side by side).
     fn start() -> Chorus {
+        Chorus::start_with(&["--memory"])
+    }
+
+    /// `chorus serve --dev` with `store` flags and default limits.
+    fn start_with(store: &[&str]) -> Chorus {
         let measure = std::env::var("CHORUS_MEASURE_BIN").ok();
         let bin = measure.clone().unwrap_or_else(|| env!("CARGO_BIN_EXE_chorus").to_owned());
         let mut child = Command::new(bin)
-            .args(["serve", "--dev", "--memory", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .args(store)
             .env("CHORUS_LOG", "warn")
             .env_remove("CHORUS_MAX_OUTBOX_BYTES")
             .stdout(Stdio::piped())
@@ -149,4 +155,89 @@ async fn a_client_that_stops_reading_cannot_pile_up_room_states() {
         frames.push(r#"{"type":"leave","room":"values"}"#.to_owned());
     }
     chorus.measure("room states", frames).await;
+}
+
+/// Room state held open by connections: three of them (one may have 50
+/// documents open) join 10 rooms each and open 5 documents in each, and
+/// 30 KB ops are committed to those documents over the HTTP API until the
+/// node refuses (`node_full`, at the default 1 GiB of `--max-state-bytes`).
+/// The peak must stay within the budget and the measured overhead on it.
+/// Heavy (over a GB of RSS and minutes in a debug build), so run on demand:
+/// `cargo test -p chorus-server --test memory -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: over a GB of memory and minutes; run with --ignored"]
+async fn room_state_held_open_is_bounded_by_the_node_budget() {
+    const BUDGET: u64 = 1 << 30;
+    let data = tempfile::tempdir().unwrap();
+    let chorus = Chorus::start_with(&["--data", data.path().to_str().unwrap(), "--sqlite-sync", "normal"]);
+    let (before, _) = chorus.rss();
+    let (holders, rooms, docs) = (3, 10, 5);
+    let mut open = Vec::new();
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for h in 0..holders {
+        let url = format!("ws://{}/v1/ws?user=holder{h}", chorus.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connects");
+        let (mut tx, mut rx) = futures_util::StreamExt::split(ws);
+        // Reads everything (these clients are not slow, they only hold state
+        // open), counting the documents opened and printing any error.
+        let opened = opened.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = futures_util::StreamExt::next(&mut rx).await {
+                if text.starts_with(r#"{"type":"opened""#) {
+                    opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else if text.contains(r#""type":"error""#) {
+                    eprintln!("holder got {text}");
+                }
+            }
+        });
+        tx.send(Message::text(r#"{"type":"hello","protocol":1}"#)).await.unwrap();
+        for r in 0..rooms {
+            let room = format!("h{h}r{r}");
+            tx.send(Message::text(format!(r#"{{"type":"join","room":"{room}"}}"#))).await.unwrap();
+            for d in 0..docs {
+                tx.send(Message::text(format!(r#"{{"type":"open_doc","room":"{room}","doc":"d{d}","client":"c{h}"}}"#))).await.unwrap();
+                open.push(format!("/v1/rooms/{room}/docs/d{d}/ops"));
+            }
+            // Within the message rate limit.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Heartbeats keep the holder (and so its rooms) alive while the
+        // documents fill, which takes longer than the presence TTL.
+        tokio::spawn(async move {
+            while tx.send(Message::text(r#"{"type":"heartbeat"}"#)).await.is_ok() {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(opened.load(std::sync::atomic::Ordering::Relaxed), open.len(), "every document is open");
+    let chunk = "x".repeat(30_000);
+    let body = serde_json::json!({ "op": [chunk] }).to_string();
+    let mut committed = 0u64;
+    'fill: for path in &open {
+        loop {
+            let (status, answer) = http_post(chorus.addr, path, None, &body).await;
+            match status {
+                200 => committed += 1,
+                413 => break, // this document is full: the next one
+                503 if answer.contains("node_full") => break 'fill,
+                _ => panic!("{status} {answer}"),
+            }
+        }
+    }
+    let (_, state) = http_get(chorus.addr, "/metrics", None).await;
+    let state = state.lines().find(|l| l.starts_with("chorus_state_bytes ")).unwrap_or("chorus_state_bytes ?").to_owned();
+    let (after, peak) = chorus.rss();
+    let rise = peak.saturating_sub(before);
+    eprintln!(
+        "room state held open: {committed} ops of 30 KB committed before node_full ({state}); RSS {} MB before, peak {} MB, {} MB after (rise {} MB)",
+        before >> 20,
+        peak >> 20,
+        after >> 20,
+        rise >> 20
+    );
+    if !chorus.measuring {
+        assert!(state.ends_with(|c: char| c.is_ascii_digit()) && !state.ends_with(" 0"), "no room state counted: {state}");
+        assert!(rise < BUDGET + BUDGET / 5 + MARGIN, "the peak rose by {} MB over a budget of {} MB", rise >> 20, BUDGET >> 20);
+    }
 }
