@@ -14,9 +14,6 @@
 --       publish command (SPUBLISH on a Cluster); for an undo or redo also
 --       user, expected history revision, token, saved history
 --
--- Sequence numbers are u64s, beyond what a Lua number holds exactly: they
--- are compared as decimal strings.
---
 -- Fairness: a node that lost a race claims the next turn for a moment
 -- (CLAIM_MS); meanwhile other nodes' appends are answered as conflicts with
 -- nothing missed, so a node with a steady stream of commits cannot starve
@@ -25,30 +22,9 @@
 -- stale/last seq, epoch/current epoch, diverged, history; or
 -- {'conflict', head, op, op, ...} with the ops after the expected version,
 -- so the caller can transform and retry without another round trip.
-local CLAIM_MS = 20
-
-local function seq_cmp(a, b)
-  if #a ~= #b then
-    return #a < #b and -1 or 1
-  end
-  if a == b then
-    return 0
-  end
-  return a < b and -1 or 1
-end
-
-local EMPTY = '0000000000000000'
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'head', 'oldest', 'turn', 'turn_until', 'digest')
-local create = false
-if not meta[1] then
-  if ARGV[2] ~= '0' then
-    return {'epoch', ''}
-  end
-  create = true
-  meta = {ARGV[1], '0', '0', false, false, EMPTY}
-end
-if meta[1] ~= ARGV[1] then
-  return {'epoch', meta[1] or ''}
+local meta, create, epoch = doc_meta()
+if not meta then
+  return {'epoch', epoch}
 end
 local user = ARGV[12]
 local rev = '0'

@@ -12,31 +12,11 @@
 --
 -- Returns one reply per op looked at, each as doc_append.lua's:
 -- {'committed', version, at}, ... and at most one last other outcome.
-local CLAIM_MS = 20
 local FIXED = 7
 
-local function seq_cmp(a, b)
-  if #a ~= #b then
-    return #a < #b and -1 or 1
-  end
-  if a == b then
-    return 0
-  end
-  return a < b and -1 or 1
-end
-
-local EMPTY = '0000000000000000'
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'head', 'oldest', 'turn', 'turn_until', 'digest')
-local create = false
-if not meta[1] then
-  if ARGV[2] ~= '0' then
-    return {{'epoch', ''}}
-  end
-  create = true
-  meta = {ARGV[1], '0', '0', false, false, EMPTY}
-end
-if meta[1] ~= ARGV[1] then
-  return {{'epoch', meta[1] or ''}}
+local meta, create, epoch = doc_meta()
+if not meta then
+  return {{'epoch', epoch}}
 end
 local head = tonumber(meta[2])
 local digest = meta[6]
