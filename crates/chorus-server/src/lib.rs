@@ -156,7 +156,10 @@ impl Server {
                 tls.reload_on_sighup().map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP (TLS reloads): {e}"))?;
                 Some(tls)
             }
-            (None, None) => None,
+            (None, None) => {
+                tls::ignore_sighup().map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP: {e}"))?;
+                None
+            }
             _ => anyhow::bail!("--tls-cert and --tls-key go together: give both, or neither"),
         };
         let listener = TcpListener::bind(config.listen)

@@ -79,6 +79,23 @@ impl Tls {
     }
 }
 
+/// Without TLS there is nothing to reload, but SIGHUP still arrives (an
+/// operator's habit, a closed terminal) and its default action would end the
+/// process: it is logged instead.
+pub fn ignore_sighup() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: nothing to reload, this server has no --tls-cert");
+            }
+        });
+    }
+    Ok(())
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
 }

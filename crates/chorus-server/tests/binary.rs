@@ -1,78 +1,42 @@
 //! The `chorus` binary as a newcomer meets it: its help, a setting given
 //! without `serve`, no start without a token key or `--dev`, boolean
-//! environment variables, logs written to a pipe,
+//! environment variables, logs written to a pipe, SIGHUP without TLS,
 //! a fresh server's /metrics, and /readyz when its Redis is gone. Each test
 //! runs the real binary (built by cargo for these tests) as a child process.
 
+mod process;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chorus_redis::testing::RedisServer;
+use process::Listening;
 
-const CHORUS: &str = env!("CARGO_BIN_EXE_chorus");
-
-/// `chorus` with no CHORUS_* variable from the environment of the tests.
+/// `chorus <args>` with no CHORUS_* variable from the environment of the tests.
 fn chorus(args: &[&str]) -> Command {
-    let mut cmd = Command::new(CHORUS);
+    let mut cmd = process::clean_command(env!("CARGO_BIN_EXE_chorus"));
     cmd.args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CHORUS_") || key == "NO_COLOR" {
-            cmd.env_remove(key);
-        }
-    }
     cmd
 }
 
-/// A running `chorus serve`.
-struct Running {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    /// Stops the server and returns everything it wrote on stderr.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut err = String::new();
-        self.child.stderr.take().expect("stderr is piped").read_to_string(&mut err).unwrap();
-        err
-    }
-
-    /// Whether the server runs in open development mode, as its /status page says.
-    fn open_mode(&self) -> bool {
-        let (status, page) = get(&self.addr, "/status");
-        assert_eq!(status, 200);
-        page.contains("open development mode")
-    }
+/// Whether the server runs in open development mode, as its /status page says.
+fn open_mode(server: &Listening) -> bool {
+    let (status, page) = get(server.addr(), "/status");
+    assert_eq!(status, 200);
+    page.contains("open development mode")
 }
 
 /// Starts `chorus serve --listen 127.0.0.1:0 <args>` with `env`, waiting for its "listening" line.
 /// Without `--redis`, in memory: a test never writes ./chorus-data.
-fn serve(args: &[&str], env: &[(&str, &str)]) -> Running {
+fn serve(args: &[&str], env: &[(&str, &str)]) -> Listening {
     let mut cmd = chorus(&["serve", "--listen", "127.0.0.1:0"]);
     if !args.contains(&"--redis") {
         cmd.arg("--memory");
     }
-    cmd.args(args).envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("the chorus binary starts");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
-    let mut line = String::new();
-    assert!(out.read_line(&mut line).unwrap() > 0, "chorus exited before listening");
-    let addr = line.split("listening on http://").nth(1).unwrap_or_else(|| panic!("not the listening line: {line}")).trim().to_owned();
-    // The rest of stdout is of no interest; a thread drains it so the
-    // server never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Running { child, addr }
+    cmd.args(args).envs(env.iter().copied());
+    Listening::spawn(cmd)
 }
 
 /// A plain HTTP/1.1 GET: (status, body).
@@ -120,10 +84,10 @@ fn boolean_variables_take_the_usual_spellings() {
     // With a token key configured, only CHORUS_DEV can open the server.
     let key = ("CHORUS_JWT_SECRET", "s3cret");
     for yes in ["1", "true", "TRUE", "yes", "on"] {
-        assert!(serve(&[], &[key, ("CHORUS_DEV", yes)]).open_mode(), "CHORUS_DEV={yes}");
+        assert!(open_mode(&serve(&[], &[key, ("CHORUS_DEV", yes)])), "CHORUS_DEV={yes}");
     }
     for no in ["0", "false", "no", "off"] {
-        assert!(!serve(&[], &[key, ("CHORUS_DEV", no)]).open_mode(), "CHORUS_DEV={no}");
+        assert!(!open_mode(&serve(&[], &[key, ("CHORUS_DEV", no)])), "CHORUS_DEV={no}");
     }
     let out = chorus(&["serve"]).env("CHORUS_DEV", "maybe").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -140,8 +104,8 @@ fn without_a_key_and_without_dev_the_server_refuses_to_start_and_says_what_to_se
     assert!(err.contains("--dev"), "{err}");
     assert!(!err.contains("drop --dev"), "--dev was not given: {err}");
     // With a key it starts, closed; with --dev alone it starts, open, and says so.
-    assert!(!serve(&[], &[("CHORUS_JWT_SECRET", "s3cret")]).open_mode());
-    assert!(serve(&["--dev"], &[]).open_mode());
+    assert!(!open_mode(&serve(&[], &[("CHORUS_JWT_SECRET", "s3cret")])));
+    assert!(open_mode(&serve(&["--dev"], &[])));
     // The start-up banner names the flag that was given.
     let mut child = chorus(&["serve", "--dev", "--memory", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let banner = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok).find(|l| l.contains("WARNING"));
@@ -154,7 +118,7 @@ fn without_a_key_and_without_dev_the_server_refuses_to_start_and_says_what_to_se
 #[test]
 fn logs_to_a_pipe_carry_no_colour_codes() {
     let server = serve(&["--dev"], &[("CHORUS_LOG", "info")]);
-    let (status, _) = get(&server.addr, "/healthz");
+    let (status, _) = get(server.addr(), "/healthz");
     assert_eq!(status, 200);
     let logs = server.stop();
     assert!(logs.contains("listening"), "the logs were written:\n{logs}");
@@ -162,9 +126,25 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
 }
 
 #[test]
+fn sighup_without_tls_is_logged_and_the_server_goes_on() {
+    // SIGHUP reloads the TLS files; a server without them must not take the
+    // signal's default action (the end of the process) when an operator or
+    // a closed terminal sends it.
+    let mut server = serve(&["--dev"], &[("CHORUS_LOG", "info")]);
+    server.signal("HUP");
+    // The default action would have ended the process at once; the handler
+    // logs within moments.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.is_running(), "SIGHUP ended the server");
+    assert_eq!(get(server.addr(), "/healthz").0, 200);
+    let logs = server.stop();
+    assert!(logs.contains("SIGHUP") && logs.contains("--tls-cert"), "the signal is logged with what it would do:\n{logs}");
+}
+
+#[test]
 fn a_fresh_server_describes_every_metric_it_records() {
     let server = serve(&["--dev"], &[]);
-    let (status, body) = get(&server.addr, "/metrics");
+    let (status, body) = get(server.addr(), "/metrics");
     assert_eq!(status, 200);
     let mut names: Vec<&str> = chorus_server::COUNTERS.iter().chain(chorus_server::GAUGES).map(|(name, _)| *name).collect();
     names.extend([chorus_server::ERRORS.0, chorus_server::FANOUT.0]);
@@ -204,11 +184,11 @@ fn readyz_names_what_is_wrong_with_the_store_once() {
     let mut redis = RedisServer::start();
     let url = redis.url();
     let server = serve(&["--dev", "--redis", &url], &[]);
-    assert_eq!(get(&server.addr, "/readyz"), (200, "ready\n".into()));
+    assert_eq!(get(server.addr(), "/readyz"), (200, "ready\n".into()));
     redis.kill();
     let deadline = Instant::now() + Duration::from_secs(20);
     let (status, body) = loop {
-        let answer = get(&server.addr, "/readyz");
+        let answer = get(server.addr(), "/readyz");
         if answer.0 != 200 || Instant::now() > deadline {
             break answer;
         }

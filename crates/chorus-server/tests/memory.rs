@@ -10,14 +10,14 @@
 //! waiting for a metric that build may not have); the README's memory figures
 //! come from it.
 
+mod process;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
+use process::Listening;
 use support::{http_get, http_post};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -29,16 +29,9 @@ const OUTBOX_BUDGET: u64 = 16 << 20;
 const MARGIN: u64 = 64 << 20;
 
 struct Chorus {
-    child: Child,
+    server: Listening,
     addr: SocketAddr,
     measuring: bool,
-}
-
-impl Drop for Chorus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Chorus {
@@ -52,26 +45,15 @@ impl Chorus {
     fn start_with(store: &[&str]) -> Chorus {
         let measure = std::env::var("CHORUS_MEASURE_BIN").ok();
         let bin = measure.clone().unwrap_or_else(|| env!("CARGO_BIN_EXE_chorus").to_owned());
-        let mut child = Command::new(bin)
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-            .args(store)
-            .env("CHORUS_LOG", "warn")
-            .env_remove("CHORUS_MAX_OUTBOX_BYTES")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chorus starts");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line.split("listening on http://").nth(1).expect("the listening line").trim().parse().unwrap();
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        Chorus { child, addr, measuring: measure.is_some() }
+        let mut cmd = process::clean_command(&bin);
+        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0"]).args(store).env("CHORUS_LOG", "warn");
+        let server = Listening::spawn(cmd);
+        Chorus { addr: server.socket_addr(), server, measuring: measure.is_some() }
     }
 
     /// (current, peak) resident memory in bytes.
     fn rss(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.pid())).unwrap();
         let field = |name: &str| {
             let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
             line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024

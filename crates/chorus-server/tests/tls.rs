@@ -9,61 +9,26 @@
 //! to each other.
 
 mod certs;
+mod process;
 
-use std::io::{BufRead, BufReader, Read};
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use certs::TestCa;
 use chorus_redis::testing::{RedisCluster, RedisServer, TlsFiles};
 use chorus_client::{Client, ConnectOptions};
+use process::Listening;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const CHORUS: &str = env!("CARGO_BIN_EXE_chorus");
-
-/// A running `chorus serve --dev --memory` with TLS.
-struct Running {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Running {
-    fn sighup(&self) {
-        let status = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status().expect("run kill");
-        assert!(status.success());
-    }
-
-    /// Stops the server and returns what it wrote on stderr.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut err = String::new();
-        self.child.stderr.take().expect("stderr is piped").read_to_string(&mut err).unwrap();
-        err
-    }
-}
-
 /// `chorus serve --dev --listen 127.0.0.1:0 <args>`, with no CHORUS_*
 /// variable from the tests' environment.
 fn chorus(args: &[&OsStr]) -> Command {
-    let mut cmd = Command::new(CHORUS);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CHORUS_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = process::clean_command(env!("CARGO_BIN_EXE_chorus"));
     cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0"]).args(args);
     cmd
 }
@@ -72,20 +37,9 @@ fn tls_args<'a>(cert: &'a Path, key: &'a Path) -> Vec<&'a OsStr> {
     vec![OsStr::new("--memory"), OsStr::new("--tls-cert"), cert.as_os_str(), OsStr::new("--tls-key"), key.as_os_str()]
 }
 
-/// Starts the server and waits for its listening line.
-fn serve(args: &[&OsStr]) -> Running {
-    let mut child = chorus(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the chorus binary starts");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    if out.read_line(&mut line).unwrap() == 0 {
-        let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-        panic!("chorus exited before listening: {err}");
-    }
-    let addr = line.split("listening on ").nth(1).unwrap_or_else(|| panic!("not the listening line: {line}")).trim().to_owned();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-    Running { child, port }
+/// [`chorus`] started, once it listens.
+fn serve(args: &[&OsStr]) -> Listening {
+    Listening::spawn(chorus(args))
 }
 
 /// GET `path` over https trusting only `ca_pem`: (status, body, the
@@ -126,14 +80,14 @@ async fn health_checks_answer_over_https_and_plain_http_gets_no_answer() {
     let ca = TestCa::new("health CA");
     let (cert, key) = ca.server_cert().write(dir.path());
     let server = serve(&tls_args(&cert, &key));
-    let (status, body, _) = https_get(server.port, "/healthz", &ca.cert_pem).await.expect("an https answer");
+    let (status, body, _) = https_get(server.port(), "/healthz", &ca.cert_pem).await.expect("an https answer");
     assert_eq!(status, 200, "{body}");
     // A client that does not trust the CA is refused by its own check.
     let other = TestCa::new("someone else");
-    let err = https_get(server.port, "/healthz", &other.cert_pem).await.unwrap_err();
+    let err = https_get(server.port(), "/healthz", &other.cert_pem).await.unwrap_err();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     // Plain HTTP on the TLS port is not served.
-    let mut tcp = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", server.port())).await.unwrap();
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut reply = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut reply)).await.expect("the connection is closed");
@@ -146,7 +100,7 @@ async fn a_session_over_wss_edits_a_document_with_the_rust_client() {
     let ca = TestCa::new("wss CA");
     let (cert, key) = ca.server_cert().write(dir.path());
     let server = serve(&tls_args(&cert, &key));
-    let url = format!("wss://localhost:{}/v1/ws", server.port);
+    let url = format!("wss://localhost:{}/v1/ws", server.port());
     let mut ann = Client::connect(&url, ConnectOptions::dev("ann").with_ca_pem(ca.cert_pem.clone())).await.expect("ann connects over wss");
     ann.join("notes", None).await.unwrap();
     ann.open_doc("notes", "draft").await.unwrap();
@@ -170,18 +124,18 @@ async fn sighup_rotates_the_certificate_for_new_connections_and_a_bad_file_keeps
     let (old, new) = (old_ca.server_cert(), new_ca.server_cert());
     let (cert, key) = old.write(dir.path());
     let server = serve(&tls_args(&cert, &key));
-    let (_, _, shown) = https_get(server.port, "/healthz", &old_ca.cert_pem).await.unwrap();
+    let (_, _, shown) = https_get(server.port(), "/healthz", &old_ca.cert_pem).await.unwrap();
     assert_eq!(shown, old.der);
 
     // A session opened before the rotation lives on.
-    let url = format!("wss://localhost:{}/v1/ws", server.port);
+    let url = format!("wss://localhost:{}/v1/ws", server.port());
     let mut early = Client::connect(&url, ConnectOptions::dev("early").with_ca_pem(old_ca.cert_pem.clone())).await.unwrap();
 
     new.write(dir.path());
-    server.sighup();
+    server.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match https_get(server.port, "/healthz", &new_ca.cert_pem).await {
+        match https_get(server.port(), "/healthz", &new_ca.cert_pem).await {
             Ok((200, _, shown)) => {
                 assert_eq!(shown, new.der);
                 break;
@@ -190,14 +144,14 @@ async fn sighup_rotates_the_certificate_for_new_connections_and_a_bad_file_keeps
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(https_get(server.port, "/healthz", &old_ca.cert_pem).await.is_err(), "the old certificate is gone for new connections");
+    assert!(https_get(server.port(), "/healthz", &old_ca.cert_pem).await.is_err(), "the old certificate is gone for new connections");
     early.join("after-rotation", None).await.expect("a session opened before the rotation goes on");
 
     // A half-written certificate on the next reload: the current one stays.
     std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
-    server.sighup();
+    server.signal("HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, _, shown) = https_get(server.port, "/healthz", &new_ca.cert_pem).await.expect("still served");
+    let (status, _, shown) = https_get(server.port(), "/healthz", &new_ca.cert_pem).await.expect("still served");
     assert_eq!((status, shown), (200, new.der.clone()));
     let logs = server.stop();
     assert!(logs.contains("reloaded the TLS certificate"), "{logs}");
@@ -227,7 +181,7 @@ fn a_certificate_that_cannot_be_used_stops_the_start() {
         assert!(err.contains("--tls-cert") && err.contains(&expected), "expected {expected:?} in:\n{err}");
     }
     // One without the other is refused by the command line itself.
-    let out = Command::new(CHORUS).args(["serve", "--dev", "--memory", "--tls-cert"]).arg(&cert).output().unwrap();
+    let out = process::clean_command(env!("CARGO_BIN_EXE_chorus")).args(["serve", "--dev", "--memory", "--tls-cert"]).arg(&cert).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
 }
@@ -246,12 +200,12 @@ async fn nodes_share_documents_through_a_redis_over_tls() {
     let args = [OsStr::new("--redis"), OsStr::new(&url), OsStr::new("--redis-ca"), ca_file.as_os_str()];
     let (one, two) = (serve(&args), serve(&args));
     let ws = |port: u16| format!("ws://127.0.0.1:{port}/v1/ws");
-    let mut ann = Client::connect(&ws(one.port), ConnectOptions::dev("ann")).await.unwrap();
+    let mut ann = Client::connect(&ws(one.port()), ConnectOptions::dev("ann")).await.unwrap();
     ann.join("shared", None).await.unwrap();
     ann.open_doc("shared", "notes").await.unwrap();
     ann.insert("shared", "notes", 0, "kept in a Redis reached over TLS").unwrap();
     ann.sync("shared", "notes").await.unwrap();
-    let mut bob = Client::connect(&ws(two.port), ConnectOptions::dev("bob")).await.unwrap();
+    let mut bob = Client::connect(&ws(two.port()), ConnectOptions::dev("bob")).await.unwrap();
     bob.join("shared", None).await.unwrap();
     let text = bob.open_doc("shared", "notes").await.unwrap().text().to_string();
     assert_eq!(text, "kept in a Redis reached over TLS");
@@ -281,12 +235,12 @@ async fn a_node_works_on_a_redis_cluster_over_tls() {
     let ws = |port: u16| format!("ws://127.0.0.1:{port}/v1/ws");
     // Rooms whose keys land on different masters: every one is reached.
     for room in ["north", "south", "east", "west"] {
-        let mut ann = Client::connect(&ws(one.port), ConnectOptions::dev("ann")).await.unwrap();
+        let mut ann = Client::connect(&ws(one.port()), ConnectOptions::dev("ann")).await.unwrap();
         ann.join(room, None).await.unwrap();
         ann.open_doc(room, "notes").await.unwrap();
         ann.insert(room, "notes", 0, room).unwrap();
         ann.sync(room, "notes").await.unwrap();
-        let mut bob = Client::connect(&ws(two.port), ConnectOptions::dev("bob")).await.unwrap();
+        let mut bob = Client::connect(&ws(two.port()), ConnectOptions::dev("bob")).await.unwrap();
         bob.join(room, None).await.unwrap();
         assert_eq!(bob.open_doc(room, "notes").await.unwrap().text().to_string(), room);
     }

@@ -1,10 +1,102 @@
-//! `chorus serve` as a child process on a free port, with its log in a
-//! file, for tests that kill and restart it on the same data folder.
+//! `chorus` as a child process: [`Chorus`] on a free port with its log in a
+//! file, for tests that kill and restart it on the same data folder, and
+//! [`Listening`] on the port it picks itself, known by the line it prints,
+//! for tests of the binary's own behaviour (flags, signals, memory).
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// `bin` with no CHORUS_* (or NO_COLOR) variable from the tests' environment,
+/// so a developer's settings never change what a test sees.
+pub fn clean_command(bin: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CHORUS_") || key == "NO_COLOR" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A running `chorus serve` started with `--listen 127.0.0.1:0`, known by the
+/// address its first line on stdout names. Its stderr is read by a thread as
+/// it comes, so a chatty server never blocks on a full pipe.
+pub struct Listening {
+    child: Child,
+    addr: String,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Listening {
+    /// Spawns `cmd` and waits for its listening line (a server that exits
+    /// first fails the test with what it wrote on stderr).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the chorus binary starts");
+        let mut err = child.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        });
+        let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.wait();
+            panic!("chorus exited before listening:\n{}", stderr.join().unwrap_or_default());
+        }
+        let url = line.split("listening on ").nth(1).unwrap_or_else(|| panic!("not the listening line: {line}")).trim();
+        let addr = url.trim_start_matches("https://").trim_start_matches("http://").to_owned();
+        // The rest of stdout is of no interest; drained so it never fills.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Listening { child, addr, stderr: Some(stderr) }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        self.addr.parse().expect("an IP address and port")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket_addr().port()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the signal named as `kill` names it (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("run kill");
+        assert!(status.success(), "kill -{name} {}", self.pid());
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the server (SIGKILL) and returns everything it wrote on stderr.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr.take().map(|t| t.join().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 pub struct Chorus {
     child: Child,
@@ -14,13 +106,8 @@ pub struct Chorus {
 }
 
 fn command(cwd: &Path, port: u16, args: &[&str], log: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
+    let mut cmd = clean_command(env!("CARGO_BIN_EXE_chorus"));
     cmd.args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")]).args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CHORUS_") {
-            cmd.env_remove(key);
-        }
-    }
     let log = std::fs::File::create(log).expect("create the log file");
     cmd.current_dir(cwd).env("CHORUS_LOG", "info").env("NO_COLOR", "1").stdout(Stdio::null()).stderr(log);
     cmd
@@ -111,12 +198,6 @@ pub async fn run_to_exit(data: &Path, args: &[&str]) -> (bool, String) {
 
 /// Runs `chorus <args>` to its end: (whether it succeeded, stdout and stderr).
 pub fn run(args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chorus"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CHORUS_") {
-            cmd.env_remove(key);
-        }
-    }
-    let out = cmd.args(args).output().expect("run chorus");
+    let out = clean_command(env!("CARGO_BIN_EXE_chorus")).args(args).output().expect("run chorus");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
