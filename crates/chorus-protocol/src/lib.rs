@@ -187,6 +187,10 @@ pub enum ResetReason {
     /// The document was deleted; what follows is the new, empty document of
     /// that name (editing it creates it again).
     Deleted,
+    /// A reason this client does not know (a newer server's): the text is
+    /// still the document's, so the client takes it as any reset. Never sent.
+    #[serde(other)]
+    Other,
 }
 
 impl ClientMessage {
@@ -238,6 +242,10 @@ pub enum LeaveReason {
     Expired,
     /// A fresh token (`auth`) no longer grants the room.
     Forbidden,
+    /// A reason this client does not know (a newer server's): the member is
+    /// gone all the same. Never sent.
+    #[serde(other)]
+    Other,
 }
 
 /// A connection's cursor as others see it.
@@ -840,6 +848,23 @@ mod tests {
             let err = decode_client(frame).unwrap_err();
             assert_eq!(err.code, code, "{frame}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn reasons_a_newer_server_adds_still_decode() {
+        // During a rolling upgrade an older client meets reasons added after
+        // it was built; failing to decode `opened` would leave it waiting.
+        let opened = r#"{"type":"opened","id":1,"room":"r","doc":"d","epoch":"e1","version":3,"text":"abc","reset":"archived"}"#;
+        match serde_json::from_str::<ServerMessage>(opened).expect("decodes") {
+            ServerMessage::Opened { reset, .. } => assert_eq!(reset, Some(ResetReason::Other)),
+            other => panic!("not opened: {other:?}"),
+        }
+        let left = r#"{"type":"member_left","room":"r","connection":"c","user":"u","reason":"evicted","count":0}"#;
+        match serde_json::from_str::<ServerMessage>(left).expect("decodes") {
+            ServerMessage::MemberLeft { reason, .. } => assert_eq!(reason, LeaveReason::Other),
+            other => panic!("not member_left: {other:?}"),
+        }
+        assert_eq!(serde_json::from_str::<ResetReason>(r#""deleted""#).unwrap(), ResetReason::Deleted);
     }
 
     #[test]
