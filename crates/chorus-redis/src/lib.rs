@@ -66,6 +66,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Prefix of every key and channel.
 const PREFIX: &str = "chorus";
 
+/// The counter of requests this node sent Redis and waited for (a script
+/// or a command each; commands a script runs inside Redis are not counted):
+/// the Redis round trips per committed op are its ratio to the ops.
+pub const ROUND_TRIPS: &str = "chorus_redis_round_trips_total";
+
 /// A backend on one Redis server or on a Redis Cluster.
 pub struct RedisStore {
     commands: Commands,
@@ -311,9 +316,11 @@ impl RedisStore {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        metrics::counter!(ROUND_TRIPS).increment(1);
         match call().await {
             Err(e) if (e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()) && !e.is_timeout() => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                metrics::counter!(ROUND_TRIPS).increment(1);
                 call().await.map_err(store_error)
             }
             Err(e) if !e.is_timeout() && matches!(store_error(e.clone()), StoreError::Unavailable(_)) => {
