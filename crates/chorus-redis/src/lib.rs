@@ -15,7 +15,8 @@
 //!   of each client's last (seq, version), the snapshot text, and the
 //!   users' undo histories. A commit compares the head and its digest,
 //!   appends, bumps the head and publishes in one script, with O(1) work
-//!   whatever the document's size. A document's name joins a per-room set
+//!   whatever the document's size; a group of commits is one script and
+//!   one message on the bus. A document's name joins a per-room set
 //!   of documents (the list) when it is created; a deletion, or the discard
 //!   of a document nobody edited, removes every key of it in one script.
 //! - values: per room hashes of versions, states and write tokens, and the
