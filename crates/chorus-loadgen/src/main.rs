@@ -34,6 +34,11 @@ use chorus_client::{Client, ConnectOptions};
 use chorus_core::client::OtClient;
 use chorus_core::text::{TextDoc, TextOp};
 use chorus_protocol::ServerMessage;
+use chorus_redis::ROUND_TRIPS;
+
+/// Groups the store refused because another node committed first (see the
+/// server's metrics).
+const CONFLICTS: &str = "chorus_commit_conflicts_total";
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 
@@ -283,10 +288,19 @@ impl Server {
         self.data.take()
     }
 
-    /// A counter from the first node's /metrics (0 when absent).
+    /// A counter summed over the nodes' /metrics (0 when absent).
     async fn counter(&self, name: &str) -> Option<f64> {
+        let mut total = 0.0;
+        for url in &self.urls {
+            total += Self::node_counter(url, name).await?;
+        }
+        Some(total)
+    }
+
+    /// A counter from one node's /metrics (0 when absent).
+    async fn node_counter(url: &str, name: &str) -> Option<f64> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let host = self.urls.first()?.strip_prefix("ws://")?.split('/').next()?.to_owned();
+        let host = url.strip_prefix("ws://")?.split('/').next()?.to_owned();
         let mut stream = tokio::net::TcpStream::connect(&host).await.ok()?;
         let req = format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         stream.write_all(req.as_bytes()).await.ok()?;
@@ -663,8 +677,8 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
         let redis = if args.target.cluster { "a Redis Cluster of 3 masters" } else { "one Redis" };
         println!("{} nodes sharing {redis}; clients spread over them", args.target.nodes);
     }
-    println!("| store | start size | clients | histories | committed ops/s | ack p50 ms | ack p99 ms | ack max ms | seen p50 ms | seen p99 ms | converged | server CPU | Redis scripts/op | Redis commands/op | SQLite transactions/op |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | start size | clients | histories | committed ops/s | ack p50 ms | ack p99 ms | ack max ms | seen p50 ms | seen p99 ms | converged | server CPU | Redis round trips/op | Redis scripts/op | Redis commands/op | commit conflicts/op | SQLite transactions/op |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &size in &args.doc_bytes {
         for &c in &args.clients {
           for &store in &args.target.store {
@@ -672,7 +686,7 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
             let server = Server::start_on(&args.target, store, None).await?;
             let r = edit_run(&server, c, size, Duration::from_secs(args.seconds), undo == Histories::On).await?;
             println!(
-                "| {} | {} | {c} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {c} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if args.target.nodes > 1 { "Redis" } else { store.label() },
                 if size == 0 { "empty".to_string() } else { format!("{:.1} MB", size as f64 / 1e6) },
                 if undo == Histories::On { "yes" } else { "no" },
@@ -684,8 +698,10 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
                 ms(&r.seen, 0.99),
                 if r.converged { "yes" } else { "NO" },
                 r.cpu,
-                r.redis_per_op.map_or("-".into(), |(s, _)| format!("{s:.2}")),
-                r.redis_per_op.map_or("-".into(), |(_, n)| format!("{n:.2}")),
+                r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.2}", w.round_trips)),
+                r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.2}", w.scripts)),
+                r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.2}", w.commands)),
+                r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.3}", w.conflicts)),
                 r.transactions_per_op.map_or("-".into(), |t| format!("{t:.3}")),
             );
             if !r.converged {
@@ -698,10 +714,22 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Redis work per committed op, all nodes together.
+struct RedisWork {
+    /// Requests the nodes sent Redis and waited for (their own count).
+    round_trips: f64,
+    /// Scripts Redis ran.
+    scripts: f64,
+    /// Commands Redis ran, those inside scripts included.
+    commands: f64,
+    /// Groups the store refused because the other node committed first.
+    conflicts: f64,
+}
+
 struct EditResult {
     ops: u64,
-    /// Redis (scripts, commands) per committed op during the run, with Redis.
-    redis_per_op: Option<(f64, f64)>,
+    /// Redis work per committed op during the run, with Redis.
+    redis_per_op: Option<RedisWork>,
     /// SQLite transactions (each one fsync under synchronous=FULL) per
     /// committed op, on the SQLite store.
     transactions_per_op: Option<f64>,
@@ -739,6 +767,8 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
     let seen = Arc::new(Mutex::new(new_histogram()));
     let cpu_before = server.cpu_seconds();
     let calls_before = server.redis_calls();
+    let trips_before = if server.redis.is_some() { server.counter(ROUND_TRIPS).await } else { None };
+    let conflicts_before = if server.redis.is_some() { server.counter(CONFLICTS).await } else { None };
     let sqlite = server.data.is_some();
     let transactions_before = if sqlite { server.counter("chorus_sqlite_transactions_total").await } else { None };
     let started = Instant::now();
@@ -777,8 +807,24 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
         (Some(a), Some(b)) => format!("{:.0} %", 100.0 * (b - a) / wall.as_secs_f64()),
         _ => "-".into(),
     };
-    let redis_per_op = match (calls_before, server.redis_calls()) {
-        (Some(a), Some(b)) if committed > 0 => Some(((b.0 - a.0) as f64 / committed as f64, (b.1 - a.1) as f64 / committed as f64)),
+    let trips = match trips_before {
+        Some(before) => server.counter(ROUND_TRIPS).await.map(|after| after - before),
+        None => None,
+    };
+    let conflicts = match conflicts_before {
+        Some(before) => server.counter(CONFLICTS).await.map(|after| after - before),
+        None => None,
+    };
+    let redis_per_op = match (calls_before, server.redis_calls(), trips, conflicts) {
+        (Some(a), Some(b), Some(trips), Some(conflicts)) if committed > 0 => {
+            let per_op = |n: f64| n / committed as f64;
+            Some(RedisWork {
+                round_trips: per_op(trips),
+                scripts: per_op((b.0 - a.0) as f64),
+                commands: per_op((b.1 - a.1) as f64),
+                conflicts: per_op(conflicts),
+            })
+        }
         _ => None,
     };
     let transactions_per_op = match (transactions_before, server.counter("chorus_sqlite_transactions_total").await) {

@@ -32,6 +32,9 @@
 //!
 //! On a Cluster the bus uses sharded pub/sub: each room's channel lives on
 //! the shard of the room's keys, so an event crosses only that shard.
+//!
+//! A group of commits travels as one message, which the bus hands to the
+//! room as one event per op, in order.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +42,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chorus_core::oplog::LogEntry;
 use chorus_store::{Bus, RoomEvent, StoreError, StoreResult, Subscription};
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
@@ -220,11 +224,26 @@ impl State {
     }
 }
 
+/// A group of commits to one document, published as one message by
+/// doc_append_group.lua: `{"kind":"doc_ops","doc":…,"entries":[…]}`.
+#[derive(serde::Deserialize)]
+struct GroupOps {
+    doc: String,
+    entries: Vec<LogEntry>,
+}
+
+/// How a group message starts (the script writes it so).
+const GROUP_KIND: &str = r#"{"kind":"doc_ops","#;
+
 /// Hands one message on a room channel to the room's local subscriptions.
 fn deliver(state: &State, channel: &str, payload: &[u8]) {
     let Some(room) = room_of(channel) else { return };
     if let Some(marker) = std::str::from_utf8(payload).ok().and_then(|p| p.strip_prefix(MARKER)) {
         deliver_marker(state, room, marker);
+        return;
+    }
+    if payload.starts_with(GROUP_KIND.as_bytes()) {
+        deliver_group(state, room, payload);
         return;
     }
     let event: RoomEvent = match serde_json::from_slice(payload) {
@@ -236,6 +255,22 @@ fn deliver(state: &State, channel: &str, payload: &[u8]) {
     };
     if let Some(feed) = lock(&state.rooms).get(room) {
         let _ = feed.tx.send(Arc::new(event));
+    }
+}
+
+/// Hands a group's ops to the room's subscriptions one by one, in order.
+fn deliver_group(state: &State, room: &str, payload: &[u8]) {
+    let group: GroupOps = match serde_json::from_slice(payload) {
+        Ok(g) => g,
+        Err(e) => {
+            warn!(%room, "undecodable bus group ignored: {e}");
+            return;
+        }
+    };
+    if let Some(feed) = lock(&state.rooms).get(room) {
+        for entry in group.entries {
+            let _ = feed.tx.send(Arc::new(RoomEvent::DocOp { doc: group.doc.clone(), entry }));
+        }
     }
 }
 

@@ -15,7 +15,8 @@
 //!   of each client's last (seq, version), the snapshot text, and the
 //!   users' undo histories. A commit compares the head and its digest,
 //!   appends, bumps the head and publishes in one script, with O(1) work
-//!   whatever the document's size. A document's name joins a per-room set
+//!   whatever the document's size; a group of commits is one script and
+//!   one message on the bus. A document's name joins a per-room set
 //!   of documents (the list) when it is created; a deletion, or the discard
 //!   of a document nobody edited, removes every key of it in one script.
 //! - values: per room hashes of versions, states and write tokens, and the
@@ -66,6 +67,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Prefix of every key and channel.
 const PREFIX: &str = "chorus";
 
+/// The counter of requests this node sent Redis and waited for (a script
+/// or a command each; commands a script runs inside Redis are not counted):
+/// the Redis round trips per committed op are its ratio to the ops.
+pub const ROUND_TRIPS: &str = "chorus_redis_round_trips_total";
+
 /// A backend on one Redis server or on a Redis Cluster.
 pub struct RedisStore {
     commands: Commands,
@@ -88,6 +94,8 @@ enum Conn {
 /// another reason (the server refused the credentials, or was loading its
 /// data when asked to authenticate) keeps answering with that failure for
 /// good; such a manager is replaced by a new one.
+// One per store, so the size of its larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Commands {
     Single { manager: std::sync::RwLock<ConnectionManager>, client: redis::Client, config: ConnectionManagerConfig },
     Cluster(ClusterConnection),
@@ -242,7 +250,7 @@ impl RedisStore {
                 .map_err(unreachable)?;
             let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut conn).await.map_err(unreachable)?;
             if !info.contains("cluster_enabled:1") {
-                layout::check(&mut Conn::Single(conn.clone()), &[client.clone()], &shown).await?;
+                layout::check(&mut Conn::Single(conn.clone()), std::slice::from_ref(&client), &shown).await?;
                 let bus = bus::RedisBus::start_single(client.clone()).await.map_err(unreachable)?;
                 let commands = Commands::Single { manager: std::sync::RwLock::new(conn), client, config };
                 return Ok(Self { commands, bus, scripts: Scripts::new(), shown });
@@ -309,9 +317,11 @@ impl RedisStore {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        metrics::counter!(ROUND_TRIPS).increment(1);
         match call().await {
             Err(e) if (e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()) && !e.is_timeout() => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                metrics::counter!(ROUND_TRIPS).increment(1);
                 call().await.map_err(store_error)
             }
             Err(e) if !e.is_timeout() && matches!(store_error(e.clone()), StoreError::Unavailable(_)) => {

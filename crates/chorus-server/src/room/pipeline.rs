@@ -366,6 +366,7 @@ impl Room {
                     self.finish(name, s.queued, Err(stale_seq(seq, last)));
                 }
                 Appended::Conflict { head: store_head, missed } => {
+                    metrics::counter!("chorus_commit_conflicts_total").increment(1);
                     // Another node committed first; the store sent what it
                     // committed, so the retry costs one round trip.
                     let complete = missed.first().is_some_and(|e| e.version == head + 1) && missed.last().is_some_and(|e| e.version == store_head);
