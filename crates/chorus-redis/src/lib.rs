@@ -88,6 +88,8 @@ enum Conn {
 /// another reason (the server refused the credentials, or was loading its
 /// data when asked to authenticate) keeps answering with that failure for
 /// good; such a manager is replaced by a new one.
+// One per store: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Commands {
     Single { manager: std::sync::RwLock<ConnectionManager>, client: redis::Client, config: ConnectionManagerConfig },
     Cluster(ClusterConnection),
@@ -242,7 +244,7 @@ impl RedisStore {
                 .map_err(unreachable)?;
             let info: String = redis::cmd("INFO").arg("cluster").query_async(&mut conn).await.map_err(unreachable)?;
             if !info.contains("cluster_enabled:1") {
-                layout::check(&mut Conn::Single(conn.clone()), &[client.clone()], &shown).await?;
+                layout::check(&mut Conn::Single(conn.clone()), std::slice::from_ref(&client), &shown).await?;
                 let bus = bus::RedisBus::start_single(client.clone()).await.map_err(unreachable)?;
                 let commands = Commands::Single { manager: std::sync::RwLock::new(conn), client, config };
                 return Ok(Self { commands, bus, scripts: Scripts::new(), shown });
