@@ -602,6 +602,29 @@ mod tests {
         assert_eq!(lags(&rooms), [("a".into(), 2), ("b".into(), 2)]);
     }
 
+    /// A room whose master hangs while the room subscribes holds up no
+    /// other room: each room's subscription is made under a lock of its
+    /// own, and the other room's master answers meanwhile.
+    #[tokio::test]
+    async fn a_room_stuck_subscribing_holds_up_no_other_room() {
+        let mut cluster = crate::testing::RedisCluster::start(3);
+        let store = Arc::new(RedisStore::connect(&cluster.urls().join(",")).await.unwrap());
+        let hung = cluster.node_for(&channel("stuck")).port;
+        let other = (0..).map(|i| format!("other{i}")).find(|r| cluster.node_for(&channel(r)).port != hung).unwrap();
+        cluster.nodes.iter().find(|n| n.port == hung).unwrap().pause();
+        let waiting = store.clone();
+        let stuck = tokio::spawn(async move { waiting.subscribe("stuck").await.map(drop) });
+        // The stuck room has sent its SSUBSCRIBE and waits for the answer.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!stuck.is_finished(), "a subscription on a hung master is still waiting");
+        let sub = store.subscribe(&other).await.expect("another room subscribes while the first one waits");
+        assert!(!stuck.is_finished(), "the other room did not wait for the stuck one to give up");
+        drop(sub);
+        cluster.nodes.iter().find(|n| n.port == hung).unwrap().resume();
+        // Answered once the master is back, or refused after the timeout.
+        let _ = stuck.await.unwrap();
+    }
+
     #[test]
     fn a_subscription_the_server_ended_is_made_again() {
         let mut rooms: HashMap<String, RoomFeed> = [("a".to_owned(), feed())].into_iter().collect();

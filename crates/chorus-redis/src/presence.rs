@@ -263,7 +263,7 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::RedisServer;
+    use crate::testing::{Persistence, Redis, RedisServer};
     use chorus_core::presence::UserInfo;
 
     fn member(connection: &str) -> Member {
@@ -294,10 +294,8 @@ mod tests {
 
     /// A room that cannot be swept (here, damaged data) must not cost the
     /// other rooms their expiries, nor their announcements.
-    #[tokio::test]
-    async fn a_sweep_goes_on_past_a_room_that_fails() {
-        let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url()).await.unwrap();
+    async fn a_sweep_goes_on_past_a_room_that_fails(mut redis: Redis) {
+        let store = RedisStore::connect(&redis.url()).await.unwrap();
         for room in ["a", "broken", "c"] {
             store.join(room, member(&format!("{room}-1")), 100, 0, 10).await.unwrap();
         }
@@ -306,6 +304,7 @@ mod tests {
             subs.push(chorus_store::Bus::subscribe(&store, room).await.unwrap());
         }
         // The members hash of "broken" is no hash any more.
+        let server = redis.server_for("chorus:{broken}:members");
         server.cli(&["DEL", "chorus:{broken}:members"]);
         server.cli(&["SET", "chorus:{broken}:members", "not a hash"]);
         let sweep = store.expire(100).await.expect("the sweep as a whole succeeds");
@@ -318,5 +317,16 @@ mod tests {
             assert!(matches!(*event, chorus_store::RoomEvent::MemberLeft { .. }), "{event:?}");
         }
         assert_eq!(indexed(&store, "broken").await, Some(100.0), "the failed room stays due for the next sweep");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_goes_on_past_a_room_that_fails_on_redis() {
+        a_sweep_goes_on_past_a_room_that_fails(Redis::standalone(Persistence::None)).await
+    }
+
+    /// The three rooms' keys live on three different masters.
+    #[tokio::test]
+    async fn a_sweep_goes_on_past_a_room_that_fails_on_a_cluster() {
+        a_sweep_goes_on_past_a_room_that_fails(Redis::cluster(Persistence::None)).await
     }
 }

@@ -193,7 +193,9 @@ impl RedisServer {
         self.run_cli(args).unwrap_or_else(|failure| panic!("redis-cli -p {} {args:?} failed: {failure}", self.port))
     }
 
-    fn try_cli(&self, args: &[&str]) -> Option<String> {
+    /// Runs a command through `redis-cli`; its output, or `None` when it
+    /// failed.
+    pub fn try_cli(&self, args: &[&str]) -> Option<String> {
         self.run_cli(args).ok()
     }
 

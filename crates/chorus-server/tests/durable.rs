@@ -3,13 +3,16 @@
 //! the version it had carries on, no reset, no lost edit), leaves no ghost
 //! members from before the restart, refuses a second server on the same
 //! folder and a file that is not its database, and never overwrites one.
+//! An older backup restored under clients that saw later ops (what a machine
+//! crash with `--sqlite-sync normal` also does) is told apart from the
+//! history they saw: each is told by a reset, never handed foreign ops.
 
 mod process;
 
 use std::time::Duration;
 
-use chorus_client::{Client, ConnectOptions};
-use chorus_protocol::{Change, ValueKind};
+use chorus_client::{Client, ConnectOptions, Event};
+use chorus_protocol::{Change, ResetReason, ServerMessage, ValueKind};
 use process::Chorus;
 use serde_json::json;
 
@@ -130,4 +133,92 @@ async fn a_backup_taken_while_serving_restores_into_another_folder() {
     assert_eq!(bob.doc(ROOM, "d").unwrap().text().to_string(), "in the backup");
     bob.insert(ROOM, "d", 0, "and on; ").unwrap();
     bob.sync(ROOM, "d").await.unwrap();
+}
+
+/// Opens the document on a fresh connection with `since` at `(version,
+/// digest)` of `epoch`: the reset reason the server answers with, and the
+/// text it sends.
+async fn reopen_since(url: &str, epoch: &str, version: u64, digest: &str) -> (Option<ResetReason>, Option<String>, u64) {
+    let mut c = Client::connect(url, ConnectOptions::dev("probe")).await.expect("connects");
+    c.join(ROOM, None).await.expect("joins");
+    let since = json!({"epoch": epoch, "version": version, "digest": digest});
+    c.send_raw(json!({"type": "open_doc", "id": 77, "room": ROOM, "doc": "d", "since": since}).to_string()).unwrap();
+    c.wait_for(|e| match e {
+        Event::Message(ServerMessage::Opened { id: Some(77), reset, text, version, .. }) => Some((*reset, text.clone(), *version)),
+        _ => None,
+    })
+    .await
+    .expect("opened")
+}
+
+/// The store goes back to an older backup while clients that saw later
+/// ops are away: the versions it lost are given to other ops. A client at
+/// a version the store has again with another history is told
+/// `diverged`, one past the store's head `ahead`; a client of the server's
+/// own client library that reconnects is reset and converges, its lost
+/// edits gone and nobody else's ops taken for its own.
+#[tokio::test]
+async fn an_older_backup_restored_under_clients_who_saw_more_is_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, backup) = (dir.path().join("data"), dir.path().join("backup.db"));
+    let mut first = Chorus::start(&data, &[]).await;
+    let options = ConnectOptions { reconnect: true, ..ConnectOptions::dev("ann") };
+    let mut ann = Client::connect(&first.url(), options).await.unwrap();
+    ann.join(ROOM, None).await.unwrap();
+    ann.open_doc(ROOM, "d").await.unwrap();
+    for i in 0..5 {
+        ann.insert(ROOM, "d", 0, &format!("<kept{i}>")).unwrap();
+        ann.sync(ROOM, "d").await.unwrap();
+    }
+    let (ok, out) = process::run(&["backup".as_ref(), backup.as_os_str(), "--data".as_ref(), data.as_os_str()]);
+    assert!(ok, "chorus backup: {out}");
+    // Versions 6 and 7 of the history ann and "away" saw; then 8 to 12.
+    for i in 0..2 {
+        ann.insert(ROOM, "d", 0, &format!("<lost{i}>")).unwrap();
+        ann.sync(ROOM, "d").await.unwrap();
+    }
+    let away = {
+        let d = ann.doc(ROOM, "d").unwrap();
+        (d.epoch().to_owned(), d.version(), d.digest().expect("a digest at the head").to_owned())
+    };
+    assert_eq!(away.1, 7);
+    for i in 2..7 {
+        ann.insert(ROOM, "d", 0, &format!("<lost{i}>")).unwrap();
+        ann.sync(ROOM, "d").await.unwrap();
+    }
+    let ahead = {
+        let d = ann.doc(ROOM, "d").unwrap();
+        (d.version(), d.digest().unwrap().to_owned())
+    };
+    assert_eq!(ahead.0, 12);
+    ann.disconnect();
+    first.kill();
+    let (ok, out) = process::run(&["restore".as_ref(), backup.as_os_str(), "--data".as_ref(), data.as_os_str()]);
+    assert!(ok, "chorus restore: {out}");
+    let second = Chorus::start(&data, &[]).await;
+    // Versions 6 to 10 of another history.
+    let mut bob = editor(&second.url(), "bob").await;
+    for i in 0..5 {
+        bob.insert(ROOM, "d", 0, &format!("<new{i}>")).unwrap();
+        bob.sync(ROOM, "d").await.unwrap();
+    }
+    let text = bob.doc(ROOM, "d").unwrap().text().to_string();
+    assert!(!text.contains("<lost") && text.contains("<kept4>") && text.contains("<new4>"), "{text}");
+
+    let (reset, sent, version) = reopen_since(&second.url(), &away.0, away.1, &away.2).await;
+    assert_eq!((reset, sent.as_deref(), version), (Some(ResetReason::Diverged), Some(text.as_str()), 10), "version 7 names another op now");
+    let (reset, sent, _) = reopen_since(&second.url(), &away.0, ahead.0, &ahead.1).await;
+    assert_eq!((reset, sent.as_deref()), (Some(ResetReason::Ahead), Some(text.as_str())), "version 12 is past the store's head");
+
+    // The client library, reconnecting from version 12, is reset onto the
+    // store's history, and edits on from there.
+    ann.set_url(&second.url());
+    ann.reconnect().await.expect("reconnects");
+    ann.insert(ROOM, "d", 0, "<after>").unwrap();
+    ann.sync(ROOM, "d").await.unwrap();
+    let d = ann.doc(ROOM, "d").unwrap();
+    assert!(d.resets >= 1, "ann was told its history is gone");
+    assert_eq!((d.version(), d.text().to_string()), (11, format!("<after>{text}")));
+    bob.catch_up(ROOM, "d", 11).await.unwrap();
+    assert_eq!(bob.doc(ROOM, "d").unwrap().text().to_string(), format!("<after>{text}"));
 }

@@ -137,7 +137,7 @@ on_every_store!(
 /// reader opening `x:log` must not break `x`, and `body`'s snapshot must not
 /// land on a document called `body:snapshot`.
 async fn document_names_never_reach_other_documents(store: Arc<dyn Backend>, _redis: Option<Redis>) {
-    let server = start_on(store, |c| c.doc_snapshot_every = 3).await;
+    let server = start_on(store.clone(), |c| c.doc_snapshot_every = 3).await;
     let mut writer = server.client("ann").await;
     writer.join(ROOM, None).await.unwrap();
     let names = ["x", "x:log", "x:snapshot", "x:clients", "body", "body:snapshot", "body:log"];
@@ -162,6 +162,11 @@ async fn document_names_never_reach_other_documents(store: Arc<dyn Backend>, _re
     // And read back from the store alone, by a node that never saw them.
     drop(writer);
     drop(reader);
+    let fresh = start_on(store, |_| {}).await;
+    for name in names {
+        let expected: String = (0..7).rev().map(|i| format!("<{name}.{i}>")).collect();
+        assert_eq!(fresh.doc_text(ROOM, name).await, (expected, 7), "document {name}, loaded from the store");
+    }
 }
 
 on_every_store!(

@@ -56,9 +56,7 @@ async fn a_lost_announcement_is_repaired_by_reconciliation_retried_until_it_work
 
 /// A subscription that lagged (its bus connection was lost) resyncs from
 /// the store; refused at first, it tries again until the store answers.
-#[tokio::test]
-async fn a_resync_after_a_lost_bus_connection_is_retried_until_it_works() {
-    let redis = Redis::standalone(Persistence::None);
+async fn a_resync_after_a_lost_bus_connection_is_retried_until_it_works(redis: Redis) {
     let store = Arc::new(Faulty::new(RedisStore::connect(&redis.url()).await.unwrap()));
     let a = start_on(store.clone(), |c| c.reconcile_interval_ms = 60_000).await;
     let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), |_| {}).await;
@@ -74,6 +72,16 @@ async fn a_resync_after_a_lost_bus_connection_is_retried_until_it_works() {
     redis.cli_everywhere(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     view.settle(&mut watcher, ROOM, &[&w, bob.connection()], Duration::from_secs(10)).await;
     assert_eq!(store.pending(), 0);
+}
+
+#[tokio::test]
+async fn a_resync_after_a_lost_bus_connection_is_retried_on_redis() {
+    a_resync_after_a_lost_bus_connection_is_retried_until_it_works(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn a_resync_after_a_lost_bus_connection_is_retried_on_a_cluster() {
+    a_resync_after_a_lost_bus_connection_is_retried_until_it_works(Redis::cluster(Persistence::None)).await
 }
 
 /// A leave whose script runs after the node stopped waiting for it (Redis
@@ -232,9 +240,7 @@ async fn the_store_that_forgot_is_told_again_on_a_cluster() {
 
 /// A replica that must be reloaded while the store refuses: its readers are
 /// told once the reload succeeds, never left on the old history in silence.
-#[tokio::test]
-async fn readers_of_a_replica_reloaded_late_are_told() {
-    let mut redis = Redis::standalone(Persistence::None);
+async fn readers_of_a_replica_reloaded_late_are_told(mut redis: Redis) {
     let store = Arc::new(Faulty::new(RedisStore::connect(&redis.url()).await.unwrap()));
     let a = start_on(store.clone(), quick).await;
     let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), quick).await;
@@ -270,4 +276,14 @@ async fn readers_of_a_replica_reloaded_late_are_told() {
         assert!(tokio::time::Instant::now() < deadline, "the reader is left on {:?}; the store has {text:?}", r.text().to_string());
     }
     assert_eq!(store.pending(), 0, "the reload was retried past the refusals");
+}
+
+#[tokio::test]
+async fn readers_of_a_replica_reloaded_late_are_told_on_redis() {
+    readers_of_a_replica_reloaded_late_are_told(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn readers_of_a_replica_reloaded_late_are_told_on_a_cluster() {
+    readers_of_a_replica_reloaded_late_are_told(Redis::cluster(Persistence::None)).await
 }

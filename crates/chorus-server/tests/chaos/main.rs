@@ -43,6 +43,9 @@ pub const NODE_USERS: [(&str, &str); 3] = [("node0", "pw-node0"), ("node1", "pw-
 async fn campaign(cluster: bool, seed: u64, faults_for: Duration) {
     let schedule = Schedule::draw(seed, faults_for, cluster);
     println!("chaos: seed {seed} on {}: {schedule}", if cluster { "a 3-master Cluster" } else { "a standalone Redis" });
+    let test = if cluster { "a_short_campaign_on_a_cluster" } else { "a_short_campaign_on_redis" };
+    let secs = faults_for.as_secs();
+    let told = SeedOnPanic { seed, test, secs };
     let redis =
         if cluster { Redis::cluster_with_users(Persistence::AofAlways, &NODE_USERS) } else { Redis::standalone_with_users(Persistence::AofAlways, &NODE_USERS) };
     // A schedule runs for about a minute; one still going after five hangs.
@@ -51,13 +54,31 @@ async fn campaign(cluster: bool, seed: u64, faults_for: Duration) {
         Err(_) => Err("the campaign hung: still running after five minutes".to_string()),
     };
     if let Err(failure) = outcome {
-        let test = if cluster { "a_short_campaign_on_a_cluster" } else { "a_short_campaign_on_redis" };
-        let secs = faults_for.as_secs();
+        std::mem::forget(told); // The message below names the seed.
         panic!(
             "chaos: seed {seed} failed (replay with CHORUS_CHAOS_SEED={seed} CHORUS_CHAOS_SECONDS={secs} cargo test --release -p chorus-server --test chaos {test} -- --nocapture): {failure}\nschedule: {schedule}"
         );
     }
+    drop(told);
     println!("chaos: seed {seed} held");
+}
+
+/// Prints the seed and the command that replays it when a check panicked
+/// on its own (an HTTP read that kept failing, say) instead of reporting a
+/// failure: every failure names its seed.
+struct SeedOnPanic {
+    seed: u64,
+    test: &'static str,
+    secs: u64,
+}
+
+impl Drop for SeedOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let Self { seed, test, secs } = self;
+            eprintln!("chaos: seed {seed} failed (replay with CHORUS_CHAOS_SEED={seed} CHORUS_CHAOS_SECONDS={secs} cargo test --release -p chorus-server --test chaos {test} -- --nocapture)");
+        }
+    }
 }
 
 async fn run(redis: Redis, schedule: &Schedule, seed: u64) -> Result<(), String> {
@@ -67,7 +88,26 @@ async fn run(redis: Redis, schedule: &Schedule, seed: u64) -> Result<(), String>
     let happened = schedule.play(&mut fleet).await;
     fleet.heal().await;
     let results = work.finish().await;
-    checks::all(&fleet, results, &happened, baseline).await.map_err(|failure| format!("{failure}\nthe nodes' logs: {}", fleet.keep_logs(seed).display()))
+    checks::all(&fleet, results, &happened, baseline).await.map_err(|failure| {
+        format!("{failure}\n{}the nodes' logs: {}", cluster_report(&fleet.redis), fleet.keep_logs(seed).display())
+    })
+}
+
+/// A Cluster's own view of itself when a schedule failed: whether each
+/// master says the Cluster is up, and who serves which slots (a Cluster
+/// still down after the faults healed explains a failure by itself).
+fn cluster_report(redis: &Redis) -> String {
+    let Redis::Cluster(cluster) = redis else { return String::new() };
+    let mut report = String::new();
+    for node in &cluster.nodes {
+        let info = node.try_cli(&["CLUSTER", "INFO"]).unwrap_or_default();
+        let state = info.lines().find(|l| l.starts_with("cluster_state")).unwrap_or("cluster_state:?");
+        report.push_str(&format!("redis {}: {}\n", node.port, state.trim()));
+    }
+    if let Some(first) = cluster.nodes.first() {
+        report.push_str(&format!("CLUSTER NODES (from {}):\n{}\n", first.port, first.try_cli(&["CLUSTER", "NODES"]).unwrap_or_default()));
+    }
+    report
 }
 
 /// GET on a node: (status, body).
