@@ -1,31 +1,38 @@
-// The text of a document as the SDK holds it: a balanced tree (a treap) of
-// chunks of at most a few hundred UTF-16 units, each node knowing its
-// subtree's length in UTF-16 units and in code points, and each chunk where
-// its surrogate pairs are. Applying an op, converting a position between
-// code points (the wire) and UTF-16 (editors) and checking a range then cost
-// the depth of the tree (logarithmic in the text's size) plus one chunk:
-// about a microsecond on a megabyte, where a plain string costs a scan from
-// its start and a copy of the whole text per edit (milliseconds). The string
-// itself is built only when someone asks for it, and kept until the next
-// change. bench/textdoc.js measures both.
+// The text of a document as the SDK holds it: a B-tree whose leaves are
+// chunks of at most LEAF_MAX UTF-16 units and whose inner nodes keep, side
+// by side in plain number arrays, each child's length in UTF-16 units and in
+// code points. Every leaf is at the same depth, and a node holds up to
+// KIDS_MAX children, so a megabyte is three levels deep: finding a position
+// reads a few short arrays instead of chasing a pointer per level of a binary
+// tree, and a leaf knows where its surrogate pairs are, so converting a
+// position between code points (the wire) and UTF-16 (editors), checking a
+// range and applying an op never scan the text. An edit inside one leaf
+// copies that leaf and adds its change to the counts on the way down; only
+// an edit that overflows, empties or spans leaves rebuilds, and then only the
+// nodes along its path. The string itself is built only when someone asks
+// for it, and kept until the next change. bench/textdoc.js measures it.
 //
 // The text is well formed (the SDK refuses lone surrogates in local edits;
-// the server's text is UTF-8), and no chunk boundary falls inside a
-// surrogate pair, so the chunks' code point counts add up to the text's.
+// the server's text is UTF-8), and no leaf boundary falls inside a surrogate
+// pair, so the leaves' code point counts add up to the text's.
 
 import { codePointLength, utf8Length } from './units.js';
 
-/** Largest chunk (UTF-16 units): what an edit inside one chunk copies. */
-const MAX_CHUNK = 512;
-/** A chunk the tree is cut and joined again at is merged with a neighbour when smaller than this. */
-const MIN_CHUNK = 128;
+/** Largest leaf (UTF-16 units): what an edit inside one leaf copies. */
+const LEAF_MAX = 1024;
+/** A leaf an edit leaves smaller than this is merged with a neighbour. */
+const LEAF_MIN = LEAF_MAX / 4;
+/** Most children of an inner node: what a lookup reads per level. */
+const KIDS_MAX = 32;
+/** An inner node left with fewer children than this is merged with a neighbour. */
+const KIDS_MIN = KIDS_MAX / 4;
 
 const isHigh = (c) => c >= 0xd800 && c <= 0xdbff;
 const isLow = (c) => c >= 0xdc00 && c <= 0xdfff;
 
 /**
  * The offsets of the surrogate pairs of `s` (their high halves), or null
- * when it has none: with them a chunk converts positions without a scan.
+ * when it has none: with them a leaf converts positions without a scan.
  */
 function pairsOf(s) {
   let pairs = null;
@@ -63,104 +70,47 @@ function pairsBeforePoint(pairs, k) {
   return lo;
 }
 
-class Chunk {
+class Leaf {
   constructor(s, pairs = pairsOf(s)) {
+    this.h = 0; // height: leaves are 0
     this.s = s;
     this.pairs = pairs; // surrogate pairs of s (pairsOf)
-    this.cp = s.length - (pairs ? pairs.length : 0); // code points of s
-    this.len = s.length; // UTF-16 units of the subtree
-    this.cps = this.cp; // code points of the subtree
-    this.l = null;
-    this.r = null;
-    this.p = Math.random(); // heap priority: keeps the tree balanced in expectation
+    this.len = s.length; // UTF-16 units
+    this.cps = s.length - (pairs ? pairs.length : 0); // code points
   }
 }
 
-function fix(n) {
-  let len = n.s.length;
-  let cps = n.cp;
-  if (n.l) {
-    len += n.l.len;
-    cps += n.l.cps;
+class Inner {
+  constructor(kids) {
+    this.h = kids[0].h + 1;
+    this.kids = kids;
+    /** UTF-16 units and code points of each child, read without touching the children. */
+    this.lens = [];
+    this.cpl = [];
+    let len = 0;
+    let cps = 0;
+    for (const k of kids) {
+      this.lens.push(k.len);
+      this.cpl.push(k.cps);
+      len += k.len;
+      cps += k.cps;
+    }
+    this.len = len;
+    this.cps = cps;
   }
-  if (n.r) {
-    len += n.r.len;
-    cps += n.r.cps;
-  }
-  n.len = len;
-  n.cps = cps;
-  return n;
 }
 
-/** One tree of `a` then `b`. */
-function merge(a, b) {
-  if (!a) return b;
-  if (!b) return a;
-  if (a.p > b.p) {
-    a.r = merge(a.r, b);
-    return fix(a);
-  }
-  b.l = merge(a, b.l);
-  return fix(b);
-}
-
-/** [the first `k` code points, the rest]; a chunk the cut falls inside is cut in two. */
-function split(t, k) {
-  if (!t) return [null, null];
-  const lc = t.l ? t.l.cps : 0;
-  if (k <= lc) {
-    const [a, b] = split(t.l, k);
-    t.l = b;
-    return [a, fix(t)];
-  }
-  if (k >= lc + t.cp) {
-    const [a, b] = split(t.r, k - lc - t.cp);
-    t.r = a;
-    return [fix(t), b];
-  }
-  const at = unitsOf(t, k - lc);
-  const left = new Chunk(t.s.slice(0, at));
-  const right = new Chunk(t.s.slice(at));
-  return [merge(t.l, left), merge(right, t.r)];
-}
-
-/** [the tree without its first chunk, that chunk] */
-function popFirst(t) {
-  if (!t) return [null, null];
-  if (!t.l) {
-    const rest = t.r;
-    t.r = null;
-    return [rest, fix(t)];
-  }
-  const [rest, first] = popFirst(t.l);
-  t.l = rest;
-  return [fix(t), first];
-}
-
-/** [the tree without its last chunk, that chunk] */
-function popLast(t) {
-  if (!t) return [null, null];
-  if (!t.r) {
-    const rest = t.l;
-    t.l = null;
-    return [rest, fix(t)];
-  }
-  const [rest, last] = popLast(t.r);
-  t.r = rest;
-  return [fix(t), last];
-}
-
-/** UTF-16 units of the first `k` code points of chunk `n`. */
+/** UTF-16 units of the first `k` code points of leaf `n`. */
 function unitsOf(n, k) {
   return n.pairs === null ? k : k + pairsBeforePoint(n.pairs, k);
 }
 
-/** Code points of the first `u` UTF-16 units of chunk `n` (a cut pair's high half counts one). */
+/** Code points of the first `u` UTF-16 units of leaf `n` (a cut pair's high half counts one). */
 function pointsOf(n, u) {
   return n.pairs === null ? u : u - countBelow(n.pairs, u - 1);
 }
 
-/** True when offset `u` of chunk `n` falls between the halves of a pair. */
+/** True when offset `u` of leaf `n` falls between the halves of a pair. */
 function cutsPair(n, u) {
   if (n.pairs === null) return false;
   const before = countBelow(n.pairs, u);
@@ -168,167 +118,261 @@ function cutsPair(n, u) {
 }
 
 /**
- * Chunks of `s` in order, no surrogate pair cut: as even as possible, none
- * over MAX_CHUNK / 2 once there are two, so edits have room to grow them
- * in place.
+ * Leaves of `s` in order, no surrogate pair cut: as even as possible, none
+ * over LEAF_MAX / 2 once there are two, so edits have room to grow them in
+ * place (and none under LEAF_MIN).
  */
-function chunksOf(s) {
+function leavesOf(s) {
   const out = [];
   if (s.length === 0) return out;
-  const pieces = s.length <= MAX_CHUNK ? 1 : Math.ceil(s.length / (MAX_CHUNK / 2));
+  const pieces = s.length <= LEAF_MAX ? 1 : Math.ceil(s.length / (LEAF_MAX / 2));
   const size = Math.ceil(s.length / pieces);
   for (let from = 0; from < s.length; ) {
     let to = Math.min(s.length, from + size);
     if (to < s.length && isLow(s.charCodeAt(to)) && isHigh(s.charCodeAt(to - 1))) to--;
-    out.push(new Chunk(s.slice(from, to)));
+    out.push(new Leaf(s.slice(from, to)));
     from = to;
   }
   return out;
 }
 
-/** A tree of `chunks` (in order), built in linear time. */
-function build(chunks) {
-  const spine = [];
-  for (const c of chunks) {
-    let last = null;
-    while (spine.length > 0 && spine[spine.length - 1].p < c.p) last = spine.pop();
-    c.l = last;
-    if (spine.length > 0) spine[spine.length - 1].r = c;
-    spine.push(c);
+/** Inner nodes holding `kids` (one height) in order, as even as possible, like `leavesOf`. */
+function innersOf(kids) {
+  const out = [];
+  if (kids.length === 0) return out;
+  const pieces = kids.length <= KIDS_MAX ? 1 : Math.ceil(kids.length / (KIDS_MAX / 2));
+  const size = Math.ceil(kids.length / pieces);
+  for (let from = 0; from < kids.length; from += size) out.push(new Inner(kids.slice(from, from + size)));
+  return out;
+}
+
+/** One root over `nodes` (one height, in order); an empty leaf when there are none. */
+function rootOf(nodes) {
+  while (nodes.length > 1) nodes = innersOf(nodes);
+  let root = nodes.length === 1 ? nodes[0] : new Leaf('');
+  while (root.h > 0 && root.kids.length === 1) root = root.kids[0];
+  return root;
+}
+
+const underfull = (n) => (n.h === 0 ? n.len < LEAF_MIN : n.kids.length < KIDS_MIN);
+
+/** `a` then `b` (one height) as one node, or two even ones when that is too large. */
+function mergeNodes(a, b) {
+  return a.h === 0 ? leavesOf(a.s + b.s) : innersOf(a.kids.concat(b.kids));
+}
+
+/**
+ * Merges the underfull nodes of `nodes` between `lo` and `hi` (inclusive)
+ * with a neighbour. Only nodes an edit rebuilt can be underfull.
+ */
+function mendRange(nodes, lo, hi) {
+  let p = Math.max(0, lo);
+  while (p <= hi && p < nodes.length && nodes.length > 1) {
+    if (!underfull(nodes[p])) {
+      p++;
+      continue;
+    }
+    const q = p + 1 < nodes.length ? p : p - 1; // merge nodes[q] and nodes[q + 1]
+    const merged = mergeNodes(nodes[q], nodes[q + 1]);
+    nodes.splice(q, 2, ...merged);
+    hi += merged.length - 2;
+    // One node may still be underfull (look at it again); two or more even
+    // parts of more than a full node are not.
+    p = merged.length === 1 ? q : q + merged.length;
   }
-  if (spine.length === 0) return null;
-  const fixAll = (n) => {
-    if (!n) return;
-    fixAll(n.l);
-    fixAll(n.r);
-    fix(n);
-  };
-  fixAll(spine[0]);
-  return spine[0];
+}
+
+/** Appends the texts of `node`'s leaves to `parts`. */
+function texts(node, parts) {
+  if (node.h === 0) parts.push(node.s);
+  else for (const k of node.kids) texts(k, parts);
+}
+
+/** Appends the text between code points `from` and `to` of `node` to `parts`. */
+function collect(node, from, to, parts) {
+  if (node.h === 0) {
+    parts.push(node.s.slice(unitsOf(node, from), unitsOf(node, to)));
+    return;
+  }
+  const { kids, cpl } = node;
+  let off = 0;
+  for (let i = 0; i < kids.length && off < to; i++) {
+    const c = cpl[i];
+    if (off + c > from) {
+      if (from <= off && off + c <= to) texts(kids[i], parts);
+      else collect(kids[i], Math.max(0, from - off), Math.min(c, to - off), parts);
+    }
+    off += c;
+  }
+}
+
+/**
+ * Replaces code points `from`..`to` of `node` with `insert`, appending the
+ * text taken out to `removed`. Returns the nodes (of `node`'s height, none
+ * when nothing is left) to put in its place: the children the range touches
+ * are rebuilt, the ones inside it dropped, the others shared.
+ */
+function edit(node, from, to, insert, removed) {
+  if (node.h === 0) {
+    const s = node.s;
+    const f = unitsOf(node, from);
+    const t = unitsOf(node, to);
+    if (t > f) removed.push(s.slice(f, t));
+    return leavesOf(s.slice(0, f) + insert + s.slice(t));
+  }
+  const { kids, cpl } = node;
+  // The first child the range touches (one ending exactly at `from` takes
+  // the insert) and the last, and where the first starts.
+  let i = 0;
+  let off = 0;
+  while (i < kids.length - 1 && from > off + cpl[i]) off += cpl[i++];
+  let j = i;
+  let offJ = off;
+  while (j < kids.length - 1 && to > offJ + cpl[j]) offJ += cpl[j++];
+  let fresh;
+  if (i === j) {
+    fresh = edit(kids[i], from - off, to - off, insert, removed);
+  } else {
+    fresh = edit(kids[i], from - off, cpl[i], insert, removed);
+    for (let m = i + 1; m < j; m++) texts(kids[m], removed);
+    fresh = fresh.concat(edit(kids[j], 0, to - offJ, '', removed));
+  }
+  const out = kids.slice(0, i).concat(fresh, kids.slice(j + 1));
+  mendRange(out, i - 1, i + fresh.length);
+  return innersOf(out);
 }
 
 export class Rope {
   constructor(text = '') {
-    this._root = build(chunksOf(text));
+    this._root = rootOf(leavesOf(text));
     this._string = text;
     /**
-     * The chunk the last edit or slice found, its offsets and the nodes from
-     * the root down to it: edits and positions near the last one (someone
-     * typing) start there instead of at the root. Valid until the tree is
-     * cut and joined again; an edit inside it keeps it valid (what comes
-     * before it does not move).
+     * The leaf the last lookup found, the code points and UTF-16 units
+     * before it, and the nodes and child indexes from the root down to it
+     * (`_depth` of them): an edit inside it adds its change along that path,
+     * and positions in it (someone typing) need no walk from the root.
+     * Valid until the tree is rebuilt somewhere (an edit inside the leaf
+     * keeps it valid: what comes before it does not move).
      */
     this._finger = null;
     this._fingerBase = 0;
     this._fingerBase16 = 0;
-    this._path = [];
-    this._scratch = [];
+    this._pathNodes = [];
+    this._pathIdx = [];
+    this._depth = 0;
+    this._base = 0;
+    this._base16 = 0;
   }
 
   /** Length in UTF-16 units. */
   get length() {
-    return this._root ? this._root.len : 0;
+    return this._root.len;
   }
 
   /** Length in code points. */
   get codePoints() {
-    return this._root ? this._root.cps : 0;
+    return this._root.cps;
   }
 
   /** The whole text (built on the first call after a change). */
   toString() {
-    if (this._string === null) this._string = treeString(this._root);
+    if (this._string === null) {
+      const parts = [];
+      texts(this._root, parts);
+      this._string = parts.join('');
+    }
     return this._string;
   }
 
   /**
-   * The chunk holding code point `k` (the last chunk when `k` is the end),
-   * with the path to it in `_path` when `keepPath`; sets `_base` and
-   * `_base16` (code points and UTF-16 units before the chunk). Null when the
-   * text is empty.
+   * The leaf holding code point `k` (the last leaf when `k` is the end; at
+   * a boundary between leaves, the later one), which becomes the finger;
+   * sets `_base` and `_base16` (code points and UTF-16 units before it).
    */
-  _findPoint(k, keepPath = true) {
+  _findPoint(k) {
     const f = this._finger;
     if (f !== null) {
       const off = k - this._fingerBase;
-      if (off >= 0 && (off < f.cp || (off === f.cp && this._fingerBase + f.cp === this._root.cps))) {
+      if (off >= 0 && (off < f.cps || (off === f.cps && this._fingerBase + f.cps === this._root.cps))) {
         this._base = this._fingerBase;
         this._base16 = this._fingerBase16;
         return f;
       }
     }
-    const path = this._scratch;
-    path.length = 0;
+    const nodes = this._pathNodes;
+    const idx = this._pathIdx;
     let base = 0;
     let base16 = 0;
-    let t = this._root;
-    while (t) {
-      if (keepPath) path.push(t);
-      const lc = t.l ? t.l.cps : 0;
-      if (k < lc) {
-        t = t.l;
-        continue;
+    let depth = 0;
+    let n = this._root;
+    while (n.h > 0) {
+      const cpl = n.cpl;
+      const lens = n.lens;
+      const last = cpl.length - 1;
+      let i = 0;
+      while (i < last && k >= cpl[i]) {
+        k -= cpl[i];
+        base += cpl[i];
+        base16 += lens[i];
+        i++;
       }
-      k -= lc;
-      base += lc;
-      base16 += t.l ? t.l.len : 0;
-      if (k < t.cp || (k === t.cp && !t.r)) break;
-      k -= t.cp;
-      base += t.cp;
-      base16 += t.s.length;
-      t = t.r;
+      nodes[depth] = n;
+      idx[depth] = i;
+      depth++;
+      n = n.kids[i];
     }
-    this._base = base;
-    this._base16 = base16;
-    if (keepPath && t) {
-      this._scratch = this._path;
-      this._path = path;
-      this._finger = t;
-      this._fingerBase = base;
-      this._fingerBase16 = base16;
-    }
-    return t;
+    return this._setFinger(n, base, base16, depth);
   }
 
-  /** The chunk holding UTF-16 offset `u` (the last chunk when `u` is the end), like `_findPoint`. */
+  /** The leaf holding UTF-16 offset `u` (the last leaf when `u` is the end), like `_findPoint`. */
   _findUnit(u) {
     const f = this._finger;
     if (f !== null) {
       const off = u - this._fingerBase16;
-      if (off >= 0 && (off < f.s.length || (off === f.s.length && this._fingerBase16 + f.s.length === this._root.len))) {
+      if (off >= 0 && (off < f.len || (off === f.len && this._fingerBase16 + f.len === this._root.len))) {
         this._base = this._fingerBase;
         this._base16 = this._fingerBase16;
         return f;
       }
     }
+    const nodes = this._pathNodes;
+    const idx = this._pathIdx;
     let base = 0;
     let base16 = 0;
-    let t = this._root;
-    while (t) {
-      const ll = t.l ? t.l.len : 0;
-      if (u < ll) {
-        t = t.l;
-        continue;
+    let depth = 0;
+    let n = this._root;
+    while (n.h > 0) {
+      const cpl = n.cpl;
+      const lens = n.lens;
+      const last = lens.length - 1;
+      let i = 0;
+      while (i < last && u >= lens[i]) {
+        u -= lens[i];
+        base += cpl[i];
+        base16 += lens[i];
+        i++;
       }
-      u -= ll;
-      base16 += ll;
-      base += t.l ? t.l.cps : 0;
-      if (u < t.s.length || (u === t.s.length && !t.r)) break;
-      u -= t.s.length;
-      base16 += t.s.length;
-      base += t.cp;
-      t = t.r;
+      nodes[depth] = n;
+      idx[depth] = i;
+      depth++;
+      n = n.kids[i];
     }
-    this._base = base;
-    this._base16 = base16;
-    return t;
+    return this._setFinger(n, base, base16, depth);
+  }
+
+  _setFinger(leaf, base, base16, depth) {
+    this._finger = leaf;
+    this._fingerBase = this._base = base;
+    this._fingerBase16 = this._base16 = base16;
+    this._depth = depth;
+    return leaf;
   }
 
   /** The UTF-16 offset of code point offset `cp`, clamped to the end of the text. */
   toUtf16(cp) {
-    if (cp >= this.codePoints) return this.length;
+    if (cp >= this._root.cps) return this._root.len;
     if (!(cp > 0)) return 0;
-    const n = this._findPoint(cp, false);
+    const n = this._findPoint(cp);
     return this._base16 + unitsOf(n, cp - this._base);
   }
 
@@ -358,31 +402,18 @@ export class Rope {
   splitsPair(index) {
     if (!(index > 0) || index >= this.length) return false;
     const n = this._findUnit(index);
-    // No chunk boundary falls inside a pair.
+    // No leaf boundary falls inside a pair.
     return cutsPair(n, index - this._base16);
   }
 
   /** The text between code point offsets `from` and `to` (both within the text). */
   slice(from, to) {
     if (to <= from) return '';
+    const n = this._findPoint(from);
+    const k = from - this._base;
+    if (to - this._base <= n.cps) return n.s.slice(unitsOf(n, k), unitsOf(n, to - this._base));
     const parts = [];
-    let n = this._findPoint(from);
-    let u = unitsOf(n, from - this._base);
-    let left = to - from;
-    // Walk chunk by chunk in order from the one found, using the path.
-    const stack = this._path.slice();
-    for (;;) {
-      const avail = n.cp - (u === 0 ? 0 : pointsOf(n, u));
-      if (left <= avail) {
-        const end = unitsOf(n, pointsOf(n, u) + left);
-        parts.push(n.s.slice(u, end));
-        break;
-      }
-      parts.push(n.s.slice(u));
-      left -= avail;
-      n = nextChunk(stack);
-      u = 0;
-    }
+    collect(this._root, from, to, parts);
     return parts.join('');
   }
 
@@ -394,51 +425,42 @@ export class Rope {
   replace(at, remove, insert) {
     this._string = null;
     const insertPoints = insert.length === 0 ? 0 : codePointLength(insert);
-    if (this._root) {
-      // The common case: the range is inside one chunk, which stays small.
-      const n = this._findPoint(at);
-      const k = at - this._base;
-      if (k + remove <= n.cp) {
-        const from = unitsOf(n, k);
-        const to = remove === 0 ? from : unitsOf(n, k + remove);
-        const size = n.s.length - (to - from) + insert.length;
-        if (size > 0 && size <= MAX_CHUNK) {
-          const removed = n.s.slice(from, to);
-          n.s = n.s.slice(0, from) + insert + n.s.slice(to);
-          const d16 = insert.length - removed.length;
-          const dcp = insertPoints - remove;
-          n.cp += dcp;
-          const added = insertPoints === insert.length ? null : pairsOf(insert);
-          if (n.pairs !== null || added !== null) n.pairs = movePairs(n.pairs, from, to, added, d16);
-          for (const p of this._path) {
-            p.len += d16;
-            p.cps += dcp;
-          }
-          return { at: this._base16 + from, removed };
+    // The common case: the range is inside one leaf, which stays within bounds.
+    const n = this._findPoint(at);
+    const k = at - this._base;
+    if (k + remove <= n.cps) {
+      const from = unitsOf(n, k);
+      const to = remove === 0 ? from : unitsOf(n, k + remove);
+      const d16 = insert.length - (to - from);
+      const size = n.len + d16;
+      if (size <= LEAF_MAX && (size >= LEAF_MIN || d16 >= 0 || this._depth === 0)) {
+        const removed = remove === 0 ? '' : n.s.slice(from, to);
+        n.s = n.s.slice(0, from) + insert + n.s.slice(to);
+        const dcp = insertPoints - remove;
+        n.len = size;
+        n.cps += dcp;
+        if (n.pairs !== null || insertPoints !== insert.length) {
+          n.pairs = movePairs(n.pairs, from, to, insertPoints === insert.length ? null : pairsOf(insert), d16);
         }
+        const nodes = this._pathNodes;
+        const idx = this._pathIdx;
+        for (let d = 0; d < this._depth; d++) {
+          const p = nodes[d];
+          const i = idx[d];
+          p.lens[i] += d16;
+          p.cpl[i] += dcp;
+          p.len += d16;
+          p.cps += dcp;
+        }
+        return { at: this._base16 + from, removed };
       }
     }
-    // Cut the tree around the range and rebuild the chunks at the seam.
+    // Rebuild the nodes along the range's path.
+    const offset = this.toUtf16(at);
     this._finger = null;
-    const [before, rest] = split(this._root, at);
-    const [middle, after] = split(rest, remove);
-    const removed = middle ? treeString(middle) : '';
-    const offset = before ? before.len : 0;
-    let [head, last] = popLast(before);
-    let [tail, first] = popFirst(after);
-    let seam = (last ? last.s : '') + insert + (first ? first.s : '');
-    if (seam.length < MIN_CHUNK && tail) {
-      let next;
-      [tail, next] = popFirst(tail);
-      seam += next.s;
-    }
-    if (seam.length < MIN_CHUNK && head) {
-      let prev;
-      [head, prev] = popLast(head);
-      seam = prev.s + seam;
-    }
-    this._root = merge(merge(head, build(chunksOf(seam))), tail);
-    return { at: offset, removed };
+    const removed = [];
+    this._root = rootOf(edit(this._root, at, at + remove, insert, removed));
+    return { at: offset, removed: removed.join('') };
   }
 
   /**
@@ -511,45 +533,25 @@ export class Rope {
   }
 }
 
-/** Pairs of a chunk after `from`..`to` was replaced by text with pairs `added`, `d16` units longer. */
-function movePairs(pairs, from, to, added, d16) {
-  const out = [];
-  if (pairs !== null) for (const o of pairs) if (o < from) out.push(o);
-  if (added !== null) for (const o of added) out.push(from + o);
-  if (pairs !== null) for (const o of pairs) if (o >= to) out.push(o + d16);
-  return out.length === 0 ? null : out;
-}
-
-function treeString(t) {
-  const parts = [];
-  const walk = (n) => {
-    if (!n) return;
-    walk(n.l);
-    parts.push(n.s);
-    walk(n.r);
-  };
-  walk(t);
-  return parts.join('');
-}
-
 /**
- * The chunk after the last one of `stack` (a path from the root to it,
- * updated to the path of the chunk returned).
+ * Pairs of a leaf after `from`..`to` was replaced by text with pairs
+ * `added`, `d16` units longer: `pairs` updated in place (typing moves the
+ * pairs after the caret and allocates nothing), or null when none are left.
  */
-function nextChunk(stack) {
-  let n = stack[stack.length - 1];
-  if (n.r) {
-    n = n.r;
-    stack.push(n);
-    while (n.l) {
-      n = n.l;
-      stack.push(n);
-    }
-    return n;
+function movePairs(pairs, from, to, added, d16) {
+  if (pairs === null) {
+    if (added === null) return null;
+    for (let j = 0; j < added.length; j++) added[j] += from;
+    return added;
   }
-  for (;;) {
-    const child = stack.pop();
-    const parent = stack[stack.length - 1];
-    if (parent.l === child) return parent;
+  const first = countBelow(pairs, from); // the first pair at or after the range
+  const end = to === from ? first : countBelow(pairs, to); // the first pair after it
+  if (d16 !== 0) for (let j = end; j < pairs.length; j++) pairs[j] += d16;
+  if (added !== null) {
+    for (let j = 0; j < added.length; j++) added[j] += from;
+    pairs.splice(first, end - first, ...added);
+  } else if (end > first) {
+    pairs.splice(first, end - first);
   }
+  return pairs.length === 0 ? null : pairs;
 }

@@ -140,25 +140,49 @@ test('an op that does not fit throws and leaves the rope as it was', () => {
   assert.equal(rope.toString(), 'a🎉b\r\nc');
 });
 
-test('a large text stays in bounded chunks and a shallow tree through many edits', () => {
-  const rand = seeded('rope shape');
-  const shape = (rope) => {
-    let chunks = 0;
-    let deepest = 0;
-    let largest = 0;
-    let smallest = Infinity;
-    const walk = (n, depth) => {
-      if (!n) return;
-      chunks++;
-      deepest = Math.max(deepest, depth);
+/**
+ * The shape of a rope's tree, checked on the way: every leaf at one depth,
+ * within its bounds and not empty (but for an empty text), every node's
+ * cached counts equal to its children's.
+ */
+function shape(rope) {
+  let leaves = 0;
+  let largest = 0;
+  let smallest = Infinity;
+  let widest = 0;
+  let leafDepth = -1;
+  const walk = (n, depth) => {
+    if (n.h === 0) {
+      leaves++;
+      if (leafDepth < 0) leafDepth = depth;
+      assert.equal(depth, leafDepth, 'every leaf at the same depth');
+      assert.equal(n.len, n.s.length);
+      assert.equal(n.cps, codePointLength(n.s));
+      assert.ok(!splitsPair(n.s, n.s.length) && !(n.s.length > 0 && /^[\udc00-\udfff]/.test(n.s)), 'no pair cut at a leaf edge');
       largest = Math.max(largest, n.s.length);
       smallest = Math.min(smallest, n.s.length);
-      walk(n.l, depth + 1);
-      walk(n.r, depth + 1);
-    };
-    walk(rope._root, 1);
-    return { chunks, deepest, largest, smallest };
+      return;
+    }
+    widest = Math.max(widest, n.kids.length);
+    let len = 0;
+    let cps = 0;
+    n.kids.forEach((k, i) => {
+      assert.equal(k.h, n.h - 1, 'a child one level down');
+      assert.equal(n.lens[i], k.len, 'cached length of a child');
+      assert.equal(n.cpl[i], k.cps, 'cached code points of a child');
+      len += k.len;
+      cps += k.cps;
+      walk(k, depth + 1);
+    });
+    assert.equal(n.len, len);
+    assert.equal(n.cps, cps);
   };
+  walk(rope._root, 0);
+  return { leaves, depth: leafDepth, largest, smallest, widest };
+}
+
+test('a large text stays in bounded leaves and a shallow tree through many edits', () => {
+  const rand = seeded('rope shape');
   const text = randomText(rand, 200000);
   const rope = new Rope(text);
   const start = shape(rope);
@@ -173,11 +197,72 @@ test('a large text stays in bounded chunks and a shallow tree through many edits
     else op = at > 0 ? [at, { d: 1 }] : [{ d: 1 }];
     rope.apply(op);
     points = rope.codePoints;
+    if (i % 5000 === 0) shape(rope);
   }
   const end = shape(rope);
   console.log(`# shape at the start ${JSON.stringify(start)}, after the edits ${JSON.stringify(end)}`);
-  assert.ok(end.largest <= 512, `a chunk of ${end.largest} units`);
-  assert.ok(end.smallest >= 1, 'no empty chunk');
-  assert.ok(end.chunks <= 2 * Math.ceil(rope.length / 128) + 16, `${end.chunks} chunks for ${rope.length} units`);
-  assert.ok(end.deepest <= 4 * Math.log2(end.chunks) + 8, `depth ${end.deepest} for ${end.chunks} chunks`);
+  assert.ok(end.largest <= 1024, `a leaf of ${end.largest} units`);
+  assert.ok(end.smallest >= 1, 'no empty leaf');
+  assert.ok(end.widest <= 32, `a node of ${end.widest} children`);
+  assert.ok(end.leaves <= Math.ceil(rope.length / 256) + 16, `${end.leaves} leaves for ${rope.length} units`);
+  assert.ok(end.depth <= Math.ceil(Math.log(end.leaves) / Math.log(8)) + 1, `depth ${end.depth} for ${end.leaves} leaves`);
+});
+
+test('a rope edited piece by piece matches a string, its tree sound after every edit', () => {
+  // Rope.replace directly, with the ranges and the inserts that reshape the
+  // tree: a leaf filled past its bound, emptied, merged with a neighbour,
+  // cuts across many leaves, the text emptied and filled again; every piece
+  // with emoji and "\r\n".
+  const rand = seeded('rope replace');
+  let text = randomText(rand, 5000);
+  const rope = new Rope(text);
+  for (let step = 0; step < 3000; step++) {
+    const points = codePointLength(text);
+    const at = rand.int(points + 1);
+    const kind = rand.int(10);
+    const remove = kind < 4 ? 0 : Math.min(points - at, kind < 8 ? rand.int(4) : rand.int(3000));
+    const insert = kind === 9 && rand.int(4) === 0 ? randomText(rand, rand.int(2500)) : randomText(rand, rand.int(3));
+    const from16 = toUtf16(text, at);
+    const to16 = toUtf16(text, at + remove);
+    const got = rope.replace(at, remove, insert);
+    assert.equal(got.at, from16, `offset of replace(${at}, ${remove})`);
+    assert.equal(got.removed, text.slice(from16, to16), 'the text removed');
+    text = text.slice(0, from16) + insert + text.slice(to16);
+    if (step % 500 === 250) {
+      // Now and then the whole text goes, and comes back.
+      const all = rope.replace(0, rope.codePoints, '');
+      assert.equal(all.removed, text);
+      assert.equal(rope.toString(), '');
+      assert.equal(shape(rope).leaves, 1);
+      text = randomText(rand, rand.int(4000));
+      rope.replace(0, 0, text);
+    }
+    shape(rope);
+    if (step % 100 === 0) assert.equal(rope.toString(), text, `text after step ${step}`);
+    checkPositions(rand, rope, text, 3);
+    const from = rand.int(codePointLength(text) + 1);
+    const to = Math.min(codePointLength(text), from + rand.int(step % 10 === 0 ? 5000 : 20));
+    assert.equal(rope.slice(from, to), text.slice(toUtf16(text, from), toUtf16(text, to)), `slice(${from}, ${to})`);
+  }
+  assert.equal(rope.toString(), text);
+});
+
+test('positions and ranges match the string at every offset of a text of many leaves', () => {
+  // Exhaustive rather than sampled: every UTF-16 offset and every code point
+  // of a text with pairs and "\r\n" at and around leaf edges, after edits.
+  const rand = seeded('rope every position');
+  let text = randomText(rand, 6000);
+  const rope = new Rope(text);
+  for (let i = 0; i < 200; i++) {
+    const at = rand.int(codePointLength(text) + 1);
+    const op = at > 0 ? [at, randomText(rand, 1 + rand.int(3))] : [randomText(rand, 2)];
+    text = applyOp(text, op).text;
+    rope.apply(op);
+  }
+  const points = codePointLength(text);
+  for (let u = 0; u <= text.length; u++) {
+    assert.equal(rope.splitsPair(u), splitsPair(text, u), `splitsPair(${u})`);
+    assert.equal(rope.pointAt(u), splitsPair(text, u) ? -1 : codePointLength(text, 0, u), `pointAt(${u})`);
+  }
+  for (let cp = 0; cp <= points + 1; cp++) assert.equal(rope.toUtf16(cp), toUtf16(text, cp), `toUtf16(${cp})`);
 });
