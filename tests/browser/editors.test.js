@@ -7,7 +7,9 @@
 // Ctrl-Z takes back only the pressing user's edits; a page cut off by a TCP
 // relay catches up; a document with "\r\n" line breaks edits correctly; a
 // remote change is one editor transaction and never echoes; carets carry
-// their member's colour, and a label on the first line is never cut off.
+// their member's colour, and a label on the first line is never cut off;
+// pages with no build step bind a textarea, an <input> and CodeMirror from
+// the server's /sdk/.
 //
 // Replay a run with SEED=<n>. Screenshots go to target/browser-screenshots/.
 
@@ -440,6 +442,38 @@ test('with no build step: an <input> and a <textarea> bound from the server\'s /
   await bob.keyboard.type('Notes from Bob.');
   await eventually("Bob's notes on Ann's page", async () => (await ann.locator('#notes').inputValue()) === 'Notes from Bob.');
   await eventually("Bob's caret on Ann's page", async () => (await ann.locator('.chorus-caret[data-user="Bob"]').count()) === 1);
+  // On the first line of a field with little padding, its label hangs below
+  // the caret, wholly inside the field.
+  await eventually("Bob's label inside Ann's field", async () => {
+    const c = await caretOf(ann, 'Bob', '#notes + .chorus-overlay');
+    return c.shown && c.below && c.inside;
+  }, 10_000, async () => JSON.stringify(await caretOf(ann, 'Bob', '#notes + .chorus-overlay')));
   for (const page of [ann, bob]) await page.context().close();
 });
 
+test('with no build step: CodeMirror editors bound from the server\'s /sdk/ on a page of another origin', async () => {
+  const room = roomName('nobuild-cm');
+  const html = fs.readFileSync(path.join(repo, 'tests/browser/pages/nobuild-codemirror.html'), 'utf8').replaceAll('CHORUS', chorus.base);
+  fs.writeFileSync(path.join(repo, 'target/browser-pages/nobuild-codemirror.html'), html);
+  // CodeMirror's ES modules as the page's import map names them: the npm
+  // packages' own files, unbundled.
+  const files = ['@codemirror/state/dist/index.js', '@codemirror/view/dist/index.js', '@marijn/find-cluster-break/src/index.js', 'style-mod/src/style-mod.js', 'w3c-keyname/index.js', 'crelt/index.js'];
+  for (const f of files) {
+    const to = path.join(repo, 'target/browser-pages/vendor', f);
+    fs.mkdirSync(path.dirname(to), { recursive: true });
+    fs.copyFileSync(path.join(repo, 'tests/browser/node_modules', f), to);
+  }
+  const open = async (name) => {
+    const page = await newPage(name);
+    await page.goto(`${pages.base}/nobuild-codemirror.html?room=${room}&name=${name}`);
+    await eventually(`${name}'s page`, () => page.evaluate(() => document.documentElement.dataset.ready === 'true'));
+    return { page, name, text: () => page.evaluate(() => window.chorusPage.text()), focus: () => page.locator('.cm-content').focus() };
+  };
+  const ann = await open('Ann');
+  const bob = await open('Bob');
+  await ann.focus();
+  await ann.page.keyboard.type('typed with no build step 🎉');
+  await converged(room, [ann, bob], "Ann's line on both pages", 'typed with no build step 🎉');
+  await eventually("Ann's caret on Bob's page", async () => (await bob.page.locator('.cm-chorus-caret[data-user="Ann"]').count()) === 1);
+  for (const e of [ann, bob]) await e.page.context().close();
+});
