@@ -6,7 +6,7 @@
 // the figures are the binding's work with the editor's and the SDK's, per
 // change. See pages/bench-bindings.js.
 //
-//   node tests/browser/bench-bindings.mjs [--size 1048576] [--rounds 9] [--batch 200] [--clients DIR]
+//   node tests/browser/bench-bindings.mjs [--size 1048576] [--rounds 9] [--batch 200] [--editors codemirror,textarea] [--clients DIR]
 //
 // --clients bundles the packages from another checkout's clients/ folder
 // (to compare two versions of the bindings). Not a test: a measurement.
@@ -24,6 +24,7 @@ const { values: args } = parseArgs({
     size: { type: 'string', default: String(1 << 20) },
     rounds: { type: 'string', default: '9' },
     batch: { type: 'string', default: '200' },
+    editors: { type: 'string', default: 'codemirror,textarea' },
     clients: { type: 'string', default: path.join(repo, 'clients') },
   },
 });
@@ -53,7 +54,7 @@ try {
   page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
   await page.goto(`${pages.base}/bench-bindings.html`);
   await eventually('the bench page', () => page.evaluate(() => document.documentElement.dataset.ready === 'true'));
-  const { size, rows } = await page.evaluate((o) => window.bench(o), { size: Number(args.size), rounds: Number(args.rounds), batch: Number(args.batch) });
+  const { size, rows } = await page.evaluate((o) => window.bench(o), { size: Number(args.size), rounds: Number(args.rounds), batch: Number(args.batch), editors: args.editors.split(',') });
   console.log(`binding costs, ${clients} (median of ${args.rounds} rounds of ${args.batch} changes; large text ${size} UTF-16 units)`);
   const columns = ['empty', 'large', 'large, CRLF'];
   console.log(['median µs/change'.padEnd(22), ...columns.map((c) => c.padStart(12))].join(''));

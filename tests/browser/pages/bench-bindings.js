@@ -120,10 +120,10 @@ async function round(step, batch, from) {
  * text and on one of `size` units ("\n" lines, and "\r\n" lines for
  * CodeMirror, which maps those); texts take turns round by round.
  */
-window.bench = async ({ size, rounds, batch }) => {
+window.bench = async ({ size, rounds, batch, editors = ['codemirror', 'textarea'] }) => {
   const texts = { empty: '', large: prose(size, '\n'), 'large, CRLF': prose(size, '\r\n') };
   const rows = [];
-  for (const kind of ['codemirror', 'textarea']) {
+  for (const kind of editors) {
     for (const what of ['local', 'remote']) {
       const on = kind === 'codemirror' ? ['empty', 'large', 'large, CRLF'] : ['empty', 'large'];
       const times = on.map(() => []);
