@@ -281,8 +281,10 @@ export class TextDoc {
   readonly epoch: string | null;
   /** The server's fingerprint of the document's history at `version`, when it sends one; sent back on reopening. */
   readonly digest: string | null;
-  /** The local text, with pending edits applied. */
+  /** The local text, with pending edits applied (built on the first read after a change). */
   readonly text: string;
+  /** The local text's length in UTF-16 code units (the unit of every position here): `text.length`, without building the text. */
+  readonly length: number;
   /** The last server version applied. */
   readonly version: number;
   /** Local edits not yet acknowledged. */

@@ -5,7 +5,11 @@
 // edit one document with seeded random keyboard sessions at once, and end
 // with the server's text; each shows the others' carets with their names;
 // Ctrl-Z takes back only the pressing user's edits; a page cut off by a TCP
-// relay catches up; a document with "\r\n" line breaks edits correctly.
+// relay catches up; a document with "\r\n" line breaks edits correctly; a
+// remote change is one editor transaction and never echoes; carets carry
+// their member's colour, and a label on the first line is never cut off;
+// pages with no build step bind a textarea, an <input> and CodeMirror from
+// the server's /sdk/.
 //
 // Replay a run with SEED=<n>. Screenshots go to target/browser-screenshots/.
 
@@ -211,7 +215,86 @@ test('Ctrl-Z on a CodeMirror page takes back only that user\'s own edit', async 
   // And nothing the editor kept of its own history can bring Ann's text back
   // out of step: the server has what both pages show.
   assert.equal(await ann.text(), 'Ann wrote this.');
+  // Ctrl-Y is redo too.
+  await ann.focus();
+  await ann.page.keyboard.press('Control+z');
+  await converged(room, [ann, bob], "Ann's second undo everywhere", '');
+  await ann.page.keyboard.press('Control+y');
+  await converged(room, [ann, bob], "Ann's redo by Ctrl-Y everywhere", 'Ann wrote this.');
   for (const e of [ann, bob]) await e.page.context().close();
+});
+
+/**
+ * Where `name`'s caret is drawn on `page`: whether it is there, its label
+ * hangs below it, its colour, and whether the label lies wholly inside the
+ * box that clips it (`clip`, a selector).
+ */
+function caretOf(page, name, clip) {
+  return page.evaluate(
+    ([name, clip]) => {
+      const caret = [...document.querySelectorAll('.cm-chorus-caret, .chorus-caret')].find((c) => c.dataset.user === name);
+      if (!caret) return { shown: false };
+      const label = caret.firstElementChild.getBoundingClientRect();
+      const box = document.querySelector(clip).getBoundingClientRect();
+      return {
+        shown: true,
+        below: /caret-below/.test(caret.className),
+        color: caret.style.getPropertyValue('--chorus-user-color'),
+        inside: label.height > 0 && label.top >= box.top && label.bottom <= box.bottom && label.left >= box.left && label.right <= box.right,
+      };
+    },
+    [name, clip],
+  );
+}
+
+test('a remote change is one CodeMirror transaction, never sent back; carets show name and colour, their labels never cut off at the first line', async () => {
+  const room = roomName('carets');
+  const ann = await codemirrorPage(room, 'Ann');
+  const bob = await codemirrorPage(room, 'Bob');
+  const cat = await textareaPage(room, 'Cat');
+  await ann.focus();
+  await ann.page.keyboard.type('one two three\nfour five');
+  await converged(room, [ann, bob, cat], 'the first lines');
+  const version = async () => (await (await fetch(`${chorus.base}/v1/rooms/${room}/docs/body`)).json()).version;
+  const counts = () => bob.page.evaluate(() => ({ ...window.chorusPage.counts }));
+  const versionBefore = await version();
+  const bobBefore = await counts();
+  // One transaction on Ann's page replacing two ranges is one op, which
+  // reaches Bob's editor as one transaction.
+  await ann.page.evaluate(() =>
+    window.chorusPage.view.dispatch({
+      changes: [
+        { from: 0, to: 3, insert: 'ONE' },
+        { from: 8, to: 13, insert: 'THREE 🎉' },
+      ],
+    }),
+  );
+  await converged(room, [ann, bob, cat], 'the two replacements', 'ONE two THREE 🎉\nfour five');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await version(), versionBefore + 1, 'one op, and nobody sent it back');
+  const bobAfter = await counts();
+  assert.equal(bobAfter.remoteTransactions - bobBefore.remoteTransactions, 1, "one transaction on Bob's page");
+  assert.equal(bobAfter.localChanges, bobBefore.localChanges, "Bob's page made no edit of its own");
+
+  // Bob's caret on the first line: on Ann's page and on Cat's, with his name
+  // and colour, its label below the caret and wholly visible.
+  const bobColor = await ann.page.evaluate(() => window.chorusPage.room.members.find((m) => m.user.name === 'Bob').user.color);
+  assert.ok(bobColor, 'Bob has a colour');
+  await bob.page.evaluate(() => {
+    window.chorusPage.view.dispatch({ selection: { anchor: 2 } });
+    window.chorusPage.view.focus();
+  });
+  const onFirstLine = { shown: true, below: true, color: bobColor, inside: true };
+  await eventually("Bob's first-line caret on Ann's page", async () => JSON.stringify(await caretOf(ann.page, 'Bob', '.cm-scroller')) === JSON.stringify(onFirstLine), 10_000, async () => JSON.stringify(await caretOf(ann.page, 'Bob', '.cm-scroller')));
+  await eventually("Bob's first-line caret on Cat's page", async () => {
+    const c = await caretOf(cat.page, 'Bob', '.chorus-overlay');
+    return c.shown && c.color === bobColor && c.inside;
+  }, 10_000, async () => JSON.stringify(await caretOf(cat.page, 'Bob', '.chorus-overlay')));
+  // On the second line the label sits above the caret, still wholly visible.
+  await bob.page.evaluate(() => window.chorusPage.view.dispatch({ selection: { anchor: window.chorusPage.view.state.doc.line(2).from + 2 } }));
+  const onSecondLine = { shown: true, below: false, color: bobColor, inside: true };
+  await eventually("Bob's second-line caret on Ann's page", async () => JSON.stringify(await caretOf(ann.page, 'Bob', '.cm-scroller')) === JSON.stringify(onSecondLine), 10_000, async () => JSON.stringify(await caretOf(ann.page, 'Bob', '.cm-scroller')));
+  for (const e of [ann, bob, cat]) await e.page.context().close();
 });
 
 test('a CodeMirror page cut off by the network keeps its edits and catches up', async () => {
@@ -359,6 +442,38 @@ test('with no build step: an <input> and a <textarea> bound from the server\'s /
   await bob.keyboard.type('Notes from Bob.');
   await eventually("Bob's notes on Ann's page", async () => (await ann.locator('#notes').inputValue()) === 'Notes from Bob.');
   await eventually("Bob's caret on Ann's page", async () => (await ann.locator('.chorus-caret[data-user="Bob"]').count()) === 1);
+  // On the first line of a field with little padding, its label hangs below
+  // the caret, wholly inside the field.
+  await eventually("Bob's label inside Ann's field", async () => {
+    const c = await caretOf(ann, 'Bob', '#notes + .chorus-overlay');
+    return c.shown && c.below && c.inside;
+  }, 10_000, async () => JSON.stringify(await caretOf(ann, 'Bob', '#notes + .chorus-overlay')));
   for (const page of [ann, bob]) await page.context().close();
 });
 
+test('with no build step: CodeMirror editors bound from the server\'s /sdk/ on a page of another origin', async () => {
+  const room = roomName('nobuild-cm');
+  const html = fs.readFileSync(path.join(repo, 'tests/browser/pages/nobuild-codemirror.html'), 'utf8').replaceAll('CHORUS', chorus.base);
+  fs.writeFileSync(path.join(repo, 'target/browser-pages/nobuild-codemirror.html'), html);
+  // CodeMirror's ES modules as the page's import map names them: the npm
+  // packages' own files, unbundled.
+  const files = ['@codemirror/state/dist/index.js', '@codemirror/view/dist/index.js', '@marijn/find-cluster-break/src/index.js', 'style-mod/src/style-mod.js', 'w3c-keyname/index.js', 'crelt/index.js'];
+  for (const f of files) {
+    const to = path.join(repo, 'target/browser-pages/vendor', f);
+    fs.mkdirSync(path.dirname(to), { recursive: true });
+    fs.copyFileSync(path.join(repo, 'tests/browser/node_modules', f), to);
+  }
+  const open = async (name) => {
+    const page = await newPage(name);
+    await page.goto(`${pages.base}/nobuild-codemirror.html?room=${room}&name=${name}`);
+    await eventually(`${name}'s page`, () => page.evaluate(() => document.documentElement.dataset.ready === 'true'));
+    return { page, name, text: () => page.evaluate(() => window.chorusPage.text()), focus: () => page.locator('.cm-content').focus() };
+  };
+  const ann = await open('Ann');
+  const bob = await open('Bob');
+  await ann.focus();
+  await ann.page.keyboard.type('typed with no build step 🎉');
+  await converged(room, [ann, bob], "Ann's line on both pages", 'typed with no build step 🎉');
+  await eventually("Ann's caret on Bob's page", async () => (await bob.page.locator('.cm-chorus-caret[data-user="Ann"]').count()) === 1);
+  for (const e of [ann, bob]) await e.page.context().close();
+});

@@ -55,14 +55,14 @@ class CaretWidget extends WidgetType {
 }
 
 /**
- * The caret layer: `selections()` gives the remote selections as editor
+ * The caret layer: `selections(view)` gives the remote selections as editor
  * positions ({connection, user, anchor, head}).
  */
 export function caretPlugin(selections) {
   const build = (view) => {
     const length = view.state.doc.length;
     const ranges = [];
-    for (const s of selections()) {
+    for (const s of selections(view)) {
       const anchor = Math.max(0, Math.min(s.anchor, length));
       const head = Math.max(0, Math.min(s.head, length));
       const name = displayName(s.user);

@@ -12,9 +12,14 @@
 // per-user undo, which takes back only this user's edits (the editor's own
 // history is shadowed by that keymap for the bound document).
 //
-// The binding keeps `shadow`, the Chorus text the editor shows. Positions
-// map one to one unless the document has "\r\n" line breaks, which the
-// editor counts as one position (the SDK's lines.js maps them).
+// What a change costs is what it changes: while the document has no "\r",
+// the editor's text is the document's text, position for position, so
+// changes pass between them as they are and the two are checked to be in
+// step by their lengths (`doc.length`), never by building either text.
+// Only a document with a "\r" (whose line breaks the editor normalises)
+// has the binding keep `shadow`, the Chorus text the editor shows, and map
+// positions through it (the SDK's lines.js); that costs a pass over the
+// text per change, and stops when the last "\r" goes.
 
 import { applyChanges, chorusChanges, diffText, editorChanges, lineMapping, normalizeLineBreaks } from '@chorus/client';
 import { Annotation, Prec, Transaction } from '@codemirror/state';
@@ -26,6 +31,9 @@ export { refreshCarets } from './carets.js';
 /** Marks the transactions that carry remote changes (and resyncs) into the editor. */
 export const remoteChange = Annotation.define();
 
+const IDENTITY = lineMapping('');
+const insertsCR = (changes) => changes.some((c) => c.insert.indexOf('\r') >= 0);
+
 /**
  * The extension binding an editor to `doc` (a TextDoc of @chorus/client).
  * Options: `carets` (default true) draws other members' carets and
@@ -35,28 +43,29 @@ export const remoteChange = Annotation.define();
  */
 export function chorus(doc, options = {}) {
   const { carets = true, undo = true, onError = (err) => console.warn('[chorus codemirror]', err) } = options;
-  const state = { view: null, shadow: '', mapping: null, hasCR: false, historyRequests: 0 };
+  // `shadow` is null while the document has no "\r" (then `mapping` is the identity).
+  const state = { view: null, shadow: null, mapping: IDENTITY, historyRequests: 0 };
 
-  // Only a text with "\r" needs a mapping, rebuilt by one scan per change;
-  // a text without one keeps the identity until an insert brings a "\r".
-  const setShadow = (text, insertedCR) => {
-    state.shadow = text;
-    if (insertedCR || state.hasCR || state.mapping === null) {
-      state.hasCR = text.indexOf('\r') >= 0;
-      state.mapping = lineMapping(text);
-    }
+  /** The document's text is now `text` (in full: on binding and resyncing). */
+  const track = (text) => {
+    const hasCR = text.indexOf('\r') >= 0;
+    state.shadow = hasCR ? text : null;
+    state.mapping = hasCR ? lineMapping(text) : IDENTITY;
   };
-  setShadow(doc.text, true);
-  const insertsCR = (changes) => changes.some((c) => c.insert.indexOf('\r') >= 0);
-  /** CodeMirror's length of the shadow text. */
-  const editorLength = () => (state.mapping.identity ? state.shadow.length : normalizeLineBreaks(state.shadow).length);
+  track(doc.text);
+
+  /** Whether the editor's text `editorDoc` and the document agree (by length: the check is free). */
+  const inStep = (editorDoc) =>
+    state.shadow === null
+      ? doc.length === editorDoc.length
+      : doc.length === state.shadow.length && editorDoc.length === state.shadow.length - state.mapping.pairs.length;
 
   /** Brings the editor to the document's text (a safety net; normally never needed). */
   const resync = (view) => {
-    const target = normalizeLineBreaks(doc.text);
+    const text = doc.text;
     const current = view.state.doc.toString();
-    setShadow(doc.text, true);
-    const diff = diffText(current, target);
+    track(text);
+    const diff = diffText(current, normalizeLineBreaks(text));
     if (diff) view.dispatch({ changes: diff, annotations: [remoteChange.of(true), Transaction.addToHistory.of(false)] });
   };
 
@@ -73,7 +82,7 @@ export function chorus(doc, options = {}) {
       constructor(view) {
         state.view = view;
         this.view = view;
-        setShadow(doc.text, true);
+        track(doc.text);
         this.off = [
           doc.on('change', (e) => this.onChange(e)),
           doc.on('selections', () => this.view.dispatch({ effects: refreshCarets.of(null) })),
@@ -87,9 +96,17 @@ export function chorus(doc, options = {}) {
       onChange(e) {
         if (!e.remote) return;
         const view = this.view;
-        const before = state.shadow;
-        const changes = editorChanges(before, e.changes, state.mapping);
-        setShadow(applyChanges(before, e.changes), insertsCR(e.changes));
+        let changes;
+        if (state.shadow === null && !insertsCR(e.changes)) {
+          changes = e.changes.map(({ from, to, insert }) => ({ from, to, insert }));
+        } else {
+          // A "\r" arrives, or was there: positions are mapped through the
+          // text before the change (without a "\r", the editor's own).
+          const before = state.shadow === null ? view.state.doc.toString() : state.shadow;
+          const mapping = state.shadow === null ? IDENTITY : state.mapping;
+          changes = editorChanges(before, e.changes, mapping);
+          track(applyChanges(before, e.changes));
+        }
         const spec = {
           changes,
           annotations: [remoteChange.of(true), Transaction.addToHistory.of(false)],
@@ -105,7 +122,7 @@ export function chorus(doc, options = {}) {
           spec.scrollIntoView = true;
         }
         view.dispatch(spec);
-        if (editorLength() !== view.state.doc.length) resync(view);
+        if (!inStep(view.state.doc)) resync(view);
       }
 
       update(update) {
@@ -115,10 +132,14 @@ export function chorus(doc, options = {}) {
           tr.changes.iterChanges((fromA, toA, fromB, toB, inserted) => {
             edits.push({ from: fromA, to: toA, lines: inserted.toJSON() });
           });
-          const changes = chorusChanges(state.shadow, edits, state.mapping);
+          // Without a "\r" the editor's positions and lines are the document's.
+          const changes =
+            state.shadow === null
+              ? edits.map(({ from, to, lines }) => ({ from, to, insert: lines.join('\n') }))
+              : chorusChanges(state.shadow, edits, state.mapping);
           try {
             doc.change(changes);
-            setShadow(applyChanges(state.shadow, changes), insertsCR(changes));
+            if (state.shadow !== null) track(applyChanges(state.shadow, changes));
           } catch (err) {
             // Refused (over the server's document limit, say): the editor
             // goes back to the document's text.
@@ -127,7 +148,7 @@ export function chorus(doc, options = {}) {
             return;
           }
         }
-        if (doc.text !== state.shadow) {
+        if (!inStep(update.state.doc)) {
           queueMicrotask(() => resync(this.view));
           return;
         }
@@ -151,8 +172,8 @@ export function chorus(doc, options = {}) {
 
   const extensions = [sync];
   if (carets) {
-    const selections = () =>
-      doc.text !== state.shadow
+    const selections = (view) =>
+      !inStep(view.state.doc)
         ? []
         : doc.remoteSelections().map((s) => ({
             ...s,

@@ -102,6 +102,16 @@ export class TextDoc extends Emitter {
     return this._rope.toString();
   }
 
+  /**
+   * The local text's length in UTF-16 code units, the unit of every position
+   * the SDK takes and gives (`insert`, `change`, `setSelection`,
+   * `remoteSelections`): `doc.length === doc.text.length`, without building
+   * the text.
+   */
+  get length() {
+    return this._rope.length;
+  }
+
   /** The last server version applied. */
   get version() {
     return this._version;

@@ -67,6 +67,9 @@ test('two clients type concurrently (emoji, surrogate pairs) and converge on the
   // transform paths the test is about.
   let crossed = 0;
   for (const d of docs.slice(0, 2)) d.on('change', (e) => e.remote && d.pending > 0 && crossed++);
+  // `length` is the text's length after every change, local or remote.
+  const lengths = [];
+  for (const d of docs) d.on('change', () => d.length !== d.text.length && lengths.push([d.length, d.text.length]));
   const rounds = 120;
   await Promise.all(
     docs.slice(0, 2).map(async (doc) => {
@@ -94,6 +97,8 @@ test('two clients type concurrently (emoji, surrogate pairs) and converge on the
   }
   assert.ok(expected.text.isWellFormed(), 'no surrogate pair was split');
   assert.ok(expected.version > rounds, `version ${expected.version}`);
+  assert.deepEqual(lengths, [], 'doc.length is doc.text.length after every change');
+  assert.ok(docs[0].length > 0 && docs[0].length === expected.text.length);
   close();
 });
 

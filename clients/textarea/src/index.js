@@ -149,9 +149,13 @@ class TextareaBinding {
     this.scheduleRender();
   }
 
-  /** Safety net: if the field and the SDK ever disagree, the SDK wins. */
+  /**
+   * Safety net: if the field and the SDK ever disagree, the SDK wins. The
+   * document is compared by its length, which costs nothing, rather than by
+   * building its text on every change.
+   */
   resyncIfDiverged() {
-    if (this.composing || (this.doc.text === this.shadow && this.field.value === this.shown)) return;
+    if (this.composing || (this.doc.length === this.shadow.length && this.field.value === this.shown)) return;
     console.warn('[chorus textarea] the field and the document diverged; reloading the text');
     const { selectionStart, selectionEnd, selectionDirection } = this.field;
     this.setShadow(this.doc.text);
@@ -329,7 +333,7 @@ class TextareaBinding {
     const f = this.field;
     // While a composition or queued changes hold the field apart from the
     // SDK, positions do not match: draw nothing rather than draw wrong.
-    const inStep = !this.composing && !this.queued.length && f.value === this.shown && this.doc.text === this.shadow;
+    const inStep = !this.composing && !this.queued.length && f.value === this.shown && this.doc.length === this.shadow.length;
     const selections = inStep && !this.doc.closed ? this.doc.remoteSelections() : [];
     const { toEditor } = this.mapping;
     this.overlay.render(

@@ -96,6 +96,44 @@ fn boolean_variables_take_the_usual_spellings() {
 }
 
 #[test]
+fn every_boolean_variable_takes_the_usual_spellings() {
+    // The boolean settings are the flags `chorus serve --help` lists with an
+    // environment variable and no value: a new one is checked here as it is added.
+    let help = String::from_utf8(chorus(&["serve", "--help"]).output().unwrap().stdout).unwrap();
+    let lines: Vec<&str> = help.lines().collect();
+    let mut variables = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let flag = line.trim_start();
+        if !flag.starts_with("--") || flag.contains('<') {
+            continue;
+        }
+        if let Some(env) = lines.get(i + 1).and_then(|l| l.split("[env: ").nth(1)) {
+            variables.push(env.split(['=', ']']).next().unwrap().to_owned());
+        }
+    }
+    for known in ["CHORUS_DEV", "CHORUS_MEMORY", "CHORUS_ALLOW_TOKENS_WITHOUT_EXP"] {
+        assert!(variables.iter().any(|v| v == known), "{known} is among the boolean settings found: {variables:?}\n{help}");
+    }
+    for variable in &variables {
+        // Parsed, the settings stop at a check made before anything starts
+        // (a bad --allowed-origins), whatever the boolean says.
+        for value in ["1", "yes", "ON", "true", "0", "no", "off", "FALSE"] {
+            let out = chorus(&["serve", "--listen", "127.0.0.1:0", "--allowed-origins", "not an origin"])
+                .env("CHORUS_JWT_SECRET", "s3cret")
+                .env(variable, value)
+                .output()
+                .unwrap();
+            let err = String::from_utf8(out.stderr).unwrap();
+            assert!(err.contains("cannot start: --allowed-origins"), "{variable}={value} was not taken:\n{err}");
+        }
+        let out = chorus(&["serve"]).env(variable, "maybe").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{variable}=maybe");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("use true/false, 1/0, yes/no or on/off"), "{variable}=maybe:\n{err}");
+    }
+}
+
+#[test]
 fn without_a_key_and_without_dev_the_server_refuses_to_start_and_says_what_to_set() {
     let out = chorus(&["serve", "--memory", "--listen", "127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

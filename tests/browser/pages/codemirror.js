@@ -5,7 +5,7 @@
 // ?ws=ws://HOST:PORT/v1/ws&room=R&doc=D&name=Ann
 
 import { connect } from '@chorus/client';
-import { chorus } from '@chorus/codemirror';
+import { chorus, remoteChange } from '@chorus/codemirror';
 import { basicSetup, EditorView } from 'codemirror';
 
 const params = new URLSearchParams(location.search);
@@ -35,8 +35,17 @@ room.on('members', showMembers);
 showMembers();
 document.getElementById('room').textContent = room.name;
 const doc = await room.openDoc(params.get('doc') || 'body');
-const view = new EditorView({ parent: document.getElementById('editor'), doc: doc.text, extensions: [basicSetup, chorus(doc)] });
+// For the test: how many editor transactions carried remote changes, and how
+// many local edits the document got (an echo of a remote change would be one).
+const counts = { remoteTransactions: 0, localChanges: 0 };
+const countRemote = EditorView.updateListener.of((u) => {
+  counts.remoteTransactions += u.transactions.filter((tr) => tr.annotation(remoteChange)).length;
+});
+doc.on('change', (e) => {
+  if (!e.remote) counts.localChanges++;
+});
+const view = new EditorView({ parent: document.getElementById('editor'), doc: doc.text, extensions: [basicSetup, chorus(doc), countRemote] });
 view.focus();
 // For the test: the editor's text, and the document's.
-window.chorusPage = { client, room, doc, view, text: () => view.state.doc.toString() };
+window.chorusPage = { client, room, doc, view, counts, text: () => view.state.doc.toString() };
 document.documentElement.dataset.ready = 'true';
