@@ -159,7 +159,7 @@ async fn a_group_is_one_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let b = SqliteStore::open(&dir.path().join("chorus.db"), SyncMode::Full).unwrap();
     let d = b.load("r", "d").await.unwrap();
-    let ops: Vec<TextOp> = (0..50).map(|i| TextOp::insert(0, &i.to_string())).collect();
+    let ops: Vec<TextOp> = (0..50).map(|i| TextOp::insert(0, i.to_string())).collect();
     let clients: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
     let mut digest = Digest::EMPTY;
     let group_ops: Vec<GroupOp<'_>> = ops
