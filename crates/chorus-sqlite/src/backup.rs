@@ -10,7 +10,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::schema::{APPLICATION_ID, SCHEMA_VERSION};
+use crate::schema::{known_layout, APPLICATION_ID, SCHEMA_VERSION};
 use crate::{lock_database, OpenError};
 
 /// Checks that `path` is a Chorus database of a layout this build knows.
@@ -22,7 +22,7 @@ fn check(conn: &Connection, path: &Path) -> Result<(), OpenError> {
         return Err(refused("not written by Chorus".into()));
     }
     let layout = read("PRAGMA user_version").map_err(|e| refused(e.to_string()))?;
-    if layout != i64::from(SCHEMA_VERSION) {
+    if !known_layout(layout) {
         return Err(OpenError::UnknownSchema { path: path.to_owned(), found: layout, known: SCHEMA_VERSION });
     }
     Ok(())

@@ -1,5 +1,7 @@
-//! Document logs in SQLite: a row per document (its epoch, snapshot and
-//! head), its kept ops as JSON entries keyed by version, each client's last
+//! Document logs in SQLite: a row per document (its epoch, head and where
+//! its snapshot and kept log start), its snapshot's text in a table of its
+//! own (so a commit, which rewrites the row, does not rewrite the text),
+//! its kept ops as JSON entries keyed by version, each client's last
 //! committed (seq, version), and the users' undo histories, written in the
 //! same transaction as the undo op they go with. A document's row is
 //! written by its first op (or an import), and a deletion removes its rows
@@ -73,11 +75,13 @@ pub(crate) fn doc_row(conn: &Connection, room: &str, doc: &str) -> rusqlite::Res
 fn insert_doc(conn: &Connection, room: &str, doc: &str, d: &ImportedDoc<'_>) -> rusqlite::Result<DocRow> {
     let (version, digest) = (d.version as i64, d.digest.to_hex());
     conn.prepare_cached(
-        "INSERT INTO docs (room, name, epoch, snapshot_version, snapshot, oldest, oldest_digest, head, head_digest, changed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6, ?4, ?6, ?7)",
+        "INSERT INTO docs (room, name, epoch, snapshot_version, oldest, oldest_digest, head, head_digest, changed_at)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?4, ?5, ?6)",
     )?
-    .execute(params![room, doc, d.epoch, version, d.text, digest, d.changed_at as i64])?;
-    doc_row(conn, room, doc)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    .execute(params![room, doc, d.epoch, version, digest, d.changed_at as i64])?;
+    let row = doc_row(conn, room, doc)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    conn.prepare_cached("INSERT INTO snapshots (doc, text) VALUES (?1, ?2)")?.execute(params![row.id, d.text])?;
+    Ok(row)
 }
 
 /// Creates an empty document with a fresh epoch, unless it exists.
@@ -224,8 +228,9 @@ fn snapshot_tx(conn: &Connection, room: &str, doc: &str, s: &OwnedSnapshot) -> r
         oldest = trim_to;
         conn.prepare_cached("DELETE FROM ops WHERE doc = ?1 AND version <= ?2")?.execute(params![row.id, trim_to as i64])?;
     }
-    conn.prepare_cached("UPDATE docs SET snapshot_version = ?2, snapshot = ?3, oldest = ?4, oldest_digest = ?5 WHERE id = ?1")?
-        .execute(params![row.id, s.version as i64, s.text, oldest as i64, oldest_digest.to_hex()])?;
+    conn.prepare_cached("UPDATE docs SET snapshot_version = ?2, oldest = ?3, oldest_digest = ?4 WHERE id = ?1")?
+        .execute(params![row.id, s.version as i64, oldest as i64, oldest_digest.to_hex()])?;
+    conn.prepare_cached("UPDATE snapshots SET text = ?2 WHERE doc = ?1")?.execute(params![row.id, s.text])?;
     // A client whose last op is gone can only come back from before the
     // trim point, and so gets a snapshot anyway.
     conn.prepare_cached("DELETE FROM clients WHERE doc = ?1 AND version <= ?2")?.execute(params![row.id, oldest as i64])?;
@@ -236,7 +241,7 @@ fn snapshot_tx(conn: &Connection, room: &str, doc: &str, s: &OwnedSnapshot) -> r
 fn load_read(conn: &Connection, room: &str, doc: &str) -> rusqlite::Result<Option<StoredDoc>> {
     let tx = conn.unchecked_transaction()?;
     let Some(row) = doc_row(&tx, room, doc)? else { return Ok(None) };
-    let snapshot: String = tx.prepare_cached("SELECT snapshot FROM docs WHERE id = ?1")?.query_row([row.id], |r| r.get(0))?;
+    let snapshot: String = tx.prepare_cached("SELECT text FROM snapshots WHERE doc = ?1")?.query_row([row.id], |r| r.get(0))?;
     let ops = entries_after(&tx, row.id, row.oldest)?;
     tx.commit()?;
     Ok(Some(StoredDoc { epoch: row.epoch, snapshot_version: row.snapshot_version, snapshot, oldest_digest: row.oldest_digest, ops }))
@@ -323,6 +328,7 @@ impl DocStore for SqliteStore {
 fn remove_doc(conn: &Connection, room: &str, doc: &str, id: i64) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM ops WHERE doc = ?1")?.execute([id])?;
     conn.prepare_cached("DELETE FROM clients WHERE doc = ?1")?.execute([id])?;
+    conn.prepare_cached("DELETE FROM snapshots WHERE doc = ?1")?.execute([id])?;
     conn.prepare_cached("DELETE FROM docs WHERE id = ?1")?.execute([id])?;
     conn.prepare_cached("DELETE FROM histories WHERE room = ?1 AND doc = ?2")?.execute(params![room, doc])?;
     Ok(())

@@ -5,7 +5,8 @@
 //! layout (`user_version`). A file that is not SQLite, is another
 //! program's database, or has a layout this build does not know is refused
 //! before anything is written to it: Chorus never overwrites data it does
-//! not understand.
+//! not understand. A database of an older layout is brought to this one
+//! in one transaction at start.
 
 use std::path::Path;
 
@@ -15,8 +16,15 @@ use crate::{OpenError, SyncMode};
 
 /// "Chor" in ASCII: the header mark of a Chorus database.
 pub(crate) const APPLICATION_ID: i32 = 0x4368_6f72;
-/// The layout of the tables below.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+/// The layout of the tables below. Layout 1 kept each document's snapshot
+/// in its `docs` row, which every commit rewrites: a commit then read and
+/// rewrote the whole snapshot, its cost growing with the document.
+pub(crate) const SCHEMA_VERSION: i32 = 2;
+
+/// Whether this build opens (and, if older, migrates) a database of `layout`.
+pub(crate) fn known_layout(layout: i64) -> bool {
+    (1..=i64::from(SCHEMA_VERSION)).contains(&layout)
+}
 
 const TABLES: &str = "
 CREATE TABLE docs (
@@ -25,13 +33,16 @@ CREATE TABLE docs (
     name TEXT NOT NULL,
     epoch TEXT NOT NULL,
     snapshot_version INTEGER NOT NULL,
-    snapshot TEXT NOT NULL,
     oldest INTEGER NOT NULL,
     oldest_digest TEXT NOT NULL,
     head INTEGER NOT NULL,
     head_digest TEXT NOT NULL,
     changed_at INTEGER NOT NULL,
     UNIQUE (room, name)
+);
+CREATE TABLE snapshots (
+    doc INTEGER PRIMARY KEY,
+    text TEXT NOT NULL
 );
 CREATE TABLE ops (
     doc INTEGER NOT NULL,
@@ -88,7 +99,7 @@ pub(crate) fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Ope
     match (app, objects) {
         (0, 0) => create(&conn).map_err(OpenError::Sqlite)?,
         (app, _) if app == i64::from(APPLICATION_ID) => {
-            if layout != i64::from(SCHEMA_VERSION) {
+            if !known_layout(layout) {
                 return Err(OpenError::UnknownSchema { path: path.to_owned(), found: layout, known: SCHEMA_VERSION });
             }
         }
@@ -99,6 +110,9 @@ pub(crate) fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Ope
         .map_err(|e| refused(path, format!("damaged ({e})")))?;
     if check != "ok" {
         return Err(refused(path, format!("damaged ({check})")));
+    }
+    if layout == 1 {
+        migrate_from_1(&conn).map_err(OpenError::Sqlite)?;
     }
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(OpenError::Sqlite)?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -116,6 +130,18 @@ fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE; {TABLES} PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
     ))
+}
+
+/// Layout 1 to 2: snapshots move out of the `docs` rows into their own table.
+fn migrate_from_1(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE snapshots (doc INTEGER PRIMARY KEY, text TEXT NOT NULL);
+         INSERT INTO snapshots (doc, text) SELECT id, snapshot FROM docs;
+         ALTER TABLE docs DROP COLUMN snapshot;
+         PRAGMA user_version = 2;
+         COMMIT;",
+    )
 }
 
 /// A connection for reads (the writer's checks ran first).

@@ -159,7 +159,7 @@ async fn a_group_is_one_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let b = SqliteStore::open(&dir.path().join("chorus.db"), SyncMode::Full).unwrap();
     let d = b.load("r", "d").await.unwrap();
-    let ops: Vec<TextOp> = (0..50).map(|i| TextOp::insert(0, &i.to_string())).collect();
+    let ops: Vec<TextOp> = (0..50).map(|i| TextOp::insert(0, i.to_string())).collect();
     let clients: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
     let mut digest = Digest::EMPTY;
     let group_ops: Vec<GroupOp<'_>> = ops
@@ -217,7 +217,7 @@ async fn a_backup_taken_while_writing_restores_whole() {
 /// Rows of the document tables, read beside the server's connections.
 fn document_rows(path: &std::path::Path) -> Vec<(&'static str, i64)> {
     let conn = rusqlite::Connection::open(path).unwrap();
-    ["docs", "ops", "clients", "histories"]
+    ["docs", "snapshots", "ops", "clients", "histories"]
         .into_iter()
         .map(|t| (t, conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0)).unwrap()))
         .collect()
@@ -229,7 +229,7 @@ async fn an_untouched_document_and_a_deleted_one_leave_no_row() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chorus.db");
     let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
-    let none = vec![("docs", 0), ("ops", 0), ("clients", 0), ("histories", 0)];
+    let none = vec![("docs", 0), ("snapshots", 0), ("ops", 0), ("clients", 0), ("histories", 0)];
     let d = b.load("r", "d").await.unwrap();
     b.ops_since("r", "d", &d.epoch, 0).await.unwrap();
     b.last_committed("r", "d", "a").await.unwrap();
@@ -252,7 +252,47 @@ async fn an_untouched_document_and_a_deleted_one_leave_no_row() {
     assert!(matches!(b.append("r", "d", &c).await.unwrap(), Appended::Committed { version: 5, .. }));
     assert!(b.save_history("r", "d", "bob", 0, "t2", "h2").await.unwrap());
     b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 3, text: "xxx".into(), trim_to: 2, trim_digest: Digest::EMPTY }).await.unwrap();
-    assert_eq!(document_rows(&path), vec![("docs", 1), ("ops", 3), ("clients", 2), ("histories", 2)]);
+    assert_eq!(document_rows(&path), vec![("docs", 1), ("snapshots", 1), ("ops", 3), ("clients", 2), ("histories", 2)]);
     assert!(b.delete_doc("r", "d").await.unwrap().is_some());
     assert_eq!(document_rows(&path), none, "a deleted document leaves no row in any table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_layout_1_is_migrated_at_start_with_its_documents() {
+    use chorus_store::Snapshot;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chorus.db");
+    let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    let (mut head, mut digest) = (0, Digest::EMPTY);
+    for i in 1..=4u64 {
+        let (outcome, next) = commit(&b, &d.epoch, head, digest, "a", i, "x").await;
+        assert!(matches!(outcome, Appended::Committed { .. }), "{outcome:?}");
+        (head, digest) = (i, next);
+    }
+    b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 3, text: "xxx".into(), trim_to: 2, trim_digest: Digest::EMPTY }).await.unwrap();
+    drop(b);
+    // Back to layout 1: the snapshot's text in the document's row (the
+    // migration names columns, so where the column sits does not matter).
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE docs ADD COLUMN snapshot TEXT NOT NULL DEFAULT '';
+             UPDATE docs SET snapshot = (SELECT text FROM snapshots WHERE doc = docs.id);
+             DROP TABLE snapshots;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+
+    let b = SqliteStore::open(&path, SyncMode::Full).expect("a layout 1 database opens");
+    let again = b.load("r", "d").await.unwrap();
+    assert_eq!((again.snapshot_version, again.snapshot.as_str()), (3, "xxx"), "the snapshot moved with its document");
+    assert_eq!((again.epoch.as_str(), again.head(), again.head_digest()), (d.epoch.as_str(), 4, digest));
+    let (outcome, _) = commit(&b, &d.epoch, head, digest, "a", 5, "x").await;
+    assert!(matches!(outcome, Appended::Committed { version: 5, .. }), "{outcome:?}");
+    drop(b);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 2);
+    let columns: Vec<String> = conn.prepare("SELECT name FROM pragma_table_info('docs')").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    assert!(!columns.iter().any(|c| c == "snapshot"), "the row no longer holds the text: {columns:?}");
 }
