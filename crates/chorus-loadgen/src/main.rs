@@ -329,6 +329,38 @@ impl Server {
         (!self.pids.is_empty()).then_some(total)
     }
 
+    /// CPU time used so far by the nodes, in nanoseconds: every thread's
+    /// time on a CPU, as the scheduler counts it (`/proc/PID/task/*/schedstat`),
+    /// which is exact where `/proc/PID/stat` counts 10 ms ticks.
+    fn cpu_nanos(&self) -> Option<u64> {
+        let mut total = 0;
+        for pid in &self.pids {
+            for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+                let Ok(stat) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else { continue };
+                total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+            }
+        }
+        (!self.pids.is_empty()).then_some(total)
+    }
+
+    /// CPU time the nodes use from now until they are idle again (no more
+    /// than a millisecond in 100 ms), in milliseconds, the quiet 100 ms not
+    /// counted; `None` when it cannot be read or they are still busy after
+    /// 30 s.
+    async fn cpu_ms_until_idle(&self, from: u64) -> Option<f64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = from;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.cpu_nanos()?;
+            if now - last < 1_000_000 {
+                return Some((last - from) as f64 / 1e6);
+            }
+            last = now;
+        }
+        None
+    }
+
     /// (current, peak) resident memory of the nodes together, in KiB.
     fn memory_kib(&self) -> Option<(u64, u64)> {
         let mut total = (0, 0);
@@ -677,8 +709,8 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
         let redis = if args.target.cluster { "a Redis Cluster of 3 masters" } else { "one Redis" };
         println!("{} nodes sharing {redis}; clients spread over them", args.target.nodes);
     }
-    println!("| store | start size | clients | histories | committed ops/s | ack p50 ms | ack p99 ms | ack max ms | seen p50 ms | seen p99 ms | converged | server CPU | Redis round trips/op | Redis scripts/op | Redis commands/op | commit conflicts/op | SQLite transactions/op |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | start size | clients | histories | committed ops/s | ack p50 ms | ack p99 ms | ack max ms | seen p50 ms | seen p99 ms | converged | server CPU | disconnect CPU ms | Redis round trips/op | Redis scripts/op | Redis commands/op | commit conflicts/op | SQLite transactions/op |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &size in &args.doc_bytes {
         for &c in &args.clients {
           for &store in &args.target.store {
@@ -686,7 +718,7 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
             let server = Server::start_on(&args.target, store, None).await?;
             let r = edit_run(&server, c, size, Duration::from_secs(args.seconds), undo == Histories::On).await?;
             println!(
-                "| {} | {} | {c} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {c} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if args.target.nodes > 1 { "Redis" } else { store.label() },
                 if size == 0 { "empty".to_string() } else { format!("{:.1} MB", size as f64 / 1e6) },
                 if undo == Histories::On { "yes" } else { "no" },
@@ -698,6 +730,7 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
                 ms(&r.seen, 0.99),
                 if r.converged { "yes" } else { "NO" },
                 r.cpu,
+                r.disconnect_ms.map_or("-".into(), |ms| format!("{ms:.0}")),
                 r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.2}", w.round_trips)),
                 r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.2}", w.scripts)),
                 r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.2}", w.commands)),
@@ -737,6 +770,9 @@ struct EditResult {
     seen: Histogram<u64>,
     converged: bool,
     cpu: String,
+    /// Server CPU from closing every connection to the server going idle
+    /// (the editors' histories released and saved, the room unloaded).
+    disconnect_ms: Option<f64>,
 }
 
 async fn edit_run(server: &Server, clients: usize, size: usize, duration: Duration, undo: bool) -> anyhow::Result<EditResult> {
@@ -842,7 +878,18 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
         converged &= c.ot.version() == version && c.text.to_string() == text;
     }
     let seen = std::mem::replace(&mut *seen.lock().expect("not poisoned"), new_histogram());
-    Ok(EditResult { ops: committed, redis_per_op, transactions_per_op, ack, seen, converged, cpu })
+    // Everyone leaves at once, as at the end of a session: what the server
+    // spends on it (releasing and saving histories, unloading the room).
+    let before_close = server.cpu_nanos();
+    for c in &mut finished {
+        c.close().await;
+    }
+    check.close().await;
+    let disconnect_ms = match before_close {
+        Some(from) => server.cpu_ms_until_idle(from).await,
+        None => None,
+    };
+    Ok(EditResult { ops: committed, redis_per_op, transactions_per_op, ack, seen, converged, cpu, disconnect_ms })
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -887,6 +934,12 @@ impl EditClient {
             }
         }
         bail!("connection closed while opening the document")
+    }
+
+    /// Closes the connection (a close frame, then the socket), as a tab
+    /// that is closed does.
+    async fn close(&mut self) {
+        let _ = self.ws.close(None).await;
     }
 
     /// Applies a local edit and submits it (one op in flight: the caller

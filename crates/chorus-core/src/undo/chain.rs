@@ -12,10 +12,15 @@
 //! costs a push, and a step pays only when it reaches the top.
 //!
 //! An op is given to every history of a document as one shared copy (an
-//! [`Arc`]), so a history pays a pointer for it; only ops carried past a
-//! step are its own. The bottom step has nobody to carry ops to, so it meets
-//! its pending ops as soon as there are a few ([`Chain::EAGER`]): a one-step
-//! history holds almost nothing. What a chain holds is bounded
+//! [`Arc`]), so a history pays a pointer for it. Bringing the top step to
+//! the present (which every edit does, to see whether it joins the step)
+//! does not carry its ops past it for the step below yet: the step below
+//! keeps the top's old op and the shared ops, and carries them when it is
+//! needed itself. Most steps are forgotten past the depth without ever being
+//! needed, and then cost a transform per op for the top's sake only. A step
+//! alone in its chain has nobody to carry ops to, so it meets its pending
+//! ops as soon as there are a few ([`Chain::EAGER`]): a one-step history
+//! holds almost nothing. What a chain holds is bounded
 //! ([`DEFAULT_MAX_PENDING`](super::DEFAULT_MAX_PENDING)): past the bound its
 //! oldest steps are forgotten, as past its depth.
 //!
@@ -34,8 +39,51 @@ use crate::text::{Side, TextOp};
 /// Ops a step has yet to be transformed through, oldest first. They only
 /// ever move steps (their lengths count, never their text), so deletes are
 /// kept as counts.
+///
+/// Ops carried past the step above are kept as that step was when it met
+/// them and the ops it met ([`Segment::Past`]), and carried only when this
+/// step is needed: in an edit storm most steps are forgotten past the depth
+/// long before anyone undoes them, and then nothing is carried at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Pending(Vec<Arc<TextOp>>);
+pub(super) struct Pending(Vec<Segment>);
+
+/// A run of a step's pending ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    /// Ops as they are.
+    Ops(Vec<Arc<TextOp>>),
+    /// The ops the step above met, starting from `past` (its op before them),
+    /// not yet carried past it: carrying `ops[i]` past the step as it was
+    /// after `ops[..i]` gives this step's op.
+    Past { past: TextOp, ops: Vec<Arc<TextOp>> },
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        match self {
+            Segment::Ops(ops) | Segment::Past { ops, .. } => ops.len(),
+        }
+    }
+
+    /// The ops as this step meets them: those of a `Past` carried past the
+    /// step above, the ops that carrying empties dropped.
+    fn carry_into(self, out: &mut Vec<Arc<TextOp>>) {
+        match self {
+            Segment::Ops(ops) if out.is_empty() => *out = ops,
+            Segment::Ops(ops) => out.extend(ops),
+            Segment::Past { mut past, ops } => {
+                out.reserve(ops.len());
+                for op in ops {
+                    let carried = op.transform(&past, Side::Left);
+                    if !carried.is_noop() {
+                        out.push(Arc::new(carried));
+                    }
+                    past = past.transform(&op, Side::Right);
+                }
+            }
+        }
+    }
+}
 
 impl Pending {
     pub(super) fn is_empty(&self) -> bool {
@@ -43,23 +91,57 @@ impl Pending {
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.0.iter().map(Segment::len).sum()
     }
 
-    fn take(&mut self) -> Vec<Arc<TextOp>> {
-        std::mem::take(&mut self.0)
+    fn push(&mut self, op: &Arc<TextOp>) {
+        match self.0.last_mut() {
+            Some(Segment::Ops(ops)) => ops.push(op.clone()),
+            _ => self.0.push(Segment::Ops(vec![op.clone()])),
+        }
     }
+
+    /// Takes the ops, carried where they were not yet.
+    fn take(&mut self) -> Vec<Arc<TextOp>> {
+        let mut out = Vec::new();
+        for segment in std::mem::take(&mut self.0) {
+            segment.carry_into(&mut out);
+        }
+        out
+    }
+}
+
+/// How a pending op is stored: an op as it is, or ops not yet carried past
+/// the step above (histories stored before that have only the first kind).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredPending<T, L> {
+    Op(T),
+    Past { past: T, ops: L },
 }
 
 impl Serialize for Pending {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|op| &**op))
+        let stored = self.0.iter().flat_map(|segment| -> Box<dyn Iterator<Item = StoredPending<&TextOp, Vec<&TextOp>>>> {
+            match segment {
+                Segment::Ops(ops) => Box::new(ops.iter().map(|op| StoredPending::Op(&**op))),
+                Segment::Past { past, ops } => Box::new(std::iter::once(StoredPending::Past { past, ops: ops.iter().map(|op| &**op).collect() })),
+            }
+        });
+        s.collect_seq(stored)
     }
 }
 
 impl<'de> Deserialize<'de> for Pending {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Pending(Vec::<TextOp>::deserialize(d)?.into_iter().map(Arc::new).collect()))
+        let mut pending = Pending::default();
+        for stored in Vec::<StoredPending<TextOp, Vec<TextOp>>>::deserialize(d)? {
+            match stored {
+                StoredPending::Op(op) => pending.push(&Arc::new(op)),
+                StoredPending::Past { past, ops } => pending.0.push(Segment::Past { past, ops: ops.into_iter().map(Arc::new).collect() }),
+            }
+        }
+        Ok(pending)
     }
 }
 
@@ -136,7 +218,7 @@ impl Chain {
     /// deleted text): the top step will meet it when it is next needed.
     pub(super) fn give(&mut self, op: &Arc<TextOp>) {
         let Some(top) = self.0.back_mut() else { return };
-        top.pending.0.push(op.clone());
+        top.pending.push(op);
         // Only a history nobody uses keeps ops in its top step for long;
         // checking every so often bounds it at a sum's cost.
         if top.pending.len() % 1024 == 0 {
@@ -146,26 +228,33 @@ impl Chain {
     }
 
     /// Brings the top step to the present, passing what it met on to the
-    /// step below; the top, if any.
+    /// step below (to be carried past it when that step is needed); the
+    /// top, if any.
     pub(super) fn top(&mut self) -> Option<&mut TextOp> {
         let mut top = self.0.pop_back()?;
-        for op in top.pending.take() {
-            if let Some(below) = self.0.back_mut() {
-                let carried = op.transform(&top.op, Side::Left);
-                if !carried.is_noop() {
-                    below.pending.0.push(Arc::new(carried));
-                }
+        if !top.pending.is_empty() {
+            let ops = top.pending.take();
+            let past = self.0.back().map(|_| top.op.clone());
+            for op in &ops {
+                top.op = top.op.transform(op, Side::Right);
             }
-            top.op = top.op.transform(&op, Side::Right);
+            if let (Some(below), Some(past)) = (self.0.back_mut(), past) {
+                below.pending.0.push(Segment::Past { past, ops });
+            }
         }
         self.0.push_back(top);
         self.settle_bottom();
         self.0.back_mut().map(|s| &mut s.op)
     }
 
-    /// Lets the bottom step meet its pending ops once it holds a few: it
-    /// carries them nowhere, so this costs one transform each.
+    /// Lets a step alone in its chain meet its pending ops once it holds a
+    /// few: it carries them nowhere, so this costs one transform each. (The
+    /// bottom of a longer chain gains ops only while it is second, and is
+    /// the next step forgotten past the depth: it is left lazy.)
     fn settle_bottom(&mut self) {
+        if self.0.len() != 1 {
+            return;
+        }
         let Some(bottom) = self.0.front_mut() else { return };
         if bottom.pending.len() > Self::EAGER {
             for op in bottom.pending.take() {

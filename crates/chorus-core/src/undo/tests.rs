@@ -563,3 +563,27 @@ fn a_history_nobody_uses_forgets_its_older_steps_past_the_bound() {
     let undo = stack.undo(3 + others, std::iter::empty()).unwrap().expect("the latest step");
     assert_eq!(undo, TextOp::delete_text(0, "m"));
 }
+
+#[test]
+fn ops_not_yet_carried_past_a_step_are_stored_as_they_are_and_carried_after_loading() {
+    // Two steps of ann's; bob types between and after them; ann's third
+    // edit brings her top step forward, which leaves bob's ops for the step
+    // below to carry when it is needed.
+    let mut room = Room::new("");
+    for (i, text) in ["one ", "two "].iter().enumerate() {
+        let at = room.text().chars().count();
+        room.edit("ann", room.head(), &TextOp::insert(at, *text), i as u64 * 1_000);
+        room.edit("bob", room.head(), &TextOp::insert(i, "b"), i as u64 * 1_000 + 100);
+    }
+    // Within the capture window: the join is tried on the top step.
+    room.edit("ann", room.head(), &TextOp::insert(0, ">"), 1_200);
+    let saved = serde_json::to_string(&room.stacks["ann"]).unwrap();
+    assert!(saved.contains(r#""past""#), "the step below keeps the top's old op: {saved}");
+    let loaded: UndoStack = serde_json::from_str(&saved).unwrap();
+    assert_eq!(loaded, room.stacks["ann"]);
+    assert_eq!(loaded.present(), room.stacks["ann"].present(), "carried after loading as before");
+    assert_eq!(room.text(), ">bbone two ");
+    room.stacks.insert("ann".into(), loaded);
+    while room.undo("ann").is_some() {}
+    assert_eq!(room.text(), "bb", "every step of ann's undone, bob's text kept");
+}
