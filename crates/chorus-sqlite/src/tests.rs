@@ -37,6 +37,18 @@ async fn commit(b: &SqliteStore, epoch: &str, head: u64, digest: Digest, client:
     (b.append("r", "d", &c).await.unwrap(), next)
 }
 
+/// Commits `n` inserts of "x" by client "a" to a document at version 0: its
+/// head and digest after them.
+async fn commit_xs(b: &SqliteStore, epoch: &str, n: u64) -> (u64, Digest) {
+    let (mut head, mut digest) = (0, Digest::EMPTY);
+    for i in 1..=n {
+        let (outcome, next) = commit(b, epoch, head, digest, "a", i, "x").await;
+        assert!(matches!(outcome, Appended::Committed { .. }), "{outcome:?}");
+        (head, digest) = (i, next);
+    }
+    (head, digest)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_was_committed_is_there_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,12 +200,7 @@ async fn a_backup_taken_while_writing_restores_whole() {
     let path = dir.path().join("chorus.db");
     let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
     let d = b.load("r", "d").await.unwrap();
-    let (mut head, mut digest) = (0, Digest::EMPTY);
-    for i in 1..=20u64 {
-        let (outcome, next) = commit(&b, &d.epoch, head, digest, "a", i, "x").await;
-        assert!(matches!(outcome, Appended::Committed { .. }));
-        (head, digest) = (i, next);
-    }
+    let (head, digest) = commit_xs(&b, &d.epoch, 20).await;
     let copy = dir.path().join("backup.db");
     crate::backup(&path, &copy).expect("an online backup");
     let err = crate::backup(&path, &copy).expect_err("never overwrites");
@@ -239,12 +246,7 @@ async fn an_untouched_document_and_a_deleted_one_leave_no_row() {
     assert_eq!(document_rows(&path), none, "a document opened and never edited leaves no row once discarded");
     let d = b.load("r", "d").await.unwrap();
 
-    let (mut head, mut digest) = (0, Digest::EMPTY);
-    for i in 1..=4u64 {
-        let (outcome, next) = commit(&b, &d.epoch, head, digest, "a", i, "x").await;
-        assert!(matches!(outcome, Appended::Committed { .. }), "{outcome:?}");
-        (head, digest) = (i, next);
-    }
+    let (_, digest) = commit_xs(&b, &d.epoch, 4).await;
     let op = TextOp::insert(0, "u");
     let next = digest.next(5, "h:ann", 1, &op);
     let history = Some(HistoryWrite { user: "ann", expected_rev: 0, token: "t", saved: "h" });
@@ -264,12 +266,7 @@ async fn a_database_of_layout_1_is_migrated_at_start_with_its_documents() {
     let path = dir.path().join("chorus.db");
     let b = SqliteStore::open(&path, SyncMode::Full).unwrap();
     let d = b.load("r", "d").await.unwrap();
-    let (mut head, mut digest) = (0, Digest::EMPTY);
-    for i in 1..=4u64 {
-        let (outcome, next) = commit(&b, &d.epoch, head, digest, "a", i, "x").await;
-        assert!(matches!(outcome, Appended::Committed { .. }), "{outcome:?}");
-        (head, digest) = (i, next);
-    }
+    let (head, digest) = commit_xs(&b, &d.epoch, 4).await;
     b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 3, text: "xxx".into(), trim_to: 2, trim_digest: Digest::EMPTY }).await.unwrap();
     drop(b);
     // Back to layout 1: the snapshot's text in the document's row (the
