@@ -297,6 +297,15 @@ impl Server {
         Some(total)
     }
 
+    /// Counters summed over the nodes' /metrics, in the order asked.
+    async fn counters(&self, names: &[&str]) -> Option<Vec<f64>> {
+        let mut values = Vec::with_capacity(names.len());
+        for name in names {
+            values.push(self.counter(name).await?);
+        }
+        Some(values)
+    }
+
     /// A counter from one node's /metrics (0 when absent).
     async fn node_counter(url: &str, name: &str) -> Option<f64> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -709,8 +718,8 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
         let redis = if args.target.cluster { "a Redis Cluster of 3 masters" } else { "one Redis" };
         println!("{} nodes sharing {redis}; clients spread over them", args.target.nodes);
     }
-    println!("| store | start size | clients | histories | committed ops/s | ack p50 ms | ack p99 ms | ack max ms | seen p50 ms | seen p99 ms | converged | server CPU | disconnect CPU ms | Redis round trips/op | Redis scripts/op | Redis commands/op | commit conflicts/op | SQLite transactions/op |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| store | start size | clients | histories | committed ops/s | ack p50 ms | ack p99 ms | ack max ms | seen p50 ms | seen p99 ms | converged | server CPU | disconnect CPU ms | Redis round trips/op | Redis scripts/op | Redis commands/op | commit conflicts/op | SQLite transactions/op | SQLite µs/transaction: statements + COMMIT | SQLite queued µs/write |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &size in &args.doc_bytes {
         for &c in &args.clients {
           for &store in &args.target.store {
@@ -718,7 +727,7 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
             let server = Server::start_on(&args.target, store, None).await?;
             let r = edit_run(&server, c, size, Duration::from_secs(args.seconds), undo == Histories::On).await?;
             println!(
-                "| {} | {} | {c} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {c} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if args.target.nodes > 1 { "Redis" } else { store.label() },
                 if size == 0 { "empty".to_string() } else { format!("{:.1} MB", size as f64 / 1e6) },
                 if undo == Histories::On { "yes" } else { "no" },
@@ -735,7 +744,9 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
                 r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.2}", w.scripts)),
                 r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.2}", w.commands)),
                 r.redis_per_op.as_ref().map_or("-".into(), |w| format!("{:.3}", w.conflicts)),
-                r.transactions_per_op.map_or("-".into(), |t| format!("{t:.3}")),
+                r.sqlite.as_ref().map_or("-".into(), |w| format!("{:.3}", w.transactions_per_op)),
+                r.sqlite.as_ref().map_or("-".into(), |w| format!("{:.0} + {:.0}", w.statement_us, w.commit_us)),
+                r.sqlite.as_ref().map_or("-".into(), |w| format!("{:.0}", w.queued_us)),
             );
             if !r.converged {
                 bail!("clients diverged");
@@ -759,13 +770,34 @@ struct RedisWork {
     conflicts: f64,
 }
 
+/// The SQLite writer's work during a run (see the server's metrics).
+struct SqliteWork {
+    /// Transactions (each one fsync under synchronous=FULL) per committed op.
+    transactions_per_op: f64,
+    /// Per transaction: running its statements, and its COMMIT (the WAL
+    /// written and, under FULL, fsynced).
+    statement_us: f64,
+    commit_us: f64,
+    /// Per write: from being sent to the writer thread to its transaction starting.
+    queued_us: f64,
+}
+
+/// The SQLite writer's counters, in order: transactions, writes, queued,
+/// statement and commit microseconds.
+const SQLITE_COUNTERS: [&str; 5] = [
+    "chorus_sqlite_transactions_total",
+    "chorus_sqlite_writes_total",
+    "chorus_sqlite_queued_microseconds_total",
+    "chorus_sqlite_statement_microseconds_total",
+    "chorus_sqlite_commit_microseconds_total",
+];
+
 struct EditResult {
     ops: u64,
     /// Redis work per committed op during the run, with Redis.
     redis_per_op: Option<RedisWork>,
-    /// SQLite transactions (each one fsync under synchronous=FULL) per
-    /// committed op, on the SQLite store.
-    transactions_per_op: Option<f64>,
+    /// The SQLite writer's work during the run, on the SQLite store.
+    sqlite: Option<SqliteWork>,
     ack: Histogram<u64>,
     seen: Histogram<u64>,
     converged: bool,
@@ -806,7 +838,7 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
     let trips_before = if server.redis.is_some() { server.counter(ROUND_TRIPS).await } else { None };
     let conflicts_before = if server.redis.is_some() { server.counter(CONFLICTS).await } else { None };
     let sqlite = server.data.is_some();
-    let transactions_before = if sqlite { server.counter("chorus_sqlite_transactions_total").await } else { None };
+    let sqlite_before = if sqlite { server.counters(&SQLITE_COUNTERS).await } else { None };
     let started = Instant::now();
     let end = started + duration;
     let mut tasks = Vec::new();
@@ -863,8 +895,17 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
         }
         _ => None,
     };
-    let transactions_per_op = match (transactions_before, server.counter("chorus_sqlite_transactions_total").await) {
-        (Some(a), Some(b)) if committed > 0 => Some((b - a) / committed as f64),
+    let sqlite = match (sqlite_before, server.counters(&SQLITE_COUNTERS).await) {
+        (Some(a), Some(b)) if committed > 0 => {
+            let d: Vec<f64> = a.iter().zip(&b).map(|(a, b)| b - a).collect();
+            let (transactions, writes) = (d[0].max(1.0), d[1].max(1.0));
+            Some(SqliteWork {
+                transactions_per_op: d[0] / committed as f64,
+                statement_us: d[3] / transactions,
+                commit_us: d[4] / transactions,
+                queued_us: d[2] / writes,
+            })
+        }
         _ => None,
     };
     // Convergence: a newcomer's text is the server's; everyone else must
@@ -889,7 +930,7 @@ async fn edit_run(server: &Server, clients: usize, size: usize, duration: Durati
         Some(from) => server.cpu_ms_until_idle(from).await,
         None => None,
     };
-    Ok(EditResult { ops: committed, redis_per_op, transactions_per_op, ack, seen, converged, cpu, disconnect_ms })
+    Ok(EditResult { ops: committed, redis_per_op, sqlite, ack, seen, converged, cpu, disconnect_ms })
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -123,6 +123,9 @@ pub(crate) fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Ope
         SyncMode::Normal => "NORMAL",
     };
     conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;")).map_err(OpenError::Sqlite)?;
+    // Room for every statement the writer runs, so none is parsed again
+    // after being pushed out by others.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

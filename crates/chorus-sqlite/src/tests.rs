@@ -164,6 +164,27 @@ async fn concurrent_commits_share_transactions() {
     }
 }
 
+/// A write that fails leaves nothing of itself behind, also alone in its
+/// transaction (which then has no savepoint: it is rolled back whole), and
+/// the writer carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = SqliteStore::open(&dir.path().join("chorus.db"), SyncMode::Full).unwrap();
+    let failed = b
+        .writer()
+        .run(|conn, _| {
+            conn.execute("INSERT INTO room_values (room, epoch, seq) VALUES ('r', 'e', 1)", [])?;
+            Err::<(), _>(rusqlite::Error::QueryReturnedNoRows)
+        })
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    let rows = b.read(|conn| conn.query_row("SELECT count(*) FROM room_values", [], |r| r.get::<_, i64>(0))).await.unwrap();
+    assert_eq!(rows, 0, "the failed write's row was rolled back");
+    let (head, _) = commit_xs(&b, &b.load("r", "d").await.unwrap().epoch, 2).await;
+    assert_eq!(b.load("r", "d").await.unwrap().head(), head, "later writes commit");
+}
+
 /// A group of ops of one document is one transaction (one fsync), however
 /// many ops it holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chorus_store::{MemoryStore, RoomEvent, StoreError, StoreResult};
 use rusqlite::Connection;
@@ -24,14 +25,23 @@ const MAX_BATCH: usize = 1_024;
 pub(crate) type Events = Vec<(String, RoomEvent)>;
 
 /// How many transactions (so fsyncs, under `synchronous=FULL`) and tasks
-/// the writer has committed.
+/// the writer has committed, and where its time went: what tells a slow
+/// disk from slow statements from a writer that waits to be woken.
 #[derive(Debug, Default)]
 pub struct WriterStats {
     pub transactions: AtomicU64,
     pub tasks: AtomicU64,
+    /// Summed over tasks: from being sent to their batch starting.
+    pub queued_nanos: AtomicU64,
+    /// Summed over batches: running their statements (`BEGIN` to before `COMMIT`).
+    pub statement_nanos: AtomicU64,
+    /// Summed over batches: `COMMIT` (writing the WAL and, under FULL, its fsync).
+    pub commit_nanos: AtomicU64,
 }
 
 trait Task: Send {
+    /// When it was sent to the writer.
+    fn sent(&self) -> Instant;
     /// Runs inside the batch's transaction; false when it failed (its
     /// changes are then rolled back to its savepoint).
     fn run(&mut self, conn: &Connection) -> bool;
@@ -40,6 +50,7 @@ trait Task: Send {
 }
 
 struct Pending<T, F> {
+    sent: Instant,
     work: Option<F>,
     outcome: Option<Result<(T, Events), String>>,
     reply: oneshot::Sender<StoreResult<T>>,
@@ -50,6 +61,10 @@ where
     T: Send,
     F: FnOnce(&Connection, &mut Events) -> rusqlite::Result<T> + Send,
 {
+    fn sent(&self) -> Instant {
+        self.sent
+    }
+
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(work) = self.work.take() else { return false };
         let mut events = Vec::new();
@@ -113,22 +128,52 @@ impl Writer {
         F: FnOnce(&Connection, &mut Events) -> rusqlite::Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let task = Box::new(Pending { work: Some(work), outcome: None, reply });
+        let task = Box::new(Pending { sent: Instant::now(), work: Some(work), outcome: None, reply });
         self.tx.send(task).map_err(|_| StoreError::Unavailable("the sqlite writer has stopped".into()))?;
         answer.await.map_err(|_| StoreError::Unavailable("the sqlite writer stopped before answering".into()))?
     }
 }
 
+/// Runs one of the statements every batch runs (`BEGIN`, `COMMIT`, the
+/// savepoints), from the connection's cache: parsed once, not per batch.
+fn exec(conn: &Connection, sql: &str) -> Result<(), String> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(|e| e.to_string())
+}
+
 fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Task>>, bus: &MemoryStore, stats: &WriterStats) {
+    let start = Instant::now();
+    let queued: u64 = batch.iter().map(|t| start.saturating_duration_since(t.sent()).as_nanos() as u64).sum();
+    let mut statements = start;
     let committed = (|| -> Result<(), String> {
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
-        for task in &mut batch {
-            conn.execute_batch("SAVEPOINT task").map_err(|e| e.to_string())?;
-            let undo = if task.run(conn) { "RELEASE task" } else { "ROLLBACK TO task; RELEASE task" };
-            conn.execute_batch(undo).map_err(|e| e.to_string())?;
+        exec(conn, "BEGIN IMMEDIATE")?;
+        if let [task] = batch.as_mut_slice() {
+            // Alone in its batch, a task that fails rolls the transaction
+            // back: no savepoint needed.
+            if !task.run(conn) {
+                statements = Instant::now();
+                // (Unless SQLite rolled it back already, as some errors do.)
+                return if conn.is_autocommit() { Ok(()) } else { exec(conn, "ROLLBACK") };
+            }
+        } else {
+            for task in &mut batch {
+                exec(conn, "SAVEPOINT task")?;
+                if !task.run(conn) {
+                    exec(conn, "ROLLBACK TO task")?;
+                }
+                exec(conn, "RELEASE task")?;
+            }
         }
-        conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+        statements = Instant::now();
+        exec(conn, "COMMIT")
     })();
+    let end = Instant::now();
+    let (statement, commit) = (statements.saturating_duration_since(start).as_nanos() as u64, end.saturating_duration_since(statements).as_nanos() as u64);
+    stats.queued_nanos.fetch_add(queued, Ordering::Relaxed);
+    stats.statement_nanos.fetch_add(statement, Ordering::Relaxed);
+    stats.commit_nanos.fetch_add(commit, Ordering::Relaxed);
+    metrics::counter!("chorus_sqlite_queued_microseconds_total").increment(queued / 1_000);
+    metrics::counter!("chorus_sqlite_statement_microseconds_total").increment(statement / 1_000);
+    metrics::counter!("chorus_sqlite_commit_microseconds_total").increment(commit / 1_000);
     if committed.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
