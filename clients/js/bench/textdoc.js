@@ -1,17 +1,28 @@
-// What the SDK itself spends on a document, on an empty text and on a 1 MB
-// one: applying a remote op, making a local edit (acknowledged at once, so
-// nothing piles up), placing the local selection and reading the remote
-// ones. A TextDoc is driven directly, without a server or a socket, with a
-// stand-in for its room and client that drops what it would send: the
-// figures are the SDK's own work, nothing else's. For comparison, the same
-// op and positions on a plain string with the string functions (what the
-// SDK did before it held its text as a Rope).
+// What the SDK itself spends on a document, on an empty text, on a short one
+// and on a 1 MB one: applying a remote op (as the room hands it over, and
+// from the socket's JSON frame to the 'change' event a binding listens to),
+// making a local edit (acknowledged at once, so nothing piles up), placing
+// the local selection and reading the remote ones. A TextDoc is driven
+// directly, without a server or a socket, with a stand-in for its room and
+// client that drops what it would send: the figures are the SDK's own work,
+// nothing else's. For comparison, the same op and positions on a plain
+// string with the string functions (what the SDK did before it held its
+// text as a Rope).
 //
-//   node bench/textdoc.js [--size BYTES] [--rounds N]
+//   node bench/textdoc.js [--size BYTES] [--small BYTES] [--rounds N] [--runs N]
 //
-// Prints, for every measure, the median over the rounds of the mean time per
-// operation, and the ratio of the large text to the empty one.
+// Every text is measured in a process of its own (the texts take turns, run
+// by run, so a busy moment of the machine falls on all of them alike): the
+// garbage a large text leaves, and the code the engine compiled for it, do
+// not land in the empty text's figures. Prints, for every measure, the
+// median over the runs of the median over the rounds of the mean time per
+// operation, and the ratio of the large text to the empty one and to the
+// short one. On the empty text every position is 0, which the rope answers
+// without a lookup; the short text (one leaf) has real positions.
 
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Client } from '../src/chorus.js';
 import { TextDoc } from '../src/textdoc.js';
 import { applyOp } from '../src/ot.js';
 import { codePointLength, toCodePoints, toUtf16 } from '../src/units.js';
@@ -22,8 +33,11 @@ const option = (name, fallback) => {
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
 const SIZE = option('--size', 1 << 20);
+const SMALL = option('--small', 1000);
 const ROUNDS = option('--rounds', 15);
-const BATCH = 2000;
+const RUNS = option('--runs', 3);
+const BATCH = option('--batch', 10000);
+const WARM_MS = 300;
 
 /** A deterministic PRNG (mulberry32), so both sizes see the same positions. */
 function prng(seed) {
@@ -62,8 +76,12 @@ function openDoc(text) {
     _send() {},
     _pendingChanged() {},
   };
-  const room = { name: 'bench', client, cursors: new Map(), _live: true, setCursor() {}, _forgetDoc() {}, _rejoin() {} };
+  const room = { name: 'bench', client, cursors: new Map(), docs: new Map(), _live: true, setCursor() {}, _forgetDoc() {}, _rejoin() {} };
+  // What the client's frame handler reads: the socket and the rooms.
+  client._ws = {};
+  client._rooms = new Map([['bench', room]]);
   const doc = new TextDoc(room, 'doc');
+  room.docs.set('doc', doc);
   doc._onOpened({ type: 'opened', text, version: 0, epoch: 'bench', client: 'u2:me:x' });
   for (let i = 0; i < 4; i++) {
     room.cursors.set(`c${i}`, { connection: `c${i}`, user: { id: `u${i}` }, doc: 'doc', version: 0, cursor: { anchor: 0, head: 0 } });
@@ -76,7 +94,8 @@ function openDoc(text) {
  * `from`, with the delivery of the events they queued (the SDK delivers an
  * event caused by a call once the call returns, in a microtask).
  */
-async function round(step, batch, from) {
+async function round(step, batch, from, prepare) {
+  if (prepare) prepare(from, batch);
   const start = process.hrtime.bigint();
   for (let i = from; i < from + batch; i++) step(i);
   await null;
@@ -84,25 +103,19 @@ async function round(step, batch, from) {
 }
 
 /**
- * Medians over ROUNDS of the mean time of each case's step, on every text;
- * the texts take turns round by round (after a warm-up round each), so a
- * busy moment of the machine falls on all of them alike.
+ * The median over ROUNDS of the mean time of each case's step, after
+ * calling it for WARM_MS first (so the engine has compiled it with what it
+ * learned, as in an application that has been running).
  */
-async function medians(perText) {
-  const out = perText.map(() => ({}));
-  for (const name of Object.keys(perText[0])) {
-    const times = perText.map(() => []);
-    for (let r = 0; r <= ROUNDS; r++) {
-      for (let t = 0; t < perText.length; t++) {
-        const { step, batch = BATCH } = perText[t][name];
-        const us = await round(step, batch, r * batch);
-        if (r > 0) times[t].push(us);
-      }
-    }
-    times.forEach((ts, t) => {
-      ts.sort((a, b) => a - b);
-      out[t][name] = ts[ts.length >> 1];
-    });
+async function medians(byName) {
+  const out = {};
+  for (const [name, { step, batch = BATCH, prepare }] of Object.entries(byName)) {
+    let from = 0;
+    for (const start = Date.now(); Date.now() - start < WARM_MS; from += batch) await round(step, batch, from, prepare);
+    const times = [];
+    for (let r = 0; r < ROUNDS; r++, from += batch) times.push(await round(step, batch, from, prepare));
+    times.sort((a, b) => a - b);
+    out[name] = times[times.length >> 1];
   }
   return out;
 }
@@ -110,7 +123,7 @@ async function medians(perText) {
 /** The steps measured on `text`, by name. */
 function cases(text) {
   const out = {};
-  const measure = (step, batch) => ({ step, batch });
+  const measure = (step, batch, prepare) => ({ step, batch, prepare });
   const rand = prng(42);
   // Every edit is a 'q' put in at a place and taken out again by the next,
   // so the text, and the places picked from it beforehand, stay valid.
@@ -136,6 +149,36 @@ function cases(text) {
   };
   out['remote op'] = remote(anywhere);
   out['remote op, typing'] = remote(typing);
+  // The same ops as they reach a user: the server's frame (made beforehand,
+  // as the socket hands it over) parsed, routed to the document, applied,
+  // and the 'change' event delivered to a listener that reads it.
+  const frames = (places) => {
+    const { doc, room } = openDoc(text);
+    const onFrame = Client.prototype._onFrame;
+    const client = room.client;
+    let seen = 0;
+    doc.on('change', (e) => {
+      seen += e.changes.length;
+    });
+    let batch = [];
+    let first = 0;
+    return measure(
+      (i) => onFrame.call(client, client._ws, batch[i - first]),
+      BATCH,
+      (from, n) => {
+        batch = new Array(n);
+        first = from;
+        for (let i = from; i < from + n; i++) {
+          const at = places[(i >> 1) & 4095];
+          const op = i % 2 === 0 ? (at > 0 ? [at, 'q'] : ['q']) : at > 0 ? [at, { d: 1 }] : [{ d: 1 }];
+          const version = i + 1;
+          batch[i - from] = JSON.stringify({ type: 'op', room: 'bench', doc: 'doc', version, client: 'u5:other:y', seq: version, op });
+        }
+      },
+    );
+  };
+  out['remote frame to event'] = frames(anywhere);
+  out['remote frame, typing'] = frames(typing);
   {
     // Local edits (UTF-16 offsets, as an editor gives them), each
     // acknowledged before the next.
@@ -179,16 +222,36 @@ function cases(text) {
   return out;
 }
 
-const large = prose(SIZE);
-const labels = ['empty', `${(Buffer.byteLength(large) / 1048576).toFixed(2)} MB`];
-const results = (await medians([cases(''), cases(large)])).map((m, i) => [labels[i], m]);
-
-const names = Object.keys(results[0][1]);
-const rows = [['median µs/op', ...results.map(([label]) => label), 'ratio']];
-for (const name of names) {
-  const [a, b] = results.map(([, m]) => m[name]);
-  rows.push([name, a.toFixed(2), b.toFixed(2), `${(b / a).toFixed(2)}x`]);
+/** The medians of every case on a text of `units` (a process of its own). */
+async function child(units) {
+  const text = units === 0 ? '' : prose(units);
+  const m = await medians(cases(text));
+  return { label: units === 0 ? 'empty' : text.length >= 100000 ? `${(Buffer.byteLength(text) / 1048576).toFixed(2)} MB` : `${Buffer.byteLength(text)} B`, m, units: text.length, points: codePointLength(text) };
 }
-const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-console.log(`TextDoc costs (median of ${ROUNDS} rounds of ${BATCH} calls, 20 for the string functions on the large text; text of ${large.length} UTF-16 units, ${codePointLength(large)} code points)`);
-for (const r of rows) console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
+
+const at = args.indexOf('--child');
+if (at >= 0) {
+  process.stdout.write(JSON.stringify(await child(Number(args[at + 1]))));
+} else {
+  const sizes = [0, SMALL, SIZE];
+  const runs = sizes.map(() => []);
+  const self = fileURLToPath(import.meta.url);
+  for (let r = 0; r < RUNS; r++) {
+    sizes.forEach((units, t) => {
+      const out = execFileSync(process.execPath, [self, '--child', String(units), '--rounds', String(ROUNDS), '--batch', String(BATCH)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      runs[t].push(JSON.parse(out));
+    });
+  }
+  const median = (xs) => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
+  const names = Object.keys(runs[0][0].m);
+  const labels = runs.map((rs) => rs[0].label);
+  const rows = [['median µs/op', ...labels, `${labels[2]}/${labels[0]}`, `${labels[2]}/${labels[1]}`]];
+  for (const name of names) {
+    const [e, sm, l] = runs.map((rs) => median(rs.map((x) => x.m[name])));
+    rows.push([name, e.toFixed(2), sm.toFixed(2), l.toFixed(2), `${(l / e).toFixed(2)}x`, `${(l / sm).toFixed(2)}x`]);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
+  const big = runs[2][0];
+  console.log(`TextDoc costs (median of ${RUNS} runs, each the median of ${ROUNDS} rounds of ${BATCH} calls after ${WARM_MS} ms of them, 20 for the string functions on the large text; large text of ${big.units} UTF-16 units, ${big.points} code points)`);
+  for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
+}

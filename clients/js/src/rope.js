@@ -6,8 +6,11 @@
 // reads a few short arrays instead of chasing a pointer per level of a binary
 // tree, and a leaf knows where its surrogate pairs are, so converting a
 // position between code points (the wire) and UTF-16 (editors), checking a
-// range and applying an op never scan the text. An edit inside one leaf
-// copies that leaf and adds its change to the counts on the way down; only
+// range and applying an op never scan the text. A leaf holds its text in a
+// UTF-16 buffer with room to grow: an edit inside one leaf moves the units
+// after it along the buffer, writes the insert and adds its change to the
+// counts on the way down, allocating nothing (a string per leaf was copied
+// whole by every edit, and the copies kept the garbage collector busy); only
 // an edit that overflows, empties or spans leaves rebuilds, and then only the
 // nodes along its path. The string itself is built only when someone asks
 // for it, and kept until the next change. bench/textdoc.js measures it.
@@ -70,13 +73,61 @@ function pairsBeforePoint(pairs, k) {
   return lo;
 }
 
+/** A leaf's buffer for `n` units: room to grow by half (typing), within LEAF_MAX. */
+const capacityFor = (n) => Math.min(LEAF_MAX, Math.max(16, n + (n >> 1)));
+
+/** The text of units `f`..`t` of `buf`. */
+function decode(buf, f, t) {
+  if (t - f === 1) return String.fromCharCode(buf[f]);
+  if (t <= f) return '';
+  return String.fromCharCode.apply(null, buf.subarray(f, t));
+}
+
+/**
+ * A chunk of the text, held in a UTF-16 buffer with room to grow: an edit
+ * inside it moves the units after the change along the buffer and writes
+ * the insert, allocating nothing (a JavaScript string would be copied
+ * whole on every edit, and the copies are garbage for the collector). Its
+ * text as a string is built when asked for, and kept until its next edit.
+ */
 class Leaf {
   constructor(s, pairs = pairsOf(s)) {
     this.h = 0; // height: leaves are 0
-    this.s = s;
-    this.pairs = pairs; // surrogate pairs of s (pairsOf)
+    const buf = new Uint16Array(capacityFor(s.length));
+    for (let i = 0; i < s.length; i++) buf[i] = s.charCodeAt(i);
+    this.buf = buf;
+    this.s = s; // the text, or null when not built since the last edit
+    this.pairs = pairs; // surrogate pairs of the text (pairsOf)
     this.len = s.length; // UTF-16 units
     this.cps = s.length - (pairs ? pairs.length : 0); // code points
+  }
+
+  /** The leaf's text. */
+  text() {
+    if (this.s === null) this.s = decode(this.buf, 0, this.len);
+    return this.s;
+  }
+
+  /**
+   * Replaces units `from`..`to` with `insert` (the leaf stays within
+   * LEAF_MAX); returns the text taken out.
+   */
+  splice(from, to, insert) {
+    let buf = this.buf;
+    const removed = to > from ? decode(buf, from, to) : '';
+    const size = this.len - (to - from) + insert.length;
+    if (size > buf.length) {
+      const grown = new Uint16Array(capacityFor(size));
+      grown.set(buf.subarray(0, from));
+      grown.set(buf.subarray(to, this.len), from + insert.length);
+      this.buf = buf = grown;
+    } else if (to - from !== insert.length) {
+      buf.copyWithin(from + insert.length, to, this.len);
+    }
+    for (let j = 0; j < insert.length; j++) buf[from + j] = insert.charCodeAt(j);
+    this.len = size;
+    this.s = null;
+    return removed;
   }
 }
 
@@ -158,7 +209,7 @@ const underfull = (n) => (n.h === 0 ? n.len < LEAF_MIN : n.kids.length < KIDS_MI
 
 /** `a` then `b` (one height) as one node, or two even ones when that is too large. */
 function mergeNodes(a, b) {
-  return a.h === 0 ? leavesOf(a.s + b.s) : innersOf(a.kids.concat(b.kids));
+  return a.h === 0 ? leavesOf(a.text() + b.text()) : innersOf(a.kids.concat(b.kids));
 }
 
 /**
@@ -184,14 +235,14 @@ function mendRange(nodes, lo, hi) {
 
 /** Appends the texts of `node`'s leaves to `parts`. */
 function texts(node, parts) {
-  if (node.h === 0) parts.push(node.s);
+  if (node.h === 0) parts.push(node.text());
   else for (const k of node.kids) texts(k, parts);
 }
 
 /** Appends the text between code points `from` and `to` of `node` to `parts`. */
 function collect(node, from, to, parts) {
   if (node.h === 0) {
-    parts.push(node.s.slice(unitsOf(node, from), unitsOf(node, to)));
+    parts.push(decode(node.buf, unitsOf(node, from), unitsOf(node, to)));
     return;
   }
   const { kids, cpl } = node;
@@ -214,7 +265,7 @@ function collect(node, from, to, parts) {
  */
 function edit(node, from, to, insert, removed) {
   if (node.h === 0) {
-    const s = node.s;
+    const s = node.text();
     const f = unitsOf(node, from);
     const t = unitsOf(node, to);
     if (t > f) removed.push(s.slice(f, t));
@@ -411,7 +462,7 @@ export class Rope {
     if (to <= from) return '';
     const n = this._findPoint(from);
     const k = from - this._base;
-    if (to - this._base <= n.cps) return n.s.slice(unitsOf(n, k), unitsOf(n, to - this._base));
+    if (to - this._base <= n.cps) return decode(n.buf, unitsOf(n, k), unitsOf(n, to - this._base));
     const parts = [];
     collect(this._root, from, to, parts);
     return parts.join('');
@@ -434,10 +485,8 @@ export class Rope {
       const d16 = insert.length - (to - from);
       const size = n.len + d16;
       if (size <= LEAF_MAX && (size >= LEAF_MIN || d16 >= 0 || this._depth === 0)) {
-        const removed = remove === 0 ? '' : n.s.slice(from, to);
-        n.s = n.s.slice(0, from) + insert + n.s.slice(to);
+        const removed = n.splice(from, to, insert);
         const dcp = insertPoints - remove;
-        n.len = size;
         n.cps += dcp;
         if (n.pairs !== null || insertPoints !== insert.length) {
           n.pairs = movePairs(n.pairs, from, to, insertPoints === insert.length ? null : pairsOf(insert), d16);

@@ -17,7 +17,7 @@ import { compose, opFromChanges, splitOp, transform, transformPosition } from '.
 import { Rope } from './rope.js';
 import { diffText, isWellFormed, utf8Length } from './units.js';
 
-/** Server ops remembered to place remote selections tagged with older versions. */
+/** Server ops remembered (at least) to place remote selections tagged with older versions. */
 const HISTORY = 1000;
 /** First and longest pause before resubmitting after `unavailable`. */
 const RETRY_FIRST_MS = 50;
@@ -489,8 +489,14 @@ export class TextDoc extends Emitter {
     throw new OutOfStep(`acknowledgement of op ${seq}, which is not in flight`);
   }
 
+  /**
+   * Keeps the op of `version` (one more than the last kept: the kept
+   * versions follow each other) for placing older selections. The oldest
+   * are dropped HISTORY at a time: a shift per op would move all the others
+   * on every op.
+   */
   _remember(version, op) {
-    if (this._history.length >= HISTORY) this._history.shift();
+    if (this._history.length >= 2 * HISTORY) this._history.splice(0, HISTORY);
     this._history.push([version, op]);
   }
 
@@ -591,10 +597,12 @@ export class TextDoc extends Emitter {
     let a = anchor;
     let h = head;
     if (version < this._version) {
-      const first = this._history.length ? this._history[0][0] : this._version + 1;
+      const history = this._history;
+      const first = history.length ? history[0][0] : this._version + 1;
       if (version + 1 < first) return null; // older than what we remember
-      for (const [v, op] of this._history) {
-        if (v <= version) continue;
+      // The ops after `version`: the kept versions follow each other.
+      for (let i = version + 1 - first; i < history.length; i++) {
+        const op = history[i][1];
         a = transformPosition(op, a, false);
         h = transformPosition(op, h, false);
       }

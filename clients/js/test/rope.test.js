@@ -145,6 +145,13 @@ test('an op that does not fit throws and leaves the rope as it was', () => {
  * within its bounds and not empty (but for an empty text), every node's
  * cached counts equal to its children's.
  */
+/** The offsets of the surrogate pairs of `s` (high halves), or null: what a leaf keeps. */
+function pairsOf(s) {
+  const out = [];
+  for (let i = 0; i + 1 < s.length; i++) if (splitsPair(s, i + 1)) out.push(i++);
+  return out.length ? out : null;
+}
+
 function shape(rope) {
   let leaves = 0;
   let largest = 0;
@@ -156,11 +163,16 @@ function shape(rope) {
       leaves++;
       if (leafDepth < 0) leafDepth = depth;
       assert.equal(depth, leafDepth, 'every leaf at the same depth');
-      assert.equal(n.len, n.s.length);
-      assert.equal(n.cps, codePointLength(n.s));
-      assert.ok(!splitsPair(n.s, n.s.length) && !(n.s.length > 0 && /^[\udc00-\udfff]/.test(n.s)), 'no pair cut at a leaf edge');
-      largest = Math.max(largest, n.s.length);
-      smallest = Math.min(smallest, n.s.length);
+      // The leaf's buffer holds its text; the text it keeps, if any, is the same.
+      const s = String.fromCharCode(...n.buf.subarray(0, n.len));
+      assert.ok(n.len <= n.buf.length && n.buf.length <= 1024, `a buffer of ${n.buf.length} for ${n.len} units`);
+      if (n.s !== null) assert.equal(n.s, s, 'the text a leaf keeps is its buffer\'s');
+      assert.equal(n.text(), s);
+      assert.equal(n.cps, codePointLength(s));
+      assert.deepEqual(n.pairs, pairsOf(s), 'surrogate pairs of a leaf');
+      assert.ok(!splitsPair(s, s.length) && !(s.length > 0 && /^[\udc00-\udfff]/.test(s)), 'no pair cut at a leaf edge');
+      largest = Math.max(largest, s.length);
+      smallest = Math.min(smallest, s.length);
       return;
     }
     widest = Math.max(widest, n.kids.length);
@@ -265,4 +277,44 @@ test('positions and ranges match the string at every offset of a text of many le
     assert.equal(rope.pointAt(u), splitsPair(text, u) ? -1 : codePointLength(text, 0, u), `pointAt(${u})`);
   }
   for (let cp = 0; cp <= points + 1; cp++) assert.equal(rope.toUtf16(cp), toUtf16(text, cp), `toUtf16(${cp})`);
+});
+
+test('leaf buffers grow, shrink and keep their text through typing, against a string', () => {
+  // Someone typing and deleting in runs at a caret (the edits that stay
+  // inside one leaf and move its buffer in place), with now and then a word
+  // of emoji, a jump elsewhere, and the text read at random moments (so a
+  // leaf's kept text must follow the edits after it was built). Starts from
+  // a short text (one leaf whose buffer must grow) and from one of many
+  // leaves.
+  const rand = seeded('rope typing in leaf buffers');
+  for (const start of [0, 12, 20000]) {
+    let text = randomText(rand, start);
+    const rope = new Rope(text);
+    let caret = 0;
+    for (let step = 0; step < 6000; step++) {
+      const points = codePointLength(text);
+      if (rand.int(200) === 0) caret = rand.int(points + 1);
+      caret = Math.min(caret, points);
+      let op;
+      if (rand.int(3) === 0 && caret > 0) {
+        const n = Math.min(caret, 1 + rand.int(rand.int(10) === 0 ? 40 : 2));
+        caret -= n;
+        op = caret > 0 ? [caret, { d: n }] : [{ d: n }];
+      } else {
+        const insert = rand.int(8) === 0 ? randomText(rand, 1 + rand.int(30)) : PIECES[rand.int(PIECES.length)];
+        op = caret > 0 ? [caret, insert] : [insert];
+        caret += codePointLength(insert);
+      }
+      const expected = applyOp(text, op);
+      const got = rope.apply(op);
+      assert.deepEqual(got.edits, expected.edits, `edits of ${JSON.stringify(op)}`);
+      assert.equal(got.bytes, expected.bytes, 'bytes');
+      text = expected.text;
+      if (rand.int(50) === 0) assert.equal(rope.toString(), text, `text after step ${step}`);
+      if (step % 500 === 0) shape(rope);
+      checkPositions(rand, rope, text, 2);
+    }
+    assert.equal(rope.toString(), text);
+    shape(rope);
+  }
 });

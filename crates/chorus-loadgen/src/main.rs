@@ -135,6 +135,11 @@ struct Target {
     /// standalone Redis.
     #[arg(long, requires = "nodes")]
     cluster: bool,
+    /// With --spawn: start each node with `--workers N`, its worker
+    /// threads (default: the server's own, one per core). Nodes that share
+    /// the machine are best given a share of its cores each.
+    #[arg(long, value_name = "N", requires = "spawn")]
+    workers: Option<usize>,
     /// With --spawn and one node: the stores to run on, one run each
     /// (`memory`; `sqlite`, the default store, with synchronous=FULL;
     /// `sqlite-normal`), each in a fresh data folder. The edit storm runs
@@ -142,6 +147,20 @@ struct Target {
     /// the first.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "memory")]
     store: Vec<StoreKind>,
+}
+
+impl Target {
+    /// Says, under a workload's title, what runs the server when it is not
+    /// one node with its defaults.
+    fn describe(&self) {
+        if self.nodes > 1 {
+            let redis = if self.cluster { "a Redis Cluster of 3 masters" } else { "one Redis" };
+            println!("{} nodes sharing {redis}; clients spread over them", self.nodes);
+        }
+        if let Some(workers) = self.workers {
+            println!("every node runs {workers} worker thread{} (--workers {workers})", if workers == 1 { "" } else { "s" });
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -250,6 +269,9 @@ impl Server {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             let mut cmd = Command::new(bin);
             cmd.args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")]);
+            if let Some(workers) = target.workers {
+                cmd.args(["--workers", &workers.to_string()]);
+            }
             match (&server.redis, &server.data) {
                 (Some(redis), _) => drop(cmd.args(["--redis", &redis.url()])),
                 (None, Some(data)) => {
@@ -428,6 +450,7 @@ async fn main() -> anyhow::Result<()> {
 async fn cursor_storm(args: StormArgs) -> anyhow::Result<()> {
     let kind = if args.in_doc { "text cursors in a document" } else { "x/y cursors" };
     println!("W2 cursor storm: 1 room, {kind}, {} Hz per client, {} s per run", args.hz, args.seconds);
+    args.target.describe();
     println!("| clients | sent/s | delivered/s | expected/s | delivered | p50 ms | p99 ms | max ms | server CPU | server peak RSS MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for &c in &args.clients {
@@ -714,10 +737,7 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
         _ => "; `histories`: whether every editor keeps an undo history",
     };
     println!("W1 edit storm: 1 document, one 1-character insert in flight per client{history}, {} s per run", args.seconds);
-    if args.target.nodes > 1 {
-        let redis = if args.target.cluster { "a Redis Cluster of 3 masters" } else { "one Redis" };
-        println!("{} nodes sharing {redis}; clients spread over them", args.target.nodes);
-    }
+    args.target.describe();
     println!("| store | start size | clients | histories | committed ops/s | ack p50 ms | ack p99 ms | ack max ms | seen p50 ms | seen p99 ms | converged | server CPU | disconnect CPU ms | Redis round trips/op | Redis scripts/op | Redis commands/op | commit conflicts/op | SQLite transactions/op | SQLite µs/transaction: statements + COMMIT | SQLite queued µs/write |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &size in &args.doc_bytes {

@@ -221,7 +221,29 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "CHORUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Threads that serve connections and run rooms (1 to 1024). Default:
+    /// one per core. Nodes that share a machine with each other or with
+    /// Redis do better with a share of its cores each (two nodes on two
+    /// cores: 1 each): more threads than cores spend the CPU switching
+    /// between them.
+    #[arg(long, env = "CHORUS_WORKERS", value_name = "N", value_parser = workers)]
+    pub workers: Option<usize>,
 }
+
+/// `--workers`: a thread at least, and not so many that the process cannot
+/// start them (a typo such as 10000 would otherwise end in a panic of the
+/// runtime).
+fn workers(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n @ 1..=MAX_WORKERS) => Ok(n),
+        Ok(_) => Err(format!("the number of worker threads must be from 1 to {MAX_WORKERS}")),
+        Err(_) => Err(format!("'{s}' is not a number of worker threads (1 to {MAX_WORKERS}; default: one per core)")),
+    }
+}
+
+/// The most `--workers` takes.
+const MAX_WORKERS: usize = 1024;
 
 fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -348,6 +370,18 @@ mod tests {
         }
         let err = boolean("maybe").unwrap_err();
         assert!(err.contains("true/false, 1/0, yes/no or on/off"), "{err}");
+    }
+
+    #[test]
+    fn workers_are_from_one_to_the_maximum() {
+        assert_eq!(workers("1"), Ok(1));
+        assert_eq!(workers(" 4 "), Ok(4));
+        assert_eq!(workers("1024"), Ok(MAX_WORKERS));
+        for bad in ["0", "1025", "-1", "two", ""] {
+            let err = workers(bad).unwrap_err();
+            assert!(err.contains("worker threads") && err.contains("1 to 1024"), "{bad}: {err}");
+        }
+        assert_eq!(Config::for_address("127.0.0.1:0".parse().unwrap()).workers, None, "the runtime's default: one per core");
     }
 
     #[test]

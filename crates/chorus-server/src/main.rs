@@ -144,9 +144,24 @@ fn parse_cli() -> Cli {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = match parse_cli().command {
+fn main() -> anyhow::Result<()> {
+    let command = parse_cli().command;
+    // The runtime is built here rather than by `#[tokio::main]` because its
+    // size is a setting of `serve` (--workers); unset, tokio's default is
+    // one worker per core.
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // Named for `top -H` and `perf` (the blocking pool's threads, for
+    // SQLite and file reads, carry the same name).
+    runtime.enable_all().thread_name("chorus-worker");
+    if let Command::Serve(Config { workers: Some(n), .. }) = &command {
+        runtime.worker_threads(*n);
+    }
+    let runtime = runtime.build().context("cannot start the runtime")?;
+    runtime.block_on(run(command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let config = match command {
         Command::Serve(config) => config,
         Command::Backup { file, data_dir } => {
             let db = data_dir.join("chorus.db");
@@ -226,11 +241,14 @@ async fn main() -> anyhow::Result<()> {
         warn!("{banner}");
     }
     let (http, ws) = if server.tls.is_some() { ("https", "wss") } else { ("http", "ws") };
-    info!(%addr, %store, open, tls = server.tls.is_some(), "listening");
+    // Read back from the runtime, so what is reported is what runs.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    info!(%addr, %store, open, tls = server.tls.is_some(), workers, "listening");
     println!("Chorus {} listening on {http}://{addr}", env!("CARGO_PKG_VERSION"));
     println!("Open {http}://{addr}/ in two browser tabs to edit together (add ?room=NAME for another room).");
     println!("  WebSocket: {ws}://{addr}/v1/ws");
     println!("  store:     {store}");
+    println!("  workers:   {workers}");
     if open {
         println!("  WARNING:   {banner}");
     }

@@ -1,7 +1,8 @@
 //! The `chorus` binary as a newcomer meets it: its help, a setting given
 //! without `serve`, no start without a token key or `--dev`, boolean
 //! environment variables, logs written to a pipe, SIGHUP without TLS,
-//! a fresh server's /metrics, and /readyz when its Redis is gone. Each test
+//! a fresh server's /metrics, /readyz when its Redis is gone, and the
+//! number of worker threads it runs (--workers). Each test
 //! runs the real binary (built by cargo for these tests) as a child process.
 
 mod process;
@@ -236,4 +237,42 @@ fn readyz_names_what_is_wrong_with_the_store_once() {
     assert!(body.starts_with("store unavailable: "), "{body}");
     assert_eq!(body.matches("unavailable").count(), 1, "said once: {body:?}");
     assert!(body.trim().len() > "store unavailable:".len(), "with the reason: {body:?}");
+}
+
+/// The runtime's threads in process `pid`, as the kernel lists them. The
+/// blocking pool's threads have the same name, but a server on the
+/// in-memory store starts none: these are its workers.
+fn worker_threads(pid: u32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads are listed");
+    tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).filter(|name| name.trim() == "chorus-worker").count()
+}
+
+#[test]
+fn workers_sets_the_threads_that_serve_rooms_and_a_bad_value_is_refused() {
+    for (args, env, n) in [(&["--dev", "--workers", "1"][..], &[][..], 1), (&["--dev"], &[("CHORUS_WORKERS", "3")][..], 3)] {
+        let server = serve(args, env);
+        assert_eq!(worker_threads(server.pid()), n, "{args:?} {env:?}");
+        assert_eq!(get(server.addr(), "/healthz").0, 200);
+        let logs = server.stop();
+        assert!(logs.contains(&format!("workers={n}")), "the start-up line names the workers:\n{logs}");
+    }
+    // Unset: one per core, tokio's own default.
+    let mut cmd = chorus(&["serve", "--dev", "--memory", "--listen", "127.0.0.1:0"]);
+    cmd.env_remove("TOKIO_WORKER_THREADS");
+    let server = Listening::spawn(cmd);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(worker_threads(server.pid()), cores);
+
+    for (args, env) in [(&["--workers", "0"][..], None), (&[], Some("many")), (&[], Some("5000"))] {
+        let mut cmd = chorus(&["serve", "--dev", "--memory", "--listen", "127.0.0.1:0"]);
+        cmd.args(args);
+        if let Some(value) = env {
+            cmd.env("CHORUS_WORKERS", value);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("--workers") && err.contains("worker threads") && err.contains("1 to 1024"), "{args:?} {env:?}:\n{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
