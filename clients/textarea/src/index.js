@@ -5,23 +5,35 @@
 //   binding.destroy(); // when done
 //
 // The field owns input (typing, IME composition, spellcheck, paste,
-// accessibility); the document's truth is in the SDK. `shadow` is the
-// document's text as the field shows it, and `shown` that text as the field
-// holds it (a field turns "\r\n" and "\r" into "\n", so the two differ, and
-// positions are mapped, only in documents with such line breaks). What the
-// user typed is found by comparing the field with `shown` (one replacement
-// per input event); every remote change is applied to both, keeping the
-// user's caret and selection where their text is and the view still when
-// text above it changes. Ctrl-Z / Ctrl-Shift-Z / Ctrl-Y (and
+// accessibility); the document's truth is in the SDK. `shown` is the
+// document's text as the field holds it (a field turns "\r\n" and "\r" into
+// "\n"); `shadow` is the document's own text, kept only while it has a "\r"
+// (then positions are mapped, as in the CodeMirror binding; without one the
+// field's positions are the document's). What the user typed is found by
+// comparing the field with `shown` around the caret (one replacement per input
+// event), and every remote change goes into the field with `setRangeText`, so
+// that neither costs work in proportion to the document: the text is never
+// rebuilt from the SDK, and the field and the SDK are checked against each
+// other by their lengths. Remote changes keep the user's caret and selection
+// where their text is and the view still when text above it changes. Ctrl-Z / Ctrl-Shift-Z / Ctrl-Y (and
 // the Edit menu's undo and redo) go to the server's per-user undo, so they
 // take back only this user's edits. Other people's carets and selections are
 // drawn over the field with their names (see carets.js).
 
 import { applyChanges, chorusChanges, diffText, editorChanges, lineMapping, normalizeLineBreaks } from '@chorus/client';
 import { CaretOverlay } from './carets.js';
-import { endOfLastChange, mapPosition } from './text.js';
+import { diffNear, endOfLastChange, mapPosition } from './text.js';
 
-export { endOfLastChange, mapPosition } from './text.js';
+export { diffNear, endOfLastChange, mapPosition } from './text.js';
+
+const IDENTITY = lineMapping('');
+
+/**
+ * Input types whose edit touches the caret or selection, so that comparing
+ * the field around them finds it; any other input (a drop, a spellchecker's
+ * replacement, an untyped event) is found by comparing the whole text.
+ */
+const AT_CARET = /^(insert(Text|LineBreak|Paragraph|FromPaste|FromPasteAsQuotation|FromYank|Transpose|CompositionText)|delete(Content|ContentBackward|ContentForward|WordBackward|WordForward|SoftLineBackward|SoftLineForward|HardLineBackward|HardLineForward|EntireSoftLine|ByCut))$/;
 
 /**
  * Binds `field` to `doc` (a TextDoc of @chorus/client). Options:
@@ -41,9 +53,12 @@ class TextareaBinding {
     this.singleLine = field.tagName === 'INPUT';
     this.doc = doc;
     this.onError = onError || ((err) => console.warn('[chorus textarea]', err));
-    this.shadow = '';
+    this.shadow = null;
     this.shown = '';
-    this.mapping = lineMapping('');
+    this.mapping = IDENTITY;
+    // The field's selection just before an edit (from beforeinput), a hint
+    // for where the edit is.
+    this.editStart = null;
     this.composing = false;
     // What the field held when a composition began, and the remote changes
     // (as field changes) that arrived during it: they are merged when it
@@ -62,7 +77,7 @@ class TextareaBinding {
     };
     listen(field, 'input', (e) => {
       if (e.isComposing || this.composing) return this.scheduleRender();
-      this.syncLocal();
+      this.syncLocal(e.inputType);
       this.sendSelection();
     });
     listen(field, 'compositionstart', () => {
@@ -71,10 +86,8 @@ class TextareaBinding {
       this.composeBase = this.shown;
     });
     listen(field, 'compositionend', () => this.onCompositionEnd());
-    if (undo) {
-      listen(field, 'keydown', (e) => this.onKeydown(e));
-      listen(field, 'beforeinput', (e) => this.onBeforeInput(e));
-    }
+    if (undo) listen(field, 'keydown', (e) => this.onKeydown(e));
+    listen(field, 'beforeinput', (e) => this.onBeforeInput(e, undo));
     for (const type of ['select', 'selectionchange', 'keyup', 'mouseup', 'focus']) listen(field, type, () => this.sendSelection());
     listen(field, 'scroll', () => this.scheduleRender(), { passive: true });
     if (this.overlay && typeof ResizeObserver === 'function') {
@@ -104,23 +117,49 @@ class TextareaBinding {
 
   // ---- the field ---------------------------------------------------------
 
-  /** The document's text as the field shows it is now `text`. */
+  /** The document's text is now `text` (in full: on binding and resyncing). */
   setShadow(text) {
-    this.shadow = text;
-    this.mapping = lineMapping(text);
-    this.shown = normalizeLineBreaks(text);
-    // An <input> holds one line: the browser strips line breaks from its
-    // value, and comparing would then delete them from the document. Each
-    // shows as a space instead (one position for one, so positions still
-    // map); deleting that space deletes the line break.
-    if (this.singleLine && this.shown.indexOf('\n') >= 0) this.shown = this.shown.replace(/\n/g, ' ');
+    this.track(text);
+    this.shown = this.fieldText(normalizeLineBreaks(text));
   }
 
-  /** Puts `shown` into the field without moving the view or losing the selection. */
-  write(start, end, direction) {
+  /** Keeps `shadow` and `mapping` for the document's text `text` (only needed with a "\r"). */
+  track(text) {
+    const hasCR = text.indexOf('\r') >= 0;
+    this.shadow = hasCR ? text : null;
+    this.mapping = hasCR ? lineMapping(text) : IDENTITY;
+  }
+
+  /**
+   * Text with "\n" line breaks as the field holds it. An <input> holds one
+   * line: the browser strips line breaks from its value, and comparing would
+   * then delete them from the document. Each shows as a space instead (one
+   * position for one, so positions still map); deleting that space deletes
+   * the line break.
+   */
+  fieldText(text) {
+    return this.singleLine && text.indexOf('\n') >= 0 ? text.replace(/\n/g, ' ') : text;
+  }
+
+  /** The document's length in UTF-16 units, as the binding knows it. */
+  get docLength() {
+    return this.shadow === null ? this.shown.length : this.shadow.length;
+  }
+
+  /** Whether the SDK and the binding agree, by lengths (free to check). */
+  inStep(fieldLength) {
+    return this.doc.length === this.docLength && fieldLength === this.shown.length;
+  }
+
+  /**
+   * Puts `shown` into the field (whose text is `current`) without moving the
+   * view or losing the selection: only what differs is replaced.
+   */
+  write(start, end, direction, current = this.field.value) {
     const f = this.field;
     const { scrollTop, scrollLeft } = f;
-    if (f.value !== this.shown) f.value = this.shown;
+    const change = diffText(current, this.shown);
+    if (change) f.setRangeText(change.insert, change.from, change.to);
     const len = this.shown.length;
     f.setSelectionRange(Math.min(start, len), Math.min(end, len), direction || 'none');
     f.scrollTop = scrollTop;
@@ -128,34 +167,52 @@ class TextareaBinding {
   }
 
   /** Hands what the user typed since the last sync to the SDK. */
-  syncLocal() {
+  syncLocal(inputType) {
     if (this.composing) return;
-    const next = this.field.value;
-    const change = diffText(this.shown, next);
+    const f = this.field;
+    const next = f.value;
+    const hint = this.editStart;
+    this.editStart = null;
+    let change;
+    if (typeof inputType === 'string' && AT_CARET.test(inputType)) {
+      // The edit touches the selection before it and the caret after it (in
+      // the text before the edit, positions past the edit are `delta` off).
+      const delta = next.length - this.shown.length;
+      const { selectionStart: a, selectionEnd: b } = f;
+      const lo = Math.min(a, a - delta, hint ? hint.start : a);
+      const hi = Math.max(b, b - delta, hint ? hint.end : b);
+      change = next === this.shown ? null : diffNear(this.shown, next, Math.max(0, lo), Math.min(this.shown.length, hi));
+    } else {
+      change = diffText(this.shown, next);
+    }
     if (!change) return;
-    const changes = chorusChanges(this.shadow, [{ from: change.from, to: change.to, lines: change.insert.split('\n') }], this.mapping);
+    const edit = { from: change.from, to: change.to, lines: change.insert.split('\n') };
+    // Without a "\r" the field's positions and lines are the document's.
+    const changes = this.shadow === null ? [{ from: change.from, to: change.to, insert: change.insert }] : chorusChanges(this.shadow, [edit], this.mapping);
     try {
       this.doc.change(changes);
-      this.setShadow(applyChanges(this.shadow, changes));
+      if (this.shadow !== null) this.track(applyChanges(this.shadow, changes));
+      this.shown = next;
     } catch (err) {
       // Refused (too large for the server's limits, say): the field goes back
       // to the document's text rather than show what will never be shared.
       this.onError(err);
       this.setShadow(this.doc.text);
       const caret = Math.min(change.from, this.shown.length);
-      this.write(caret, caret, 'none');
+      this.write(caret, caret, 'none', next);
     }
-    this.resyncIfDiverged();
+    this.resyncIfDiverged(this.shown === next ? next.length : f.value.length);
     this.scheduleRender();
   }
 
   /**
-   * Safety net: if the field and the SDK ever disagree, the SDK wins. The
-   * document is compared by its length, which costs nothing, rather than by
-   * building its text on every change.
+   * Safety net: if the field and the SDK ever disagree, the SDK wins. They
+   * are compared by their lengths (`fieldLength` is the field's, when the
+   * caller has it at hand), which costs nothing, rather than by building the
+   * document's text on every change.
    */
-  resyncIfDiverged() {
-    if (this.composing || (this.doc.length === this.shadow.length && this.field.value === this.shown)) return;
+  resyncIfDiverged(fieldLength = this.shown.length) {
+    if (this.composing || this.inStep(fieldLength)) return;
     console.warn('[chorus textarea] the field and the document diverged; reloading the text');
     const { selectionStart, selectionEnd, selectionDirection } = this.field;
     this.setShadow(this.doc.text);
@@ -165,14 +222,40 @@ class TextareaBinding {
   onDocChange(event) {
     if (!event.remote) return; // our own edit: already in the field
     // The change as the field sees it (its line breaks normalised).
-    const changes = editorChanges(this.shadow, event.changes, this.mapping).map((c) => ({ ...c, insert: normalizeLineBreaks(c.insert) }));
+    let changes;
+    if (this.shadow === null && !event.changes.some((c) => c.insert.indexOf('\r') >= 0)) {
+      changes = event.changes.map(({ from, to, insert }) => ({ from, to, insert: this.fieldText(insert) }));
+    } else if (this.shadow === null && this.singleLine) {
+      // A "\r" arrives in an <input>, whose spaces hide the line breaks the
+      // mapping needs: take the document's text afresh (a rare case).
+      return this.reload(event.undo === true && this.historyRequests > 0);
+    } else {
+      // A "\r" arrives, or was there: positions are mapped through the text
+      // before the change (without a "\r", the field's own).
+      const text = this.shadow === null ? this.shown : this.shadow;
+      changes = editorChanges(text, event.changes, this.mapping).map((c) => ({ ...c, insert: this.fieldText(normalizeLineBreaks(c.insert)) }));
+      this.track(applyChanges(text, event.changes));
+    }
     const before = this.shown;
-    this.setShadow(applyChanges(this.shadow, event.changes));
+    this.shown = applyChanges(before, changes);
     if (this.composing) {
       this.queued.push(changes);
       return this.scheduleRender();
     }
     this.applyRemote(before, changes, event.undo === true && this.historyRequests > 0);
+  }
+
+  /** Brings the field to the document's text (`ownUndo`: the caret goes to the change). */
+  reload(ownUndo) {
+    const before = this.shown;
+    this.setShadow(this.doc.text);
+    const change = diffText(before, this.shown);
+    const changes = change ? [change] : [];
+    if (this.composing) {
+      this.queued.push(changes);
+      return this.scheduleRender();
+    }
+    this.applyRemote(before, changes, ownUndo);
   }
 
   /** Shows a remote change (`changes` of the field's text `before`). */
@@ -195,7 +278,12 @@ class TextareaBinding {
     // the view does not jump while someone types higher up.
     const above = jump === null && changes.length > 0 && changes[0].from < f.selectionStart;
     const topBefore = above ? this.visibleCaretTop(before, f.selectionStart) : null;
-    this.write(start, end, direction);
+    const { scrollTop, scrollLeft } = f;
+    // Last change first: the earlier ones' positions stay as they were.
+    for (let i = changes.length - 1; i >= 0; i--) f.setRangeText(changes[i].insert, changes[i].from, changes[i].to);
+    f.setSelectionRange(start, end, direction || 'none');
+    f.scrollTop = scrollTop;
+    f.scrollLeft = scrollLeft;
     if (topBefore !== null) {
       const topAfter = this.overlay.caretTop(value, start);
       if (topAfter !== null) f.scrollTop += topAfter - topBefore;
@@ -252,7 +340,7 @@ class TextareaBinding {
   /** Shows this user's selection to the others (when the SDK has every local change). */
   sendSelection() {
     const f = this.field;
-    if (this.composing || this.queued.length || f.value !== this.shown) return;
+    if (this.composing || this.queued.length || f.value.length !== this.shown.length) return;
     const backward = f.selectionDirection === 'backward';
     const anchor = backward ? f.selectionEnd : f.selectionStart;
     const head = backward ? f.selectionStart : f.selectionEnd;
@@ -307,9 +395,11 @@ class TextareaBinding {
     }
   }
 
-  onBeforeInput(e) {
+  onBeforeInput(e, undo) {
+    const f = this.field;
+    this.editStart = { start: f.selectionStart, end: f.selectionEnd };
     // Undo and redo from the context or Edit menu arrive here, not as keys.
-    if (e.inputType === 'historyUndo' || e.inputType === 'historyRedo') {
+    if (undo && (e.inputType === 'historyUndo' || e.inputType === 'historyRedo')) {
       e.preventDefault();
       this.runHistory(e.inputType === 'historyUndo' ? 'undo' : 'redo');
     }
@@ -333,7 +423,7 @@ class TextareaBinding {
     const f = this.field;
     // While a composition or queued changes hold the field apart from the
     // SDK, positions do not match: draw nothing rather than draw wrong.
-    const inStep = !this.composing && !this.queued.length && f.value === this.shown && this.doc.length === this.shadow.length;
+    const inStep = !this.composing && !this.queued.length && this.inStep(f.value.length);
     const selections = inStep && !this.doc.closed ? this.doc.remoteSelections() : [];
     const { toEditor } = this.mapping;
     this.overlay.render(

@@ -2,6 +2,8 @@
 // change (its `changes`, every position in the text before it). No DOM here,
 // so Node tests cover them directly.
 
+import { diffText } from '@chorus/client';
+
 /**
  * Where UTF-16 offset `pos` of the text before `changes` is afterwards.
  * `assoc` decides an insert exactly at `pos`, and a replaced range around
@@ -35,4 +37,32 @@ export function endOfLastChange(changes) {
   for (let i = 0; i < changes.length - 1; i++) shift += changes[i].insert.length - (changes[i].to - changes[i].from);
   const last = changes[changes.length - 1];
   return last.from + shift + last.insert.length;
+}
+
+/**
+ * The replacement ({from, to, insert}, or null for none) that turns `before`
+ * into `after`, for an edit at one place that touches offsets `lo`..`hi` of
+ * `before` (the caret and selection around the edit). Only a window around
+ * them, `slack` wider on each side, is compared, so the cost follows the
+ * edit rather than the text: the window widens whenever the change found
+ * reaches its edge (the text there differs, so the edit may go on beyond
+ * it), up to the whole text. The answer is diffText's whenever the replaced
+ * range lies in the first window. An edit elsewhere misaligns the window's
+ * two sides, which nearly always reaches an edge and widens it, but
+ * repetitive text can hide that: callers pass a hint only for edits made at
+ * the caret (typing, deleting, pasting), whose range the hint covers.
+ */
+export function diffNear(before, after, lo, hi, slack = 64) {
+  const delta = after.length - before.length;
+  for (let pad = slack; ; pad *= 8) {
+    const start = Math.max(0, Math.min(lo, hi) - pad);
+    const end = Math.min(before.length, Math.max(lo, hi, start) + pad);
+    if (start === 0 && end === before.length) return diffText(before, after);
+    // The window is [start, end) of `before` and [start, end + delta) of `after`.
+    if (end + delta < start) continue;
+    const change = diffText(before.slice(start, end), after.slice(start, end + delta));
+    if (change && (start === 0 || change.from > 0) && (end === before.length || change.to < end - start)) {
+      return { from: start + change.from, to: start + change.to, insert: change.insert };
+    }
+  }
 }
