@@ -26,7 +26,7 @@
 //! many calls fail while a master stays down.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -51,6 +51,8 @@ pub(crate) enum Conn {
 }
 
 /// Where command connections come from.
+// One per store, so the size of its larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Commands {
     Single { manager: RwLock<ConnectionManager>, client: redis::Client, config: ConnectionManagerConfig },
     Cluster(Arc<ClusterCommands>),
@@ -94,7 +96,7 @@ impl Commands {
             Commands::Cluster(c) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound => {
                 if !c.rebuilding.swap(true, Ordering::AcqRel) {
                     tracing::warn!("the Redis Cluster connection reaches no node for some calls ({e}); building a new one from the seeds");
-                    tokio::spawn(rebuild(c.clone()));
+                    tokio::spawn(rebuild(Arc::downgrade(c)));
                 }
             }
             Commands::Cluster(_) => {}
@@ -105,16 +107,21 @@ impl Commands {
 /// Builds a new Cluster connection, trying again with backoff until one
 /// connects and answers (the Cluster knows its slots again), and puts it in
 /// place of the old one.
-async fn rebuild(c: Arc<ClusterCommands>) {
+async fn rebuild(commands: Weak<ClusterCommands>) {
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1u64.. {
-        let outcome = match tokio::time::timeout(CONNECT_TIMEOUT * 3, c.client.get_async_connection()).await {
+        // The store is gone: nobody needs a connection any more.
+        let Some(c) = commands.upgrade() else { return };
+        let client = c.client.clone();
+        drop(c);
+        let outcome = match tokio::time::timeout(CONNECT_TIMEOUT * 3, client.get_async_connection()).await {
             Ok(Ok(mut conn)) => redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| conn).map_err(|e| e.to_string()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".to_owned()),
         };
         match outcome {
             Ok(conn) => {
+                let Some(c) = commands.upgrade() else { return };
                 *write(&c.conn) = conn;
                 tracing::warn!("a new Redis Cluster connection is in place (attempt {attempt})");
                 break;
@@ -127,7 +134,9 @@ async fn rebuild(c: Arc<ClusterCommands>) {
         }
     }
     tokio::time::sleep(REBUILD_GAP).await;
-    c.rebuilding.store(false, Ordering::Release);
+    if let Some(c) = commands.upgrade() {
+        c.rebuilding.store(false, Ordering::Release);
+    }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
