@@ -44,10 +44,14 @@
 //! [`testing`] starts real `redis-server` processes and Clusters for tests.
 
 mod bus;
+#[cfg(test)]
+mod cluster_faults;
+mod commands;
 mod docs;
 mod history;
 mod layout;
 mod presence;
+mod scripts;
 mod status;
 pub mod testing;
 mod values;
@@ -55,9 +59,11 @@ mod values;
 use std::time::Duration;
 
 use chorus_store::{Backend, StoreError, StoreResult};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
+
+use commands::{Commands, Conn};
+use scripts::Scripts;
 
 /// Commands that get no answer within this fail with "unavailable" instead
 /// of hanging the room that sent them.
@@ -79,124 +85,6 @@ pub struct RedisStore {
     scripts: Scripts,
     /// The URL without its password, for logs.
     shown: String,
-}
-
-/// The command connection: both kinds reconnect by themselves, and a
-/// Cluster connection also follows slots that move.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-/// Where command connections come from. A standalone connection manager
-/// reconnects after I/O errors, but one whose reconnection failed for
-/// another reason (the server refused the credentials, or was loading its
-/// data when asked to authenticate) keeps answering with that failure for
-/// good; such a manager is replaced by a new one.
-// One per store, so the size of its larger variant costs nothing.
-#[allow(clippy::large_enum_variant)]
-enum Commands {
-    Single { manager: std::sync::RwLock<ConnectionManager>, client: redis::Client, config: ConnectionManagerConfig },
-    Cluster(ClusterConnection),
-}
-
-impl Commands {
-    fn conn(&self) -> Conn {
-        match self {
-            Commands::Single { manager, .. } => Conn::Single(manager.read().unwrap_or_else(|p| p.into_inner()).clone()),
-            Commands::Cluster(c) => Conn::Cluster(c.clone()),
-        }
-    }
-
-    fn is_cluster(&self) -> bool {
-        matches!(self, Commands::Cluster(_))
-    }
-
-    /// A fresh manager, connecting on its first command.
-    fn renew(&self) {
-        if let Commands::Single { manager, client, config } = self {
-            match ConnectionManager::new_lazy_with_config(client.clone(), config.clone()) {
-                Ok(fresh) => *manager.write().unwrap_or_else(|p| p.into_inner()) = fresh,
-                Err(e) => tracing::warn!("could not make a new Redis connection: {e}"),
-            }
-        }
-    }
-}
-
-impl redis::aio::ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a redis::Pipeline, offset: usize, count: usize) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
-/// The Lua scripts, loaded once (sent by hash, the text only when Redis
-/// does not know it yet).
-struct Scripts {
-    presence_join: redis::Script,
-    presence_refresh: redis::Script,
-    presence_state: redis::Script,
-    presence_leave: redis::Script,
-    presence_expire: redis::Script,
-    presence_members: redis::Script,
-    doc_load: redis::Script,
-    doc_append: redis::Script,
-    doc_append_group: redis::Script,
-    doc_since: redis::Script,
-    doc_snapshot: redis::Script,
-    doc_delete: redis::Script,
-    doc_discard: redis::Script,
-    doc_import: redis::Script,
-    doc_list: redis::Script,
-    value_put: redis::Script,
-    value_all: redis::Script,
-    history_load: redis::Script,
-    history_save: redis::Script,
-    room_status: redis::Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        Self {
-            presence_join: redis::Script::new(concat!(include_str!("lua/live_members.lua"), include_str!("lua/presence_join.lua"))),
-            presence_refresh: redis::Script::new(include_str!("lua/presence_refresh.lua")),
-            presence_state: redis::Script::new(include_str!("lua/presence_state.lua")),
-            presence_leave: redis::Script::new(include_str!("lua/presence_leave.lua")),
-            presence_expire: redis::Script::new(include_str!("lua/presence_expire.lua")),
-            presence_members: redis::Script::new(concat!(include_str!("lua/live_members.lua"), include_str!("lua/presence_members.lua"))),
-            doc_load: redis::Script::new(include_str!("lua/doc_load.lua")),
-            doc_append: redis::Script::new(concat!(include_str!("lua/doc_head.lua"), include_str!("lua/doc_append.lua"))),
-            doc_append_group: redis::Script::new(concat!(include_str!("lua/doc_head.lua"), include_str!("lua/doc_append_group.lua"))),
-            doc_since: redis::Script::new(include_str!("lua/doc_since.lua")),
-            doc_snapshot: redis::Script::new(include_str!("lua/doc_snapshot.lua")),
-            doc_delete: redis::Script::new(include_str!("lua/doc_delete.lua")),
-            doc_discard: redis::Script::new(include_str!("lua/doc_discard.lua")),
-            doc_import: redis::Script::new(include_str!("lua/doc_import.lua")),
-            doc_list: redis::Script::new(include_str!("lua/doc_list.lua")),
-            value_put: redis::Script::new(include_str!("lua/value_put.lua")),
-            value_all: redis::Script::new(include_str!("lua/value_all.lua")),
-            history_load: redis::Script::new(include_str!("lua/history_load.lua")),
-            history_save: redis::Script::new(include_str!("lua/history_save.lua")),
-            room_status: redis::Script::new(include_str!("lua/room_status.lua")),
-        }
-    }
 }
 
 /// Why a Redis backend could not be set up.
@@ -252,7 +140,7 @@ impl RedisStore {
             if !info.contains("cluster_enabled:1") {
                 layout::check(&mut Conn::Single(conn.clone()), std::slice::from_ref(&client), &shown).await?;
                 let bus = bus::RedisBus::start_single(client.clone()).await.map_err(unreachable)?;
-                let commands = Commands::Single { manager: std::sync::RwLock::new(conn), client, config };
+                let commands = Commands::single(conn, client, config);
                 return Ok(Self { commands, bus, scripts: Scripts::new(), shown });
             }
         }
@@ -288,17 +176,25 @@ impl RedisStore {
             .map_err(|_| timed_out())?
             .map_err(unreachable)?;
         let bus = bus::RedisBus::start_cluster(subscriber, pushes);
-        Ok(Self { commands: Commands::Cluster(conn), bus, scripts: Scripts::new(), shown })
+        Ok(Self { commands: Commands::cluster(conn, commands), bus, scripts: Scripts::new(), shown })
     }
 
     fn conn(&self) -> Conn {
         self.commands.conn()
     }
 
-    /// Runs a script; see [`RedisStore::retrying`].
-    async fn invoke<T: redis::FromRedisValue>(&self, invocation: &mut redis::ScriptInvocation<'_>) -> StoreResult<T> {
+    /// Runs a script, by hash or, where its server does not know it yet,
+    /// with its text (see [`scripts`]); see [`RedisStore::retrying`].
+    async fn invoke<T: redis::FromRedisValue>(&self, invocation: &mut scripts::Invocation<'_>) -> StoreResult<T> {
         let invocation = &*invocation;
-        self.retrying(|| async move { invocation.invoke_async(&mut self.conn()).await }).await
+        self.retrying(|| async move {
+            let mut conn = self.conn();
+            match invocation.by_hash().query_async(&mut conn).await {
+                Err(e) if scripts::unknown_script(&e) => invocation.by_text().query_async(&mut conn).await,
+                outcome => outcome,
+            }
+        })
+        .await
     }
 
     /// Runs a command; see [`RedisStore::retrying`].
@@ -325,9 +221,9 @@ impl RedisStore {
                 call().await.map_err(store_error)
             }
             Err(e) if !e.is_timeout() && matches!(store_error(e.clone()), StoreError::Unavailable(_)) => {
-                // Possibly the connection manager's own failure, which it
-                // would keep answering with: the next call gets a new one.
-                self.commands.renew();
+                // Possibly the connection's own failure, which it would
+                // keep answering with: a new one replaces it.
+                self.commands.renew_after(&e);
                 Err(store_error(e))
             }
             outcome => outcome.map_err(store_error),
@@ -347,9 +243,10 @@ impl RedisStore {
 
 impl Backend for RedisStore {
     fn describe(&self) -> String {
-        match self.commands {
-            Commands::Single { .. } => format!("Redis at {}", self.shown),
-            Commands::Cluster(_) => format!("Redis Cluster at {}", self.shown),
+        if self.commands.is_cluster() {
+            format!("Redis Cluster at {}", self.shown)
+        } else {
+            format!("Redis at {}", self.shown)
         }
     }
 }
@@ -575,3 +472,4 @@ mod tests {
         }
     }
 }
+

@@ -135,16 +135,23 @@ async fn a_short_campaign_on_a_cluster() {
     campaign(true, seed_from_env().unwrap_or_else(rand::random), faults_for(25)).await
 }
 
-/// `scripts/chaos --minutes N`: new schedules, alternating standalone and
-/// Cluster, until N minutes have passed.
+/// `scripts/chaos --minutes N`: new schedules until N minutes have passed,
+/// alternating standalone and Cluster, or only one of them when
+/// `CHORUS_CHAOS_REDIS` is `standalone` or `cluster`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the long campaign: scripts/chaos --minutes N"]
 async fn a_long_campaign() {
     let minutes: u64 = std::env::var("CHORUS_CHAOS_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(10);
+    let only = std::env::var("CHORUS_CHAOS_REDIS").ok();
     let end = std::time::Instant::now() + Duration::from_secs(minutes * 60);
     let mut runs = 0;
     while std::time::Instant::now() < end {
-        campaign(runs % 2 == 1, rand::random(), faults_for(40)).await;
+        let cluster = match only.as_deref() {
+            Some("cluster") => true,
+            Some("standalone") => false,
+            _ => runs % 2 == 1,
+        };
+        campaign(cluster, rand::random(), faults_for(40)).await;
         runs += 1;
     }
     println!("chaos: {runs} schedules held");

@@ -192,9 +192,17 @@ async fn write(mut c: Client, name: String, seed: u64, stop: Arc<AtomicBool>) ->
         }
         c.pump(Duration::from_millis(rng.random_range(5..40))).await;
     }
-    // After healing: everything typed reaches the server, or was reset.
-    if !sync(&mut c, &mut tokens, Duration::from_secs(40)).await {
-        errors.push(format!("{name} did not sync within 40 s after the faults were healed"));
+    // After healing: everything typed reaches the server, or was reset,
+    // within 40 s. The client gives up a wait sooner than that, and a
+    // Cluster may answer CLUSTERDOWN for seconds after a master is back,
+    // so the writer asks again until then.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while !sync(&mut c, &mut tokens, deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+        if tokio::time::Instant::now() >= deadline {
+            errors.push(format!("{name} did not sync within 40 s after the faults were healed"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Writer { name, client: c, tokens, increments_acked, increments_unknown, errors }
 }
