@@ -232,8 +232,7 @@ impl Room {
         let trim_to = version.saturating_sub(window).max(doc.text.log().oldest()).max(doc.trim_point_for_bytes(max_bytes / 2));
         self.histories.bring_forward_before_trim(&self.rooms.backend, &self.name, name, doc, trim_to);
         let trim_digest = doc.text.log().digest_at(trim_to).expect("the log reaches its own start");
-        doc.text.trim_to(trim_to);
-        doc.count_log_bytes();
+        doc.trim_log_to(trim_to);
         let text = doc.text.text().rope().clone();
         let (store, room, name, epoch) = (self.rooms.backend.clone(), self.name.clone(), name.clone(), doc.epoch.clone());
         // Written off the room task: the text is a cheap copy of the rope.
