@@ -157,18 +157,23 @@ impl Room {
         if self.hold_if_in_flight(name, entry) {
             return; // Applied once the group's answer is settled.
         }
-        let Some(doc) = self.docs.get_mut(name) else { return };
+        // The map's own name: no new string for every op heard.
+        let Some((name, doc)) = self.docs.get_key_value(name) else { return };
         if doc.stale {
             return; // The reload brings it.
         }
         let head = doc.version();
-        let name: Arc<str> = Arc::from(name);
-        if entry.version <= head {
-            if !doc.agrees(entry) {
-                warn!(room = %self.name, doc = %name, version = entry.version, "the store holds another op at a version this replica has; reloading");
+        let agrees = entry.version > head || doc.agrees(entry);
+        let name = name.clone();
+        if !agrees {
+            warn!(room = %self.name, doc = %name, version = entry.version, "the store holds another op at a version this replica has; reloading");
+            if let Some(doc) = self.docs.get_mut(&name) {
                 doc.stale = true;
-                self.repair.need_doc(&name);
             }
+            self.repair.need_doc(&name);
+            return;
+        }
+        if entry.version <= head {
             return;
         }
         if entry.version == head + 1 {
