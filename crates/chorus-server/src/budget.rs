@@ -56,7 +56,10 @@ impl Budget {
 
     /// A room's total is now `now` where it was `*held`.
     pub fn settle(&self, held: &mut usize, now: usize) {
-        if now >= *held {
+        if now == *held {
+            return; // Most turns of a room's loop change nothing here.
+        }
+        if now > *held {
             self.used.fetch_add(now - *held, Ordering::AcqRel);
         } else {
             self.used.fetch_sub(*held - now, Ordering::AcqRel);

@@ -73,10 +73,20 @@ impl Document {
         self.text.text().rope().len_bytes() + self.log_bytes + kept * crate::budget::OP_RECORD_BYTES
     }
 
-    /// Counts the bytes of the log's ops again (after a trim).
-    pub fn count_log_bytes(&mut self) {
+    /// Counts the bytes of the log's ops.
+    fn count_log_bytes(&mut self) {
         let log = self.text.log();
         self.log_bytes = log.since(log.oldest()).map_or(0, |ops| ops.map(|e| op_bytes(&e.op)).sum());
+    }
+
+    /// Forgets the log's ops at or before `version`, taking their bytes off
+    /// the count: only the ops trimmed are looked at, not the window kept
+    /// (ten thousand ops by default, every thousand commits).
+    pub fn trim_log_to(&mut self, version: u64) {
+        let log = self.text.log();
+        let trimmed: usize = log.since(log.oldest()).map_or(0, |ops| ops.take_while(|e| e.version <= version).map(|e| op_bytes(&e.op)).sum());
+        self.text.trim_to(version);
+        self.log_bytes = self.log_bytes.saturating_sub(trimmed);
     }
 
     /// The oldest version to keep so the ops after it take at most
@@ -427,9 +437,12 @@ mod tests {
         assert_eq!(d.log_bytes, 400);
         assert_eq!(d.trim_point_for_bytes(1_000), 0, "within the budget: nothing to trim");
         assert_eq!(d.trim_point_for_bytes(250), 2, "ops 3 and 4 stay");
-        d.text.trim_to(2);
-        d.count_log_bytes();
+        d.trim_log_to(2);
         assert_eq!(d.log_bytes, 200);
+        d.trim_log_to(3);
+        assert_eq!(d.log_bytes, 100, "only the trimmed op is taken off");
+        d.count_log_bytes();
+        assert_eq!(d.log_bytes, 100, "as counting the log again says");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! is a slow consumer and is closed with a code telling it to reconnect and
 //! resync, so the server never buffers without bound or blocks a room on one
 //! reader. Bytes count from the moment a message is queued until the writer
-//! has handed it to the socket, so what a writer blocked on a reader that
+//! has handed it (with the rest of its batch) to the socket, so what a writer blocked on a reader that
 //! stopped reading still holds counts too. A large reply (a document's text,
 //! a room's values) is checked against the budget before it is built
 //! ([`Outbox::reserve`]): a reader that keeps asking for megabytes without

@@ -157,18 +157,23 @@ impl Room {
         if self.hold_if_in_flight(name, entry) {
             return; // Applied once the group's answer is settled.
         }
-        let Some(doc) = self.docs.get_mut(name) else { return };
+        // The map's own name: no new string for every op heard.
+        let Some((name, doc)) = self.docs.get_key_value(name) else { return };
         if doc.stale {
             return; // The reload brings it.
         }
         let head = doc.version();
-        let name: Arc<str> = Arc::from(name);
-        if entry.version <= head {
-            if !doc.agrees(entry) {
-                warn!(room = %self.name, doc = %name, version = entry.version, "the store holds another op at a version this replica has; reloading");
+        let agrees = entry.version > head || doc.agrees(entry);
+        let name = name.clone();
+        if !agrees {
+            warn!(room = %self.name, doc = %name, version = entry.version, "the store holds another op at a version this replica has; reloading");
+            if let Some(doc) = self.docs.get_mut(&name) {
                 doc.stale = true;
-                self.repair.need_doc(&name);
             }
+            self.repair.need_doc(&name);
+            return;
+        }
+        if entry.version <= head {
             return;
         }
         if entry.version == head + 1 {
@@ -232,8 +237,7 @@ impl Room {
         let trim_to = version.saturating_sub(window).max(doc.text.log().oldest()).max(doc.trim_point_for_bytes(max_bytes / 2));
         self.histories.bring_forward_before_trim(&self.rooms.backend, &self.name, name, doc, trim_to);
         let trim_digest = doc.text.log().digest_at(trim_to).expect("the log reaches its own start");
-        doc.text.trim_to(trim_to);
-        doc.count_log_bytes();
+        doc.trim_log_to(trim_to);
         let text = doc.text.text().rope().clone();
         let (store, room, name, epoch) = (self.rooms.backend.clone(), self.name.clone(), name.clone(), doc.epoch.clone());
         // Written off the room task: the text is a cheap copy of the rope.

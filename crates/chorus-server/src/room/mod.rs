@@ -345,9 +345,17 @@ impl Room {
 
     async fn run(mut self, mut rx: mpsc::Receiver<RoomCommand>, mut sub: Subscription) {
         debug!(room = %self.name, "room loaded");
+        // One timer for the repairs, moved only when their time changes: a
+        // timer made afresh on every turn of the loop would be registered
+        // and removed again with every op.
+        let repair_timer = tokio::time::sleep_until(self.repair.next_at());
+        tokio::pin!(repair_timer);
         loop {
             let next_flush = self.cursors.next_flush();
             let next_repair = self.repair.next_at();
+            if repair_timer.deadline() != next_repair {
+                repair_timer.as_mut().reset(next_repair);
+            }
             // A room with nobody here stops after a command (the one that
             // left it empty, or an API request), or after a bus event that
             // removed its last connection; not after bus events that come in
@@ -379,7 +387,7 @@ impl Room {
                     None => break,
                 },
                 _ = sleep_until(next_flush), if next_flush.is_some() => self.flush_cursors().await,
-                _ = tokio::time::sleep_until(next_repair) => self.run_repairs().await,
+                _ = &mut repair_timer => self.run_repairs().await,
             }
             self.send_ready_groups().await;
             self.settle_budget();

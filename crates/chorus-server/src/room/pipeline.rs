@@ -5,7 +5,10 @@
 //! transaction), further submissions for it queue up; when its answer comes
 //! back, everything queued goes as the next group. The store call runs in
 //! its own task and its answer comes back to the room's loop as a message,
-//! so cursors, presence, values and other documents move meanwhile.
+//! so cursors, presence, values and other documents move meanwhile. A
+//! store that answers without waiting (the in-memory one) is answered in
+//! place instead: there is nothing to overlap, and a task and a message per
+//! group would cost more than the commit itself.
 //!
 //! The replica changes only between groups: ops heard on the bus for a
 //! document with a group in flight wait for its answer (the store published
@@ -22,6 +25,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use chorus_core::digest::Digest;
@@ -249,16 +253,29 @@ impl Room {
         let ops: Vec<(String, u64, TextOp, Digest)> = sent.iter().map(|s| (s.queued.client.to_string(), s.queued.sub.seq, s.op.clone(), s.digest)).collect();
         let id = self.pipelines.next_id;
         self.pipelines.next_id += 1;
-        let (store, room, doc, done) = (self.rooms.backend.clone(), self.name.clone(), name.clone(), self.pipelines.done_tx.clone());
+        let (store, room, doc) = (self.rooms.backend.clone(), self.name.clone(), name.clone());
         metrics::counter!("chorus_commit_groups_total").increment(1);
-        let task = tokio::spawn(async move {
+        let mut commit = Box::pin(async move {
             if let Some(pause) = pause {
                 tokio::time::sleep(pause).await;
             }
             let group_ops: Vec<GroupOp<'_>> = ops.iter().map(|(client, seq, op, digest)| GroupOp { client, seq: *seq, op, digest: *digest }).collect();
             let group = Group { epoch: &epoch, expected: head, expected_digest: head_digest, ops: &group_ops };
-            let outcome = store.append_group(&room, &doc, &group).await;
-            let _ = done.send((doc.clone(), id));
+            store.append_group(&room, &doc, &group).await
+        });
+        // A store that answers at once (the one in memory, which never
+        // waits) is settled here: a task of its own and a message back
+        // would cost more than the commit. Nothing else ran meanwhile, so
+        // no bus op was held.
+        let answered = commit.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        if let Poll::Ready(outcome) = answered {
+            self.settle(name, head, sent, outcome).await;
+            return self.after_group(name);
+        }
+        let (doc, done) = (name.clone(), self.pipelines.done_tx.clone());
+        let task = tokio::spawn(async move {
+            let outcome = commit.await;
+            let _ = done.send((doc, id));
             outcome
         });
         let p = self.pipelines.docs.get_mut(name).expect("present above");

@@ -76,13 +76,17 @@ pub(super) async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: 
     loop {
         let batch = outbox.next_batch().await;
         let n = batch.messages.len() as u64;
+        // Taken off the outbox's count once the batch is handed over (one
+        // lock per batch, not per message; a stuck send keeps them counted).
+        let mut handed = 0;
         for text in batch.messages {
             let len = text.len();
             if sink.feed(Message::Text(text)).await.is_err() {
                 return;
             }
-            outbox.sent(len);
+            handed += len;
         }
+        outbox.sent(handed);
         metrics::counter!("chorus_frames_written_total").increment(n);
         if let Some(closing) = batch.closing {
             let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
