@@ -38,6 +38,14 @@ pub enum Prepared {
     Trimmed { oldest: u64 },
 }
 
+/// The ops of a group that go to the store before the op being prepared,
+/// and the text they leave: what [`Document::prepare_after`] moves it past.
+#[derive(Clone, Copy)]
+pub struct Ahead<'a> {
+    pub ops: &'a [TextOp],
+    pub text: &'a TextDoc,
+}
+
 pub struct Document {
     pub epoch: String,
     pub text: OrderedText,
@@ -123,12 +131,12 @@ impl Document {
     /// Checks a client's op made at `base` and transforms it to the head.
     /// Nothing changes here; the caller commits the result through the store.
     pub fn prepare(&self, client: &str, seq: u64, base: u64, op: &TextOp, limits: DocLimits) -> Result<Prepared, Refusal> {
-        self.prepare_after(client, seq, base, op, limits, &[], self.text.text())
+        self.prepare_after(client, seq, base, op, limits, Ahead { ops: &[], text: self.text.text() })
     }
 
-    /// [`prepare`](Self::prepare) for an op to commit after `pending`: ops
+    /// [`prepare`](Self::prepare) for an op to commit after `ahead.ops`: ops
     /// moved to the head and not committed yet (the ones before it in a
-    /// group commit), which leave the text `after_pending`. The op is
+    /// group commit), which leave the text `ahead.text`. The op is
     /// transformed past them too, and checked against that text.
     pub fn prepare_after(
         &self,
@@ -137,8 +145,7 @@ impl Document {
         base: u64,
         op: &TextOp,
         limits: DocLimits,
-        pending: &[TextOp],
-        after_pending: &TextDoc,
+        ahead: Ahead<'_>,
     ) -> Result<Prepared, Refusal> {
         let head = self.version();
         let log = self.text.log();
@@ -166,8 +173,8 @@ impl Document {
             ),
             other => invalid(other),
         })?;
-        let rebased = pending.iter().fold(rebased, |op, p| op.transform(p, Side::Right));
-        let current = after_pending;
+        let rebased = ahead.ops.iter().fold(rebased, |op, p| op.transform(p, Side::Right));
+        let current = ahead.text;
         let rebased = current.make_invertible(&rebased).map_err(invalid)?;
         current.check(&rebased).map_err(invalid)?;
         let grown = current.rope().len_bytes() as isize + byte_delta(&rebased);

@@ -183,6 +183,9 @@ mod tests {
     }
 
     fn read_err(lines: &[&str]) -> String {
-        read(lines.join("\n").as_bytes()).err().expect("refused").to_string()
+        match read(lines.join("\n").as_bytes()) {
+            Ok(_) => panic!("{lines:?} was read, not refused"),
+            Err(err) => err.to_string(),
+        }
     }
 }

@@ -41,7 +41,7 @@ use tracing::warn;
 use super::documents::{reset_refusal, stale_seq};
 use super::{Committed, DocSubmission, Room, Submitter, COMMIT_DEADLINE};
 use crate::budget::OP_RECORD_BYTES;
-use crate::document::{op_bytes, Prepared};
+use crate::document::{op_bytes, Ahead, Prepared};
 use crate::refusal::Refusal;
 
 /// Bus ops held for a document while its group is in flight; beyond this
@@ -216,7 +216,7 @@ impl Room {
             }
             let doc = &self.docs[name];
             let base = q.sub.base.unwrap_or(head);
-            match doc.prepare_after(&q.client, q.sub.seq, base, &q.sub.op, limits, &pending, &after) {
+            match doc.prepare_after(&q.client, q.sub.seq, base, &q.sub.op, limits, Ahead { ops: &pending, text: &after }) {
                 Err(refusal) => self.finish(name, q, Err(refusal)),
                 Ok(Prepared::Duplicate(version)) => self.finish(name, q, Ok(Committed { version, duplicate: true })),
                 Ok(Prepared::Trimmed { oldest }) => {
@@ -326,16 +326,15 @@ impl Room {
     /// After a group: the next one is ready, or the document may unload.
     fn after_group(&mut self, name: &Arc<str>) {
         match self.pipelines.docs.get(name) {
+            Some(p) if p.in_flight.is_some() => {}
             Some(p) if !p.queue.is_empty() => {
-                if p.in_flight.is_none() {
-                    self.pipelines.ready.insert(name.clone());
-                }
+                self.pipelines.ready.insert(name.clone());
             }
-            Some(p) if p.in_flight.is_none() => {
+            Some(_) => {
                 self.pipelines.docs.remove(name);
                 self.unload_if_unread(name);
             }
-            _ => {}
+            None => {}
         }
     }
 
