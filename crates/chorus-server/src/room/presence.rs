@@ -213,6 +213,11 @@ impl Room {
         if alive {
             info!(room = %self.name, %conn, "the store let a live connection's presence expire; putting it back");
         } else if let Some(local) = self.local.remove(&conn) {
+            // Said at info: a connection of this node that the store let go
+            // is told it left, and it stays out unless its client joins
+            // again.
+            let silent_ms = now_ms().saturating_sub(local.heard.load(Ordering::Relaxed));
+            info!(room = %self.name, %conn, ?reason, silent_ms, closing = local.outbox.is_closing(), "a connection of this node left the room in the store; telling it");
             self.cursors.forget(&conn);
             self.unsubscribe_all(&conn, Some(&local.user));
             local.outbox.push(ServerMessage::Left { id: None, room: self.name.to_string(), reason }.to_json().into());
