@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_client::ConnectOptions;
-use chorus_protocol::{Change, ValueKind};
+use chorus_protocol::{Change, ServerMessage, ValueKind};
 use chorus_redis::testing::{Persistence, Redis};
 use chorus_redis::RedisStore;
 use chorus_store::faults::{Call, Fault, Faulty};
@@ -141,6 +141,37 @@ async fn a_join_whose_answer_was_lost_leaves_no_ghost() {
     // Joining again works.
     ghost.join(ROOM, None).await.unwrap();
     view.settle(&mut watcher, ROOM, &[&w, &ghost_conn], Duration::from_secs(5)).await;
+}
+
+/// A join whose answer was lost is taken back in the background, and the
+/// first leave doing it loses its answer too, so it is tried again: the
+/// connection's next join, answered, must not be taken back with it.
+#[tokio::test]
+async fn a_join_retried_while_a_lost_one_is_taken_back_stays() {
+    let (store, server) = faulty_server().await;
+    let mut watcher = server.client("watcher").await;
+    let mut view = MemberView::from_joined(&watcher.join(ROOM, None).await.unwrap());
+    let w = watcher.connection().to_owned();
+    store.plan(Call::Join, [Fault::LoseAnswer]);
+    store.plan(Call::Leave, [Fault::LoseAnswer]);
+    let mut ann = server.client("ann").await;
+    assert!(ann.join(ROOM, None).await.is_err(), "told the join failed");
+    let ann_conn = ann.connection().to_owned();
+    // As a client does: join again at once, until let in.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut refused = 0;
+    while let Err(e) = ann.join(ROOM, None).await {
+        assert!(tokio::time::Instant::now() < deadline, "never let in again: {e}");
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.pending(), 0, "the lost join and the lost leave both happened");
+    // Told it joined, it stays joined, on its own connection and in everyone's list.
+    let told = support::drain(&mut ann, Duration::from_secs(1)).await;
+    assert!(!told.iter().any(|m| matches!(m, ServerMessage::Left { .. })), "ann was put out after joining (refused {refused} times first): {told:?}");
+    view.settle(&mut watcher, ROOM, &[&w, &ann_conn], Duration::from_secs(5)).await;
+    let members = chorus_store::PresenceStore::members(store.inner(), ROOM, now_ms()).await.unwrap();
+    assert!(members.members.iter().any(|m| m.connection == ann_conn), "ann's entry is in the store: {:?}", members.members);
 }
 
 /// Value changes whose answers were lost are asked about again with their
@@ -286,4 +317,8 @@ async fn readers_of_a_replica_reloaded_late_are_told_on_redis() {
 #[tokio::test]
 async fn readers_of_a_replica_reloaded_late_are_told_on_a_cluster() {
     readers_of_a_replica_reloaded_late_are_told(Redis::cluster(Persistence::None)).await
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }

@@ -301,6 +301,8 @@ pub struct Room {
     histories: histories::Histories,
     pipelines: pipeline::Pipelines,
     repair: repair::Repair,
+    /// Entries of this node's connections being taken back.
+    settling: presence::Settling,
     /// Bytes of this room's state counted in the node's budget.
     held: usize,
 }
@@ -327,6 +329,7 @@ impl Room {
             histories: histories::Histories::default(),
             pipelines: pipeline::Pipelines::new(),
             repair: repair::Repair::new(config.reconcile_interval()),
+            settling: presence::Settling::default(),
             rooms,
             held: 0,
         };

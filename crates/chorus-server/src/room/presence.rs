@@ -24,6 +24,7 @@ use chorus_core::presence::Member;
 use chorus_protocol::{ErrorCode, LeaveReason, ServerMessage};
 use chorus_store::{Backend, Joined, Members as StoredMembers, RoomEvent, Stamp};
 use serde_json::Value;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::{JoinRequest, Local, Room};
@@ -74,7 +75,7 @@ impl Members {
 /// Removes a connection's entry until the store confirms it is gone: after
 /// a leave or a join whose answer was lost. Entries expire by themselves
 /// after the TTL, so retrying longer than that is pointless.
-pub(super) fn settle_leave(store: Arc<dyn Backend>, room: Arc<str>, conn: Arc<str>, reason: LeaveReason, give_up_after: Duration) {
+pub(super) fn settle_leave(store: Arc<dyn Backend>, room: Arc<str>, conn: Arc<str>, reason: LeaveReason, give_up_after: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + give_up_after;
         let mut delay = Duration::from_millis(100);
@@ -90,7 +91,23 @@ pub(super) fn settle_leave(store: Arc<dyn Backend>, room: Arc<str>, conn: Arc<st
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
         }
-    });
+    })
+}
+
+/// The connections whose entries are being taken back in the background
+/// ([`settle_leave`]): none of them may join again until that is done.
+#[derive(Default)]
+pub(super) struct Settling(HashMap<Arc<str>, JoinHandle<()>>);
+
+impl Settling {
+    fn insert(&mut self, conn: Arc<str>, settle: JoinHandle<()>) {
+        self.0.retain(|_, s| !s.is_finished());
+        self.0.insert(conn, settle);
+    }
+
+    fn is_pending(&self, conn: &str) -> bool {
+        self.0.get(conn).is_some_and(|s| !s.is_finished())
+    }
 }
 
 impl Room {
@@ -98,6 +115,12 @@ impl Room {
         let JoinRequest { conn, user, visible, state, id, outbox, dropped, heard } = request;
         if self.local.contains_key(&conn) {
             return Err(Refusal::new(ErrorCode::AlreadyJoined, format!("already in room {}", self.name)));
+        }
+        // An earlier entry of this connection still being taken back would
+        // take this join's entry with it (a leave whose answer was lost is
+        // tried again), leaving a client told it joined out of the room.
+        if self.settling.is_pending(&conn) {
+            return Err(Refusal::new(ErrorCode::Unavailable, format!("room {} is still taking back an earlier join of this connection; try again", self.name)));
         }
         let now = now_ms();
         let member = Member { connection: conn.to_string(), user: user.clone(), state, joined_at: now };
@@ -112,7 +135,8 @@ impl Room {
                 Err(e) => {
                     // The entry may have been written (and announced) all
                     // the same: take it back.
-                    settle_leave(self.store().clone(), self.name.clone(), conn.clone(), LeaveReason::Closed, self.config().presence_ttl());
+                    let settle = settle_leave(self.store().clone(), self.name.clone(), conn.clone(), LeaveReason::Closed, self.config().presence_ttl());
+                    self.settling.insert(conn, settle);
                     return Err(e.into());
                 }
             }
@@ -132,7 +156,8 @@ impl Room {
             // The store announces the leave; this room hears it like the others.
             if let Err(e) = self.store().leave(&self.name, conn, reason, now_ms()).await {
                 warn!(room = %self.name, %conn, "could not remove presence; retrying in the background: {e}");
-                settle_leave(self.store().clone(), self.name.clone(), conn.clone(), reason, self.config().presence_ttl());
+                let settle = settle_leave(self.store().clone(), self.name.clone(), conn.clone(), reason, self.config().presence_ttl());
+                self.settling.insert(conn.clone(), settle);
             }
         }
         if matches!(reason, LeaveReason::Left | LeaveReason::Forbidden) {
