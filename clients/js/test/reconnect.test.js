@@ -29,7 +29,9 @@ test('an op committed but whose ack was lost is recognised in the catch-up, not 
     await sleep(5);
   }
   assert.equal(da.pending, 1, 'the ack was lost');
-  // Bob edits while ann is away.
+  // Bob edits while ann is away, once he has ann's text: an insert at 0
+  // into a text he has not received yet would rightly land after it.
+  await waitFor(() => db.text === 'one two😀', 3000, "bob has ann's edits");
   db.insert(0, '> ');
   await db.synced();
   sock.terminate();
