@@ -135,8 +135,7 @@ impl Room {
                 Err(e) => {
                     // The entry may have been written (and announced) all
                     // the same: take it back.
-                    let settle = settle_leave(self.store().clone(), self.name.clone(), conn.clone(), LeaveReason::Closed, self.config().presence_ttl());
-                    self.settling.insert(conn, settle);
+                    self.take_back(&conn, LeaveReason::Closed);
                     return Err(e.into());
                 }
             }
@@ -156,13 +155,19 @@ impl Room {
             // The store announces the leave; this room hears it like the others.
             if let Err(e) = self.store().leave(&self.name, conn, reason, now_ms()).await {
                 warn!(room = %self.name, %conn, "could not remove presence; retrying in the background: {e}");
-                let settle = settle_leave(self.store().clone(), self.name.clone(), conn.clone(), reason, self.config().presence_ttl());
-                self.settling.insert(conn.clone(), settle);
+                self.take_back(conn, reason);
             }
         }
         if matches!(reason, LeaveReason::Left | LeaveReason::Forbidden) {
             local.outbox.push(ServerMessage::Left { id, room: self.name.to_string(), reason }.to_json().into());
         }
+    }
+
+    /// Removes `conn`'s entry in the background until the store confirms
+    /// it ([`settle_leave`]), and keeps `conn` from joining again meanwhile.
+    fn take_back(&mut self, conn: &Arc<str>, reason: LeaveReason) {
+        let settle = settle_leave(self.store().clone(), self.name.clone(), conn.clone(), reason, self.config().presence_ttl());
+        self.settling.insert(conn.clone(), settle);
     }
 
     pub(super) async fn presence(&mut self, conn: Arc<str>, state: Value) -> Result<(), Refusal> {
