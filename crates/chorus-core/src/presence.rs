@@ -70,10 +70,15 @@ impl PresenceTable {
         self.by_expiry.insert((expires_at, conn));
     }
 
-    /// Pushes an entry's expiry to `expires_at`; false when it is not here
-    /// (left, or already expired).
-    pub fn refresh(&mut self, connection: &str, expires_at: Millis) -> bool {
+    /// Pushes an entry's expiry to `expires_at`; false when it is not live
+    /// at `now` (left, or expired, swept or not). An expired entry is gone
+    /// to whoever lists the room from then on, so only a join, which is
+    /// announced, may bring it back: a refresh would do it in silence.
+    pub fn refresh(&mut self, connection: &str, expires_at: Millis, now: Millis) -> bool {
         let Some((_, at)) = self.entries.get_mut(connection) else { return false };
+        if *at <= now {
+            return false;
+        }
         self.by_expiry.remove(&(*at, connection.to_owned()));
         *at = expires_at;
         self.by_expiry.insert((expires_at, connection.to_owned()));
@@ -128,6 +133,12 @@ impl PresenceTable {
 
     pub fn get(&self, connection: &str) -> Option<&Member> {
         self.entries.get(connection).map(|(m, _)| m)
+    }
+
+    /// Whether `connection` has an entry live at `now` (one that expired
+    /// but was not swept yet is not).
+    pub fn is_live(&self, connection: &str, now: Millis) -> bool {
+        self.entries.get(connection).is_some_and(|(_, at)| *at > now)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -189,17 +200,28 @@ mod tests {
         let mut t = PresenceTable::new();
         t.upsert(member("c1", "ann", 0), 100);
         t.upsert(member("c2", "ann", 1), 100);
-        assert!(t.refresh("c2", 200));
+        assert!(t.refresh("c2", 200, 50));
         assert_eq!(t.count(50), 2);
         assert_eq!(t.next_expiry(), Some(100));
         let gone = t.expire(100);
         assert_eq!(gone.iter().map(|m| m.connection.as_str()).collect::<Vec<_>>(), ["c1"]);
         assert!(t.expire(100).is_empty(), "an expired entry is handed back only once");
-        assert!(!t.refresh("c1", 300), "an expired entry cannot come back by refresh");
+        assert!(!t.refresh("c1", 300, 100), "an expired entry cannot come back by refresh");
         assert_eq!(t.remove("c1"), None);
         assert_eq!(t.members(150).len(), 1);
         assert_eq!(t.remove("c2").map(|m| m.user.id), Some("ann".into()));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn an_entry_expired_but_not_swept_is_not_refreshed_back() {
+        let mut t = PresenceTable::new();
+        t.upsert(member("c1", "ann", 0), 100);
+        assert!(t.is_live("c1", 99));
+        assert!(!t.is_live("c1", 100));
+        assert!(!t.refresh("c1", 300, 150), "listed as gone at 150, so gone");
+        assert!(t.members(150).is_empty());
+        assert_eq!(t.expire(150).len(), 1, "the sweep still finds it, and hands it back");
     }
 
     #[test]

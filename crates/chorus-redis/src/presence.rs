@@ -124,13 +124,14 @@ impl PresenceStore for RedisStore {
         Ok(Joined::Entered { members })
     }
 
-    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis) -> StoreResult<bool> {
+    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool> {
         let [members, _, expiry, _] = presence_keys(room);
         let done: i64 = self.invoke(self.scripts.presence_refresh
             .key(members)
             .key(expiry)
             .arg(connection)
-            .arg(expires_at)).await?;
+            .arg(expires_at)
+            .arg(now)).await?;
         Ok(done == 1)
     }
 

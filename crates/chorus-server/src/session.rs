@@ -537,7 +537,7 @@ impl Session {
         let (backend, conn, refreshing) = (self.node.backend.clone(), self.conn.clone(), self.refreshing.clone());
         tokio::spawn(async move {
             for room in rooms {
-                if let Err(e) = backend.refresh(&room, &conn, expires).await {
+                if let Err(e) = backend.refresh(&room, &conn, expires, now_ms()).await {
                     warn!(%conn, %room, "presence refresh failed: {e}");
                 }
             }

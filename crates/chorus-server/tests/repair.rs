@@ -122,6 +122,57 @@ async fn a_leave_after_its_timeout_is_announced_on_a_cluster() {
     a_leave_answered_after_its_timeout_is_announced(Redis::cluster(Persistence::None)).await
 }
 
+/// A member's entry expired in the store (its refreshes were held up, as
+/// by a hung Redis) and nobody swept it yet, though its connection is alive.
+/// A room that reads the list meanwhile leaves it out: a watcher joining on
+/// another node gets a snapshot without it, and its own node, reading the
+/// list at the next join, tells its watcher it left and puts it back. The
+/// entry is still in the store then, so putting it back must be announced
+/// as a join like any other, or neither watcher ever sees the member again
+/// while the store lists it. Sweeps are held off, so the put-back meets
+/// the unswept entry every time.
+async fn a_member_put_back_before_the_sweep_is_announced(mut redis: Redis) {
+    let tune = |c: &mut chorus_server::Config| {
+        quick(c);
+        c.presence_ttl_ms = 30_000;
+    };
+    let node = || async {
+        let store = Arc::new(Faulty::new(RedisStore::connect(&redis.url()).await.unwrap()));
+        store.plan(Call::Expire, std::iter::repeat_n(Fault::Fail, 100_000));
+        start_on(store, tune).await
+    };
+    let (a, b) = (node().await, node().await);
+    let mut near = b.client("near").await;
+    let mut near_view = MemberView::from_joined(&near.join(ROOM, None).await.unwrap());
+    let mut bob = b.client("bob").await;
+    bob.join(ROOM, None).await.unwrap();
+    let (n, bo) = (near.connection().to_owned(), bob.connection().to_owned());
+    near_view.settle(&mut near, ROOM, &[&n, &bo], Duration::from_secs(5)).await;
+    let key = format!("chorus:{{{ROOM}}}:expiry");
+    redis.server_for(&key).cli(&["ZADD", &key, "XX", "1", &bo]);
+    // Node a loads the room now: bob is not in its list.
+    let mut far = a.client("far").await;
+    let mut far_view = MemberView::from_joined(&far.join(ROOM, None).await.unwrap());
+    let f = far.connection().to_owned();
+    // Node b reads the list with carol's join, and puts bob back.
+    let mut carol = b.client("carol").await;
+    carol.join(ROOM, None).await.unwrap();
+    let c = carol.connection().to_owned();
+    let everyone = [n.as_str(), bo.as_str(), f.as_str(), c.as_str()];
+    far_view.settle(&mut far, ROOM, &everyone, Duration::from_secs(5)).await;
+    near_view.settle(&mut near, ROOM, &everyone, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_member_put_back_before_the_sweep_is_announced_on_redis() {
+    a_member_put_back_before_the_sweep_is_announced(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn a_member_put_back_before_the_sweep_is_announced_on_a_cluster() {
+    a_member_put_back_before_the_sweep_is_announced(Redis::cluster(Persistence::None)).await
+}
+
 /// A join the store carried out (and announced) but whose answer was lost:
 /// the connection is told to retry, and its entry is taken back, so nobody
 /// lists a member for the TTL that never got in.

@@ -182,8 +182,8 @@ impl PresenceStore for SqliteStore {
     async fn join(&self, room: &str, member: Member, expires_at: Millis, now: Millis, limit: usize) -> StoreResult<Joined> {
         self.inner.memory.join(room, member, expires_at, now, limit).await
     }
-    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis) -> StoreResult<bool> {
-        self.inner.memory.refresh(room, connection, expires_at).await
+    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool> {
+        self.inner.memory.refresh(room, connection, expires_at, now).await
     }
     async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
         self.inner.memory.set_state(room, connection, state).await

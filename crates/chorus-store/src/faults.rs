@@ -147,8 +147,8 @@ impl<B: Backend> PresenceStore for Faulty<B> {
     async fn join(&self, room: &str, member: Member, expires_at: Millis, now: Millis, limit: usize) -> StoreResult<Joined> {
         self.run(Call::Join, self.inner.join(room, member, expires_at, now, limit)).await
     }
-    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis) -> StoreResult<bool> {
-        self.run(Call::Refresh, self.inner.refresh(room, connection, expires_at)).await
+    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool> {
+        self.run(Call::Refresh, self.inner.refresh(room, connection, expires_at, now)).await
     }
     async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
         self.run(Call::SetState, self.inner.set_state(room, connection, state)).await

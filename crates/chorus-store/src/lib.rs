@@ -128,12 +128,16 @@ pub enum Joined {
 pub trait PresenceStore: Send + Sync + 'static {
     /// Adds a connection's entry and publishes [`RoomEvent::MemberJoined`],
     /// atomically, unless the room has `limit` live members. Idempotent: an
-    /// entry that is already there (a retried join) is refreshed and not
-    /// announced again.
+    /// entry live at `now` (a retried join) is refreshed and not announced
+    /// again. One that expired and was not swept yet is replaced and
+    /// announced: lists read since its expiry leave it out, so coming back
+    /// in silence would hide it from every room that read one.
     async fn join(&self, room: &str, member: Member, expires_at: Millis, now: Millis, limit: usize) -> StoreResult<Joined>;
 
-    /// Pushes an entry's expiry forward; false when the entry is gone.
-    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis) -> StoreResult<bool>;
+    /// Pushes an entry's expiry forward; false when the entry is gone or
+    /// expired at `now` (swept or not: for the same reason as in
+    /// [`PresenceStore::join`], only an announced join brings it back).
+    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool>;
 
     /// Replaces an entry's application state and publishes
     /// [`RoomEvent::Presence`], atomically; false when the entry is gone.

@@ -1,6 +1,8 @@
 -- Adds a connection's presence entry and announces it, in one step, unless
 -- the room already holds `limit` live members. A retried join (the entry is
--- there) only pushes the expiry forward: it was announced the first time.
+-- there and live) only pushes the expiry forward: it was announced the first
+-- time. An entry that expired and was not swept yet is replaced and
+-- announced: lists read since its expiry leave it out.
 -- KEYS: members (hash), states (hash), expiry (zset), presence (hash: epoch, seq)
 -- ARGV: connection, member JSON (without state), state JSON, expires_at, now,
 --       limit, epoch for a new presence record, channel, publish command,
@@ -14,7 +16,8 @@ local function entered()
   local p = redis.call('HMGET', KEYS[4], 'epoch', 'seq')
   return append_live_members({'entered', p[1], p[2]}, ARGV[5])
 end
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+local at = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if at and tonumber(at) > tonumber(ARGV[5]) and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
   return entered()
 end

@@ -10,6 +10,12 @@
 //! the list are dropped. So every connection sees one leave per departed
 //! member, whatever was lost on the way.
 //!
+//! An entry is gone from the moment it expires, though the sweep may find
+//! it later: lists read in between leave it out. So nothing brings it back
+//! in silence (the store refuses a late refresh); a live connection's node
+//! puts it back with a join, announced to every node like any join, and a
+//! node that still lists it tells its connections nothing new.
+//!
 //! A leave or a join whose answer never came is settled in the background:
 //! the entry is removed again (removal is idempotent) until the store says
 //! it is gone, so nobody stays listed until the TTL for a connection that
@@ -198,8 +204,19 @@ impl Room {
         match event.clone() {
             RoomEvent::MemberJoined { member, count, .. } => {
                 let conn: Arc<str> = Arc::from(member.connection.as_str());
-                self.members.by_connection.insert(conn.clone(), member.clone());
-                self.fan_out(ServerMessage::MemberJoined { room: self.name.to_string(), member, count }, Some(&conn));
+                // A member listed here already joins again when its node
+                // puts back an entry that expired unswept (lists read since
+                // left it out): no news to the connections here, who were
+                // told this list, unless its state changed.
+                match self.members.by_connection.insert(conn.clone(), member.clone()) {
+                    Some(old) if old.user == member.user && old.joined_at == member.joined_at => {
+                        if old.state != member.state {
+                            let msg = ServerMessage::Presence { room: self.name.to_string(), connection: conn.to_string(), state: member.state };
+                            self.fan_out(msg, Some(&conn));
+                        }
+                    }
+                    _ => self.fan_out(ServerMessage::MemberJoined { room: self.name.to_string(), member, count }, Some(&conn)),
+                }
             }
             RoomEvent::MemberLeft { connection, user, reason, count, .. } => {
                 if let Some(alive) = self.member_left(Arc::from(connection.as_str()), user, reason, count) {

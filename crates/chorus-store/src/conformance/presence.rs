@@ -18,6 +18,7 @@ where
     join_list_and_leave(make().await).await;
     every_change_is_announced_with_the_next_stamp(make().await).await;
     a_retried_join_is_not_announced_again(make().await).await;
+    an_expired_entry_comes_back_only_by_an_announced_join(make().await).await;
     a_full_room_refuses_inside_the_join(Arc::new(make().await)).await;
     two_connections_of_one_user_are_two_entries(make().await).await;
     leave_hands_the_entry_back_once(Arc::new(make().await)).await;
@@ -72,7 +73,7 @@ async fn every_change_is_announced_with_the_next_stamp<B: Backend>(b: B) {
         RoomEvent::Presence { connection: "c2".into(), state: json!({"typing": true}), stamp: stamp(first.seq + 2) },
         "{check}"
     );
-    assert!(b.refresh("r", "c2", 2_000).await.unwrap());
+    assert!(b.refresh("r", "c2", 2_000, 0).await.unwrap());
     b.leave("r", "c1", LeaveReason::Closed, 0).await.unwrap().expect("c1 was there");
     assert_eq!(
         next_event(&mut sub, check).await,
@@ -95,6 +96,34 @@ async fn a_retried_join_is_not_announced_again<B: Backend>(b: B) {
     assert!(b.expire(200).await.unwrap().expired.is_empty(), "{check}: the retry pushed the expiry forward");
     b.set_state("r", "c1", json!(1)).await.unwrap();
     assert!(matches!(next_event(&mut sub, check).await, RoomEvent::Presence { .. }), "{check}: no second member_joined came before this");
+}
+
+/// An entry that expired and was not swept yet is gone to every list read
+/// since. A refresh must not bring it back (those lists would never learn
+/// of it); a join (its node putting it back) does, and is announced.
+async fn an_expired_entry_comes_back_only_by_an_announced_join<B: Backend>(b: B) {
+    let check = "an_expired_entry_comes_back_only_by_an_announced_join";
+    let mut sub = b.subscribe("r").await.unwrap();
+    join(&b, "r", member("c1", "ann", 1), 100, 0).await;
+    join(&b, "r", member("c2", "bob", 2), 1_000, 0).await;
+    next_event(&mut sub, check).await;
+    next_event(&mut sub, check).await;
+    let read = b.members("r", 150).await.unwrap();
+    assert_eq!(connections(&read), ["c2"], "{check}: expired at 150, not swept");
+    assert!(!b.refresh("r", "c1", 1_150, 150).await.unwrap(), "{check}: listed as gone, so not refreshed back");
+    assert_eq!(b.members("r", 150).await.unwrap(), read, "{check}: nothing changed");
+    let after = join(&b, "r", member("c1", "ann", 1), 1_150, 150).await;
+    let s = read.stamp.expect("a stamp");
+    assert_eq!(connections(&after), ["c1", "c2"], "{check}");
+    match next_event(&mut sub, check).await {
+        RoomEvent::MemberJoined { member, count, stamp } => {
+            assert_eq!((member.connection.as_str(), count, stamp.epoch == s.epoch, stamp.seq), ("c1", 2, true, s.seq + 1), "{check}: announced with the next stamp");
+        }
+        other => panic!("{check}: expected c1's join, got {other:?}"),
+    }
+    assert_eq!(after.stamp.map(|a| a.seq), Some(s.seq + 1), "{check}: the join answers as of its own change");
+    assert!(b.expire(150).await.unwrap().expired.is_empty(), "{check}: the join replaced the expired entry");
+    assert!(b.refresh("r", "c1", 2_000, 150).await.unwrap(), "{check}: live again");
 }
 
 async fn a_full_room_refuses_inside_the_join<B: Backend>(b: Arc<B>) {
@@ -239,10 +268,10 @@ async fn state_and_refresh_need_a_live_entry<B: Backend>(b: B) {
     join(&b, "r", member("c1", "ann", 1), 100, 0).await;
     assert!(b.set_state("r", "c1", json!({"page": 3})).await.unwrap(), "{check}");
     assert_eq!(b.members("r", 0).await.unwrap().members[0].state, json!({"page": 3}), "{check}");
-    assert!(b.refresh("r", "c1", 300).await.unwrap(), "{check}");
+    assert!(b.refresh("r", "c1", 300, 0).await.unwrap(), "{check}");
     assert!(b.expire(200).await.unwrap().expired.is_empty(), "{check}: refresh postponed expiry");
     assert_eq!(b.expire(300).await.unwrap().expired.len(), 1, "{check}");
-    assert!(!b.refresh("r", "c1", 900).await.unwrap(), "{check}: no refresh after expiry");
+    assert!(!b.refresh("r", "c1", 900, 300).await.unwrap(), "{check}: no refresh after expiry");
     assert!(!b.set_state("r", "c1", json!(1)).await.unwrap(), "{check}: no state after expiry");
     assert!(!b.set_state("r", "nobody", json!(1)).await.unwrap(), "{check}");
 }

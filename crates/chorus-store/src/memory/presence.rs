@@ -47,11 +47,13 @@ impl PresenceStore for MemoryStore {
     async fn join(&self, room: &str, member: Member, expires_at: Millis, now: Millis, limit: usize) -> StoreResult<Joined> {
         let mut rooms = lock(&self.inner.rooms);
         let p = rooms.entry(room.to_owned()).or_insert_with(RoomPresence::new);
-        if p.table.get(&member.connection).is_some() {
+        if p.table.is_live(&member.connection, now) {
             // A retried join: the entry is there, and was announced.
-            p.table.refresh(&member.connection, expires_at);
+            p.table.refresh(&member.connection, expires_at, now);
             return Ok(Joined::Entered { members: p.members(now) });
         }
+        // An entry that expired and was not swept yet was listed as gone
+        // since: it is joined again below, and announced.
         if p.table.count(now) >= limit {
             if p.table.is_empty() {
                 rooms.remove(room);
@@ -65,8 +67,8 @@ impl PresenceStore for MemoryStore {
         Ok(Joined::Entered { members: p.members(now) })
     }
 
-    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis) -> StoreResult<bool> {
-        Ok(lock(&self.inner.rooms).get_mut(room).is_some_and(|p| p.table.refresh(connection, expires_at)))
+    async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool> {
+        Ok(lock(&self.inner.rooms).get_mut(room).is_some_and(|p| p.table.refresh(connection, expires_at, now)))
     }
 
     async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
