@@ -314,3 +314,34 @@ async fn a_database_of_layout_1_is_migrated_at_start_with_its_documents() {
     let columns: Vec<String> = conn.prepare("SELECT name FROM pragma_table_info('docs')").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     assert!(!columns.iter().any(|c| c == "snapshot"), "the row no longer holds the text: {columns:?}");
 }
+
+/// A group whose run stops at an op that is not committed (here a
+/// resubmission) leaves the document's head at the last op it committed:
+/// the head is written once, after the run, not with each op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_cut_short_leaves_the_head_at_its_last_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = SqliteStore::open(&dir.path().join("chorus.db"), SyncMode::Full).unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    let ops = [TextOp::insert(0, "a"), TextOp::insert(0, "b"), TextOp::insert(0, "c")];
+    let first = Digest::EMPTY.next(1, "x", 1, &ops[0]);
+    let second = first.next(2, "y", 1, &ops[1]);
+    let group_ops = [
+        GroupOp { client: "x", seq: 1, op: &ops[0], digest: first },
+        GroupOp { client: "y", seq: 1, op: &ops[1], digest: second },
+        GroupOp { client: "x", seq: 1, op: &ops[2], digest: second.next(3, "x", 1, &ops[2]) },
+    ];
+    let group = Group { epoch: &d.epoch, expected: 0, expected_digest: Digest::EMPTY, ops: &group_ops };
+    let outcomes = b.append_group("r", "d", &group).await.unwrap();
+    assert!(
+        matches!(outcomes.as_slice(), [Appended::Committed { version: 1, .. }, Appended::Committed { version: 2, .. }, Appended::Duplicate { version: 1 }]),
+        "{outcomes:?}"
+    );
+    let stored = b.load("r", "d").await.unwrap();
+    assert_eq!((stored.ops.len(), stored.head_digest()), (2, second));
+    let heads = b.status("r", &["d"]).await.unwrap().docs;
+    assert!(matches!(heads.as_slice(), [Some(h)] if h.version == 2 && h.digest == second), "{heads:?}");
+    let (outcome, _) = commit(&b, &d.epoch, 2, second, "z", 1, "d").await;
+    assert!(matches!(outcome, Appended::Committed { version: 3, .. }), "{outcome:?}");
+}
+
