@@ -345,3 +345,22 @@ async fn a_group_cut_short_leaves_the_head_at_its_last_commit() {
     assert!(matches!(outcome, Appended::Committed { version: 3, .. }), "{outcome:?}");
 }
 
+/// The checkpoint thread copies the WAL into the database as commits go
+/// on, and the WAL stays within the writer's own checkpoint bound
+/// however long the stream of commits (a checkpoint beside the writer
+/// never empties a WAL that keeps growing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_beside_the_writer_and_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chorus.db");
+    let b = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    commit_xs(&b, &d.epoch, 1_500).await;
+    assert!(b.stats().checkpoints.load(Ordering::Relaxed) > 0, "the checkpoint thread ran");
+    let wal = std::fs::metadata(dir.path().join("chorus.db-wal")).unwrap().len();
+    let bound = (u64::from(schema::WRITER_CHECKPOINT_PAGES) + 64) * (4_096 + 24);
+    assert!(wal <= bound, "WAL of {wal} bytes, more than {bound}");
+    drop(b);
+    let b = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+    assert_eq!(b.load("r", "d").await.unwrap().ops.len(), 1_500);
+}
