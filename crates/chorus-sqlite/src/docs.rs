@@ -1,6 +1,7 @@
 //! Document logs in SQLite: a row per document (its epoch, head and where
-//! its snapshot and kept log start), its snapshot's text in a table of its
-//! own (so a commit, which rewrites the row, does not rewrite the text),
+//! its snapshot and kept log start; a group of ops rewrites it once, not
+//! once per op), its snapshot's text in a table of its own (so a commit,
+//! which rewrites the row, does not rewrite the text),
 //! its kept ops as JSON entries keyed by version, each client's last
 //! committed (seq, version), and the users' undo histories, written in the
 //! same transaction as the undo op they go with. A document's row is
@@ -139,21 +140,55 @@ pub(crate) fn write_history(conn: &Connection, key: (&str, &str, &str), rev: u64
     Ok(())
 }
 
-fn append_tx(conn: &Connection, room: &str, doc: &str, c: &OwnedCommit, events: &mut Events) -> rusqlite::Result<Appended> {
-    // A missing document (discarded while a replica of it was open) is
-    // created again by an op at version 0, in the epoch its writer loaded,
-    // once the op commits. One past 0 was made on a replica of a deleted
-    // incarnation: never recreate it.
-    let (row, created) = match doc_row(conn, room, doc)? {
-        Some(row) => (row, false),
-        None if c.expected != 0 => return Ok(Appended::EpochChanged { epoch: random_id() }),
-        None => {
-            let row = DocRow { id: -1, epoch: c.epoch.clone(), snapshot_version: 0, oldest: 0, oldest_digest: Digest::EMPTY, head: 0, head_digest: Digest::EMPTY };
-            (row, true)
+/// A document as a run of appends in one transaction sees it: its row,
+/// whose head moves in memory with each op appended; whether that row is
+/// stored yet (the run's first op may create it); and when the last op was
+/// appended. The row's head is written once, at the end of the run: a
+/// group of ops rewrites it once, not once per op.
+struct Appending {
+    row: DocRow,
+    stored: bool,
+    appended_at: Option<u64>,
+}
+
+/// Appends `commits` in order, up to and including the first that is not
+/// committed (the ones after it expect a head it did not leave).
+fn append_run<'c>(conn: &Connection, room: &str, doc: &str, commits: impl IntoIterator<Item = &'c OwnedCommit>, events: &mut Events) -> rusqlite::Result<Vec<Appended>> {
+    let mut state = None;
+    let mut outcomes = Vec::new();
+    for c in commits {
+        let outcome = append_one(conn, room, doc, &mut state, c, events)?;
+        let committed = matches!(outcome, Appended::Committed { .. });
+        outcomes.push(outcome);
+        if !committed {
+            break;
         }
-    };
-    if row.epoch != c.epoch {
-        return Ok(Appended::EpochChanged { epoch: row.epoch });
+    }
+    if let Some(Appending { row, appended_at: Some(at), .. }) = &state {
+        conn.prepare_cached("UPDATE docs SET head = ?2, head_digest = ?3, changed_at = ?4 WHERE id = ?1")?
+            .execute(params![row.id, row.head as i64, row.head_digest.to_hex(), *at as i64])?;
+    }
+    Ok(outcomes)
+}
+
+fn append_one(conn: &Connection, room: &str, doc: &str, state: &mut Option<Appending>, c: &OwnedCommit, events: &mut Events) -> rusqlite::Result<Appended> {
+    if state.is_none() {
+        // A missing document (discarded while a replica of it was open) is
+        // created again by an op at version 0, in the epoch its writer
+        // loaded, once the op commits. One past 0 was made on a replica of
+        // a deleted incarnation: never recreate it.
+        *state = Some(match doc_row(conn, room, doc)? {
+            Some(row) => Appending { row, stored: true, appended_at: None },
+            None if c.expected != 0 => return Ok(Appended::EpochChanged { epoch: random_id() }),
+            None => {
+                let row = DocRow { id: -1, epoch: c.epoch.clone(), snapshot_version: 0, oldest: 0, oldest_digest: Digest::EMPTY, head: 0, head_digest: Digest::EMPTY };
+                Appending { row, stored: false, appended_at: None }
+            }
+        });
+    }
+    let s = state.as_mut().expect("loaded above");
+    if s.row.epoch != c.epoch {
+        return Ok(Appended::EpochChanged { epoch: s.row.epoch.clone() });
     }
     if let Some((user, expected_rev, token, _)) = &c.history {
         let stored = history_row(conn, room, doc, user)?;
@@ -166,13 +201,14 @@ fn append_tx(conn: &Connection, room: &str, doc: &str, c: &OwnedCommit, events: 
     }
     let last: Option<(i64, i64)> = conn
         .prepare_cached("SELECT seq, version FROM clients WHERE doc = ?1 AND client = ?2")?
-        .query_row(params![row.id, c.client], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![s.row.id, c.client], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     match last.map(|(s, v)| (s as u64, v as u64)) {
         Some((last, version)) if last == c.seq => return Ok(Appended::Duplicate { version }),
         Some((last, _)) if last > c.seq => return Ok(Appended::StaleSeq { last }),
         _ => {}
     }
+    let row = &s.row;
     if row.head != c.expected {
         let missed = if c.expected >= row.oldest && c.expected < row.head { entries_after(conn, row.id, c.expected)? } else { Vec::new() };
         return Ok(Appended::Conflict { head: row.head, missed });
@@ -182,21 +218,20 @@ fn append_tx(conn: &Connection, room: &str, doc: &str, c: &OwnedCommit, events: 
     }
     let version = c.expected + 1;
     let at = now_ms();
-    let row = if created {
-        insert_doc(conn, room, doc, &ImportedDoc { epoch: &c.epoch, version: 0, digest: Digest::EMPTY, text: "", changed_at: at })?
-    } else {
-        row
-    };
+    if !s.stored {
+        s.row = insert_doc(conn, room, doc, &ImportedDoc { epoch: &c.epoch, version: 0, digest: Digest::EMPTY, text: "", changed_at: at })?;
+        s.stored = true;
+    }
     let entry = LogEntry { version, client: c.client.clone(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
     let json = serde_json::to_string(&entry).map_err(|e| bad(0, e))?;
-    conn.prepare_cached("INSERT INTO ops (doc, version, entry) VALUES (?1, ?2, ?3)")?.execute(params![row.id, version as i64, json])?;
-    conn.prepare_cached("UPDATE docs SET head = ?2, head_digest = ?3, changed_at = ?4 WHERE id = ?1")?
-        .execute(params![row.id, version as i64, c.digest.to_hex(), at as i64])?;
+    let id = s.row.id;
+    conn.prepare_cached("INSERT INTO ops (doc, version, entry) VALUES (?1, ?2, ?3)")?.execute(params![id, version as i64, json])?;
     conn.prepare_cached("INSERT OR REPLACE INTO clients (doc, client, seq, version) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![row.id, c.client, c.seq as i64, version as i64])?;
+        .execute(params![id, c.client, c.seq as i64, version as i64])?;
     if let Some((user, expected_rev, token, saved)) = &c.history {
         write_history(conn, (room, doc, user), expected_rev + 1, token, saved, version)?;
     }
+    (s.row.head, s.row.head_digest, s.appended_at) = (version, c.digest, Some(at));
     events.push((room.to_owned(), RoomEvent::DocOp { doc: doc.to_owned(), entry }));
     Ok(Appended::Committed { version, at })
 }
@@ -267,7 +302,12 @@ impl DocStore for SqliteStore {
 
     async fn append(&self, room: &str, doc: &str, commit: &Commit<'_>) -> StoreResult<Appended> {
         let (r, d, c) = (room.to_owned(), doc.to_owned(), OwnedCommit::from(commit));
-        self.writer().run(move |conn, events| append_tx(conn, &r, &d, &c, events)).await
+        self.writer()
+            .run(move |conn, events| {
+                let mut outcomes = append_run(conn, &r, &d, [&c], events)?;
+                Ok(outcomes.pop().expect("one commit, one outcome"))
+            })
+            .await
     }
 
     async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
@@ -278,20 +318,7 @@ impl DocStore for SqliteStore {
         let (r, d) = (room.to_owned(), doc.to_owned());
         let commits: Vec<OwnedCommit> = group.commits().map(|c| OwnedCommit::from(&c)).collect();
         // One task, so one transaction and one fsync for the whole group.
-        self.writer()
-            .run(move |conn, events| {
-                let mut outcomes = Vec::with_capacity(commits.len());
-                for c in &commits {
-                    let outcome = append_tx(conn, &r, &d, c, events)?;
-                    let committed = matches!(outcome, Appended::Committed { .. });
-                    outcomes.push(outcome);
-                    if !committed {
-                        break;
-                    }
-                }
-                Ok(outcomes)
-            })
-            .await
+        self.writer().run(move |conn, events| append_run(conn, &r, &d, &commits, events)).await
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {

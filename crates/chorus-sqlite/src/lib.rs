@@ -102,9 +102,10 @@ impl SqliteStore {
     pub fn open(path: &Path, sync: SyncMode) -> Result<Self, OpenError> {
         let lock = lock_database(path)?;
         let conn = schema::open_writer(path, sync)?;
+        let checkpointer = schema::open_checkpointer(path, sync).map_err(OpenError::Sqlite)?;
         let memory = MemoryStore::new();
         let stats = Arc::new(WriterStats::default());
-        let (writer, thread) = writer::Writer::start(conn, memory.clone(), stats.clone(), lock)
+        let (writer, thread) = writer::Writer::start(conn, checkpointer, memory.clone(), stats.clone(), lock)
             .map_err(|source| OpenError::Io { path: path.to_owned(), source })?;
         Ok(Self {
             inner: Arc::new(Inner {

@@ -118,11 +118,14 @@ pub(crate) fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Ope
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(refused(path, format!("cannot use WAL mode (got {mode})")));
     }
-    let sync = match sync {
-        SyncMode::Full => "FULL",
-        SyncMode::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;")).map_err(OpenError::Sqlite)?;
+    let sync = sync_pragma(sync);
+    // The checkpoint thread keeps the WAL short; the writer checkpoints
+    // only when the WAL grows past this many pages anyway (it does under a
+    // steady stream of commits: a checkpoint running beside the writer
+    // leaves the pages committed meanwhile, so the WAL never empties and
+    // cannot start over from its beginning).
+    conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES};"))
+        .map_err(OpenError::Sqlite)?;
     // Room for every statement the writer runs, so none is parsed again
     // after being pushed out by others.
     conn.set_prepared_statement_cache_capacity(64);
@@ -145,6 +148,26 @@ fn migrate_from_1(conn: &Connection) -> rusqlite::Result<()> {
          PRAGMA user_version = 2;
          COMMIT;",
     )
+}
+
+/// WAL pages past which the writer checkpoints after a commit (see
+/// `open_writer`): 16 MB, 4 times SQLite's default.
+pub(crate) const WRITER_CHECKPOINT_PAGES: u32 = 4_096;
+
+fn sync_pragma(sync: SyncMode) -> &'static str {
+    match sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
+    }
+}
+
+/// The checkpoint thread's connection (the writer's checks ran first): it
+/// writes to the database file, so it is not read-only.
+pub(crate) fn open_checkpointer(path: &Path, sync: SyncMode) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(&format!("PRAGMA synchronous={}; PRAGMA wal_autocheckpoint=0;", sync_pragma(sync)))?;
+    Ok(conn)
 }
 
 /// A connection for reads (the writer's checks ran first).

@@ -314,3 +314,53 @@ async fn a_database_of_layout_1_is_migrated_at_start_with_its_documents() {
     let columns: Vec<String> = conn.prepare("SELECT name FROM pragma_table_info('docs')").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
     assert!(!columns.iter().any(|c| c == "snapshot"), "the row no longer holds the text: {columns:?}");
 }
+
+/// A group whose run stops at an op that is not committed (here a
+/// resubmission) leaves the document's head at the last op it committed:
+/// the head is written once, after the run, not with each op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_cut_short_leaves_the_head_at_its_last_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = SqliteStore::open(&dir.path().join("chorus.db"), SyncMode::Full).unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    let ops = [TextOp::insert(0, "a"), TextOp::insert(0, "b"), TextOp::insert(0, "c")];
+    let first = Digest::EMPTY.next(1, "x", 1, &ops[0]);
+    let second = first.next(2, "y", 1, &ops[1]);
+    let group_ops = [
+        GroupOp { client: "x", seq: 1, op: &ops[0], digest: first },
+        GroupOp { client: "y", seq: 1, op: &ops[1], digest: second },
+        GroupOp { client: "x", seq: 1, op: &ops[2], digest: second.next(3, "x", 1, &ops[2]) },
+    ];
+    let group = Group { epoch: &d.epoch, expected: 0, expected_digest: Digest::EMPTY, ops: &group_ops };
+    let outcomes = b.append_group("r", "d", &group).await.unwrap();
+    assert!(
+        matches!(outcomes.as_slice(), [Appended::Committed { version: 1, .. }, Appended::Committed { version: 2, .. }, Appended::Duplicate { version: 1 }]),
+        "{outcomes:?}"
+    );
+    let stored = b.load("r", "d").await.unwrap();
+    assert_eq!((stored.ops.len(), stored.head_digest()), (2, second));
+    let heads = b.status("r", &["d"]).await.unwrap().docs;
+    assert!(matches!(heads.as_slice(), [Some(h)] if h.version == 2 && h.digest == second), "{heads:?}");
+    let (outcome, _) = commit(&b, &d.epoch, 2, second, "z", 1, "d").await;
+    assert!(matches!(outcome, Appended::Committed { version: 3, .. }), "{outcome:?}");
+}
+
+/// The checkpoint thread copies the WAL into the database as commits go
+/// on, and the WAL stays within the writer's own checkpoint bound
+/// however long the stream of commits (a checkpoint beside the writer
+/// never empties a WAL that keeps growing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_beside_the_writer_and_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chorus.db");
+    let b = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+    let d = b.load("r", "d").await.unwrap();
+    commit_xs(&b, &d.epoch, 1_500).await;
+    assert!(b.stats().checkpoints.load(Ordering::Relaxed) > 0, "the checkpoint thread ran");
+    let wal = std::fs::metadata(dir.path().join("chorus.db-wal")).unwrap().len();
+    let bound = (u64::from(schema::WRITER_CHECKPOINT_PAGES) + 64) * (4_096 + 24);
+    assert!(wal <= bound, "WAL of {wal} bytes, more than {bound}");
+    drop(b);
+    let b = SqliteStore::open(&path, SyncMode::Normal).unwrap();
+    assert_eq!(b.load("r", "d").await.unwrap().ops.len(), 1_500);
+}

@@ -21,6 +21,10 @@ use tokio::sync::oneshot;
 /// The most tasks one transaction takes.
 const MAX_BATCH: usize = 1_024;
 
+/// Transactions between two checkpoints of the WAL by the checkpoint
+/// thread (a W1 transaction adds 3 or 4 pages to the WAL).
+const CHECKPOINT_EVERY: u32 = 128;
+
 /// Events a task publishes once its transaction is committed.
 pub(crate) type Events = Vec<(String, RoomEvent)>;
 
@@ -37,6 +41,10 @@ pub struct WriterStats {
     pub statement_nanos: AtomicU64,
     /// Summed over batches: `COMMIT` (writing the WAL and, under FULL, its fsync).
     pub commit_nanos: AtomicU64,
+    /// Checkpoints run by the checkpoint thread (each syncs the WAL and
+    /// the database file), and their time.
+    pub checkpoints: AtomicU64,
+    pub checkpoint_nanos: AtomicU64,
 }
 
 trait Task: Send {
@@ -96,15 +104,23 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread that owns `conn` (and `keep`, released after it).
+    /// Starts the thread that owns `conn` (and `keep`, released after it),
+    /// and the one that checkpoints the WAL on `checkpointer`.
     pub(crate) fn start<K: Send + 'static>(
         conn: Connection,
+        checkpointer: Connection,
         bus: MemoryStore,
         stats: Arc<WriterStats>,
         keep: K,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel::<Box<dyn Task>>();
+        let (kick, kicked) = mpsc::sync_channel::<()>(1);
+        let checkpoints = {
+            let stats = stats.clone();
+            std::thread::Builder::new().name("chorus-sqlite-checkpoint".into()).spawn(move || checkpoint_loop(&checkpointer, &kicked, &stats))?
+        };
         let thread = std::thread::Builder::new().name("chorus-sqlite-writer".into()).spawn(move || {
+            let mut since_kick = 0;
             while let Ok(first) = rx.recv() {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -114,7 +130,17 @@ impl Writer {
                     }
                 }
                 commit_batch(&conn, batch, &bus, &stats);
+                since_kick += 1;
+                if since_kick >= CHECKPOINT_EVERY {
+                    // Full means a checkpoint is waiting to run already.
+                    let _ = kick.try_send(());
+                    since_kick = 0;
+                }
             }
+            // The checkpointer closes first, so the writer's connection is
+            // the last: closing it checkpoints the whole WAL and removes it.
+            drop(kick);
+            let _ = checkpoints.join();
             drop(conn);
             drop(keep);
         })?;
@@ -187,5 +213,25 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Task>>, bus: &MemorySt
     }
     for task in batch {
         task.finish(committed.clone(), bus);
+    }
+}
+
+/// Copies the WAL's committed pages into the database file, each time the
+/// writer asks: a PASSIVE checkpoint, which never blocks the writer, who
+/// goes on appending to the WAL meanwhile. A checkpoint syncs the WAL and
+/// then the database file, two fsyncs whatever the sync mode; run by the
+/// writer after one of its commits (SQLite's automatic checkpoint), they
+/// would hold up every commit queued behind it.
+fn checkpoint_loop(conn: &Connection, kicked: &mpsc::Receiver<()>, stats: &WriterStats) {
+    while kicked.recv().is_ok() {
+        let start = Instant::now();
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
+            Ok(_) => {
+                stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                stats.checkpoint_nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                metrics::counter!("chorus_sqlite_checkpoints_total").increment(1);
+            }
+            Err(e) => tracing::warn!(error = %e, "sqlite: a WAL checkpoint failed; the next one takes its pages"),
+        }
     }
 }
