@@ -367,7 +367,14 @@ export class TextDoc extends Emitter {
         this.emit('reset', { reason: msg.reset || 'resync', lostEdits: lost, text: msg.text, version: this._version });
       }
     } else {
-      if (msg.epoch !== this.epoch) return this._reopen(true);
+      if (msg.epoch !== this.epoch) {
+        // At version 0 nothing of ours was acknowledged, and every
+        // incarnation starts from the empty text our pending edits were made
+        // on: they carry on in the new one. Past 0, our versions name ops of
+        // the old one.
+        if (this._version !== 0) return this._reopen(true);
+        this.epoch = msg.epoch;
+      }
       try {
         for (const entry of msg.ops || []) this._committed(entry);
       } catch (err) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { closeAll, nextEvent, open, roomName, serverDoc, serverForThisFile, sleep, startServer, test, waitFor } from './helpers.js';
+import { closeAll, nextEvent, open, roomName, serverDoc, serverForThisFile, sleep, startServer, test, TestSocket, waitFor } from './helpers.js';
 
 const server = serverForThisFile();
 
@@ -143,6 +143,56 @@ test('a restarted server (new epoch) resets the document and drops pending edits
   } finally {
     await srv.stop();
   }
+});
+
+/** A TestSocket that, while `held`, cannot reach the server (port 1 refuses). */
+class HeldSocket extends TestSocket {
+  static held = false;
+  constructor(url, ...rest) {
+    super(HeldSocket.held ? 'ws://127.0.0.1:1/v1/ws' : url, ...rest);
+  }
+}
+
+test('edits made offline at version 0 carry on when the unedited document is opened again in a new epoch', async () => {
+  const name = roomName('v0-epoch');
+  const a = await open(server, 'ann', { WebSocket: HeldSocket, reconnectBaseMs: 20, reconnectMaxMs: 100 });
+  const da = await (await a.join(name)).openDoc('d');
+  const oldEpoch = da.epoch;
+  assert.equal(da.version, 0);
+  HeldSocket.held = true;
+  a._ws.terminate();
+  await waitFor(() => a.state === 'reconnecting', 2000, 'reconnecting');
+  da.insert(0, 'hé');
+  da.insert(2, 'llo 😀');
+  assert.equal(da.pending, 2);
+  // Nobody reads the unedited document now: it is discarded, and the next
+  // reader opens a new incarnation of it (a reader that came too early
+  // leaves, and the one after it gets the new one).
+  let b;
+  let db;
+  for (let i = 0; ; i++) {
+    assert.ok(i < 100, 'the unedited document was never discarded');
+    b = await open(server, 'bob');
+    db = await (await b.join(name)).openDoc('d');
+    if (db.epoch !== oldEpoch) break;
+    b.close();
+    await sleep(20);
+  }
+  db.insert(0, 'bob ');
+  await db.synced();
+  HeldSocket.held = false;
+  await waitFor(() => a.state === 'open', 5000, 'ann back');
+  await da.synced();
+  await waitFor(() => db.text === da.text, 3000, 'convergence');
+  const doc = await serverDoc(server, name, 'd');
+  assert.equal(da.text, doc.text);
+  assert.ok(doc.text.includes('héllo 😀') && doc.text.includes('bob '), doc.text);
+  assert.equal(da.epoch, db.epoch, 'ann took the new epoch');
+  assert.deepEqual([da.resets, da.lostEdits], [0, 0], 'no reset, nothing lost');
+  const reopen = a._ws.sent.find((m) => m.type === 'open_doc');
+  assert.deepEqual([reopen.since.epoch, reopen.since.version], [oldEpoch, 0], 'it came back from version 0 of the old epoch');
+  a.close();
+  b.close();
 });
 
 test('a link that stops answering heartbeats is dropped and replaced', async () => {

@@ -251,7 +251,14 @@ impl TextDocument {
             return Ok(None);
         }
         if epoch != self.epoch {
-            return Err(DocError::OutOfStep(format!("ops of epoch {epoch} for a document of epoch {}", self.epoch)));
+            // At version 0 nothing of ours was acknowledged, and every
+            // incarnation starts from the empty text our pending edits were
+            // made on: they carry on in the new one. Past 0, our versions
+            // name ops of the old one.
+            if self.ot.version() != 0 {
+                return Err(DocError::OutOfStep(format!("ops of epoch {epoch} for a document of epoch {}", self.epoch)));
+            }
+            self.epoch = epoch;
         }
         for entry in ops.unwrap_or_default() {
             // An ack among them may put the next piece in flight; it is
@@ -404,6 +411,20 @@ mod tests {
         assert_eq!((d.text().to_string(), d.version(), d.resets, d.lost_edits), ("fresh".into(), 50, 1, 2));
         let s = d.edit(op(r#"["!"]"#)).unwrap().unwrap();
         assert_eq!((s.base, s.seq), (50, 2), "sequence numbers keep increasing after a reset");
+    }
+
+    #[test]
+    fn at_version_0_the_ops_of_a_new_epoch_keep_what_is_pending() {
+        let mut d = opened_with("", 0);
+        let first = d.edit(op(r#"["hi"]"#)).unwrap().unwrap();
+        d.edit(op(r#"[2,"!"]"#)).unwrap();
+        // The document was recreated (epoch e2) and someone typed first.
+        let again = d.opened("e2".into(), 1, None, Some(vec![entry(1, "bob", 1, r#"["B"]"#)]), None, &DocMeta::default()).unwrap();
+        let resubmit = again.expect("the op in flight goes again");
+        assert_eq!((resubmit.seq, resubmit.base, resubmit.op.clone()), (first.seq, 1, op(r#"[1,"hi"]"#)));
+        assert_eq!((d.epoch(), d.text().to_string(), d.resets, d.lost_edits), ("e2", "Bhi!".into(), 0, 0));
+        // Past 0, ops of another epoch do not continue what we have.
+        assert!(matches!(d.opened("e3".into(), 1, None, Some(vec![]), None, &DocMeta::default()), Err(DocError::OutOfStep(_))));
     }
 
     #[test]

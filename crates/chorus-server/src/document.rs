@@ -191,12 +191,19 @@ impl Document {
     /// (or nothing) and submits as `client`: the ops it missed when the log
     /// reaches back to its position and its history there is this one,
     /// else the whole text, saying why when it asked for ops.
+    ///
+    /// Version 0 is the empty text in every incarnation (a document starts
+    /// empty; an import never starts one at 0), so a client there, whatever
+    /// its epoch, has nothing this incarnation could contradict: it gets the
+    /// ops from 0 and keeps its unacknowledged edits, which were made on
+    /// that empty text. Past 0, versions of another incarnation name other
+    /// ops (or ops the store lost) and get the text.
     pub fn opened(&self, id: Option<u64>, room: &str, doc: &str, since: Option<&DocPosition>, client: &str) -> ServerMessage {
         let version = self.version();
         let log = self.text.log();
         let reset = match since {
             None => None,
-            Some(p) if p.epoch != self.epoch => Some(ResetReason::Epoch),
+            Some(p) if p.epoch != self.epoch && (p.version > 0 || log.oldest() > 0) => Some(ResetReason::Epoch),
             Some(p) if p.version > version => Some(ResetReason::Ahead),
             Some(p) => match (log.since(p.version), log.digest_at(p.version)) {
                 (Some(_), Some(here)) if p.digest.is_some_and(|d| d != here) => Some(ResetReason::Diverged),
@@ -217,12 +224,18 @@ impl Document {
                 _ => Some(ResetReason::Trimmed),
             },
         };
+        self.whole(id, room, doc, client, reset)
+    }
+
+    /// The `opened` reply with the whole text at the head, and `reset` when
+    /// it replaces what a reader had.
+    pub fn whole(&self, id: Option<u64>, room: &str, doc: &str, client: &str, reset: Option<ResetReason>) -> ServerMessage {
         ServerMessage::Opened {
             id,
             room: room.to_owned(),
             doc: doc.to_owned(),
             epoch: self.epoch.clone(),
-            version,
+            version: self.version(),
             digest: self.head_digest(),
             client: Some(client.to_owned()),
             text: Some(self.text.text().to_string()),
@@ -407,12 +420,35 @@ mod tests {
         assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 3, None)), "c")), (Some(0), None, None, 3));
         assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 0, None)), "c")), (None, Some("aaa".into()), Some(ResetReason::Trimmed), 3));
         assert_eq!(ops(d.opened(None, "r", "d", Some(&at("other", 2, None)), "c")), (None, Some("aaa".into()), Some(ResetReason::Epoch), 3));
+        assert_eq!(ops(d.opened(None, "r", "d", Some(&at("other", 0, None)), "c")), (None, Some("aaa".into()), Some(ResetReason::Epoch), 3), "the log no longer starts at 0");
         assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 4, None)), "c")), (None, Some("aaa".into()), Some(ResetReason::Ahead), 3));
         assert_eq!(ops(d.opened(None, "r", "d", None, "c")), (None, Some("aaa".into()), None, 3));
         // Version 2 of another history: the ops after it here would not
         // continue what the client has.
         let elsewhere = Some(Digest::EMPTY.next(2, "y", 1, &op(json!(["b"]))));
         assert_eq!(ops(d.opened(None, "r", "d", Some(&at("e", 2, elsewhere)), "c")), (None, Some("aaa".into()), Some(ResetReason::Diverged), 3));
+    }
+
+    #[test]
+    fn version_0_of_any_epoch_gets_the_ops_from_0() {
+        let mut d = doc("");
+        commit(&mut d, op(json!(["a"])));
+        commit(&mut d, op(json!(["b"])));
+        let at = |epoch: &str, version, digest| DocPosition { epoch: epoch.into(), version, digest };
+        // A client that opened an earlier, never edited incarnation and edited
+        // offline: its edits were made on the empty text, as this one's are.
+        match d.opened(None, "r", "d", Some(&at("gone", 0, Some(Digest::EMPTY))), "c") {
+            ServerMessage::Opened { epoch, version, ops: Some(ops), text: None, reset: None, .. } => {
+                assert_eq!((epoch.as_str(), version, ops.iter().map(|e| e.version).collect::<Vec<_>>()), ("e", 2, vec![1, 2]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(d.opened(None, "r", "d", Some(&at("gone", 0, None)), "c"), ServerMessage::Opened { ops: Some(_), reset: None, .. }));
+        // Past 0, a version of another incarnation names other ops.
+        assert!(matches!(d.opened(None, "r", "d", Some(&at("gone", 1, None)), "c"), ServerMessage::Opened { text: Some(_), reset: Some(ResetReason::Epoch), .. }));
+        // A digest at 0 that is not the empty history's is another history.
+        let other = Some(Digest::EMPTY.next(1, "y", 1, &op(json!(["z"]))));
+        assert!(matches!(d.opened(None, "r", "d", Some(&at("gone", 0, other)), "c"), ServerMessage::Opened { reset: Some(ResetReason::Diverged), .. }));
     }
 
     #[test]

@@ -4,15 +4,17 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_client::{Client, ConnectOptions};
 use chorus_core::oplog::LogEntry;
 use chorus_core::text::{apply_to_str, Selection, TextOp};
 use chorus_protocol::{ErrorCode, ResetReason, ServerMessage};
+use chorus_store::MemoryStore;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use support::{drain, expect, http_post, start, start_with_reader, TestServer};
+use support::{drain, expect, http_post, start, start_on, start_with_reader, TestServer};
 
 const ROOM: &str = "team/doc-tests";
 
@@ -218,6 +220,43 @@ async fn a_dropped_connection_resubmits_its_op_exactly_once() {
         assert_eq!(c.doc(ROOM, "d").unwrap().text().to_string(), text);
         assert_eq!(c.doc(ROOM, "d").unwrap().resets, 0);
     }
+}
+
+/// A client opens a document nobody has edited and drops before anything is
+/// committed: the document is discarded (opening one leaves nothing behind)
+/// and the next reader opens a new incarnation. The first client comes back
+/// at version 0 of the old one with edits made offline: the empty text it
+/// edited is where the new one starts too, so they land, with no reset.
+#[tokio::test]
+async fn offline_edits_made_at_version_0_survive_the_document_being_recreated() {
+    let store = Arc::new(MemoryStore::new());
+    let server = start_on(store.clone(), |_| {}).await;
+    let mut ann = editor(&server, "ann", "fresh").await;
+    let old_epoch = ann.doc(ROOM, "fresh").unwrap().epoch().to_owned();
+    ann.disconnect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.held_docs().0 > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the unedited document is discarded once its reader is gone");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut bob = editor(&server, "bob", "fresh").await;
+    let new_epoch = bob.doc(ROOM, "fresh").unwrap().epoch().to_owned();
+    assert_ne!(new_epoch, old_epoch, "a new incarnation");
+    bob.insert(ROOM, "fresh", 0, "bob ").unwrap();
+    bob.sync(ROOM, "fresh").await.unwrap();
+    // Ann typed offline meanwhile: one edit to go in flight, one behind it.
+    ann.insert(ROOM, "fresh", 0, "hé").unwrap();
+    ann.insert(ROOM, "fresh", 2, "llo 😭").unwrap();
+    ann.reconnect().await.unwrap();
+    ann.sync(ROOM, "fresh").await.unwrap();
+    let (text, version) = server.doc_text(ROOM, "fresh").await;
+    let d = ann.doc(ROOM, "fresh").unwrap();
+    assert_eq!((d.resets, d.lost_edits), (0, 0), "recovered from ops, losing nothing");
+    assert_eq!((d.epoch(), d.text().to_string(), d.version()), (new_epoch.as_str(), text.clone(), version));
+    assert!(text.contains("héllo 😭") && text.contains("bob "), "{text}");
+    bob.catch_up(ROOM, "fresh", version).await.unwrap();
+    assert_eq!(bob.doc(ROOM, "fresh").unwrap().text().to_string(), text);
+    assert_eq!(server.replay_log(ROOM, "fresh").await, text);
 }
 
 #[tokio::test]

@@ -115,12 +115,14 @@ impl Room {
         let mut reasons = Vec::new();
         for (conn, client) in &fresh.subscribers {
             let Some(local) = self.local.get(conn) else { continue };
-            let mut msg = fresh.opened(None, &self.name, name, Some(&position), client);
-            if let ServerMessage::Opened { reset: reset @ Some(_), .. } = &mut msg {
-                if old.deleted {
-                    *reset = Some(ResetReason::Deleted);
-                }
-            }
+            // A deletion is told even to a reader at version 0, whose
+            // position the new incarnation would otherwise just continue:
+            // its unacknowledged edits were made on the deleted document.
+            let msg = if old.deleted {
+                fresh.whole(None, &self.name, name, client, Some(ResetReason::Deleted))
+            } else {
+                fresh.opened(None, &self.name, name, Some(&position), client)
+            };
             if let ServerMessage::Opened { reset: Some(reason), .. } = &msg {
                 reasons.push(*reason);
             }
