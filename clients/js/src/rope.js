@@ -360,12 +360,30 @@ export class Rope {
       const cpl = n.cpl;
       const lens = n.lens;
       const last = cpl.length - 1;
-      let i = 0;
-      while (i < last && k >= cpl[i]) {
-        k -= cpl[i];
-        base += cpl[i];
-        base16 += lens[i];
-        i++;
+      let i;
+      if (k < n.cps >> 1) {
+        i = 0;
+        while (i < last && k >= cpl[i]) {
+          k -= cpl[i];
+          base += cpl[i];
+          base16 += lens[i];
+          i++;
+        }
+      } else {
+        // In the second half: walk from the end (half the reads on average),
+        // to the same child (the first one ending after `k`).
+        i = last;
+        let end = n.cps;
+        let end16 = n.len;
+        while (i > 0 && k < end - cpl[i]) {
+          end -= cpl[i];
+          end16 -= lens[i];
+          i--;
+        }
+        const start = end - cpl[i];
+        k -= start;
+        base += start;
+        base16 += end16 - lens[i];
       }
       nodes[depth] = n;
       idx[depth] = i;
@@ -396,12 +414,28 @@ export class Rope {
       const cpl = n.cpl;
       const lens = n.lens;
       const last = lens.length - 1;
-      let i = 0;
-      while (i < last && u >= lens[i]) {
-        u -= lens[i];
-        base += cpl[i];
-        base16 += lens[i];
-        i++;
+      let i;
+      if (u < n.len >> 1) {
+        i = 0;
+        while (i < last && u >= lens[i]) {
+          u -= lens[i];
+          base += cpl[i];
+          base16 += lens[i];
+          i++;
+        }
+      } else {
+        i = last;
+        let end = n.cps;
+        let end16 = n.len;
+        while (i > 0 && u < end16 - lens[i]) {
+          end -= cpl[i];
+          end16 -= lens[i];
+          i--;
+        }
+        const start16 = end16 - lens[i];
+        u -= start16;
+        base += end - cpl[i];
+        base16 += start16;
       }
       nodes[depth] = n;
       idx[depth] = i;

@@ -435,24 +435,28 @@ export class TextDoc extends Emitter {
       throw new OutOfStep(`expected version ${this._version + 1} next, got ${entry.version}`);
     }
     const op = entry.op;
-    // Transform past our pending edits (pure; committed below).
-    let inflight = this._inflight;
-    let buffer = this._buffer;
+    // Transform past our pending edits (pure: they change only once the op
+    // has been applied, which may throw).
+    const inflight = this._inflight;
+    const buffer = this._buffer;
     let theirs = op;
+    let mine = null;
+    let buffered = null;
     if (inflight) {
-      const mine = transform(inflight.op, theirs, 'right');
+      mine = transform(inflight.op, theirs, 'right');
       theirs = transform(theirs, inflight.op, 'left');
-      inflight = { ...inflight, op: mine, base: entry.version };
     }
     if (buffer) {
-      const buffered = transform(buffer.op, theirs, 'right');
+      buffered = transform(buffer.op, theirs, 'right');
       theirs = transform(theirs, buffer.op, 'left');
-      buffer = { ...buffer, op: buffered };
     }
     const applied = this._rope.apply(theirs); // throws, changing nothing, if it does not fit
     this._bytes += applied.bytes;
-    this._inflight = inflight;
-    this._buffer = buffer;
+    if (inflight) {
+      inflight.op = mine;
+      inflight.base = entry.version;
+    }
+    if (buffer) buffer.op = buffered;
     this._version = entry.version;
     this.digest = entry.digest || null;
     this._remember(entry.version, op);
