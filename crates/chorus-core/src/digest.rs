@@ -33,37 +33,61 @@ impl Digest {
     /// The digest after `op`, committed at `version` by (client, seq), on
     /// top of the history whose digest is `self`.
     pub fn next(self, version: u64, client: &str, seq: u64, op: &TextOp) -> Digest {
-        let mut bytes = Vec::with_capacity(40 + client.len() + op.components().len() * 9);
-        bytes.extend_from_slice(&self.0.to_le_bytes());
-        bytes.extend_from_slice(&version.to_le_bytes());
-        bytes.extend_from_slice(&seq.to_le_bytes());
-        push_str(&mut bytes, client);
+        // Every op is hashed on the room's task (and again by each replica
+        // that hears it): the bytes of a typical one fit on the stack.
+        let len = 32 + client.len() + op.components().iter().map(|c| 9 + text_of(c).map_or(0, str::len)).sum::<usize>();
+        if len <= STACK_BYTES {
+            let mut bytes = Stack { buf: [0; STACK_BYTES], len: 0 };
+            self.feed(&mut bytes, version, client, seq, op);
+            Digest(xxhash_rust::xxh3::xxh3_64(&bytes.buf[..bytes.len]))
+        } else {
+            let mut bytes = Vec::with_capacity(len);
+            self.feed(&mut bytes, version, client, seq, op);
+            Digest(xxhash_rust::xxh3::xxh3_64(&bytes))
+        }
+    }
+
+    /// The bytes the digest after `op` hashes, in their fixed order.
+    fn feed(self, bytes: &mut impl Sink, version: u64, client: &str, seq: u64, op: &TextOp) {
+        bytes.put(&self.0.to_le_bytes());
+        bytes.put(&version.to_le_bytes());
+        bytes.put(&seq.to_le_bytes());
+        push_str(bytes, client);
         for c in op.components() {
             match c {
                 Component::Retain(n) => {
-                    bytes.push(b'r');
-                    bytes.extend_from_slice(&(*n as u64).to_le_bytes());
+                    bytes.put(b"r");
+                    bytes.put(&(*n as u64).to_le_bytes());
                 }
                 Component::Insert(s) => {
-                    bytes.push(b'i');
-                    push_str(&mut bytes, s);
+                    bytes.put(b"i");
+                    push_str(bytes, s);
                 }
                 Component::Delete(Delete::Len(n)) => {
-                    bytes.push(b'd');
-                    bytes.extend_from_slice(&(*n as u64).to_le_bytes());
+                    bytes.put(b"d");
+                    bytes.put(&(*n as u64).to_le_bytes());
                 }
                 Component::Delete(Delete::Text(s)) => {
-                    bytes.push(b'D');
-                    push_str(&mut bytes, s);
+                    bytes.put(b"D");
+                    push_str(bytes, s);
                 }
             }
         }
-        Digest(xxhash_rust::xxh3::xxh3_64(&bytes))
+    }
+
+    /// The 16 hex digits of the wire form, without an allocation.
+    fn hex(self) -> [u8; 16] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0; 16];
+        for (i, d) in out.iter_mut().enumerate() {
+            *d = DIGITS[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        out
     }
 
     /// The 16 hex digits of the wire form.
     pub fn to_hex(self) -> String {
-        format!("{:016x}", self.0)
+        String::from_utf8(self.hex().to_vec()).expect("hex digits are ASCII")
     }
 
     pub fn from_hex(s: &str) -> Option<Digest> {
@@ -75,9 +99,44 @@ impl Digest {
 }
 
 /// Length-prefixed, so that no two (client, components) pairs share bytes.
-fn push_str(bytes: &mut Vec<u8>, s: &str) {
-    bytes.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(s.as_bytes());
+fn push_str(bytes: &mut impl Sink, s: &str) {
+    bytes.put(&(s.len() as u64).to_le_bytes());
+    bytes.put(s.as_bytes());
+}
+
+/// The text a component carries, if any.
+fn text_of(c: &Component) -> Option<&str> {
+    match c {
+        Component::Insert(s) | Component::Delete(Delete::Text(s)) => Some(s),
+        Component::Retain(_) | Component::Delete(Delete::Len(_)) => None,
+    }
+}
+
+/// Ops whose hashed bytes fit in this many are hashed from the stack.
+const STACK_BYTES: usize = 256;
+
+/// Where the hashed bytes are written.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A buffer on the stack, of the length computed beforehand.
+struct Stack {
+    buf: [u8; STACK_BYTES],
+    len: usize,
+}
+
+impl Sink for Stack {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
 }
 
 impl fmt::Debug for Digest {
@@ -94,14 +153,31 @@ impl fmt::Display for Digest {
 
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        // Every `op` and `ack` frame carries one: no string per frame.
+        let hex = self.hex();
+        s.serialize_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
     }
 }
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Digest::from_hex(&s).ok_or_else(|| serde::de::Error::custom(format!("a digest is 16 hex digits, not {s:?}")))
+        d.deserialize_str(HexVisitor)
+    }
+}
+
+/// Reads the digest from the string in place (every `op` a client or a
+/// node reads has one), without a copy of it.
+struct HexVisitor;
+
+impl serde::de::Visitor<'_> for HexVisitor {
+    type Value = Digest;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a digest of 16 hex digits")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Digest, E> {
+        Digest::from_hex(s).ok_or_else(|| E::custom(format!("a digest is 16 hex digits, not {s:?}")))
     }
 }
 
@@ -139,6 +215,22 @@ mod tests {
         assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
         assert!(serde_json::from_str::<Digest>(r#""xyz""#).is_err());
         assert_eq!(Digest::EMPTY.to_hex(), "0000000000000000");
+    }
+
+    /// Ops too long for the stack buffer hash the same bytes from the heap.
+    #[test]
+    fn long_ops_hash_the_same_bytes() {
+        for n in [200, STACK_BYTES, 1_000] {
+            let text = "é".repeat(n);
+            let mut bytes = Vec::new();
+            for part in [&7u64.to_le_bytes()[..], &3u64.to_le_bytes(), &9u64.to_le_bytes(), &1u64.to_le_bytes(), b"a", b"r", &2u64.to_le_bytes(), b"i"] {
+                bytes.extend_from_slice(part);
+            }
+            bytes.extend_from_slice(&(text.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(text.as_bytes());
+            let op = op(&format!(r#"[2, "{text}"]"#));
+            assert_eq!(Digest(7).next(3, "a", 9, &op), Digest(xxhash_rust::xxh3::xxh3_64(&bytes)), "{n} characters");
+        }
     }
 
     /// Nodes of different Chorus versions share stores: the chain must not

@@ -399,7 +399,7 @@ pub enum ServerMessage {
         client: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "entries_for_readers")]
         ops: Option<Vec<LogEntry>>,
         /// Set when the client asked for ops but gets the text: its local
         /// state is replaced and its unacknowledged edits are dropped.
@@ -425,7 +425,7 @@ pub enum ServerMessage {
     Op {
         room: String,
         doc: String,
-        #[serde(flatten)]
+        #[serde(flatten, serialize_with = "entry_for_readers")]
         entry: LogEntry,
     },
     DocClosed {
@@ -611,6 +611,40 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4005;
 }
 
+/// An op entry as clients receive it (in `op` and `opened`): the log entry
+/// without its commit time, which only the server's undo histories use.
+/// Every op goes to every reader of its document, so each byte of it is
+/// paid once per reader.
+#[derive(Serialize)]
+struct ReaderEntry<'a> {
+    version: u64,
+    client: &'a str,
+    seq: u64,
+    op: &'a chorus_core::text::TextOp,
+    digest: Digest,
+}
+
+impl<'a> From<&'a LogEntry> for ReaderEntry<'a> {
+    fn from(e: &'a LogEntry) -> Self {
+        ReaderEntry { version: e.version, client: &e.client, seq: e.seq, op: &e.op, digest: e.digest }
+    }
+}
+
+fn entry_for_readers<S: serde::Serializer>(entry: &LogEntry, s: S) -> Result<S::Ok, S::Error> {
+    ReaderEntry::from(entry).serialize(s)
+}
+
+fn entries_for_readers<S: serde::Serializer>(entries: &Option<Vec<LogEntry>>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    // Only called when present (`skip_serializing_if`).
+    let entries = entries.as_deref().unwrap_or_default();
+    let mut seq = s.serialize_seq(Some(entries.len()))?;
+    for e in entries {
+        seq.serialize_element(&ReaderEntry::from(e))?;
+    }
+    seq.end()
+}
+
 /// A client frame that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -702,9 +736,34 @@ mod tests {
         }
     }
 
+    /// An entry as clients read it: without its commit time.
     fn entry(version: u64, client: &str, seq: u64, op: Value) -> LogEntry {
         let previous = Digest::from_hex("0123456789abcdef").unwrap();
-        LogEntry::new(version, client, seq, serde_json::from_value(op).unwrap(), 1_764_000_000_000 + version, previous)
+        LogEntry::new(version, client, seq, serde_json::from_value(op).unwrap(), 0, previous)
+    }
+
+    #[test]
+    fn readers_get_entries_without_commit_times() {
+        let mut e = entry(16, "u3:bob:k2", 9, json!([2, "x"]));
+        e.at = 1_764_000_000_016;
+        let op = ServerMessage::Op { room: "r".into(), doc: "d".into(), entry: e.clone() };
+        let opened = ServerMessage::Opened {
+            id: None,
+            room: "r".into(),
+            doc: "d".into(),
+            epoch: "e".into(),
+            version: 16,
+            digest: e.digest,
+            client: None,
+            text: None,
+            ops: Some(vec![e.clone()]),
+            reset: None,
+        };
+        for msg in [op, opened] {
+            let json = msg.to_json();
+            assert!(!json.contains("\"at\""), "{json}");
+            assert!(json.contains(&format!(r#""digest":"{}""#, e.digest)), "{json}");
+        }
     }
 
     #[test]

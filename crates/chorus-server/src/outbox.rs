@@ -193,19 +193,27 @@ impl Outbox {
     /// messages first, then the cursor slots. Their bytes count until the
     /// writer reports them [`sent`](Outbox::sent).
     pub async fn next_batch(&self) -> Batch {
+        let mut messages = Vec::new();
+        let closing = self.next_batch_into(&mut messages).await;
+        Batch { messages, closing }
+    }
+
+    /// [`next_batch`](Outbox::next_batch) into the writer's own vector
+    /// (empty when called), which keeps its capacity from batch to batch: a
+    /// reader in a busy document takes a batch for nearly every op.
+    pub async fn next_batch_into(&self, messages: &mut Vec<Utf8Bytes>) -> Option<Closing> {
         loop {
             let notified = self.notify.notified();
             {
                 let mut s = self.lock();
                 if !s.queue.is_empty() || !s.cursor_order.is_empty() || s.closing.is_some() {
-                    let mut messages: Vec<Utf8Bytes> = s.queue.drain(..).collect();
-                    let order: Vec<CursorKey> = s.cursor_order.drain(..).collect();
-                    for key in order {
+                    messages.extend(s.queue.drain(..));
+                    while let Some(key) = s.cursor_order.pop_front() {
                         if let Some(m) = s.cursors.remove(&key) {
                             messages.push(m);
                         }
                     }
-                    return Batch { messages, closing: s.closing.clone() };
+                    return s.closing.clone();
                 }
             }
             notified.await;

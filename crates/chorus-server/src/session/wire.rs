@@ -72,14 +72,20 @@ pub(super) async fn finish(writer: tokio::task::JoinHandle<()>, stream: &mut Spl
     metrics::gauge!("chorus_connections").decrement(1.0);
 }
 
+/// The most messages a writer's batch vector keeps room for between batches.
+const KEPT_BATCH_CAPACITY: usize = 256;
+
 pub(super) async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>) {
+    // Looked up once: a batch is written for every op a reader receives.
+    let frames_written = metrics::counter!("chorus_frames_written_total");
+    let mut messages = Vec::new();
     loop {
-        let batch = outbox.next_batch().await;
-        let n = batch.messages.len() as u64;
+        let closing = outbox.next_batch_into(&mut messages).await;
+        let n = messages.len() as u64;
         // Taken off the outbox's count once the batch is handed over (one
         // lock per batch, not per message; a stuck send keeps them counted).
         let mut handed = 0;
-        for text in batch.messages {
+        for text in messages.drain(..) {
             let len = text.len();
             if sink.feed(Message::Text(text)).await.is_err() {
                 return;
@@ -87,8 +93,12 @@ pub(super) async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: 
             handed += len;
         }
         outbox.sent(handed);
-        metrics::counter!("chorus_frames_written_total").increment(n);
-        if let Some(closing) = batch.closing {
+        frames_written.increment(n);
+        // A burst's vector is not kept for the connection's life.
+        if messages.capacity() > KEPT_BATCH_CAPACITY {
+            messages = Vec::new();
+        }
+        if let Some(closing) = closing {
             let frame = CloseFrame { code: closing.code, reason: Utf8Bytes::from(closing.reason) };
             let _ = sink.send(Message::Close(Some(frame))).await;
             let _ = sink.close().await;
