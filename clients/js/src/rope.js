@@ -350,47 +350,7 @@ export class Rope {
         return f;
       }
     }
-    const nodes = this._pathNodes;
-    const idx = this._pathIdx;
-    let base = 0;
-    let base16 = 0;
-    let depth = 0;
-    let n = this._root;
-    while (n.h > 0) {
-      const cpl = n.cpl;
-      const lens = n.lens;
-      const last = cpl.length - 1;
-      let i;
-      if (k < n.cps >> 1) {
-        i = 0;
-        while (i < last && k >= cpl[i]) {
-          k -= cpl[i];
-          base += cpl[i];
-          base16 += lens[i];
-          i++;
-        }
-      } else {
-        // In the second half: walk from the end (half the reads on average),
-        // to the same child (the first one ending after `k`).
-        i = last;
-        let end = n.cps;
-        let end16 = n.len;
-        while (i > 0 && k < end - cpl[i]) {
-          end -= cpl[i];
-          end16 -= lens[i];
-          i--;
-        }
-        const start = end - cpl[i];
-        k -= start;
-        base += start;
-        base16 += end16 - lens[i];
-      }
-      nodes[depth] = n;
-      idx[depth] = i;
-      depth++;
-      n = n.kids[i];
-    }
-    return this._setFinger(n, base, base16, depth);
+    return this._descend(k, false);
   }
 
   /** The leaf holding UTF-16 offset `u` (the last leaf when `u` is the end), like `_findPoint`. */
@@ -404,45 +364,58 @@ export class Rope {
         return f;
       }
     }
+    return this._descend(u, true);
+  }
+
+  /**
+   * Walks from the root to the leaf holding position `k`, counted in UTF-16
+   * units when `units` is set and in code points otherwise, recording the
+   * path, and makes that leaf the finger. One walk serves both measures, so
+   * the two lookups cannot drift apart.
+   */
+  _descend(k, units) {
     const nodes = this._pathNodes;
     const idx = this._pathIdx;
-    let base = 0;
-    let base16 = 0;
+    let base = 0; // before the leaf, in the measure walked by
+    let other = 0; // before the leaf, in the other measure
     let depth = 0;
     let n = this._root;
     while (n.h > 0) {
-      const cpl = n.cpl;
-      const lens = n.lens;
-      const last = lens.length - 1;
+      const by = units ? n.lens : n.cpl;
+      const oth = units ? n.cpl : n.lens;
+      const total = units ? n.len : n.cps;
+      const last = by.length - 1;
       let i;
-      if (u < n.len >> 1) {
+      if (k < total >> 1) {
         i = 0;
-        while (i < last && u >= lens[i]) {
-          u -= lens[i];
-          base += cpl[i];
-          base16 += lens[i];
+        while (i < last && k >= by[i]) {
+          k -= by[i];
+          base += by[i];
+          other += oth[i];
           i++;
         }
       } else {
+        // In the second half: walk from the end (half the reads on average),
+        // to the same child (the first one ending after `k`).
         i = last;
-        let end = n.cps;
-        let end16 = n.len;
-        while (i > 0 && u < end16 - lens[i]) {
-          end -= cpl[i];
-          end16 -= lens[i];
+        let end = total;
+        let endOther = units ? n.cps : n.len;
+        while (i > 0 && k < end - by[i]) {
+          end -= by[i];
+          endOther -= oth[i];
           i--;
         }
-        const start16 = end16 - lens[i];
-        u -= start16;
-        base += end - cpl[i];
-        base16 += start16;
+        const start = end - by[i];
+        k -= start;
+        base += start;
+        other += endOther - oth[i];
       }
       nodes[depth] = n;
       idx[depth] = i;
       depth++;
       n = n.kids[i];
     }
-    return this._setFinger(n, base, base16, depth);
+    return units ? this._setFinger(n, other, base, depth) : this._setFinger(n, base, other, depth);
   }
 
   _setFinger(leaf, base, base16, depth) {
