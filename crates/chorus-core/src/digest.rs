@@ -91,7 +91,8 @@ impl Digest {
     }
 
     pub fn from_hex(s: &str) -> Option<Digest> {
-        if s.len() != 16 {
+        // from_str_radix alone would take a sign: "+" and 15 digits.
+        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         u64::from_str_radix(s, 16).ok().map(Digest)
@@ -215,6 +216,10 @@ mod tests {
         assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
         assert!(serde_json::from_str::<Digest>(r#""xyz""#).is_err());
         assert_eq!(Digest::EMPTY.to_hex(), "0000000000000000");
+        assert_eq!(Digest::from_hex("000000000000000a"), Some(Digest(10)));
+        for bad in ["+00000000000000a", "-00000000000000a", "00000000000000a", "000000000000000g", " 00000000000000a"] {
+            assert_eq!(Digest::from_hex(bad), None, "{bad:?}");
+        }
     }
 
     /// Ops too long for the stack buffer hash the same bytes from the heap.
