@@ -318,3 +318,52 @@ test('leaf buffers grow, shrink and keep their text through typing, against a st
     shape(rope);
   }
 });
+
+test('positions and edits match a string with sparse and dense surrogate pairs and uneven leaves', () => {
+  // Leaves with a few surrogate pairs are counted by a scan, leaves with
+  // many by a binary search, and a child is guessed from its share of its
+  // node: this mixes ASCII stretches (no pairs), prose with an emoji now and
+  // then (a few per leaf) and runs of emoji (many), and pastes and cuts that
+  // leave leaves of very different sizes side by side, checking every
+  // lookup and edit against the string functions.
+  const rand = seeded('rope sparse and dense pairs');
+  const piece = (kind) => {
+    if (kind === 0) return 'abcdefghij'.slice(0, 1 + rand.int(10));
+    if (kind === 1) return rand.int(40) === 0 ? '😀' : 'xyz '[rand.int(4)];
+    return rand.int(3) === 0 ? 'é' : '𝄞';
+  };
+  const chunk = (n) => {
+    const kind = rand.int(3);
+    const parts = [];
+    for (let i = 0; i < n; i++) parts.push(piece(kind));
+    return parts.join('');
+  };
+  let text = '';
+  for (let i = 0; i < 60; i++) text += chunk(1 + rand.int(400));
+  const rope = new Rope(text);
+  for (let step = 0; step < 4000; step++) {
+    const points = codePointLength(text);
+    const at = rand.int(points + 1);
+    let op;
+    const kind = rand.int(50);
+    if (kind === 0) op = [at, chunk(1 + rand.int(1500))];
+    else if (kind === 1 && at + 1 < points) op = [at, { d: Math.min(points - at, 1 + rand.int(2500)) }];
+    else if (kind < 25 || at === points) op = [at, piece(rand.int(3))];
+    else op = [at, { d: Math.min(points - at, 1 + rand.int(3)) }];
+    if (op[0] === 0) op.shift();
+    const expected = applyOp(text, op);
+    const got = rope.apply(op);
+    assert.deepEqual(got.changes, expected.changes, `changes of ${JSON.stringify(op).slice(0, 100)}`);
+    assert.deepEqual(got.edits, expected.edits, 'edits');
+    assert.equal(got.bytes, expected.bytes, 'bytes');
+    text = expected.text;
+    checkPositions(rand, rope, text, 8);
+    if (step % 400 === 0) {
+      shape(rope);
+      assert.equal(rope.toString(), text, `text after step ${step}`);
+    }
+  }
+  const { leaves, smallest, largest } = shape(rope);
+  console.log(`# ${leaves} leaves of ${smallest} to ${largest} units`);
+  assert.equal(rope.toString(), text);
+});
