@@ -173,6 +173,57 @@ async fn a_member_put_back_before_the_sweep_is_announced_on_a_cluster() {
     a_member_put_back_before_the_sweep_is_announced(Redis::cluster(Persistence::None)).await
 }
 
+/// As above, but the expired member speaks first: its connection, alive,
+/// changes its presence state before anything put it back. Lists read since
+/// the expiry leave the member out, so the store refuses the change (as it
+/// refuses a late refresh) rather than announce the state of a member those
+/// lists do not hold; the member's node puts it back with the new state in
+/// an announced join. Every watcher lists it again, with that state, and
+/// the member is not told its change failed.
+async fn a_state_change_after_an_unswept_expiry_puts_the_member_back(mut redis: Redis) {
+    let tune = |c: &mut chorus_server::Config| {
+        quick(c);
+        c.presence_ttl_ms = 30_000;
+    };
+    let node = || async {
+        let store = Arc::new(Faulty::new(RedisStore::connect(&redis.url()).await.unwrap()));
+        store.plan(Call::Expire, std::iter::repeat_n(Fault::Fail, 100_000));
+        start_on(store, tune).await
+    };
+    let (a, b) = (node().await, node().await);
+    let mut near = b.client("near").await;
+    let mut near_view = MemberView::from_joined(&near.join(ROOM, None).await.unwrap());
+    let mut bob = b.client("bob").await;
+    bob.join(ROOM, None).await.unwrap();
+    let (n, bo) = (near.connection().to_owned(), bob.connection().to_owned());
+    near_view.settle(&mut near, ROOM, &[&n, &bo], Duration::from_secs(5)).await;
+    let key = format!("chorus:{{{ROOM}}}:expiry");
+    redis.server_for(&key).cli(&["ZADD", &key, "XX", "1", &bo]);
+    // Node a loads the room now: bob is not in its list.
+    let mut far = a.client("far").await;
+    let mut far_view = MemberView::from_joined(&far.join(ROOM, None).await.unwrap());
+    let f = far.connection().to_owned();
+    let state = serde_json::json!({"page": 9});
+    bob.set_presence(ROOM, state.clone()).unwrap();
+    far_view.settle_state(&mut far, ROOM, &bo, &state, Duration::from_secs(5)).await;
+    near_view.settle_state(&mut near, ROOM, &bo, &state, Duration::from_secs(5)).await;
+    far_view.settle(&mut far, ROOM, &[&n, &bo, &f], Duration::from_secs(5)).await;
+    near_view.settle(&mut near, ROOM, &[&n, &bo, &f], Duration::from_secs(5)).await;
+    let told = support::drain(&mut bob, Duration::from_millis(300)).await;
+    assert!(!told.iter().any(|m| matches!(m, ServerMessage::Error { .. } | ServerMessage::Left { .. })), "bob was told: {told:?}");
+    assert_eq!(near_view.leaves.get(&bo), None, "nobody was told bob left");
+}
+
+#[tokio::test]
+async fn a_state_change_after_an_unswept_expiry_puts_the_member_back_on_redis() {
+    a_state_change_after_an_unswept_expiry_puts_the_member_back(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn a_state_change_after_an_unswept_expiry_puts_the_member_back_on_a_cluster() {
+    a_state_change_after_an_unswept_expiry_puts_the_member_back(Redis::cluster(Persistence::None)).await
+}
+
 /// A join the store carried out (and announced) but whose answer was lost:
 /// the connection is told to retry, and its entry is taken back, so nobody
 /// lists a member for the TTL that never got in.

@@ -186,8 +186,8 @@ impl PresenceStore for SqliteStore {
     async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool> {
         self.inner.memory.refresh(room, connection, expires_at, now).await
     }
-    async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
-        self.inner.memory.set_state(room, connection, state).await
+    async fn set_state(&self, room: &str, connection: &str, state: Value, now: Millis) -> StoreResult<bool> {
+        self.inner.memory.set_state(room, connection, state, now).await
     }
     async fn leave(&self, room: &str, connection: &str, reason: LeaveReason, now: Millis) -> StoreResult<Option<(Member, usize)>> {
         self.inner.memory.leave(room, connection, reason, now).await

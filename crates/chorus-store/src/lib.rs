@@ -140,8 +140,11 @@ pub trait PresenceStore: Send + Sync + 'static {
     async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool>;
 
     /// Replaces an entry's application state and publishes
-    /// [`RoomEvent::Presence`], atomically; false when the entry is gone.
-    async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool>;
+    /// [`RoomEvent::Presence`], atomically; false when the entry is gone or
+    /// expired at `now` (swept or not, as in [`PresenceStore::refresh`]:
+    /// lists read since its expiry leave it out, so its state would be
+    /// announced for a member they do not hold).
+    async fn set_state(&self, room: &str, connection: &str, state: Value, now: Millis) -> StoreResult<bool>;
 
     /// Removes an entry and publishes [`RoomEvent::MemberLeft`] with
     /// `reason`, atomically. Returns it with the live count after, to the

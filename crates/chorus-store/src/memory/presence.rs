@@ -71,10 +71,10 @@ impl PresenceStore for MemoryStore {
         Ok(lock(&self.inner.rooms).get_mut(room).is_some_and(|p| p.table.refresh(connection, expires_at, now)))
     }
 
-    async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
+    async fn set_state(&self, room: &str, connection: &str, state: Value, now: Millis) -> StoreResult<bool> {
         let mut rooms = lock(&self.inner.rooms);
         let Some(p) = rooms.get_mut(room) else { return Ok(false) };
-        if !p.table.set_state(connection, state.clone()) {
+        if !p.table.set_state(connection, state.clone(), now) {
             return Ok(false);
         }
         let stamp = p.bump();
