@@ -227,8 +227,8 @@ impl Bus for SqliteStore {
 
 #[async_trait]
 impl StatusStore for SqliteStore {
-    async fn status(&self, room: &str, docs: &[&str]) -> StoreResult<RoomStatus> {
-        let presence = self.inner.memory.status(room, &[]).await?.presence;
+    async fn status(&self, room: &str, docs: &[&str], now: Millis) -> StoreResult<RoomStatus> {
+        let RoomStatus { presence, members, .. } = self.inner.memory.status(room, &[], now).await?;
         let (r, names): (String, Vec<String>) = (room.to_owned(), docs.iter().map(|d| (*d).to_owned()).collect());
         let (values, docs) = self
             .read(move |conn| {
@@ -241,7 +241,7 @@ impl StatusStore for SqliteStore {
                 Ok((values, heads))
             })
             .await?;
-        Ok(RoomStatus { presence, values, docs })
+        Ok(RoomStatus { presence, members, values, docs })
     }
 }
 

@@ -263,8 +263,8 @@ impl<B: Backend> HistoryStore for Faulty<B> {
 
 #[async_trait]
 impl<B: Backend> StatusStore for Faulty<B> {
-    async fn status(&self, room: &str, docs: &[&str]) -> StoreResult<RoomStatus> {
-        self.run(Call::Status, self.inner.status(room, docs)).await
+    async fn status(&self, room: &str, docs: &[&str], now: Millis) -> StoreResult<RoomStatus> {
+        self.run(Call::Status, self.inner.status(room, docs, now)).await
     }
 }
 

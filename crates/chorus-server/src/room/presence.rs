@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use chorus_core::presence::Member;
 use chorus_protocol::{ErrorCode, LeaveReason, ServerMessage};
-use chorus_store::{Backend, Joined, Members as StoredMembers, RoomEvent, Stamp};
+use chorus_store::{Backend, Joined, LiveMembers, Members as StoredMembers, RoomEvent, Stamp};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -52,6 +52,11 @@ impl Members {
 
     pub(super) fn stamp(&self) -> Option<&Stamp> {
         self.stamp.as_ref()
+    }
+
+    /// Who the room lists, as the store's status tells who is live there.
+    pub(super) fn live(&self) -> LiveMembers {
+        LiveMembers::of(self.by_connection.keys().map(|c| &**c))
     }
 
     /// The members' states (in no order).

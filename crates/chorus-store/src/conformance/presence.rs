@@ -7,7 +7,7 @@ use chorus_protocol::LeaveReason;
 use serde_json::json;
 
 use super::{join_all, member, next_event};
-use crate::{Backend, Joined, Members, RoomEvent, RoomSummary, Stamp};
+use crate::{Backend, Joined, LiveMembers, Members, RoomEvent, RoomSummary, Stamp};
 
 pub(super) async fn run<B, F, Fut>(make: &F)
 where
@@ -20,6 +20,7 @@ where
     a_retried_join_is_not_announced_again(make().await).await;
     an_expired_entry_comes_back_only_by_an_announced_join(make().await).await;
     an_expired_entry_takes_no_state(make().await).await;
+    the_status_tells_who_is_live(make().await).await;
     a_full_room_refuses_inside_the_join(Arc::new(make().await)).await;
     two_connections_of_one_user_are_two_entries(make().await).await;
     leave_hands_the_entry_back_once(Arc::new(make().await)).await;
@@ -83,7 +84,7 @@ async fn every_change_is_announced_with_the_next_stamp<B: Backend>(b: B) {
     );
     assert_eq!(b.leave("r", "c1", LeaveReason::Closed, 0).await.unwrap(), None, "{check}");
     assert_eq!(b.members("r", 0).await.unwrap().stamp, Some(stamp(first.seq + 3)), "{check}: a leave that removed nothing is not a change");
-    assert_eq!(b.status("r", &[]).await.unwrap().presence, Some(stamp(first.seq + 3)), "{check}: the status agrees");
+    assert_eq!(b.status("r", &[], 0).await.unwrap().presence, Some(stamp(first.seq + 3)), "{check}: the status agrees");
 }
 
 async fn a_retried_join_is_not_announced_again<B: Backend>(b: B) {
@@ -158,6 +159,28 @@ async fn an_expired_entry_takes_no_state<B: Backend>(b: B) {
         RoomEvent::MemberLeft { connection: "c1".into(), user: "ann".into(), reason: LeaveReason::Expired, count: 1, stamp: next(s.seq + 2) },
         "{check}"
     );
+}
+
+/// The status says who is live, not only the stamp: as many members, and
+/// the same fingerprint, as the node computes over the list it holds (the
+/// one [`Backend::members`] gives), so a node whose list differs from the
+/// store's at the same stamp can tell.
+async fn the_status_tells_who_is_live<B: Backend>(b: B) {
+    let check = "the_status_tells_who_is_live";
+    assert_eq!(b.status("r", &[], 0).await.unwrap().members, LiveMembers::default(), "{check}: nobody in an unknown room");
+    join(&b, "r", member("c1", "ann", 1), 100, 0).await;
+    join(&b, "r", member("c2", "bob", 2), 1_000, 0).await;
+    join(&b, "r", member("c:3 \u{e9}", "cid", 3), 1_000, 0).await;
+    let live = |list: &Members| LiveMembers::of(list.members.iter().map(|m| m.connection.as_str()));
+    for now in [50, 150] {
+        let status = b.status("r", &[], now).await.unwrap();
+        let list = b.members("r", now).await.unwrap();
+        assert_eq!((status.members, status.presence), (live(&list), list.stamp), "{check}: at {now}");
+    }
+    assert_eq!(b.status("r", &[], 150).await.unwrap().members.count, 2, "{check}: expired at 150, not swept: not live");
+    assert_eq!(b.status("r", &[], 50).await.unwrap().members, LiveMembers::of(["c2", "c1", "c:3 \u{e9}"]), "{check}");
+    b.leave("r", "c2", LeaveReason::Left, 150).await.unwrap();
+    assert_eq!(b.status("r", &[], 150).await.unwrap().members, LiveMembers::of(["c:3 \u{e9}"]), "{check}");
 }
 
 async fn a_full_room_refuses_inside_the_join<B: Backend>(b: Arc<B>) {
