@@ -85,14 +85,17 @@ impl PresenceTable {
         true
     }
 
-    /// Replaces an entry's application state; false when it is not here.
-    pub fn set_state(&mut self, connection: &str, state: serde_json::Value) -> bool {
+    /// Replaces an entry's application state; false when it is not live at
+    /// `now`. As with [`PresenceTable::refresh`], an entry that expired is
+    /// gone to whoever lists the room from then on: a state change of it
+    /// would be announced about a member those lists do not hold.
+    pub fn set_state(&mut self, connection: &str, state: serde_json::Value, now: Millis) -> bool {
         match self.entries.get_mut(connection) {
-            Some((m, _)) => {
+            Some((m, at)) if *at > now => {
                 m.state = state;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -232,7 +235,9 @@ mod tests {
         t.upsert(member("c", "u1", 5), 1_000);
         assert_eq!(t.members(20).iter().map(|m| m.connection.as_str()).collect::<Vec<_>>(), ["b", "c"]);
         assert_eq!(t.members(0).len(), 3);
-        assert!(t.set_state("a", serde_json::json!({"page": 3})));
+        assert!(t.set_state("a", serde_json::json!({"page": 3}), 9));
+        assert_eq!(t.get("a").unwrap().state["page"], 3);
+        assert!(!t.set_state("a", serde_json::json!({"page": 4}), 10), "expired at 10, not swept");
         assert_eq!(t.get("a").unwrap().state["page"], 3);
     }
 

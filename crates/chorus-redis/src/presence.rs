@@ -135,17 +135,19 @@ impl PresenceStore for RedisStore {
         Ok(done == 1)
     }
 
-    async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
-        let [members, states, _, presence] = presence_keys(room);
+    async fn set_state(&self, room: &str, connection: &str, state: Value, now: Millis) -> StoreResult<bool> {
+        let [members, states, expiry, presence] = presence_keys(room);
         let json = serde_json::to_string(&state).map_err(|e| decode_error("presence state", e))?;
         let done: i64 = self.invoke(self.scripts.presence_state
             .key(members)
             .key(states)
+            .key(expiry)
             .key(presence)
             .arg(connection)
             .arg(json)
             .arg(channel(room))
-            .arg(self.publish_command())).await?;
+            .arg(self.publish_command())
+            .arg(now)).await?;
         Ok(done == 1)
     }
 

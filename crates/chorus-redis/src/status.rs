@@ -2,7 +2,8 @@
 //! a room compares with what the node believes.
 
 use async_trait::async_trait;
-use chorus_store::{DocHead, RoomStatus, StatusStore, StoreResult};
+use chorus_core::presence::Millis;
+use chorus_store::{DocHead, LiveMembers, RoomStatus, StatusStore, StoreResult};
 use redis::Value as Reply;
 
 use crate::docs::digest;
@@ -12,16 +13,16 @@ use crate::{decode_error, doc_key, number, stamp, text, RedisStore};
 
 #[async_trait]
 impl StatusStore for RedisStore {
-    async fn status(&self, room: &str, docs: &[&str]) -> StoreResult<RoomStatus> {
-        let [_, _, _, presence] = presence_keys(room);
+    async fn status(&self, room: &str, docs: &[&str], now: Millis) -> StoreResult<RoomStatus> {
+        let [members, _, expiry, presence] = presence_keys(room);
         let [_, _, _, values] = value_keys(room);
         let mut invocation = self.scripts.room_status.key(presence);
-        invocation.key(values);
+        invocation.key(members).key(expiry).key(values).arg(now);
         for doc in docs {
             invocation.key(doc_key(room, doc, "meta"));
         }
         let items: Vec<Reply> = self.invoke(&mut invocation).await?;
-        let [p_epoch, p_seq, v_epoch, v_seq, heads @ ..] = items.as_slice() else {
+        let [p_epoch, p_seq, live, fingerprint, v_epoch, v_seq, heads @ ..] = items.as_slice() else {
             return Err(decode_error("room status", format!("{items:?}")));
         };
         let docs = heads
@@ -32,6 +33,8 @@ impl StatusStore for RedisStore {
                 other => Err(decode_error("document head", format!("{other:?}"))),
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(RoomStatus { presence: stamp(p_epoch, p_seq)?, values: stamp(v_epoch, v_seq)?, docs })
+        let fingerprint = u32::from_str_radix(&text(fingerprint)?, 16).map_err(|e| decode_error("member fingerprint", e))?;
+        let members = LiveMembers { count: number(live)? as usize, fingerprint };
+        Ok(RoomStatus { presence: stamp(p_epoch, p_seq)?, members, values: stamp(v_epoch, v_seq)?, docs })
     }
 }

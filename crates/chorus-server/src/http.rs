@@ -278,7 +278,7 @@ async fn delete_doc(State(node): State<Arc<Node>>, Path((room, doc)): Path<(Stri
         return r;
     }
     // A document nobody edited (open somewhere at version 0) is not one yet.
-    match node.backend.status(&room, &[doc.as_str()]).await {
+    match node.backend.status(&room, &[doc.as_str()], crate::clock::now_ms()).await {
         Ok(status) if status.docs.first().is_some_and(|h| h.as_ref().is_some_and(|h| h.version > 0)) => {}
         Ok(_) => return api_error(StatusCode::NOT_FOUND, "unknown_document", format!("room {room} has no document {doc}")),
         Err(e) => return api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),

@@ -115,7 +115,7 @@ pub fn read(input: impl BufRead) -> Result<(String, Vec<Line>), TransferError> {
 /// nothing) when the room has any of the documents or values already.
 pub async fn import(backend: &dyn Backend, room: &str, lines: &[Line], replace: bool) -> Result<Moved, TransferError> {
     let docs: Vec<&str> = lines.iter().filter_map(|l| if let Line::Doc { doc, .. } = l { Some(doc.as_str()) } else { None }).collect();
-    let heads = backend.status(room, &docs).await?.docs;
+    let heads = backend.status(room, &docs, crate::clock::now_ms()).await?.docs;
     let current_values = backend.values(room).await?.values;
     let version_of = |name: &str| current_values.iter().find(|(n, _)| n == name).map(|(_, v)| v.version);
     if !replace {

@@ -173,6 +173,112 @@ async fn a_member_put_back_before_the_sweep_is_announced_on_a_cluster() {
     a_member_put_back_before_the_sweep_is_announced(Redis::cluster(Persistence::None)).await
 }
 
+/// As above, but the expired member speaks first: its connection, alive,
+/// changes its presence state before anything put it back. Lists read since
+/// the expiry leave the member out, so the store refuses the change (as it
+/// refuses a late refresh) rather than announce the state of a member those
+/// lists do not hold; the member's node puts it back with the new state in
+/// an announced join. Every watcher lists it again, with that state, and
+/// the member is not told its change failed.
+async fn a_state_change_after_an_unswept_expiry_puts_the_member_back(mut redis: Redis) {
+    let tune = |c: &mut chorus_server::Config| {
+        quick(c);
+        c.presence_ttl_ms = 30_000;
+    };
+    let node = || async {
+        let store = Arc::new(Faulty::new(RedisStore::connect(&redis.url()).await.unwrap()));
+        store.plan(Call::Expire, std::iter::repeat_n(Fault::Fail, 100_000));
+        start_on(store, tune).await
+    };
+    let (a, b) = (node().await, node().await);
+    let mut near = b.client("near").await;
+    let mut near_view = MemberView::from_joined(&near.join(ROOM, None).await.unwrap());
+    let mut bob = b.client("bob").await;
+    bob.join(ROOM, None).await.unwrap();
+    let (n, bo) = (near.connection().to_owned(), bob.connection().to_owned());
+    near_view.settle(&mut near, ROOM, &[&n, &bo], Duration::from_secs(5)).await;
+    let key = format!("chorus:{{{ROOM}}}:expiry");
+    redis.server_for(&key).cli(&["ZADD", &key, "XX", "1", &bo]);
+    // Node a loads the room now: bob is not in its list.
+    let mut far = a.client("far").await;
+    let mut far_view = MemberView::from_joined(&far.join(ROOM, None).await.unwrap());
+    let f = far.connection().to_owned();
+    let state = serde_json::json!({"page": 9});
+    bob.set_presence(ROOM, state.clone()).unwrap();
+    far_view.settle_state(&mut far, ROOM, &bo, &state, Duration::from_secs(5)).await;
+    near_view.settle_state(&mut near, ROOM, &bo, &state, Duration::from_secs(5)).await;
+    far_view.settle(&mut far, ROOM, &[&n, &bo, &f], Duration::from_secs(5)).await;
+    near_view.settle(&mut near, ROOM, &[&n, &bo, &f], Duration::from_secs(5)).await;
+    let told = support::drain(&mut bob, Duration::from_millis(300)).await;
+    assert!(!told.iter().any(|m| matches!(m, ServerMessage::Error { .. } | ServerMessage::Left { .. })), "bob was told: {told:?}");
+    assert_eq!(near_view.leaves.get(&bo), None, "nobody was told bob left");
+}
+
+#[tokio::test]
+async fn a_state_change_after_an_unswept_expiry_puts_the_member_back_on_redis() {
+    a_state_change_after_an_unswept_expiry_puts_the_member_back(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn a_state_change_after_an_unswept_expiry_puts_the_member_back_on_a_cluster() {
+    a_state_change_after_an_unswept_expiry_puts_the_member_back(Redis::cluster(Persistence::None)).await
+}
+
+/// The store went back (an older copy of the room's presence restored, as
+/// when a replica that was behind takes over) and moved on by as many
+/// changes before any node looked: the stamps agree again, the members do
+/// not. Both nodes list bob, whom the store lost, and not carol, whose join
+/// they took for the one they had heard with the same number (bob's). The
+/// reconciliation compares who is live, not only the stamps: the nodes
+/// resync, bob's node puts him back, and every list settles on who is
+/// there. (A look between the restore and carol's join would notice the
+/// store going back; the join follows within milliseconds.)
+async fn members_that_differ_at_the_same_stamp_are_reconciled(mut redis: Redis) {
+    let tune = |c: &mut chorus_server::Config| c.reconcile_interval_ms = 1_000;
+    let a = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
+    let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
+    let mut watcher = a.client("watcher").await;
+    let mut view = MemberView::from_joined(&watcher.join(ROOM, None).await.unwrap());
+    let w = watcher.connection().to_owned();
+    let pattern = format!("chorus:{{{ROOM}}}:*");
+    let server = redis.server_for(&pattern);
+    let earlier = server.dump_keys(&pattern);
+    let mut bob = b.client("bob").await;
+    bob.join(ROOM, None).await.unwrap();
+    let bo = bob.connection().to_owned();
+    view.settle(&mut watcher, ROOM, &[&w, &bo], Duration::from_secs(5)).await;
+    server.restore_keys(&pattern, &earlier);
+    let mut carol = b.client("carol").await;
+    carol.join(ROOM, None).await.unwrap();
+    let c = carol.connection().to_owned();
+    let mut everyone = vec![w.clone(), bo.clone(), c.clone()];
+    everyone.sort();
+    let expected: Vec<&str> = everyone.iter().map(String::as_str).collect();
+    view.settle(&mut watcher, ROOM, &expected, Duration::from_secs(15)).await;
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut listed: Vec<String> = chorus_store::PresenceStore::members(&store, ROOM, now_ms()).await.unwrap().members.into_iter().map(|m| m.connection).collect();
+        listed.sort();
+        if listed == everyone {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the store lists {listed:?}, not {everyone:?}");
+        bob.heartbeat().await.ok();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn members_that_differ_at_the_same_stamp_are_reconciled_on_redis() {
+    members_that_differ_at_the_same_stamp_are_reconciled(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn members_that_differ_at_the_same_stamp_are_reconciled_on_a_cluster() {
+    members_that_differ_at_the_same_stamp_are_reconciled(Redis::cluster(Persistence::None)).await
+}
+
 /// A join the store carried out (and announced) but whose answer was lost:
 /// the connection is told to retry, and its entry is taken back, so nobody
 /// lists a member for the TTL that never got in.

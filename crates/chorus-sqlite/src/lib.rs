@@ -186,8 +186,8 @@ impl PresenceStore for SqliteStore {
     async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool> {
         self.inner.memory.refresh(room, connection, expires_at, now).await
     }
-    async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
-        self.inner.memory.set_state(room, connection, state).await
+    async fn set_state(&self, room: &str, connection: &str, state: Value, now: Millis) -> StoreResult<bool> {
+        self.inner.memory.set_state(room, connection, state, now).await
     }
     async fn leave(&self, room: &str, connection: &str, reason: LeaveReason, now: Millis) -> StoreResult<Option<(Member, usize)>> {
         self.inner.memory.leave(room, connection, reason, now).await
@@ -227,8 +227,8 @@ impl Bus for SqliteStore {
 
 #[async_trait]
 impl StatusStore for SqliteStore {
-    async fn status(&self, room: &str, docs: &[&str]) -> StoreResult<RoomStatus> {
-        let presence = self.inner.memory.status(room, &[]).await?.presence;
+    async fn status(&self, room: &str, docs: &[&str], now: Millis) -> StoreResult<RoomStatus> {
+        let RoomStatus { presence, members, .. } = self.inner.memory.status(room, &[], now).await?;
         let (r, names): (String, Vec<String>) = (room.to_owned(), docs.iter().map(|d| (*d).to_owned()).collect());
         let (values, docs) = self
             .read(move |conn| {
@@ -241,7 +241,7 @@ impl StatusStore for SqliteStore {
                 Ok((values, heads))
             })
             .await?;
-        Ok(RoomStatus { presence, values, docs })
+        Ok(RoomStatus { presence, members, values, docs })
     }
 }
 

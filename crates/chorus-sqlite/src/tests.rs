@@ -339,7 +339,7 @@ async fn a_group_cut_short_leaves_the_head_at_its_last_commit() {
     );
     let stored = b.load("r", "d").await.unwrap();
     assert_eq!((stored.ops.len(), stored.head_digest()), (2, second));
-    let heads = b.status("r", &["d"]).await.unwrap().docs;
+    let heads = b.status("r", &["d"], 0).await.unwrap().docs;
     assert!(matches!(heads.as_slice(), [Some(h)] if h.version == 2 && h.digest == second), "{heads:?}");
     let (outcome, _) = commit(&b, &d.epoch, 2, second, "z", 1, "d").await;
     assert!(matches!(outcome, Appended::Committed { version: 3, .. }), "{outcome:?}");

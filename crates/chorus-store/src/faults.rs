@@ -150,8 +150,8 @@ impl<B: Backend> PresenceStore for Faulty<B> {
     async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool> {
         self.run(Call::Refresh, self.inner.refresh(room, connection, expires_at, now)).await
     }
-    async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
-        self.run(Call::SetState, self.inner.set_state(room, connection, state)).await
+    async fn set_state(&self, room: &str, connection: &str, state: Value, now: Millis) -> StoreResult<bool> {
+        self.run(Call::SetState, self.inner.set_state(room, connection, state, now)).await
     }
     async fn leave(&self, room: &str, connection: &str, reason: LeaveReason, now: Millis) -> StoreResult<Option<(Member, usize)>> {
         self.run(Call::Leave, self.inner.leave(room, connection, reason, now)).await
@@ -263,8 +263,8 @@ impl<B: Backend> HistoryStore for Faulty<B> {
 
 #[async_trait]
 impl<B: Backend> StatusStore for Faulty<B> {
-    async fn status(&self, room: &str, docs: &[&str]) -> StoreResult<RoomStatus> {
-        self.run(Call::Status, self.inner.status(room, docs)).await
+    async fn status(&self, room: &str, docs: &[&str], now: Millis) -> StoreResult<RoomStatus> {
+        self.run(Call::Status, self.inner.status(room, docs, now)).await
     }
 }
 

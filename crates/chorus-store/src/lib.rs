@@ -30,8 +30,8 @@
 //!   and never edited is discarded once nobody reads it, so it leaves
 //!   nothing behind.
 //! - [`StatusStore`] answers, in one call, where a room's presence, values
-//!   and documents stand, for the periodic reconciliation that repairs any
-//!   event a node missed.
+//!   and documents stand (with who is live, not only the presence stamp),
+//!   for the periodic reconciliation that repairs any event a node missed.
 //!
 //! Every name a client chooses (rooms, documents, values, users) must reach
 //! only its own record: a backend keeps them apart by construction (tuples,
@@ -140,8 +140,11 @@ pub trait PresenceStore: Send + Sync + 'static {
     async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool>;
 
     /// Replaces an entry's application state and publishes
-    /// [`RoomEvent::Presence`], atomically; false when the entry is gone.
-    async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool>;
+    /// [`RoomEvent::Presence`], atomically; false when the entry is gone or
+    /// expired at `now` (swept or not, as in [`PresenceStore::refresh`]:
+    /// lists read since its expiry leave it out, so its state would be
+    /// announced for a member they do not hold).
+    async fn set_state(&self, room: &str, connection: &str, state: Value, now: Millis) -> StoreResult<bool>;
 
     /// Removes an entry and publishes [`RoomEvent::MemberLeft`] with
     /// `reason`, atomically. Returns it with the live count after, to the
@@ -564,20 +567,51 @@ pub trait HistoryStore: Send + Sync + 'static {
     async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool>;
 }
 
-/// Where a room stands in the store: its presence and values stamps, and
-/// the heads of the documents asked about (`None`: the document does not
-/// exist).
+/// Where a room stands in the store: its presence and values stamps, who
+/// is live in it, and the heads of the documents asked about (`None`: the
+/// document does not exist).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomStatus {
     pub presence: Option<Stamp>,
+    pub members: LiveMembers,
     pub values: Option<Stamp>,
     pub docs: Vec<Option<DocHead>>,
 }
 
+/// Who a room's live members are, in a few bytes: how many, and a
+/// fingerprint of their connection ids. Stamps count changes, they do not
+/// name them: a store that went back (an older copy restored) and moved on
+/// by as many changes, or a change made without its announcement, leaves a
+/// node's list and the store's apart at the same stamp. Comparing these
+/// tells.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct LiveMembers {
+    pub count: usize,
+    /// The XOR of [`connection_hash`] over the members: the same whatever
+    /// their order, so a store computes it as it walks them.
+    pub fingerprint: u32,
+}
+
+impl LiveMembers {
+    pub fn of<'a>(connections: impl IntoIterator<Item = &'a str>) -> Self {
+        connections.into_iter().fold(Self::default(), |acc, conn| Self { count: acc.count + 1, fingerprint: acc.fingerprint ^ connection_hash(conn) })
+    }
+}
+
+/// A connection id's part of [`LiveMembers::fingerprint`]: the first 32
+/// bits of its SHA-1, which a Redis script computes too (`redis.sha1hex`).
+/// It guards against accidents, not an adversary: connection ids are the
+/// server's.
+pub fn connection_hash(connection: &str) -> u32 {
+    let digest = sha1_smol::Sha1::from(connection.as_bytes()).digest().bytes();
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
 #[async_trait]
 pub trait StatusStore: Send + Sync + 'static {
-    /// One consistent look at a room (one round trip on a remote store).
-    async fn status(&self, room: &str, docs: &[&str]) -> StoreResult<RoomStatus>;
+    /// One consistent look at a room (one round trip on a remote store),
+    /// its members as live at `now`.
+    async fn status(&self, room: &str, docs: &[&str], now: Millis) -> StoreResult<RoomStatus>;
 }
 
 /// A backend: everything above, with a name for logs.
@@ -589,4 +623,19 @@ pub trait Backend: PresenceStore + Bus + DocStore + DocCatalog + ValueStore + Hi
 /// A fresh random id (epochs, tokens, node ids): 64 bits as 16 hex digits.
 pub fn random_id() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_members_name_who_not_only_how_many() {
+        assert_eq!(LiveMembers::of([]), LiveMembers::default());
+        assert_eq!(LiveMembers::of(["a", "b", "c"]), LiveMembers::of(["c", "a", "b"]), "order does not matter");
+        assert_eq!(LiveMembers::of(["a", "b"]).count, LiveMembers::of(["a", "c"]).count);
+        assert_ne!(LiveMembers::of(["a", "b"]), LiveMembers::of(["a", "c"]), "the same count, other members");
+        // What Redis computes with tonumber(string.sub(redis.sha1hex(conn), 1, 8), 16).
+        assert_eq!(connection_hash("abc"), 0xa999_3e36, "sha1(abc) = a9993e36...");
+    }
 }

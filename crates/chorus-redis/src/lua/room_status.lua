@@ -1,12 +1,25 @@
--- Where a room stands, in one look: its presence and values stamps and
+-- Where a room stands, in one look: its presence stamp, who is live at
+-- `now` (how many, and the XOR of the first 32 bits of each connection id's
+-- SHA-1, as chorus_store::LiveMembers computes it), its values stamp and
 -- the heads of the documents asked about.
--- KEYS: presence (hash), values meta (hash), then each document's meta
--- Returns {presence epoch or false, seq, values epoch or false, seq,
---          then per document: epoch or false, head, digest}.
+-- KEYS: presence (hash), members (hash), expiry (zset), values meta (hash),
+--       then each document's meta
+-- ARGV: now
+-- Returns {presence epoch or false, seq, live count, fingerprint (8 hex
+--          digits), values epoch or false, seq, then per document: epoch
+--          or false, head, digest}.
 local p = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
-local v = redis.call('HMGET', KEYS[2], 'epoch', 'seq')
-local out = {p[1], p[2] or '0', v[1], v[2] or '0'}
-for i = 3, #KEYS do
+local v = redis.call('HMGET', KEYS[4], 'epoch', 'seq')
+-- Live as the members script lists them: unexpired and in the members hash.
+local live, fingerprint = 0, 0
+for _, conn in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[1], '+inf')) do
+  if redis.call('HEXISTS', KEYS[2], conn) == 1 then
+    live = live + 1
+    fingerprint = bit.bxor(fingerprint, tonumber(string.sub(redis.sha1hex(conn), 1, 8), 16))
+  end
+end
+local out = {p[1], p[2] or '0', live, bit.tohex(fingerprint), v[1], v[2] or '0'}
+for i = 5, #KEYS do
   local d = redis.call('HMGET', KEYS[i], 'epoch', 'head', 'digest')
   table.insert(out, d[1])
   table.insert(out, d[2] or '0')

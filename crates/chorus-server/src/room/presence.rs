@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use chorus_core::presence::Member;
 use chorus_protocol::{ErrorCode, LeaveReason, ServerMessage};
-use chorus_store::{Backend, Joined, Members as StoredMembers, RoomEvent, Stamp};
+use chorus_store::{Backend, Joined, LiveMembers, Members as StoredMembers, RoomEvent, Stamp};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -52,6 +52,11 @@ impl Members {
 
     pub(super) fn stamp(&self) -> Option<&Stamp> {
         self.stamp.as_ref()
+    }
+
+    /// Who the room lists, as the store's status tells who is live there.
+    pub(super) fn live(&self) -> LiveMembers {
+        LiveMembers::of(self.by_connection.keys().map(|c| &**c))
     }
 
     /// The members' states (in no order).
@@ -180,8 +185,27 @@ impl Room {
         if !self.local.get(&conn).is_some_and(|l| l.visible) {
             return Err(Refusal::new(ErrorCode::NotJoined, format!("not a member of room {}", self.name)));
         }
-        if !self.store().set_state(&self.name, &conn, state).await? {
+        let now = now_ms();
+        if self.store().set_state(&self.name, &conn, state.clone(), now).await? {
+            return Ok(());
+        }
+        // The store let the entry of this connection expire (its refreshes
+        // did not get through) though the connection is here and just
+        // spoke. The store's sweep would announce it leaving and this room
+        // would put it back; it is put back now instead, with its new
+        // state, in a join every node hears (those that still list it hear
+        // only the state).
+        let Some(local) = self.local.get(&conn).filter(|l| !l.outbox.is_closing()) else {
             return Err(Refusal::new(ErrorCode::NotJoined, format!("your presence in room {} expired; join again", self.name)));
+        };
+        let listed = self.members.by_connection.get(&conn).cloned().unwrap_or_else(|| local.member.clone());
+        let member = Member { state, ..listed };
+        info!(room = %self.name, %conn, "the store let a live connection's presence expire; putting it back with its new state");
+        let expires = now + self.config().presence_ttl_ms;
+        if let Err(e) = self.store().join(&self.name, member, expires, now, usize::MAX).await {
+            // The expired entry is swept and announced as a leave, and
+            // this room puts the connection back then.
+            return Err(e.into());
         }
         Ok(())
     }

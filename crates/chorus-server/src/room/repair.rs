@@ -4,8 +4,10 @@
 //! delivered (a skipped stamp or version), a subscription that reported lag
 //! (a lost connection, a subscription the server ended), and the periodic
 //! reconciliation, which looks at where the room stands in the store (one
-//! call) and compares: presence and values stamps, each open document's
-//! head and digest; and checks that the room's subscription still delivers.
+//! call) and compares: presence and values stamps, and at the same presence
+//! stamp who is live (a count and a fingerprint of the connections: stamps
+//! count changes without naming them), each open document's head and
+//! digest; and checks that the room's subscription still delivers.
 //! A difference the bus might still be delivering (the store is ahead by
 //! events in flight) is acted on when a second look finds it again; one the
 //! bus cannot explain (another epoch, a store that went back, another
@@ -20,11 +22,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_store::Stamp;
+use chorus_store::{LiveMembers, Stamp};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Room;
+use crate::clock::now_ms;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
@@ -42,6 +45,9 @@ pub(super) struct Repair {
     /// finds it still.
     suspect_presence: Option<Stamp>,
     suspect_values: Option<Stamp>,
+    /// The store's live members, at a stamp the room is at too, that the
+    /// last look found other than the room's list.
+    suspect_members: Option<(Option<Stamp>, LiveMembers)>,
 }
 
 /// The interval with up to a fifth more, so rooms do not all look at once.
@@ -61,6 +67,7 @@ impl Repair {
             next_reconcile: Instant::now() + jittered(interval),
             suspect_presence: None,
             suspect_values: None,
+            suspect_members: None,
         }
     }
 
@@ -156,11 +163,18 @@ impl Room {
         // its answer is settled: looked at next time.
         let names: Vec<Arc<str>> = self.docs.iter().filter(|(n, d)| !d.stale && !self.pipelines.busy(n)).map(|(n, _)| n.clone()).collect();
         let refs: Vec<&str> = names.iter().map(|n| &**n).collect();
-        match self.store().status(&self.name, &refs).await {
+        match self.store().status(&self.name, &refs, now_ms()).await {
             Ok(status) => {
                 if let Some(why) = compare(self.members.stamp(), status.presence.as_ref(), &mut self.repair.suspect_presence) {
                     info!(room = %self.name, "reconciliation: presence {why}; resyncing members");
                     metrics::counter!("chorus_room_resyncs_total", "reason" => "reconcile_presence").increment(1);
+                    self.repair.need_members();
+                }
+                let same_stamp = self.members.stamp() == status.presence.as_ref();
+                let listed = self.members.live();
+                if let Some(why) = compare_members(same_stamp, listed, status.presence.as_ref(), status.members, &mut self.repair.suspect_members) {
+                    info!(room = %self.name, listed = listed.count, live = status.members.count, "reconciliation: the member list {why}; resyncing members");
+                    metrics::counter!("chorus_room_resyncs_total", "reason" => "reconcile_members").increment(1);
                     self.repair.need_members();
                 }
                 if let Some(why) = compare(self.values.stamp(), status.values.as_ref(), &mut self.repair.suspect_values) {
@@ -215,9 +229,42 @@ fn compare(known: Option<&Stamp>, store: Option<&Stamp>, suspect: &mut Option<St
     verdict
 }
 
+/// Why the store's live members call for a resync though the stamps agree,
+/// if they do. At the same stamp the lists should be the same; when they
+/// are not, a change was made without an announcement this room heard, or
+/// announced with a number it had seen already (a store that went back and
+/// moved on between two looks). Acted on when the next look finds the same
+/// at the same stamp: an entry that just expired is live in the room's list
+/// until the sweep announces its leave (within a second).
+fn compare_members(same_stamp: bool, listed: LiveMembers, stamp: Option<&Stamp>, store: LiveMembers, suspect: &mut Option<(Option<Stamp>, LiveMembers)>) -> Option<&'static str> {
+    if !same_stamp || listed == store {
+        // Another stamp is the stamps' comparison's to act on.
+        *suspect = None;
+        return None;
+    }
+    let seen = (stamp.cloned(), store);
+    let again = suspect.as_ref() == Some(&seen);
+    *suspect = Some(seen);
+    again.then_some("differs from the store's at the same stamp")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_that_differ_at_the_same_stamp_are_acted_on_when_seen_twice() {
+        let mut suspect = None;
+        let (ab, ac) = (LiveMembers::of(["a", "b"]), LiveMembers::of(["a", "c"]));
+        let s = at("e", 3);
+        assert_eq!(compare_members(true, ab, Some(&s), ab, &mut suspect), None);
+        assert_eq!(compare_members(true, ab, Some(&s), ac, &mut suspect), None, "an expiry's leave may be on its way");
+        assert!(compare_members(true, ab, Some(&s), ac, &mut suspect).is_some(), "the same at the next look: same count, other members");
+        assert_eq!(compare_members(false, ab, Some(&at("e", 4)), ac, &mut suspect), None, "stamps that differ are compared as stamps");
+        assert_eq!(compare_members(true, ab, Some(&at("e", 4)), ac, &mut suspect), None, "moved on: look again");
+        assert_eq!(compare_members(true, ab, None, LiveMembers::default(), &mut suspect), None);
+        assert!(compare_members(true, ab, None, LiveMembers::default(), &mut suspect).is_some(), "listed members the store has no record of");
+    }
 
     fn at(epoch: &str, seq: u64) -> Stamp {
         Stamp { epoch: epoch.into(), seq }

@@ -184,21 +184,29 @@ pub async fn drain(client: &mut Client, wait: Duration) -> Vec<ServerMessage> {
 pub struct MemberView {
     pub members: std::collections::BTreeSet<String>,
     pub leaves: std::collections::HashMap<String, usize>,
+    /// Each member's presence state as last told.
+    pub states: std::collections::HashMap<String, serde_json::Value>,
 }
 
 impl MemberView {
     /// Starts from the list a join returned.
     pub fn from_joined(joined: &chorus_client::Joined) -> Self {
-        Self { members: joined.members.iter().map(|m| m.connection.clone()).collect(), leaves: Default::default() }
+        let states = joined.members.iter().map(|m| (m.connection.clone(), m.state.clone())).collect();
+        Self { members: joined.members.iter().map(|m| m.connection.clone()).collect(), leaves: Default::default(), states }
     }
 
     pub fn apply(&mut self, room: &str, msg: &ServerMessage) {
         match msg {
             ServerMessage::Joined { room: r, members, .. } if r == room => {
                 self.members = members.iter().map(|m| m.connection.clone()).collect();
+                self.states = members.iter().map(|m| (m.connection.clone(), m.state.clone())).collect();
             }
             ServerMessage::MemberJoined { room: r, member, .. } if r == room => {
                 self.members.insert(member.connection.clone());
+                self.states.insert(member.connection.clone(), member.state.clone());
+            }
+            ServerMessage::Presence { room: r, connection, state } if r == room => {
+                self.states.insert(connection.clone(), state.clone());
             }
             ServerMessage::MemberLeft { room: r, connection, .. } if r == room => {
                 self.members.remove(connection);
@@ -216,6 +224,20 @@ impl MemberView {
         while self.members != expected {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             assert!(!left.is_zero(), "the member list did not settle on {expected:?}; it is {:?}", self.members);
+            match client.next_event_within(left.min(Duration::from_millis(100))).await {
+                Some(Event::Message(m)) => self.apply(room, &m),
+                Some(Event::Closed { code, reason }) => panic!("the watcher was closed ({code:?}: {reason})"),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads `client`'s messages until it lists `conn` with `state`.
+    pub async fn settle_state(&mut self, client: &mut Client, room: &str, conn: &str, state: &serde_json::Value, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !(self.members.contains(conn) && self.states.get(conn) == Some(state)) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "never listed {conn} with state {state}; the list is {:?}, the states {:?}", self.members, self.states);
             match client.next_event_within(left.min(Duration::from_millis(100))).await {
                 Some(Event::Message(m)) => self.apply(room, &m),
                 Some(Event::Closed { code, reason }) => panic!("the watcher was closed ({code:?}: {reason})"),

@@ -30,14 +30,14 @@ where
 
 async fn new_documents_are_empty_with_an_epoch<B: Backend>(b: B) {
     let check = "new_documents_are_empty_with_an_epoch";
-    assert_eq!(b.status("r", &["body"]).await.unwrap().docs, vec![None], "{check}: nothing before the first load");
+    assert_eq!(b.status("r", &["body"], 0).await.unwrap().docs, vec![None], "{check}: nothing before the first load");
     let d = b.load("r", "body").await.unwrap();
     assert_eq!((d.snapshot_version, d.snapshot.as_str(), d.ops.len(), d.head(), d.head_digest()), (0, "", 0, 0, Digest::EMPTY), "{check}");
     assert!(!d.epoch.is_empty(), "{check}: an epoch is set");
     assert_eq!(b.load("r", "body").await.unwrap().epoch, d.epoch, "{check}: loading again keeps the epoch");
     assert_eq!(b.ops_since("r", "body", &d.epoch, 0).await.unwrap(), Some(vec![]), "{check}");
     let head = DocHead { epoch: d.epoch.clone(), version: 0, digest: Digest::EMPTY };
-    assert_eq!(b.status("r", &["body", "other"]).await.unwrap().docs, vec![Some(head), None], "{check}");
+    assert_eq!(b.status("r", &["body", "other"], 0).await.unwrap().docs, vec![Some(head), None], "{check}");
 }
 
 async fn appends_are_compare_and_set<B: Backend>(b: B) {
@@ -81,7 +81,7 @@ async fn the_digest_is_part_of_the_compare<B: Backend>(b: B) {
     stranger.expected_digest = Digest::EMPTY.next(1, "a", 1, &ins(0, "other"));
     assert_eq!(b.append("r", "d", &stranger).await.unwrap(), Appended::Diverged, "{check}");
     assert_eq!(b.load("r", "d").await.unwrap().head(), 1, "{check}: nothing appended");
-    let head = b.status("r", &["d"]).await.unwrap().docs.remove(0).expect("exists");
+    let head = b.status("r", &["d"], 0).await.unwrap().docs.remove(0).expect("exists");
     assert_eq!((head.version, head.digest), (1, a.digest), "{check}: the status reports the head's digest");
 }
 

@@ -33,7 +33,7 @@ async fn an_untouched_document_is_discarded<B: Backend>(b: B) {
     assert_eq!(b.list_docs("r").await.unwrap(), vec![], "{check}: a document nobody edited is not listed");
     assert!(!b.discard_if_empty("r", "d", "another-epoch").await.unwrap(), "{check}: only the incarnation named");
     assert!(b.discard_if_empty("r", "d", &d.epoch).await.unwrap(), "{check}");
-    assert_eq!(b.status("r", &["d"]).await.unwrap().docs, vec![None], "{check}: nothing left");
+    assert_eq!(b.status("r", &["d"], 0).await.unwrap().docs, vec![None], "{check}: nothing left");
     assert_eq!(b.load_history("r", "d", "ann").await.unwrap(), None, "{check}: nor its histories");
     assert_eq!(b.ops_since("r", "d", &d.epoch, 0).await.unwrap(), Some(vec![]), "{check}: version 0 is the empty text");
     assert_eq!(b.ops_since("r", "d", &d.epoch, 1).await.unwrap(), None, "{check}");
@@ -48,7 +48,7 @@ async fn an_untouched_document_is_discarded<B: Backend>(b: B) {
     let mut w = Writer { b: &b, room: "r", doc: "d", epoch: d.epoch.clone(), head: 0, digest: Digest::EMPTY };
     assert!(matches!(w.append("a", 1, &ins(0, "x")).await, Appended::Committed { version: 1, .. }), "{check}");
     let head = DocHead { epoch: d.epoch.clone(), version: 1, digest: w.digest };
-    assert_eq!(b.status("r", &["d"]).await.unwrap().docs, vec![Some(head)], "{check}");
+    assert_eq!(b.status("r", &["d"], 0).await.unwrap().docs, vec![Some(head)], "{check}");
     assert!(!b.discard_if_empty("r", "d", &d.epoch).await.unwrap(), "{check}: an edited document is never discarded");
     assert_eq!(b.load("r", "d").await.unwrap().head(), 1, "{check}");
 }
@@ -61,11 +61,11 @@ async fn an_op_past_version_zero_never_creates_a_document<B: Backend>(b: B) {
     w.head = 3;
     w.digest = Digest::EMPTY.next(3, "a", 3, &ins(0, "x"));
     assert!(matches!(w.append("a", 4, &ins(0, "y")).await, Appended::EpochChanged { .. }), "{check}");
-    assert_eq!(b.status("r", &["d"]).await.unwrap().docs, vec![None], "{check}: not created");
+    assert_eq!(b.status("r", &["d"], 0).await.unwrap().docs, vec![None], "{check}: not created");
     let mut stranger = Writer { b: &b, room: "r", doc: "d", epoch: w.epoch.clone(), head: 0, digest: Digest::EMPTY };
     stranger.digest = Digest::EMPTY.next(1, "z", 1, &ins(0, "z"));
     assert_eq!(stranger.append("a", 1, &ins(0, "y")).await, Appended::Diverged, "{check}: version 0 of another history");
-    assert_eq!(b.status("r", &["d"]).await.unwrap().docs, vec![None], "{check}: not created");
+    assert_eq!(b.status("r", &["d"], 0).await.unwrap().docs, vec![None], "{check}: not created");
 }
 
 /// A node opened a document, which was discarded when another node's
@@ -130,7 +130,7 @@ async fn deleting_frees_everything_and_is_announced<B: Backend>(b: B) {
     let mut sub = b.subscribe("r").await.unwrap();
     assert_eq!(b.delete_doc("r", "d").await.unwrap(), Some(DeletedDoc { epoch: w.epoch.clone(), version: 4 }), "{check}");
     assert_eq!(next_event(&mut sub, check).await, RoomEvent::DocDeleted { doc: "d".into(), epoch: w.epoch.clone() }, "{check}: announced");
-    assert_eq!(b.status("r", &["d"]).await.unwrap().docs, vec![None], "{check}: gone");
+    assert_eq!(b.status("r", &["d"], 0).await.unwrap().docs, vec![None], "{check}: gone");
     assert_eq!(b.list_docs("r").await.unwrap().iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), vec!["e"], "{check}: only the neighbour listed");
     assert_eq!(b.ops_since("r", "d", &w.epoch, 2).await.unwrap(), None, "{check}: no ops of the old log");
     assert_eq!(b.last_committed("r", "d", "a").await.unwrap(), None, "{check}: no dedupe records");
@@ -155,10 +155,10 @@ async fn a_deleted_incarnation_is_fenced_off<B: Backend>(b: B) {
     old.append("a", 2, &ins(0, "old")).await;
     b.delete_doc("r", "d").await.unwrap().expect("deleted");
     assert!(matches!(old.append("a", 3, &ins(0, "again")).await, Appended::EpochChanged { .. }), "{check}: no append to the deleted log");
-    assert_eq!(b.status("r", &["d"]).await.unwrap().docs, vec![None], "{check}: not resurrected");
+    assert_eq!(b.status("r", &["d"], 0).await.unwrap().docs, vec![None], "{check}: not resurrected");
     let snapshot = Snapshot { epoch: &old.epoch, version: 2, text: "oldold".into(), trim_to: 2, trim_digest: old.digest };
     b.snapshot("r", "d", snapshot).await.unwrap();
-    assert_eq!(b.status("r", &["d"]).await.unwrap().docs, vec![None], "{check}: a late snapshot does not resurrect it");
+    assert_eq!(b.status("r", &["d"], 0).await.unwrap().docs, vec![None], "{check}: a late snapshot does not resurrect it");
     let mut new = Writer::open(&b, "r", "d").await;
     assert!(matches!(new.append("b", 1, &ins(0, "new")).await, Appended::Committed { version: 1, .. }), "{check}");
     assert!(matches!(old.append("a", 3, &ins(0, "again")).await, Appended::EpochChanged { epoch } if epoch == new.epoch), "{check}: nor the new one");
@@ -177,7 +177,7 @@ async fn imports_create_a_document_at_its_version<B: Backend>(b: B) {
     let d = b.load("r", "d").await.unwrap();
     assert_eq!((d.epoch.as_str(), d.snapshot_version, d.snapshot.as_str(), d.ops.len(), d.head_digest()), ("imported-epoch", 7, text, 0, digest), "{check}");
     let head = DocHead { epoch: "imported-epoch".into(), version: 7, digest };
-    assert_eq!(b.status("r", &["d"]).await.unwrap().docs, vec![Some(head)], "{check}");
+    assert_eq!(b.status("r", &["d"], 0).await.unwrap().docs, vec![Some(head)], "{check}");
     let listed = b.list_docs("r").await.unwrap();
     assert_eq!(listed.iter().map(|d| (d.name.as_str(), d.version, d.changed_at)).collect::<Vec<_>>(), vec![("d", 7, 1_700_000_000_000)], "{check}");
     assert_eq!(b.ops_since("r", "d", "imported-epoch", 7).await.unwrap(), Some(vec![]), "{check}: the log starts at the import");

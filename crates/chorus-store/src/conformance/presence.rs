@@ -7,7 +7,7 @@ use chorus_protocol::LeaveReason;
 use serde_json::json;
 
 use super::{join_all, member, next_event};
-use crate::{Backend, Joined, Members, RoomEvent, RoomSummary, Stamp};
+use crate::{Backend, Joined, LiveMembers, Members, RoomEvent, RoomSummary, Stamp};
 
 pub(super) async fn run<B, F, Fut>(make: &F)
 where
@@ -19,6 +19,8 @@ where
     every_change_is_announced_with_the_next_stamp(make().await).await;
     a_retried_join_is_not_announced_again(make().await).await;
     an_expired_entry_comes_back_only_by_an_announced_join(make().await).await;
+    an_expired_entry_takes_no_state(make().await).await;
+    the_status_tells_who_is_live(make().await).await;
     a_full_room_refuses_inside_the_join(Arc::new(make().await)).await;
     two_connections_of_one_user_are_two_entries(make().await).await;
     leave_hands_the_entry_back_once(Arc::new(make().await)).await;
@@ -67,7 +69,7 @@ async fn every_change_is_announced_with_the_next_stamp<B: Backend>(b: B) {
     let stamp = |seq| Stamp { epoch: first.epoch.clone(), seq };
     join(&b, "r", member("c2", "bob", 2), 1_000, 0).await;
     assert!(matches!(next_event(&mut sub, check).await, RoomEvent::MemberJoined { count: 2, stamp: s, .. } if s == stamp(first.seq + 1)), "{check}");
-    assert!(b.set_state("r", "c2", json!({"typing": true})).await.unwrap());
+    assert!(b.set_state("r", "c2", json!({"typing": true}), 0).await.unwrap());
     assert_eq!(
         next_event(&mut sub, check).await,
         RoomEvent::Presence { connection: "c2".into(), state: json!({"typing": true}), stamp: stamp(first.seq + 2) },
@@ -82,7 +84,7 @@ async fn every_change_is_announced_with_the_next_stamp<B: Backend>(b: B) {
     );
     assert_eq!(b.leave("r", "c1", LeaveReason::Closed, 0).await.unwrap(), None, "{check}");
     assert_eq!(b.members("r", 0).await.unwrap().stamp, Some(stamp(first.seq + 3)), "{check}: a leave that removed nothing is not a change");
-    assert_eq!(b.status("r", &[]).await.unwrap().presence, Some(stamp(first.seq + 3)), "{check}: the status agrees");
+    assert_eq!(b.status("r", &[], 0).await.unwrap().presence, Some(stamp(first.seq + 3)), "{check}: the status agrees");
 }
 
 async fn a_retried_join_is_not_announced_again<B: Backend>(b: B) {
@@ -94,7 +96,7 @@ async fn a_retried_join_is_not_announced_again<B: Backend>(b: B) {
     let again = join(&b, "r", member("c1", "ann", 1), 500, 50).await;
     assert_eq!((connections(&again), &again.stamp), (vec!["c1"], &first.stamp), "{check}: one member, no new change");
     assert!(b.expire(200).await.unwrap().expired.is_empty(), "{check}: the retry pushed the expiry forward");
-    b.set_state("r", "c1", json!(1)).await.unwrap();
+    b.set_state("r", "c1", json!(1), 50).await.unwrap();
     assert!(matches!(next_event(&mut sub, check).await, RoomEvent::Presence { .. }), "{check}: no second member_joined came before this");
 }
 
@@ -124,6 +126,61 @@ async fn an_expired_entry_comes_back_only_by_an_announced_join<B: Backend>(b: B)
     assert_eq!(after.stamp.map(|a| a.seq), Some(s.seq + 1), "{check}: the join answers as of its own change");
     assert!(b.expire(150).await.unwrap().expired.is_empty(), "{check}: the join replaced the expired entry");
     assert!(b.refresh("r", "c1", 2_000, 150).await.unwrap(), "{check}: live again");
+}
+
+/// A state change of an entry that expired and was not swept yet is refused,
+/// as a refresh is: lists read since leave the entry out, so announcing its
+/// state would tell every node of a member none of those lists holds, and
+/// the member's node would take it for alive. The sweep still finds the
+/// entry as it was, and announces its leave with the next stamp.
+async fn an_expired_entry_takes_no_state<B: Backend>(b: B) {
+    let check = "an_expired_entry_takes_no_state";
+    let mut sub = b.subscribe("r").await.unwrap();
+    join(&b, "r", member("c1", "ann", 1), 100, 0).await;
+    join(&b, "r", member("c2", "bob", 2), 1_000, 0).await;
+    next_event(&mut sub, check).await;
+    next_event(&mut sub, check).await;
+    let read = b.members("r", 150).await.unwrap();
+    let s = read.stamp.clone().expect("a stamp");
+    assert!(!b.set_state("r", "c1", json!({"page": 9}), 150).await.unwrap(), "{check}: expired at 150, not swept: no state");
+    assert_eq!(b.members("r", 150).await.unwrap(), read, "{check}: nothing changed, not even the stamp");
+    assert!(b.set_state("r", "c2", json!(2), 150).await.unwrap(), "{check}: a live entry takes its state");
+    let next = |seq| Stamp { epoch: s.epoch.clone(), seq };
+    assert_eq!(
+        next_event(&mut sub, check).await,
+        RoomEvent::Presence { connection: "c2".into(), state: json!(2), stamp: next(s.seq + 1) },
+        "{check}: nothing was announced of c1's state"
+    );
+    let swept = b.expire(150).await.unwrap().expired;
+    let gone: Vec<(&str, &serde_json::Value)> = swept.iter().map(|e| (e.member.connection.as_str(), &e.member.state)).collect();
+    assert_eq!(gone, [("c1", &serde_json::Value::Null)], "{check}: the sweep finds c1 as it was");
+    assert_eq!(
+        next_event(&mut sub, check).await,
+        RoomEvent::MemberLeft { connection: "c1".into(), user: "ann".into(), reason: LeaveReason::Expired, count: 1, stamp: next(s.seq + 2) },
+        "{check}"
+    );
+}
+
+/// The status says who is live, not only the stamp: as many members, and
+/// the same fingerprint, as the node computes over the list it holds (the
+/// one [`Backend::members`] gives), so a node whose list differs from the
+/// store's at the same stamp can tell.
+async fn the_status_tells_who_is_live<B: Backend>(b: B) {
+    let check = "the_status_tells_who_is_live";
+    assert_eq!(b.status("r", &[], 0).await.unwrap().members, LiveMembers::default(), "{check}: nobody in an unknown room");
+    join(&b, "r", member("c1", "ann", 1), 100, 0).await;
+    join(&b, "r", member("c2", "bob", 2), 1_000, 0).await;
+    join(&b, "r", member("c:3 \u{e9}", "cid", 3), 1_000, 0).await;
+    let live = |list: &Members| LiveMembers::of(list.members.iter().map(|m| m.connection.as_str()));
+    for now in [50, 150] {
+        let status = b.status("r", &[], now).await.unwrap();
+        let list = b.members("r", now).await.unwrap();
+        assert_eq!((status.members, status.presence), (live(&list), list.stamp), "{check}: at {now}");
+    }
+    assert_eq!(b.status("r", &[], 150).await.unwrap().members.count, 2, "{check}: expired at 150, not swept: not live");
+    assert_eq!(b.status("r", &[], 50).await.unwrap().members, LiveMembers::of(["c2", "c1", "c:3 \u{e9}"]), "{check}");
+    b.leave("r", "c2", LeaveReason::Left, 150).await.unwrap();
+    assert_eq!(b.status("r", &[], 150).await.unwrap().members, LiveMembers::of(["c:3 \u{e9}"]), "{check}");
 }
 
 async fn a_full_room_refuses_inside_the_join<B: Backend>(b: Arc<B>) {
@@ -266,14 +323,14 @@ async fn concurrent_expiry_returns_each_entry_once<B: Backend>(b: Arc<B>) {
 async fn state_and_refresh_need_a_live_entry<B: Backend>(b: B) {
     let check = "state_and_refresh_need_a_live_entry";
     join(&b, "r", member("c1", "ann", 1), 100, 0).await;
-    assert!(b.set_state("r", "c1", json!({"page": 3})).await.unwrap(), "{check}");
+    assert!(b.set_state("r", "c1", json!({"page": 3}), 0).await.unwrap(), "{check}");
     assert_eq!(b.members("r", 0).await.unwrap().members[0].state, json!({"page": 3}), "{check}");
     assert!(b.refresh("r", "c1", 300, 0).await.unwrap(), "{check}");
     assert!(b.expire(200).await.unwrap().expired.is_empty(), "{check}: refresh postponed expiry");
     assert_eq!(b.expire(300).await.unwrap().expired.len(), 1, "{check}");
     assert!(!b.refresh("r", "c1", 900, 300).await.unwrap(), "{check}: no refresh after expiry");
-    assert!(!b.set_state("r", "c1", json!(1)).await.unwrap(), "{check}: no state after expiry");
-    assert!(!b.set_state("r", "nobody", json!(1)).await.unwrap(), "{check}");
+    assert!(!b.set_state("r", "c1", json!(1), 300).await.unwrap(), "{check}: no state after expiry");
+    assert!(!b.set_state("r", "nobody", json!(1), 300).await.unwrap(), "{check}");
 }
 
 async fn rooms_are_listed_with_counts<B: Backend>(b: B) {

@@ -46,7 +46,7 @@ async fn values_are_compare_and_set<B: Backend>(b: B) {
     );
     let stamp = got.stamp.expect("a stamp");
     assert_eq!(stamp.seq, 3, "{check}: three writes in room r");
-    assert_eq!(b.status("r", &[]).await.unwrap().values, Some(stamp), "{check}: the status agrees");
+    assert_eq!(b.status("r", &[], 0).await.unwrap().values, Some(stamp), "{check}: the status agrees");
 }
 
 /// An increment whose answer was lost must not be applied twice when the

@@ -76,9 +76,11 @@ impl MemoryStore {
 
 #[async_trait]
 impl StatusStore for MemoryStore {
-    async fn status(&self, room: &str, docs: &[&str]) -> StoreResult<RoomStatus> {
+    async fn status(&self, room: &str, docs: &[&str], now: chorus_core::presence::Millis) -> StoreResult<RoomStatus> {
+        let (presence, members) = self.presence_status(room, now);
         Ok(RoomStatus {
-            presence: self.presence_stamp(room),
+            presence,
+            members,
             values: self.values_stamp(room),
             docs: docs.iter().map(|d| self.doc_head(room, d)).collect(),
         })

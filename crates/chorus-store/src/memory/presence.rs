@@ -8,7 +8,7 @@ use chorus_protocol::LeaveReason;
 use serde_json::Value;
 
 use super::{lock, MemoryStore};
-use crate::{random_id, Expired, Joined, Members, PresenceStore, RoomEvent, RoomSummary, Stamp, StoreResult, Sweep};
+use crate::{random_id, Expired, Joined, LiveMembers, Members, PresenceStore, RoomEvent, RoomSummary, Stamp, StoreResult, Sweep};
 
 pub(super) struct RoomPresence {
     table: PresenceTable,
@@ -37,8 +37,12 @@ impl RoomPresence {
 }
 
 impl MemoryStore {
-    pub(super) fn presence_stamp(&self, room: &str) -> Option<Stamp> {
-        lock(&self.inner.rooms).get(room).map(RoomPresence::stamp)
+    /// The room's presence stamp, and who is live at `now`.
+    pub(super) fn presence_status(&self, room: &str, now: Millis) -> (Option<Stamp>, LiveMembers) {
+        let rooms = lock(&self.inner.rooms);
+        let Some(p) = rooms.get(room) else { return (None, LiveMembers::default()) };
+        let members = p.table.members(now);
+        (Some(p.stamp()), LiveMembers::of(members.iter().map(|m| m.connection.as_str())))
     }
 }
 
@@ -71,10 +75,10 @@ impl PresenceStore for MemoryStore {
         Ok(lock(&self.inner.rooms).get_mut(room).is_some_and(|p| p.table.refresh(connection, expires_at, now)))
     }
 
-    async fn set_state(&self, room: &str, connection: &str, state: Value) -> StoreResult<bool> {
+    async fn set_state(&self, room: &str, connection: &str, state: Value, now: Millis) -> StoreResult<bool> {
         let mut rooms = lock(&self.inner.rooms);
         let Some(p) = rooms.get_mut(room) else { return Ok(false) };
-        if !p.table.set_state(connection, state.clone()) {
+        if !p.table.set_state(connection, state.clone(), now) {
             return Ok(false);
         }
         let stamp = p.bump();
