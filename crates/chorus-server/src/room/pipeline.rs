@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
-use chorus_core::text::TextOp;
+use chorus_core::text::{TextDoc, TextOp};
 use chorus_protocol::{ErrorCode, ServerMessage};
 use chorus_store::{Appended, Group, GroupOp, StoreError, StoreResult, MAX_GROUP};
 use tokio::sync::{mpsc, oneshot};
@@ -198,7 +198,10 @@ impl Room {
         let mut pending: Vec<TextOp> = Vec::new();
         let doc = &self.docs[name];
         let (head, head_digest, epoch) = (doc.version(), doc.head_digest(), doc.epoch.clone());
-        let mut after = doc.text.text().clone();
+        // The text after the ops moved so far, made only once a second op
+        // needs it: most groups hold one op, and a copy of the text changed
+        // by one op copies the rope's nodes on its path, to be freed again.
+        let mut after: Option<TextDoc> = None;
         let mut digest = head_digest;
         let now = Instant::now();
         while sent.len() < MAX_GROUP {
@@ -215,8 +218,20 @@ impl Room {
                 continue;
             }
             let doc = &self.docs[name];
+            if !pending.is_empty() && after.is_none() {
+                let mut text = doc.text.text().clone();
+                // Each op passed its check against the text before it, so
+                // this cannot fail; if it did, the group ends here.
+                if let Err(e) = pending.iter().try_for_each(|op| text.apply(op)) {
+                    warn!(room = %self.name, doc = %name, "an op of the group does not apply after its check ({e}); sending the group without the rest");
+                    queue.push_front(q);
+                    break;
+                }
+                after = Some(text);
+            }
             let base = q.sub.base.unwrap_or(head);
-            match doc.prepare_after(&q.client, q.sub.seq, base, &q.sub.op, limits, Ahead { ops: &pending, text: &after }) {
+            let text = after.as_ref().unwrap_or(doc.text.text());
+            match doc.prepare_after(&q.client, q.sub.seq, base, &q.sub.op, limits, Ahead { ops: &pending, text }) {
                 Err(refusal) => self.finish(name, q, Err(refusal)),
                 Ok(Prepared::Duplicate(version)) => self.finish(name, q, Ok(Committed { version, duplicate: true })),
                 Ok(Prepared::Trimmed { oldest }) => {
@@ -232,7 +247,7 @@ impl Room {
                         self.finish(name, q, Err(refusal));
                         continue;
                     }
-                    if let Err(e) = after.apply(&op) {
+                    if let Some(Err(e)) = after.as_mut().map(|text| text.apply(&op)) {
                         self.finish(name, q, Err(Refusal::new(ErrorCode::InvalidOp, e.to_string())));
                         continue;
                     }

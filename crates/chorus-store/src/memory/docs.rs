@@ -58,8 +58,31 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn key(room: &str, doc: &str) -> (String, String) {
-    (room.to_owned(), doc.to_owned())
+/// Every room's document logs, by room and then by document: both levels
+/// are looked up with the caller's own names, so finding a log (for every
+/// op committed) makes no strings.
+pub(super) type DocLogs = HashMap<String, HashMap<String, StoredLog>>;
+
+fn find<'a>(docs: &'a DocLogs, room: &str, doc: &str) -> Option<&'a StoredLog> {
+    docs.get(room)?.get(doc)
+}
+
+fn find_mut<'a>(docs: &'a mut DocLogs, room: &str, doc: &str) -> Option<&'a mut StoredLog> {
+    docs.get_mut(room)?.get_mut(doc)
+}
+
+/// Removes a log, and its room's map with its last one.
+fn remove(docs: &mut DocLogs, room: &str, doc: &str) -> Option<StoredLog> {
+    let logs = docs.get_mut(room)?;
+    let removed = logs.remove(doc);
+    if logs.is_empty() {
+        docs.remove(room);
+    }
+    removed
+}
+
+fn insert(docs: &mut DocLogs, room: &str, doc: &str, log: StoredLog) {
+    docs.entry(room.to_owned()).or_default().insert(doc.to_owned(), log);
 }
 
 impl MemoryStore {
@@ -68,10 +91,9 @@ impl MemoryStore {
     /// created again by an op at version 0, in the epoch its writer loaded,
     /// once the op commits. One past 0 was made on a replica of a deleted
     /// incarnation: never recreate it.
-    fn append_to(&self, docs: &mut HashMap<(String, String), StoredLog>, room: &str, doc: &str, c: &Commit<'_>) -> Appended {
-        let k = key(room, doc);
+    fn append_to(&self, docs: &mut DocLogs, room: &str, doc: &str, c: &Commit<'_>) -> Appended {
         let mut created = None;
-        let log = match docs.get_mut(&k) {
+        let log = match find_mut(docs, room, doc) {
             Some(log) => log,
             None if c.expected != 0 => return Appended::EpochChanged { epoch: random_id() },
             None => created.insert(StoredLog::new(c.epoch.to_owned())),
@@ -110,13 +132,19 @@ impl MemoryStore {
         let at = now_ms();
         let entry = LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
         log.ops.push_back(entry.clone());
-        log.clients.insert(c.client.to_owned(), (c.seq, version));
+        // A client's later ops update its record in place.
+        match log.clients.get_mut(c.client) {
+            Some(last) => *last = (c.seq, version),
+            None => {
+                log.clients.insert(c.client.to_owned(), (c.seq, version));
+            }
+        }
         log.changed_at = at;
         if let (Some(h), Some(k)) = (c.history, history_key) {
             histories.insert(k, History { rev: h.expected_rev + 1, token: h.token.to_owned(), saved: h.saved.to_owned(), op_version: version });
         }
         if let Some(new) = created {
-            docs.insert(k, new);
+            insert(docs, room, doc, new);
         }
         // Published under the document's lock, so in commit order.
         self.broadcast(room, RoomEvent::DocOp { doc: doc.to_owned(), entry });
@@ -124,15 +152,14 @@ impl MemoryStore {
     }
 
     pub(super) fn doc_head(&self, room: &str, doc: &str) -> Option<DocHead> {
-        lock(&self.inner.docs)
-            .get(&key(room, doc))
+        find(&lock(&self.inner.docs), room, doc)
             .map(|log| DocHead { epoch: log.epoch.clone(), version: log.head(), digest: log.head_digest() })
     }
 
     /// How many documents and undo histories this store holds, in every
     /// room (for tests that check what is left behind).
     pub fn held_docs(&self) -> (usize, usize) {
-        (lock(&self.inner.docs).len(), lock(&self.inner.histories).len())
+        (lock(&self.inner.docs).values().map(HashMap::len).sum(), lock(&self.inner.histories).len())
     }
 }
 
@@ -140,7 +167,7 @@ impl MemoryStore {
 impl DocStore for MemoryStore {
     async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc> {
         let mut docs = lock(&self.inner.docs);
-        let log = docs.entry(key(room, doc)).or_insert_with(|| StoredLog::new(random_id()));
+        let log = docs.entry(room.to_owned()).or_default().entry(doc.to_owned()).or_insert_with(|| StoredLog::new(random_id()));
         Ok(StoredDoc {
             epoch: log.epoch.clone(),
             snapshot_version: log.snapshot_version,
@@ -172,7 +199,7 @@ impl DocStore for MemoryStore {
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
         let docs = lock(&self.inner.docs);
-        let Some(log) = docs.get(&key(room, doc)) else { return Ok((version == 0).then(Vec::new)) };
+        let Some(log) = find(&docs, room, doc) else { return Ok((version == 0).then(Vec::new)) };
         if log.epoch != epoch || version < log.oldest || version > log.head() {
             return Ok(None);
         }
@@ -180,12 +207,12 @@ impl DocStore for MemoryStore {
     }
 
     async fn last_committed(&self, room: &str, doc: &str, client: &str) -> StoreResult<Option<(u64, u64)>> {
-        Ok(lock(&self.inner.docs).get(&key(room, doc)).and_then(|log| log.clients.get(client).copied()))
+        Ok(find(&lock(&self.inner.docs), room, doc).and_then(|log| log.clients.get(client).copied()))
     }
 
     async fn snapshot(&self, room: &str, doc: &str, s: Snapshot<'_>) -> StoreResult<()> {
         let mut docs = lock(&self.inner.docs);
-        let Some(log) = docs.get_mut(&key(room, doc)) else { return Ok(()) };
+        let Some(log) = find_mut(&mut docs, room, doc) else { return Ok(()) };
         if log.epoch != s.epoch || s.version <= log.snapshot_version || s.version > log.head() {
             return Ok(());
         }
@@ -211,9 +238,11 @@ impl DocCatalog for MemoryStore {
     async fn list_docs(&self, room: &str) -> StoreResult<Vec<DocSummary>> {
         let docs = lock(&self.inner.docs);
         let mut out: Vec<DocSummary> = docs
-            .iter()
-            .filter(|((r, _), log)| r == room && log.head() > 0)
-            .map(|((_, name), log)| DocSummary { name: name.clone(), epoch: log.epoch.clone(), version: log.head(), changed_at: log.changed_at })
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter(|(_, log)| log.head() > 0)
+            .map(|(name, log)| DocSummary { name: name.clone(), epoch: log.epoch.clone(), version: log.head(), changed_at: log.changed_at })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -221,19 +250,17 @@ impl DocCatalog for MemoryStore {
 
     async fn discard_if_empty(&self, room: &str, doc: &str, epoch: &str) -> StoreResult<bool> {
         let mut docs = lock(&self.inner.docs);
-        let k = key(room, doc);
-        let found = match docs.get(&k) {
-            Some(log) if log.epoch != epoch || log.head() > 0 => return Ok(false),
-            found => found.is_some(),
-        };
-        docs.remove(&k);
+        if find(&docs, room, doc).is_some_and(|log| log.epoch != epoch || log.head() > 0) {
+            return Ok(false);
+        }
+        let found = remove(&mut docs, room, doc).is_some();
         lock(&self.inner.histories).retain(|(r, d, _), _| !(r == room && d == doc));
         Ok(found)
     }
 
     async fn delete_doc(&self, room: &str, doc: &str) -> StoreResult<Option<DeletedDoc>> {
         let mut docs = lock(&self.inner.docs);
-        let Some(log) = docs.remove(&key(room, doc)) else { return Ok(None) };
+        let Some(log) = remove(&mut docs, room, doc) else { return Ok(None) };
         // Lock order: documents, then histories.
         lock(&self.inner.histories).retain(|(r, d, _), _| !(r == room && d == doc));
         self.broadcast(room, RoomEvent::DocDeleted { doc: doc.to_owned(), epoch: log.epoch.clone() });
@@ -242,7 +269,7 @@ impl DocCatalog for MemoryStore {
 
     async fn import_doc(&self, room: &str, doc: &str, d: &ImportedDoc<'_>) -> StoreResult<bool> {
         let mut docs = lock(&self.inner.docs);
-        if docs.get(&key(room, doc)).is_some_and(|log| log.head() > 0) {
+        if find(&docs, room, doc).is_some_and(|log| log.head() > 0) {
             return Ok(false);
         }
         let mut log = StoredLog::new(d.epoch.to_owned());
@@ -251,7 +278,7 @@ impl DocCatalog for MemoryStore {
         log.oldest = d.version;
         log.oldest_digest = d.digest;
         log.changed_at = d.changed_at;
-        docs.insert(key(room, doc), log);
+        insert(&mut docs, room, doc, log);
         Ok(true)
     }
 }

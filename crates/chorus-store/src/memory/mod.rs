@@ -9,7 +9,8 @@
 //! Nothing survives a restart: a document's epoch is new each time the
 //! process starts.
 //!
-//! Keys are tuples of the names clients chose, so no two names can meet.
+//! Keys are the names clients chose, one level per name (or tuples of
+//! them), so no two names can meet.
 
 mod bus;
 mod docs;
@@ -40,7 +41,7 @@ pub struct MemoryStore {
 struct Inner {
     rooms: Mutex<HashMap<String, presence::RoomPresence>>,
     channels: Mutex<HashMap<String, broadcast::Sender<Arc<RoomEvent>>>>,
-    docs: Mutex<HashMap<(String, String), docs::StoredLog>>,
+    docs: Mutex<docs::DocLogs>,
     values: Mutex<HashMap<String, values::RoomValues>>,
     histories: Mutex<HashMap<(String, String, String), values::History>>,
 }
