@@ -346,21 +346,26 @@ async fn a_group_cut_short_leaves_the_head_at_its_last_commit() {
 }
 
 /// The checkpoint thread copies the WAL into the database as commits go
-/// on, and the WAL stays within the writer's own checkpoint bound
-/// however long the stream of commits (a checkpoint beside the writer
-/// never empties a WAL that keeps growing).
+/// on, and the WAL stays near the writer's own checkpoint bound however
+/// long the stream of commits (a checkpoint beside the writer never
+/// empties a WAL that keeps growing). Near: while the checkpoint thread
+/// holds the checkpoint, the writer's own is skipped and commits go on
+/// appending, by how many depends on the disk; the slack allowed is half
+/// the bound, and the stream (close to 3 pages per commit) is long enough
+/// to pass twice the allowed size were nothing checkpointed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_checkpointed_beside_the_writer_and_stays_bounded() {
+    const COMMITS: u64 = 6_000;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chorus.db");
     let b = SqliteStore::open(&path, SyncMode::Normal).unwrap();
     let d = b.load("r", "d").await.unwrap();
-    commit_xs(&b, &d.epoch, 1_500).await;
+    commit_xs(&b, &d.epoch, COMMITS).await;
     assert!(b.stats().checkpoints.load(Ordering::Relaxed) > 0, "the checkpoint thread ran");
     let wal = std::fs::metadata(dir.path().join("chorus.db-wal")).unwrap().len();
-    let bound = (u64::from(schema::WRITER_CHECKPOINT_PAGES) + 64) * (4_096 + 24);
+    let bound = u64::from(schema::WRITER_CHECKPOINT_PAGES) * 3 / 2 * (4_096 + 24);
     assert!(wal <= bound, "WAL of {wal} bytes, more than {bound}");
     drop(b);
     let b = SqliteStore::open(&path, SyncMode::Normal).unwrap();
-    assert_eq!(b.load("r", "d").await.unwrap().ops.len(), 1_500);
+    assert_eq!(b.load("r", "d").await.unwrap().ops.len() as u64, COMMITS);
 }
