@@ -122,16 +122,23 @@ async fn a_leave_after_its_timeout_is_announced_on_a_cluster() {
     a_leave_answered_after_its_timeout_is_announced(Redis::cluster(Persistence::None)).await
 }
 
-/// A member's entry expired in the store (its refreshes were held up, as
-/// by a hung Redis) and nobody swept it yet, though its connection is alive.
-/// A room that reads the list meanwhile leaves it out: a watcher joining on
-/// another node gets a snapshot without it, and its own node, reading the
-/// list at the next join, tells its watcher it left and puts it back. The
-/// entry is still in the store then, so putting it back must be announced
-/// as a join like any other, or neither watcher ever sees the member again
-/// while the store lists it. Sweeps are held off, so the put-back meets
-/// the unswept entry every time.
-async fn a_member_put_back_before_the_sweep_is_announced(mut redis: Redis) {
+/// Two nodes whose presence refreshes all fail, so entries expire only when
+/// a test says so: `near` and `bob` joined on node b, then bob's entry made
+/// expired in the store (not swept: sweeps are far off), then `far` joined
+/// on node a, which read a list without bob.
+struct UnsweptExpiry {
+    nodes: (TestServer, TestServer),
+    near: chorus_client::Client,
+    near_view: MemberView,
+    bob: chorus_client::Client,
+    far: chorus_client::Client,
+    far_view: MemberView,
+    /// The connections of near, bob and far.
+    ids: (String, String, String),
+    redis: Redis,
+}
+
+async fn unswept_expiry(mut redis: Redis) -> UnsweptExpiry {
     let tune = |c: &mut chorus_server::Config| {
         quick(c);
         c.presence_ttl_ms = 30_000;
@@ -152,8 +159,22 @@ async fn a_member_put_back_before_the_sweep_is_announced(mut redis: Redis) {
     redis.server_for(&key).cli(&["ZADD", &key, "XX", "1", &bo]);
     // Node a loads the room now: bob is not in its list.
     let mut far = a.client("far").await;
-    let mut far_view = MemberView::from_joined(&far.join(ROOM, None).await.unwrap());
+    let far_view = MemberView::from_joined(&far.join(ROOM, None).await.unwrap());
     let f = far.connection().to_owned();
+    UnsweptExpiry { nodes: (a, b), near, near_view, bob, far, far_view, ids: (n, bo, f), redis }
+}
+
+/// A member's entry expired in the store (its refreshes were held up, as
+/// by a hung Redis) and nobody swept it yet, though its connection is alive.
+/// A room that reads the list meanwhile leaves it out: a watcher joining on
+/// another node gets a snapshot without it, and its own node, reading the
+/// list at the next join, tells its watcher it left and puts it back. The
+/// entry is still in the store then, so putting it back must be announced
+/// as a join like any other, or neither watcher ever sees the member again
+/// while the store lists it. Sweeps are held off, so the put-back meets
+/// the unswept entry every time.
+async fn a_member_put_back_before_the_sweep_is_announced(redis: Redis) {
+    let UnsweptExpiry { nodes: (_a, b), mut near, mut near_view, bob: _bob, mut far, mut far_view, ids: (n, bo, f), redis: _redis } = unswept_expiry(redis).await;
     // Node b reads the list with carol's join, and puts bob back.
     let mut carol = b.client("carol").await;
     carol.join(ROOM, None).await.unwrap();
@@ -180,29 +201,8 @@ async fn a_member_put_back_before_the_sweep_is_announced_on_a_cluster() {
 /// lists do not hold; the member's node puts it back with the new state in
 /// an announced join. Every watcher lists it again, with that state, and
 /// the member is not told its change failed.
-async fn a_state_change_after_an_unswept_expiry_puts_the_member_back(mut redis: Redis) {
-    let tune = |c: &mut chorus_server::Config| {
-        quick(c);
-        c.presence_ttl_ms = 30_000;
-    };
-    let node = || async {
-        let store = Arc::new(Faulty::new(RedisStore::connect(&redis.url()).await.unwrap()));
-        store.plan(Call::Expire, std::iter::repeat_n(Fault::Fail, 100_000));
-        start_on(store, tune).await
-    };
-    let (a, b) = (node().await, node().await);
-    let mut near = b.client("near").await;
-    let mut near_view = MemberView::from_joined(&near.join(ROOM, None).await.unwrap());
-    let mut bob = b.client("bob").await;
-    bob.join(ROOM, None).await.unwrap();
-    let (n, bo) = (near.connection().to_owned(), bob.connection().to_owned());
-    near_view.settle(&mut near, ROOM, &[&n, &bo], Duration::from_secs(5)).await;
-    let key = format!("chorus:{{{ROOM}}}:expiry");
-    redis.server_for(&key).cli(&["ZADD", &key, "XX", "1", &bo]);
-    // Node a loads the room now: bob is not in its list.
-    let mut far = a.client("far").await;
-    let mut far_view = MemberView::from_joined(&far.join(ROOM, None).await.unwrap());
-    let f = far.connection().to_owned();
+async fn a_state_change_after_an_unswept_expiry_puts_the_member_back(redis: Redis) {
+    let UnsweptExpiry { nodes: _nodes, mut near, mut near_view, mut bob, mut far, mut far_view, ids: (n, bo, f), redis: _redis } = unswept_expiry(redis).await;
     let state = serde_json::json!({"page": 9});
     bob.set_presence(ROOM, state.clone()).unwrap();
     far_view.settle_state(&mut far, ROOM, &bo, &state, Duration::from_secs(5)).await;
