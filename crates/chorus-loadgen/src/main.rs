@@ -447,6 +447,22 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// What a run may take beyond its measured seconds: seeding the document,
+/// connecting, the convergence check and the disconnect measure.
+const RUN_ALLOWANCE: Duration = Duration::from_secs(120);
+
+/// Runs one measured run, failing it if it goes on well past its length:
+/// a server that stops answering somewhere no per-frame timeout covers
+/// must end the benchmark with an error, not hang it (and whatever waits
+/// on it) for good. The spawned servers are killed as the error unwinds.
+async fn bounded<T>(seconds: u64, what: &str, run: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let limit = Duration::from_secs(seconds) + RUN_ALLOWANCE;
+    match tokio::time::timeout(limit, run).await {
+        Ok(result) => result,
+        Err(_) => bail!("the {what} did not finish within {} s ({seconds} s measured + {} s allowance): the server stopped answering", limit.as_secs(), RUN_ALLOWANCE.as_secs()),
+    }
+}
+
 async fn cursor_storm(args: StormArgs) -> anyhow::Result<()> {
     let kind = if args.in_doc { "text cursors in a document" } else { "x/y cursors" };
     println!("W2 cursor storm: 1 room, {kind}, {} Hz per client, {} s per run", args.hz, args.seconds);
@@ -456,7 +472,7 @@ async fn cursor_storm(args: StormArgs) -> anyhow::Result<()> {
     for &c in &args.clients {
         let server = Server::start(&args.target).await?;
         let cpu_before = server.cpu_seconds();
-        let r = storm_run(&server, c, args.hz, Duration::from_secs(args.seconds), args.in_doc).await?;
+        let r = bounded(args.seconds, "W2 run", storm_run(&server, c, args.hz, Duration::from_secs(args.seconds), args.in_doc)).await?;
         let cpu = match (cpu_before, server.cpu_seconds()) {
             (Some(a), Some(b)) => format!("{:.0} %", 100.0 * (b - a) / r.wall.as_secs_f64()),
             _ => "-".into(),
@@ -745,7 +761,7 @@ async fn edit_storm(args: EditArgs) -> anyhow::Result<()> {
           for &store in &args.target.store {
            for &undo in &args.undo {
             let server = Server::start_on(&args.target, store, None).await?;
-            let r = edit_run(&server, c, size, Duration::from_secs(args.seconds), undo == Histories::On).await?;
+            let r = bounded(args.seconds, "W1 run", edit_run(&server, c, size, Duration::from_secs(args.seconds), undo == Histories::On)).await?;
             println!(
                 "| {} | {} | {c} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if args.target.nodes > 1 { "Redis" } else { store.label() },
