@@ -34,8 +34,13 @@ test('an op committed but whose ack was lost is recognised in the catch-up, not 
   await waitFor(() => db.text === 'one two😀', 3000, "bob has ann's edits");
   db.insert(0, '> ');
   await db.synced();
+  // The reconnect is held off a while (as a server's retry-after hint does),
+  // so that ann is seen offline: with full jitter it may come within a few
+  // milliseconds, before a busy test looks at the state.
+  a._retryAfterMs = 500;
   sock.terminate();
-  await waitFor(() => a.state === 'reconnecting', 2000, 'reconnecting');
+  await waitFor(() => states.includes('reconnecting'), 2000, 'reconnecting');
+  assert.equal(a.state, 'reconnecting', 'still offline');
   da.insert(da.text.length, ' three'); // typed while offline
   assert.equal(da.pending, 2);
   await waitFor(() => a.state === 'open', 5000, 'reopen');
