@@ -512,8 +512,8 @@ impl Room {
                 sent += 1;
             }
         }
-        metrics::counter!("chorus_messages_out_total").increment(sent);
-        metrics::histogram!("chorus_fanout_seconds").record(started.elapsed().as_secs_f64());
+        crate::hot_metrics().messages_out.increment(sent);
+        crate::hot_metrics().fanout_seconds.record(started.elapsed().as_secs_f64());
     }
 }
 

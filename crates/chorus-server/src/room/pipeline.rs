@@ -269,7 +269,7 @@ impl Room {
         let id = self.pipelines.next_id;
         self.pipelines.next_id += 1;
         let (store, room, doc) = (self.rooms.backend.clone(), self.name.clone(), name.clone());
-        metrics::counter!("chorus_commit_groups_total").increment(1);
+        crate::hot_metrics().commit_groups.increment(1);
         let mut commit = Box::pin(async move {
             if let Some(pause) = pause {
                 tokio::time::sleep(pause).await;
@@ -383,7 +383,7 @@ impl Room {
                     };
                     // The store published it to the other nodes with the commit.
                     self.apply(name, entry, origin.as_deref());
-                    metrics::counter!("chorus_ops_committed_total").increment(1);
+                    crate::hot_metrics().ops_committed.increment(1);
                     self.finish(name, s.queued, Ok(Committed { version, duplicate: false }));
                 }
                 Appended::Duplicate { version } => {
