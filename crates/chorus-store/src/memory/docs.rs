@@ -101,10 +101,11 @@ impl MemoryStore {
         if log.epoch != c.epoch {
             return Appended::EpochChanged { epoch: log.epoch.clone() };
         }
-        // Lock order: documents, then histories.
-        let mut histories = lock(&self.inner.histories);
+        // Lock order: documents, then histories; taken only by a commit
+        // that moves an undo history (most carry none).
+        let mut histories = c.history.map(|_| lock(&self.inner.histories));
         let history_key = c.history.map(|h| (room.to_owned(), doc.to_owned(), h.user.to_owned()));
-        if let (Some(h), Some(k)) = (c.history, &history_key) {
+        if let (Some(h), Some(k), Some(histories)) = (c.history, &history_key, &histories) {
             let stored = histories.get(k);
             if stored.map_or(0, |s| s.rev) != h.expected_rev {
                 return match stored {
@@ -140,7 +141,7 @@ impl MemoryStore {
             }
         }
         log.changed_at = at;
-        if let (Some(h), Some(k)) = (c.history, history_key) {
+        if let (Some(h), Some(k), Some(histories)) = (c.history, history_key, histories.as_mut()) {
             histories.insert(k, History { rev: h.expected_rev + 1, token: h.token.to_owned(), saved: h.saved.to_owned(), op_version: version });
         }
         if let Some(new) = created {
