@@ -205,6 +205,11 @@ impl Room {
         let mut digest = head_digest;
         let now = Instant::now();
         while sent.len() < MAX_GROUP {
+            // The ops moved so far, copied for the transform of a second op
+            // only: most groups hold one.
+            if pending.len() < sent.len() {
+                pending.extend(sent[pending.len()..].iter().map(|s| s.op.clone()));
+            }
             let Some(q) = queue.front() else { break };
             // A client's later op waits for the next group when this one
             // holds its op of that seq or after (a resubmission, answered
@@ -252,7 +257,6 @@ impl Room {
                         continue;
                     }
                     digest = digest.next(head + 1 + sent.len() as u64, &q.client, q.sub.seq, &op);
-                    pending.push(op.clone());
                     sent.push(Sent { queued: q, op, digest });
                 }
             }
@@ -265,7 +269,7 @@ impl Room {
         if sent.is_empty() {
             return self.after_group(name);
         }
-        let ops: Vec<(String, u64, TextOp, Digest)> = sent.iter().map(|s| (s.queued.client.to_string(), s.queued.sub.seq, s.op.clone(), s.digest)).collect();
+        let ops: Vec<(Arc<str>, u64, TextOp, Digest)> = sent.iter().map(|s| (s.queued.client.clone(), s.queued.sub.seq, s.op.clone(), s.digest)).collect();
         let id = self.pipelines.next_id;
         self.pipelines.next_id += 1;
         let (store, room, doc) = (self.rooms.backend.clone(), self.name.clone(), name.clone());
@@ -274,7 +278,7 @@ impl Room {
             if let Some(pause) = pause {
                 tokio::time::sleep(pause).await;
             }
-            let group_ops: Vec<GroupOp<'_>> = ops.iter().map(|(client, seq, op, digest)| GroupOp { client, seq: *seq, op, digest: *digest }).collect();
+            let group_ops: Vec<GroupOp<'_>> = ops.iter().map(|(client, seq, op, digest)| GroupOp { client: &**client, seq: *seq, op, digest: *digest }).collect();
             let group = Group { epoch: &epoch, expected: head, expected_digest: head_digest, ops: &group_ops };
             store.append_group(&room, &doc, &group).await
         });
