@@ -378,7 +378,7 @@ impl Room {
                     }
                     Err(BusError::Closed) => break,
                 },
-                Some((doc, id)) = self.pipelines.done_rx.recv() => {
+                (doc, id) = self.pipelines.answered() => {
                     commanded = true;
                     self.group_done(&doc, id).await;
                 }
