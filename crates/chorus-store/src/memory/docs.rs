@@ -152,6 +152,22 @@ impl MemoryStore {
         Appended::Committed { version, at }
     }
 
+    /// A group of appends in one hold of the documents' lock.
+    fn append_group_locked(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
+        group.check_size()?;
+        let mut docs = lock(&self.inner.docs);
+        let mut outcomes = Vec::with_capacity(group.ops.len());
+        for c in group.commits() {
+            let outcome = self.append_to(&mut docs, room, doc, &c);
+            let committed = matches!(outcome, Appended::Committed { .. });
+            outcomes.push(outcome);
+            if !committed {
+                break;
+            }
+        }
+        Ok(outcomes)
+    }
+
     pub(super) fn doc_head(&self, room: &str, doc: &str) -> Option<DocHead> {
         find(&lock(&self.inner.docs), room, doc)
             .map(|log| DocHead { epoch: log.epoch.clone(), version: log.head(), digest: log.head_digest() })
@@ -184,18 +200,11 @@ impl DocStore for MemoryStore {
     }
 
     async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
-        group.check_size()?;
-        let mut docs = lock(&self.inner.docs);
-        let mut outcomes = Vec::with_capacity(group.ops.len());
-        for c in group.commits() {
-            let outcome = self.append_to(&mut docs, room, doc, &c);
-            let committed = matches!(outcome, Appended::Committed { .. });
-            outcomes.push(outcome);
-            if !committed {
-                break;
-            }
-        }
-        Ok(outcomes)
+        self.append_group_locked(room, doc, group)
+    }
+
+    fn append_group_now(&self, room: &str, doc: &str, group: &Group<'_>) -> Option<StoreResult<Vec<Appended>>> {
+        Some(self.append_group_locked(room, doc, group))
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
