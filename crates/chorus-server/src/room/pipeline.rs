@@ -8,9 +8,9 @@
 //! cursors, presence, values and other documents move meanwhile, and the
 //! store's answer wakes the room itself (a task of its own, answering with a
 //! message, put two more wake-ups, often a thread's, on every group's round
-//! trip: 13 % of the ops/s of one client on Redis). A store that answers
-//! without waiting (the in-memory one) is answered in place: there is
-//! nothing to overlap.
+//! trip). A store that never waits (the in-memory one) is answered in place
+//! ([`DocStore::append_group_now`](chorus_store::DocStore::append_group_now)):
+//! there is nothing to overlap.
 //!
 //! The replica changes only between groups: ops heard on the bus for a
 //! document with a group in flight wait for its answer (the store published
