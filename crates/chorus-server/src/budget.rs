@@ -65,7 +65,7 @@ impl Budget {
             self.used.fetch_sub(*held - now, Ordering::AcqRel);
         }
         *held = now;
-        metrics::gauge!("chorus_state_bytes").set(self.used() as f64);
+        crate::hot_metrics().state_bytes.set(self.used() as f64);
     }
 }
 

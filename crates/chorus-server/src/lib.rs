@@ -141,6 +141,38 @@ fn register_metrics() {
     let _ = metrics::histogram!(FANOUT.0);
 }
 
+/// Handles of the series recorded on every message, op or cursor, looked up
+/// once. A `metrics::counter!("name")` finds its series in the recorder's
+/// registry (a hash of the key and a read lock) on every call, and the
+/// commit path records several per op; a handle is an atomic add. Taken
+/// after Chorus's recorder is installed ([`metrics_handle`], as every node
+/// does first), so they never point at the no-op recorder.
+pub(crate) struct HotMetrics {
+    pub messages_in: metrics::Counter,
+    pub messages_out: metrics::Counter,
+    pub ops_committed: metrics::Counter,
+    pub commit_groups: metrics::Counter,
+    pub cursors_coalesced: metrics::Counter,
+    pub state_bytes: metrics::Gauge,
+    pub fanout_seconds: metrics::Histogram,
+}
+
+pub(crate) fn hot_metrics() -> &'static HotMetrics {
+    static HOT: OnceLock<HotMetrics> = OnceLock::new();
+    HOT.get_or_init(|| {
+        let _ = metrics_handle();
+        HotMetrics {
+            messages_in: metrics::counter!("chorus_messages_in_total"),
+            messages_out: metrics::counter!("chorus_messages_out_total"),
+            ops_committed: metrics::counter!("chorus_ops_committed_total"),
+            commit_groups: metrics::counter!("chorus_commit_groups_total"),
+            cursors_coalesced: metrics::counter!("chorus_cursor_updates_coalesced_total"),
+            state_bytes: metrics::gauge!("chorus_state_bytes"),
+            fanout_seconds: metrics::histogram!(FANOUT.0),
+        }
+    })
+}
+
 /// A running server.
 pub struct Server {
     pub addr: SocketAddr,

@@ -202,10 +202,19 @@ impl Outbox {
     /// (empty when called), which keeps its capacity from batch to batch: a
     /// reader in a busy document takes a batch for nearly every op.
     pub async fn next_batch_into(&self, messages: &mut Vec<Utf8Bytes>) -> Option<Closing> {
+        self.next_batch_after(0, messages).await
+    }
+
+    /// [`next_batch_into`](Outbox::next_batch_into) for a writer that has
+    /// sent `sent` bytes of its batch before: taken off the count (as by
+    /// [`sent`](Outbox::sent)) in the lock hold that looks for the next
+    /// batch, so a writer takes the lock once per batch.
+    pub async fn next_batch_after(&self, mut sent: usize, messages: &mut Vec<Utf8Bytes>) -> Option<Closing> {
         loop {
             let notified = self.notify.notified();
             {
                 let mut s = self.lock();
+                s.bytes = s.bytes.saturating_sub(std::mem::take(&mut sent));
                 if !s.queue.is_empty() || !s.cursor_order.is_empty() || s.closing.is_some() {
                     messages.extend(s.queue.drain(..));
                     while let Some(key) = s.cursor_order.pop_front() {
@@ -272,6 +281,20 @@ mod tests {
         let b = o.next_batch().await;
         assert_eq!(b.closing.unwrap().code, chorus_protocol::close::SLOW_CONSUMER);
         assert_eq!(b.messages, ["1234"]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_hands_its_batch_back_when_it_takes_the_next() {
+        let o = Outbox::new(100, 10);
+        let mut messages = Vec::new();
+        assert!(o.push("12345".into()));
+        assert!(o.next_batch_after(0, &mut messages).await.is_none());
+        // Being written: still counted.
+        assert_eq!(o.bytes(), 5);
+        messages.clear();
+        assert!(o.push("1234".into()));
+        assert!(o.next_batch_after(5, &mut messages).await.is_none());
+        assert_eq!((messages.len(), o.bytes()), (1, 4));
     }
 
     #[tokio::test]

@@ -285,7 +285,7 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) {
-        metrics::counter!("chorus_messages_in_total").increment(1);
+        crate::hot_metrics().messages_in.increment(1);
         let limit = self.node.config.max_message_bytes;
         if text.len() > limit {
             refuse(&self.outbox, ErrorCode::MessageTooLarge, close::MESSAGE_TOO_BIG, format!("message of {} bytes is over the {limit}-byte limit", text.len()));

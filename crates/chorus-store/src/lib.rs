@@ -428,6 +428,17 @@ pub trait DocStore: Send + Sync + 'static {
     /// of more than [`MAX_GROUP`] ops is refused ([`StoreError::Backend`]).
     async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>>;
 
+    /// [`append_group`](Self::append_group), answered now on the caller's
+    /// thread by a store that never waits (the one in memory); `None`, the
+    /// default, from a store that may wait (over a network, on a writer
+    /// thread): the caller then awaits `append_group`. A room commits on
+    /// every op: this spares it the owned copy of the group and the boxed
+    /// future that a call which may wait needs.
+    fn append_group_now(&self, room: &str, doc: &str, group: &Group<'_>) -> Option<StoreResult<Vec<Appended>>> {
+        let _ = (room, doc, group);
+        None
+    }
+
     /// Ops after `version` up to the head; `None` when the log no longer
     /// reaches back that far, does not reach `version` yet, or is another
     /// epoch. A document that does not exist is the empty text at version 0

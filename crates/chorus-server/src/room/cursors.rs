@@ -74,7 +74,7 @@ impl Room {
             gate.pending = None;
             self.publish_cursor(state).await;
         } else {
-            metrics::counter!("chorus_cursor_updates_coalesced_total").increment(u64::from(gate.pending.is_some()));
+            crate::hot_metrics().cursors_coalesced.increment(u64::from(gate.pending.is_some()));
             gate.pending = Some(state);
         }
     }
@@ -123,8 +123,8 @@ impl Room {
                 sent += 1;
             }
         }
-        metrics::counter!("chorus_messages_out_total").increment(sent);
-        metrics::histogram!("chorus_fanout_seconds").record(started.elapsed().as_secs_f64());
+        crate::hot_metrics().messages_out.increment(sent);
+        crate::hot_metrics().fanout_seconds.record(started.elapsed().as_secs_f64());
     }
 
     /// Everyone else's cursors, anchored to the present text.

@@ -214,7 +214,7 @@ impl Room {
                 }
             }
         }
-        metrics::counter!("chorus_messages_out_total").increment(sent);
+        crate::hot_metrics().messages_out.increment(sent);
         self.snapshot_if_due(name);
         true
     }

@@ -234,7 +234,7 @@ impl Room {
                     let mut copy = Kept::new(after, &user);
                     copy.saved = version;
                     self.histories.insert(&name, &user, copy);
-                    metrics::counter!("chorus_ops_committed_total").increment(1);
+                    crate::hot_metrics().ops_committed.increment(1);
                     return Ok(Some(version));
                 }
                 Appended::Duplicate { version } => {

@@ -378,7 +378,7 @@ impl Room {
                     }
                     Err(BusError::Closed) => break,
                 },
-                Some((doc, id)) = self.pipelines.done_rx.recv() => {
+                (doc, id) = self.pipelines.answered() => {
                     commanded = true;
                     self.group_done(&doc, id).await;
                 }
@@ -512,8 +512,8 @@ impl Room {
                 sent += 1;
             }
         }
-        metrics::counter!("chorus_messages_out_total").increment(sent);
-        metrics::histogram!("chorus_fanout_seconds").record(started.elapsed().as_secs_f64());
+        crate::hot_metrics().messages_out.increment(sent);
+        crate::hot_metrics().fanout_seconds.record(started.elapsed().as_secs_f64());
     }
 }
 

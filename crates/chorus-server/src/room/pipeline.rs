@@ -3,12 +3,14 @@
 //!
 //! While a document's group is in flight (one Lua script, one SQLite
 //! transaction), further submissions for it queue up; when its answer comes
-//! back, everything queued goes as the next group. The store call runs in
-//! its own task and its answer comes back to the room's loop as a message,
-//! so cursors, presence, values and other documents move meanwhile. A
-//! store that answers without waiting (the in-memory one) is answered in
-//! place instead: there is nothing to overlap, and a task and a message per
-//! group would cost more than the commit itself.
+//! back, everything queued goes as the next group. The room keeps the store
+//! call's future and its loop polls it beside the bus and the commands, so
+//! cursors, presence, values and other documents move meanwhile, and the
+//! store's answer wakes the room itself (a task of its own, answering with a
+//! message, put two more wake-ups, often a thread's, on every group's round
+//! trip). A store that never waits (the in-memory one) is answered in place
+//! ([`DocStore::append_group_now`](chorus_store::DocStore::append_group_now)):
+//! there is nothing to overlap.
 //!
 //! The replica changes only between groups: ops heard on the bus for a
 //! document with a group in flight wait for its answer (the store published
@@ -32,9 +34,8 @@ use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
 use chorus_core::text::{TextDoc, TextOp};
 use chorus_protocol::{ErrorCode, ServerMessage};
-use chorus_store::{Appended, Group, GroupOp, StoreError, StoreResult, MAX_GROUP};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use chorus_store::{Appended, Group, GroupOp, StoreResult, MAX_GROUP};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -70,8 +71,16 @@ struct InFlight {
     /// the answer is settled).
     head: u64,
     sent: Vec<Sent>,
-    task: JoinHandle<StoreResult<Vec<Appended>>>,
+    /// The store call, polled by the room's loop ([`Pipelines::answered`])
+    /// until it answers, or awaited when the group must be settled first.
+    /// (In a mutex only so that the room stays `Sync`: it is only ever
+    /// reached through `&mut`, never locked.)
+    commit: std::sync::Mutex<Commit>,
+    /// Its answer, once the loop has seen it.
+    answer: Option<StoreResult<Vec<Appended>>>,
 }
+
+type Commit = Pin<Box<dyn Future<Output = StoreResult<Vec<Appended>>> + Send>>;
 
 #[derive(Default)]
 struct Pipeline {
@@ -95,15 +104,28 @@ pub(super) struct Pipelines {
     /// Documents with a queue and no group in flight.
     ready: HashSet<Arc<str>>,
     next_id: u64,
-    done_tx: mpsc::UnboundedSender<(Arc<str>, u64)>,
-    /// Which group's answer came back (the room's loop listens).
-    pub done_rx: mpsc::UnboundedReceiver<(Arc<str>, u64)>,
 }
 
 impl Pipelines {
     pub(super) fn new() -> Self {
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
-        Self { docs: HashMap::new(), ready: HashSet::new(), next_id: 1, done_tx, done_rx }
+        Self { docs: HashMap::new(), ready: HashSet::new(), next_id: 1 }
+    }
+
+    /// Waits for the answer of a group in flight, in any document: which
+    /// group answered (its answer kept for settling). Pending while none is
+    /// in flight.
+    pub(super) fn answered(&mut self) -> impl Future<Output = (Arc<str>, u64)> + '_ {
+        std::future::poll_fn(move |cx| {
+            for (name, p) in &mut self.docs {
+                let Some(f) = p.in_flight.as_mut().filter(|f| f.answer.is_none()) else { continue };
+                let commit = f.commit.get_mut().unwrap_or_else(|p| p.into_inner());
+                if let Poll::Ready(answer) = commit.as_mut().poll(cx) {
+                    f.answer = Some(answer);
+                    return Poll::Ready((name.clone(), f.id));
+                }
+            }
+            Poll::Pending
+        })
     }
 
     /// Nothing queued or in flight, in any document.
@@ -197,7 +219,7 @@ impl Room {
         let mut sent: Vec<Sent> = Vec::new();
         let mut pending: Vec<TextOp> = Vec::new();
         let doc = &self.docs[name];
-        let (head, head_digest, epoch) = (doc.version(), doc.head_digest(), doc.epoch.clone());
+        let (head, head_digest) = (doc.version(), doc.head_digest());
         // The text after the ops moved so far, made only once a second op
         // needs it: most groups hold one op, and a copy of the text changed
         // by one op copies the rope's nodes on its path, to be freed again.
@@ -205,6 +227,11 @@ impl Room {
         let mut digest = head_digest;
         let now = Instant::now();
         while sent.len() < MAX_GROUP {
+            // The ops moved so far, copied for the transform of a second op
+            // only: most groups hold one.
+            if pending.len() < sent.len() {
+                pending.extend(sent[pending.len()..].iter().map(|s| s.op.clone()));
+            }
             let Some(q) = queue.front() else { break };
             // A client's later op waits for the next group when this one
             // holds its op of that seq or after (a resubmission, answered
@@ -252,7 +279,6 @@ impl Room {
                         continue;
                     }
                     digest = digest.next(head + 1 + sent.len() as u64, &q.client, q.sub.seq, &op);
-                    pending.push(op.clone());
                     sent.push(Sent { queued: q, op, digest });
                 }
             }
@@ -265,36 +291,46 @@ impl Room {
         if sent.is_empty() {
             return self.after_group(name);
         }
-        let ops: Vec<(String, u64, TextOp, Digest)> = sent.iter().map(|s| (s.queued.client.to_string(), s.queued.sub.seq, s.op.clone(), s.digest)).collect();
+        crate::hot_metrics().commit_groups.increment(1);
+        // A store that never waits (the one in memory) commits the group
+        // here, from the ops where they are: no copies, no future. Nothing
+        // else ran meanwhile, so no bus op was held.
+        if pause.is_none() {
+            let answer = {
+                let group_ops: Vec<GroupOp<'_>> =
+                    sent.iter().map(|s| GroupOp { client: &s.queued.client, seq: s.queued.sub.seq, op: &s.op, digest: s.digest }).collect();
+                let group = Group { epoch: &self.docs[name].epoch, expected: head, expected_digest: head_digest, ops: &group_ops };
+                self.rooms.backend.append_group_now(&self.name, name, &group)
+            };
+            if let Some(outcome) = answer {
+                self.settle(name, head, sent, outcome).await;
+                return self.after_group(name);
+            }
+        }
+        let epoch = self.docs[name].epoch.clone();
+        let ops: Vec<(Arc<str>, u64, TextOp, Digest)> = sent.iter().map(|s| (s.queued.client.clone(), s.queued.sub.seq, s.op.clone(), s.digest)).collect();
         let id = self.pipelines.next_id;
         self.pipelines.next_id += 1;
         let (store, room, doc) = (self.rooms.backend.clone(), self.name.clone(), name.clone());
-        metrics::counter!("chorus_commit_groups_total").increment(1);
-        let mut commit = Box::pin(async move {
+        let mut commit: Commit = Box::pin(async move {
             if let Some(pause) = pause {
                 tokio::time::sleep(pause).await;
             }
-            let group_ops: Vec<GroupOp<'_>> = ops.iter().map(|(client, seq, op, digest)| GroupOp { client, seq: *seq, op, digest: *digest }).collect();
+            let group_ops: Vec<GroupOp<'_>> = ops.iter().map(|(client, seq, op, digest)| GroupOp { client: &**client, seq: *seq, op, digest: *digest }).collect();
             let group = Group { epoch: &epoch, expected: head, expected_digest: head_digest, ops: &group_ops };
             store.append_group(&room, &doc, &group).await
         });
-        // A store that answers at once (the one in memory, which never
-        // waits) is settled here: a task of its own and a message back
-        // would cost more than the commit. Nothing else ran meanwhile, so
-        // no bus op was held.
+        // A store that answers at once all the same (one in memory behind
+        // another layer, or after a pause) is settled here, with nothing to
+        // overlap. Any other goes in flight; the loop's next poll of it
+        // registers the room's waker.
         let answered = commit.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         if let Poll::Ready(outcome) = answered {
             self.settle(name, head, sent, outcome).await;
             return self.after_group(name);
         }
-        let (doc, done) = (name.clone(), self.pipelines.done_tx.clone());
-        let task = tokio::spawn(async move {
-            let outcome = commit.await;
-            let _ = done.send((doc, id));
-            outcome
-        });
         let p = self.pipelines.docs.get_mut(name).expect("present above");
-        p.in_flight = Some(InFlight { id, head, sent, task });
+        p.in_flight = Some(InFlight { id, head, sent, commit: std::sync::Mutex::new(commit), answer: None });
     }
 
     /// A submission whose base is older than the replica's log: a
@@ -325,9 +361,9 @@ impl Room {
     pub(super) fn settle_in_flight<'a>(&'a mut self, name: &'a Arc<str>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             let Some(f) = self.pipelines.docs.get_mut(name).and_then(|p| p.in_flight.take()) else { return };
-            let outcome = match f.task.await {
-                Ok(outcome) => outcome,
-                Err(e) => Err(StoreError::Unavailable(format!("the commit task failed: {e}"))),
+            let outcome = match f.answer {
+                Some(answer) => answer,
+                None => f.commit.into_inner().unwrap_or_else(|p| p.into_inner()).await,
             };
             self.settle(name, f.head, f.sent, outcome).await;
             let held = self.pipelines.docs.get_mut(name).map(|p| std::mem::take(&mut p.held)).unwrap_or_default();
@@ -383,7 +419,7 @@ impl Room {
                     };
                     // The store published it to the other nodes with the commit.
                     self.apply(name, entry, origin.as_deref());
-                    metrics::counter!("chorus_ops_committed_total").increment(1);
+                    crate::hot_metrics().ops_committed.increment(1);
                     self.finish(name, s.queued, Ok(Committed { version, duplicate: false }));
                 }
                 Appended::Duplicate { version } => {

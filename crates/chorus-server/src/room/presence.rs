@@ -303,7 +303,7 @@ impl Room {
                     local.outbox.push_clearing_cursor(msg.clone(), &key);
                 }
             }
-            metrics::counter!("chorus_messages_out_total").increment(self.local.len() as u64);
+            crate::hot_metrics().messages_out.increment(self.local.len() as u64);
         }
         alive.then_some(key.1)
     }

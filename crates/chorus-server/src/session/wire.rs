@@ -79,12 +79,14 @@ pub(super) async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: 
     // Looked up once: a batch is written for every op a reader receives.
     let frames_written = metrics::counter!("chorus_frames_written_total");
     let mut messages = Vec::new();
+    // Bytes of the batch before, flushed to the socket: taken off the
+    // outbox's count in the same lock hold that takes the next batch (one
+    // lock per batch, not two; a stuck send or flush keeps them counted).
+    let mut handed = 0;
     loop {
-        let closing = outbox.next_batch_into(&mut messages).await;
+        let closing = outbox.next_batch_after(handed, &mut messages).await;
         let n = messages.len() as u64;
-        // Taken off the outbox's count once the batch is handed over (one
-        // lock per batch, not per message; a stuck send keeps them counted).
-        let mut handed = 0;
+        handed = 0;
         for text in messages.drain(..) {
             let len = text.len();
             if sink.feed(Message::Text(text)).await.is_err() {
@@ -92,7 +94,6 @@ pub(super) async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: 
             }
             handed += len;
         }
-        outbox.sent(handed);
         frames_written.increment(n);
         // A burst's vector is not kept for the connection's life.
         if messages.capacity() > KEPT_BATCH_CAPACITY {

@@ -101,10 +101,11 @@ impl MemoryStore {
         if log.epoch != c.epoch {
             return Appended::EpochChanged { epoch: log.epoch.clone() };
         }
-        // Lock order: documents, then histories.
-        let mut histories = lock(&self.inner.histories);
+        // Lock order: documents, then histories; taken only by a commit
+        // that moves an undo history (most carry none).
+        let mut histories = c.history.map(|_| lock(&self.inner.histories));
         let history_key = c.history.map(|h| (room.to_owned(), doc.to_owned(), h.user.to_owned()));
-        if let (Some(h), Some(k)) = (c.history, &history_key) {
+        if let (Some(h), Some(k), Some(histories)) = (c.history, &history_key, &histories) {
             let stored = histories.get(k);
             if stored.map_or(0, |s| s.rev) != h.expected_rev {
                 return match stored {
@@ -140,7 +141,7 @@ impl MemoryStore {
             }
         }
         log.changed_at = at;
-        if let (Some(h), Some(k)) = (c.history, history_key) {
+        if let (Some(h), Some(k), Some(histories)) = (c.history, history_key, histories.as_mut()) {
             histories.insert(k, History { rev: h.expected_rev + 1, token: h.token.to_owned(), saved: h.saved.to_owned(), op_version: version });
         }
         if let Some(new) = created {
@@ -149,6 +150,22 @@ impl MemoryStore {
         // Published under the document's lock, so in commit order.
         self.broadcast(room, RoomEvent::DocOp { doc: doc.to_owned(), entry });
         Appended::Committed { version, at }
+    }
+
+    /// A group of appends in one hold of the documents' lock.
+    fn append_group_locked(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
+        group.check_size()?;
+        let mut docs = lock(&self.inner.docs);
+        let mut outcomes = Vec::with_capacity(group.ops.len());
+        for c in group.commits() {
+            let outcome = self.append_to(&mut docs, room, doc, &c);
+            let committed = matches!(outcome, Appended::Committed { .. });
+            outcomes.push(outcome);
+            if !committed {
+                break;
+            }
+        }
+        Ok(outcomes)
     }
 
     pub(super) fn doc_head(&self, room: &str, doc: &str) -> Option<DocHead> {
@@ -183,18 +200,11 @@ impl DocStore for MemoryStore {
     }
 
     async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
-        group.check_size()?;
-        let mut docs = lock(&self.inner.docs);
-        let mut outcomes = Vec::with_capacity(group.ops.len());
-        for c in group.commits() {
-            let outcome = self.append_to(&mut docs, room, doc, &c);
-            let committed = matches!(outcome, Appended::Committed { .. });
-            outcomes.push(outcome);
-            if !committed {
-                break;
-            }
-        }
-        Ok(outcomes)
+        self.append_group_locked(room, doc, group)
+    }
+
+    fn append_group_now(&self, room: &str, doc: &str, group: &Group<'_>) -> Option<StoreResult<Vec<Appended>>> {
+        Some(self.append_group_locked(room, doc, group))
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
