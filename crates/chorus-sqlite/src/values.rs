@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chorus_core::crdt::Value;
-use chorus_store::{random_id, HistoryStore, RoomEvent, RoomValuesStored, Stamp, StoreResult, StoredHistory, StoredValue, ValuePut, ValueStore};
+use chorus_store::{random_id, HistoryStore, RoomEvent, RoomValuesStored, Stamp, StoreResult, StoredHistory, StoredValue, ValuePut, ValueStore, ValuesContent};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::docs::{bad, history_row, write_history};
@@ -15,6 +15,18 @@ pub(crate) fn values_stamp(conn: &Connection, room: &str) -> rusqlite::Result<Op
     conn.prepare_cached("SELECT epoch, seq FROM room_values WHERE room = ?1")?
         .query_row([room], |r| Ok(Stamp { epoch: r.get(0)?, seq: r.get::<_, i64>(1)? as u64 }))
         .optional()
+}
+
+/// What the room's values hold, from their stored JSON.
+pub(crate) fn values_content(conn: &Connection, room: &str) -> rusqlite::Result<ValuesContent> {
+    let mut stmt = conn.prepare_cached("SELECT name, version, state FROM vals WHERE room = ?1")?;
+    let rows = stmt.query_map([room], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))?;
+    let mut content = ValuesContent::default();
+    for row in rows {
+        let (name, version, json) = row?;
+        content = content.with(&name, version as u64, &json);
+    }
+    Ok(content)
 }
 
 fn state_from(json: &str) -> rusqlite::Result<Value> {

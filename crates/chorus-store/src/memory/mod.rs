@@ -79,10 +79,12 @@ impl MemoryStore {
 impl StatusStore for MemoryStore {
     async fn status(&self, room: &str, docs: &[&str], now: chorus_core::presence::Millis) -> StoreResult<RoomStatus> {
         let (presence, members) = self.presence_status(room, now);
+        let (values, value_content) = self.values_status(room);
         Ok(RoomStatus {
             presence,
             members,
-            values: self.values_stamp(room),
+            values,
+            value_content,
             docs: docs.iter().map(|d| self.doc_head(room, d)).collect(),
         })
     }

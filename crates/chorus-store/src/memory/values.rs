@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::{lock, MemoryStore};
-use crate::{random_id, HistoryStore, RoomEvent, RoomValuesStored, Stamp, StoreResult, StoredHistory, StoredValue, ValuePut, ValueStore};
+use crate::{random_id, HistoryStore, RoomEvent, RoomValuesStored, Stamp, StoreResult, StoredHistory, StoredValue, ValuePut, ValueStore, ValuesContent};
 
 pub(super) struct RoomValues {
     values: HashMap<String, (StoredValue, String)>,
@@ -30,8 +30,11 @@ pub(super) struct History {
 }
 
 impl MemoryStore {
-    pub(super) fn values_stamp(&self, room: &str) -> Option<Stamp> {
-        lock(&self.inner.values).get(room).map(RoomValues::stamp)
+    /// The room's values stamp, and what its values hold.
+    pub(super) fn values_status(&self, room: &str) -> (Option<Stamp>, ValuesContent) {
+        let values = lock(&self.inner.values);
+        let Some(v) = values.get(room) else { return (None, ValuesContent::default()) };
+        (Some(v.stamp()), ValuesContent::of(v.values.iter().map(|(n, (v, _))| (n.as_str(), v))))
     }
 }
 
