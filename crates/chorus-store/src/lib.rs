@@ -68,6 +68,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store error: {0}")]
     Backend(String),
+    /// The request named an incarnation of a document (its epoch) that the
+    /// store no longer has: the document was deleted, or discarded and
+    /// created again, since. Nothing was written; asking again cannot help.
+    #[error("stale: {0}")]
+    Stale(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -564,8 +569,15 @@ pub trait HistoryStore: Send + Sync + 'static {
 
     /// Writes `saved` as revision `expected_rev + 1` if the stored history
     /// is at `expected_rev` (0: none stored). True when written, by this
-    /// call or by an earlier one with the same `token`.
-    async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool>;
+    /// call or by an earlier one with the same `token`. The history is of
+    /// incarnation `epoch` of the document: when the document is not there
+    /// (deleted) or is another incarnation, nothing is written and the
+    /// answer is [`StoreError::Stale`], so a replica that missed a deletion
+    /// never leaves a history behind for a document that is gone.
+    // The write's fields as in an undo's [`HistoryWrite`], with the
+    // incarnation it is of.
+    #[allow(clippy::too_many_arguments)]
+    async fn save_history(&self, room: &str, doc: &str, epoch: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool>;
 }
 
 /// Where a room stands in the store: its presence and values stamps, who

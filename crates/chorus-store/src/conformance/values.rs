@@ -124,11 +124,12 @@ async fn the_status_tells_what_the_values_hold<B: Backend>(b: B) {
 async fn histories_are_kept_per_user_and_document<B: Backend>(b: B) {
     let check = "histories_are_kept_per_user_and_document";
     assert_eq!(b.load_history("r", "d", "ann").await.unwrap(), None, "{check}");
-    assert!(b.save_history("r", "d", "ann", 0, "1", "one").await.unwrap());
-    assert!(b.save_history("r", "d", "ann", 1, "2", "two").await.unwrap());
-    assert!(b.save_history("r", "d", "bob", 0, "3", "bob's").await.unwrap());
-    assert!(b.save_history("r", "e", "ann", 0, "4", "other doc").await.unwrap());
-    assert!(b.save_history("s", "d", "ann", 0, "5", "other room").await.unwrap());
+    let (d, e, s) = (b.load("r", "d").await.unwrap().epoch, b.load("r", "e").await.unwrap().epoch, b.load("s", "d").await.unwrap().epoch);
+    assert!(b.save_history("r", "d", &d, "ann", 0, "1", "one").await.unwrap());
+    assert!(b.save_history("r", "d", &d, "ann", 1, "2", "two").await.unwrap());
+    assert!(b.save_history("r", "d", &d, "bob", 0, "3", "bob's").await.unwrap());
+    assert!(b.save_history("r", "e", &e, "ann", 0, "4", "other doc").await.unwrap());
+    assert!(b.save_history("s", "d", &s, "ann", 0, "5", "other room").await.unwrap());
     for (room, doc, user, rev, saved) in [("r", "d", "ann", 2, "two"), ("r", "d", "bob", 1, "bob's"), ("r", "e", "ann", 1, "other doc"), ("s", "d", "ann", 1, "other room")] {
         let got = b.load_history(room, doc, user).await.unwrap();
         assert_eq!(got, Some(StoredHistory { rev, saved: saved.into() }), "{check}: {room} {doc} {user}");
