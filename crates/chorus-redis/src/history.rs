@@ -5,7 +5,7 @@
 //! written by the append script, in one step.
 
 use async_trait::async_trait;
-use chorus_store::{HistoryStore, StoreResult, StoredHistory};
+use chorus_store::{HistoryStore, StoreError, StoreResult, StoredHistory};
 use redis::Value as Reply;
 
 use crate::{decode_error, doc_key, number, text, RedisStore};
@@ -27,14 +27,19 @@ impl HistoryStore for RedisStore {
         }
     }
 
-    async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
+    async fn save_history(&self, room: &str, doc: &str, epoch: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
         let written: i64 = self.invoke(self.scripts.history_save
             .key(doc_key(room, doc, "history"))
             .key(doc_key(room, doc, "history-rev"))
+            .key(doc_key(room, doc, "meta"))
             .arg(user)
             .arg(expected_rev.to_string())
             .arg(token)
-            .arg(saved)).await?;
+            .arg(saved)
+            .arg(epoch)).await?;
+        if written < 0 {
+            return Err(StoreError::Stale(format!("no undo history saved for document {doc}: it is not incarnation {epoch} any more (deleted or created again)")));
+        }
         Ok(written == 1)
     }
 }

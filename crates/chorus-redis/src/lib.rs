@@ -405,7 +405,7 @@ mod tests {
         b.ops_since("r", "d", &d.epoch, 0).await.unwrap();
         b.last_committed("r", "d", "a").await.unwrap();
         b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 0, text: String::new(), trim_to: 0, trim_digest: Digest::EMPTY }).await.unwrap();
-        assert!(b.save_history("r", "d", "ann", 0, "t0", "h").await.unwrap());
+        assert!(b.save_history("r", "d", &d.epoch, "ann", 0, "t0", "h").await.unwrap());
         assert!(b.discard_if_empty("r", "d", &d.epoch).await.unwrap());
         assert_eq!(room_keys(&server), Vec::<String>::new(), "a document opened and never edited leaves no key once discarded");
         let d = b.load("r", "d").await.unwrap();
@@ -424,7 +424,7 @@ mod tests {
         let c = Commit { epoch: &d.epoch, expected: 4, expected_digest: digest, client: "h:ann", seq: 1, op: &op, digest: next, history };
         assert!(matches!(b.append("r", "d", &c).await.unwrap(), Appended::Committed { version: 5, .. }));
         b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 3, text: "xxx".into(), trim_to: 2, trim_digest: Digest::EMPTY }).await.unwrap();
-        assert!(b.save_history("r", "d", "bob", 0, "t2", "h2").await.unwrap());
+        assert!(b.save_history("r", "d", &d.epoch, "bob", 0, "t2", "h2").await.unwrap());
         let kinds = ["clients", "history", "history-rev", "log", "meta", "snapshot"];
         let mut expected: Vec<String> = kinds.iter().map(|k| doc_key("r", "d", k)).collect();
         expected.push(room_key("r", "docs"));

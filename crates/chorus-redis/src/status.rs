@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chorus_core::presence::Millis;
-use chorus_store::{DocHead, LiveMembers, RoomStatus, StatusStore, StoreResult};
+use chorus_store::{DocHead, LiveMembers, RoomStatus, StatusStore, StoreResult, ValuesContent};
 use redis::Value as Reply;
 
 use crate::docs::digest;
@@ -15,14 +15,14 @@ use crate::{decode_error, doc_key, number, stamp, text, RedisStore};
 impl StatusStore for RedisStore {
     async fn status(&self, room: &str, docs: &[&str], now: Millis) -> StoreResult<RoomStatus> {
         let [members, _, expiry, presence] = presence_keys(room);
-        let [_, _, _, values] = value_keys(room);
+        let [versions, states, _, values] = value_keys(room);
         let mut invocation = self.scripts.room_status.key(presence);
-        invocation.key(members).key(expiry).key(values).arg(now);
+        invocation.key(members).key(expiry).key(values).key(versions).key(states).arg(now);
         for doc in docs {
             invocation.key(doc_key(room, doc, "meta"));
         }
         let items: Vec<Reply> = self.invoke(&mut invocation).await?;
-        let [p_epoch, p_seq, live, fingerprint, v_epoch, v_seq, heads @ ..] = items.as_slice() else {
+        let [p_epoch, p_seq, live, fingerprint, v_epoch, v_seq, v_count, v_fingerprint, heads @ ..] = items.as_slice() else {
             return Err(decode_error("room status", format!("{items:?}")));
         };
         let docs = heads
@@ -35,6 +35,8 @@ impl StatusStore for RedisStore {
             .collect::<StoreResult<Vec<_>>>()?;
         let fingerprint = u32::from_str_radix(&text(fingerprint)?, 16).map_err(|e| decode_error("member fingerprint", e))?;
         let members = LiveMembers { count: number(live)? as usize, fingerprint };
-        Ok(RoomStatus { presence: stamp(p_epoch, p_seq)?, members, values: stamp(v_epoch, v_seq)?, docs })
+        let v_fingerprint = u32::from_str_radix(&text(v_fingerprint)?, 16).map_err(|e| decode_error("values fingerprint", e))?;
+        let value_content = ValuesContent { count: number(v_count)? as usize, fingerprint: v_fingerprint };
+        Ok(RoomStatus { presence: stamp(p_epoch, p_seq)?, members, values: stamp(v_epoch, v_seq)?, value_content, docs })
     }
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use chorus_core::crdt::{Change, HlcClock, Value, ValueError, ValueKind};
 use chorus_protocol::{ErrorCode, ValueState};
-use chorus_store::{RoomValuesStored, Stamp, StoredValue};
+use chorus_store::{RoomValuesStored, Stamp, StoredValue, ValuesContent};
 
 use crate::refusal::Refusal;
 
@@ -91,6 +91,11 @@ impl RoomValues {
         self.stamp.as_ref()
     }
 
+    /// What the values hold, as the store's status tells it.
+    pub fn content(&self) -> ValuesContent {
+        ValuesContent::of(self.values.iter().map(|(n, v)| (n.as_str(), v)))
+    }
+
     /// Notes that the store's values are at `stamp`; whether that follows
     /// what was seen.
     pub fn saw(&mut self, stamp: &Stamp) -> Sequence {
@@ -103,10 +108,12 @@ impl RoomValues {
 
     /// Replaces everything known with the store's (after missing events).
     /// Returns the values that changed, as clients see them, and whether
-    /// some value is gone (which no `value` message can tell).
+    /// some value is gone or went back to another state at its version or
+    /// an older one (which no `value` message can tell: clients take only
+    /// newer versions).
     pub fn reset(&mut self, stored: RoomValuesStored) -> (Vec<ValueState>, bool) {
         let fresh: HashMap<String, StoredValue> = stored.values.into_iter().collect();
-        let gone = self.values.keys().any(|n| !fresh.contains_key(n));
+        let retold = self.values.iter().any(|(n, old)| fresh.get(n).is_none_or(|v| v.version <= old.version && v.state != old.state));
         let mut changed: Vec<ValueState> = fresh
             .iter()
             .filter(|(n, v)| self.values.get(*n).is_none_or(|old| old.version != v.version || old.state != v.state))
@@ -116,7 +123,7 @@ impl RoomValues {
         self.sizes = fresh.iter().map(|(n, v)| (n.clone(), bytes_of(&v.state))).collect();
         self.values = fresh;
         self.stamp = stored.stamp;
-        (changed, gone)
+        (changed, retold)
     }
 
     /// The state `change` makes of value `name` (created as `kind` when it
@@ -155,7 +162,11 @@ impl RoomValues {
     }
 
     /// The store had a newer state (or none): remember it, to retry on.
-    pub fn conflict(&mut self, name: &str, current: Option<StoredValue>) {
+    /// True when it is older than what this node held (the store went
+    /// back): clients were told a version the store no longer has, and take
+    /// the store's only with the whole room.
+    pub fn conflict(&mut self, name: &str, current: Option<StoredValue>) -> bool {
+        let went_back = current.as_ref().map_or(0, |v| v.version) < self.values.get(name).map_or(0, |v| v.version);
         match current {
             Some(v) => {
                 self.sizes.insert(name.to_owned(), bytes_of(&v.state));
@@ -166,6 +177,7 @@ impl RoomValues {
                 self.values.remove(name);
             }
         }
+        went_back
     }
 
     /// A state written as `version` (here, or heard on the bus). Returns what
@@ -243,8 +255,11 @@ mod tests {
         values.changed("b", 1, p.state.clone());
         let (changed, gone) = values.reset(RoomValuesStored { values: vec![("a".into(), StoredValue { version: 1, state: p.state.clone() })], stamp: None });
         assert!(changed.is_empty() && gone, "b went, a is as it was");
-        let (changed, gone) = values.reset(RoomValuesStored { values: vec![("a".into(), StoredValue { version: 2, state: p.state })], stamp: None });
+        let (changed, gone) = values.reset(RoomValuesStored { values: vec![("a".into(), StoredValue { version: 2, state: p.state.clone() })], stamp: None });
         assert_eq!((changed.len(), gone), (1, false));
+        let other = values.prepare("a", ValueKind::GCounter, &Change::Increment { by: 5 }, "bob", LIMITS, 2).unwrap().state;
+        let (changed, retold) = values.reset(RoomValuesStored { values: vec![("a".into(), StoredValue { version: 2, state: other })], stamp: None });
+        assert_eq!((changed.len(), retold), (1, true), "another state at the same version: only a joined tells clients");
     }
 
     #[test]

@@ -279,6 +279,53 @@ async fn members_that_differ_at_the_same_stamp_are_reconciled_on_a_cluster() {
     members_that_differ_at_the_same_stamp_are_reconciled(Redis::cluster(Persistence::None)).await
 }
 
+/// The same for values: the store went back (an older copy of the room's
+/// values restored) and the next write made the same version again, with
+/// another state. The stamps agree again, the values do not: every node
+/// had "two" as version 2, and the store has "three". The reconciliation
+/// compares what the values hold at the same stamp: node a reloads them,
+/// and every client (the writer's too, whose node saw the store go back)
+/// is told "three", though at a version it has seen (by a `joined`).
+async fn values_that_differ_at_the_same_stamp_are_reconciled(mut redis: Redis) {
+    let tune = |c: &mut chorus_server::Config| c.reconcile_interval_ms = 1_000;
+    let a = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
+    let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
+    let mut watcher = a.client("watcher").await;
+    watcher.join(ROOM, None).await.unwrap();
+    let mut writer = b.client("writer").await;
+    writer.join(ROOM, None).await.unwrap();
+    let set = |s: &str| Change::Set { value: serde_json::json!(s) };
+    let pattern = format!("chorus:{{{ROOM}}}:values:*");
+    let server = redis.server_for(&pattern);
+    writer.update_value(ROOM, "title", ValueKind::Register, set("one")).await.unwrap();
+    let earlier = server.dump_keys(&pattern);
+    assert_eq!(writer.update_value(ROOM, "title", ValueKind::Register, set("two")).await.unwrap(), 2);
+    wait_for_value(&mut watcher, "title", "two", Duration::from_secs(5)).await;
+    server.restore_keys(&pattern, &earlier);
+    assert_eq!(writer.update_value(ROOM, "title", ValueKind::Register, set("three")).await.unwrap(), 2, "version 2 again");
+    wait_for_value(&mut writer, "title", "three", Duration::from_secs(10)).await;
+    wait_for_value(&mut watcher, "title", "three", Duration::from_secs(10)).await;
+}
+
+/// Waits until the client was told that value `name` holds `expected`.
+async fn wait_for_value(c: &mut chorus_client::Client, name: &str, expected: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while c.value(ROOM, name).is_none_or(|v| v.value != serde_json::json!(expected)) {
+        assert!(tokio::time::Instant::now() < deadline, "{} was never told {name} = {expected:?}; it holds {:?}", c.connection(), c.value(ROOM, name));
+        c.pump(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn values_that_differ_at_the_same_stamp_are_reconciled_on_redis() {
+    values_that_differ_at_the_same_stamp_are_reconciled(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn values_that_differ_at_the_same_stamp_are_reconciled_on_a_cluster() {
+    values_that_differ_at_the_same_stamp_are_reconciled(Redis::cluster(Persistence::None)).await
+}
+
 /// A join the store carried out (and announced) but whose answer was lost:
 /// the connection is told to retry, and its entry is taken back, so nobody
 /// lists a member for the TTL that never got in.

@@ -230,18 +230,19 @@ impl StatusStore for SqliteStore {
     async fn status(&self, room: &str, docs: &[&str], now: Millis) -> StoreResult<RoomStatus> {
         let RoomStatus { presence, members, .. } = self.inner.memory.status(room, &[], now).await?;
         let (r, names): (String, Vec<String>) = (room.to_owned(), docs.iter().map(|d| (*d).to_owned()).collect());
-        let (values, docs) = self
+        let (values, value_content, docs) = self
             .read(move |conn| {
                 let tx = conn.unchecked_transaction()?;
                 let values = values::values_stamp(&tx, &r)?;
+                let content = values::values_content(&tx, &r)?;
                 let mut heads = Vec::with_capacity(names.len());
                 for name in &names {
                     heads.push(docs::doc_row(&tx, &r, name)?.map(docs::head_of));
                 }
-                Ok((values, heads))
+                Ok((values, content, heads))
             })
             .await?;
-        Ok(RoomStatus { presence, members, values, docs })
+        Ok(RoomStatus { presence, members, values, value_content, docs })
     }
 }
 

@@ -262,7 +262,7 @@ async fn an_untouched_document_and_a_deleted_one_leave_no_row() {
     b.ops_since("r", "d", &d.epoch, 0).await.unwrap();
     b.last_committed("r", "d", "a").await.unwrap();
     b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 0, text: String::new(), trim_to: 0, trim_digest: Digest::EMPTY }).await.unwrap();
-    assert!(b.save_history("r", "d", "ann", 0, "t0", "h").await.unwrap());
+    assert!(b.save_history("r", "d", &d.epoch, "ann", 0, "t0", "h").await.unwrap());
     assert!(b.discard_if_empty("r", "d", &d.epoch).await.unwrap());
     assert_eq!(document_rows(&path), none, "a document opened and never edited leaves no row once discarded");
     let d = b.load("r", "d").await.unwrap();
@@ -273,7 +273,7 @@ async fn an_untouched_document_and_a_deleted_one_leave_no_row() {
     let history = Some(HistoryWrite { user: "ann", expected_rev: 0, token: "t", saved: "h" });
     let c = Commit { epoch: &d.epoch, expected: 4, expected_digest: digest, client: "h:ann", seq: 1, op: &op, digest: next, history };
     assert!(matches!(b.append("r", "d", &c).await.unwrap(), Appended::Committed { version: 5, .. }));
-    assert!(b.save_history("r", "d", "bob", 0, "t2", "h2").await.unwrap());
+    assert!(b.save_history("r", "d", &d.epoch, "bob", 0, "t2", "h2").await.unwrap());
     b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 3, text: "xxx".into(), trim_to: 2, trim_digest: Digest::EMPTY }).await.unwrap();
     assert_eq!(document_rows(&path), vec![("docs", 1), ("snapshots", 1), ("ops", 3), ("clients", 2), ("histories", 2)]);
     assert!(b.delete_doc("r", "d").await.unwrap().is_some());

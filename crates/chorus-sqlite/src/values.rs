@@ -4,10 +4,10 @@
 
 use async_trait::async_trait;
 use chorus_core::crdt::Value;
-use chorus_store::{random_id, HistoryStore, RoomEvent, RoomValuesStored, Stamp, StoreResult, StoredHistory, StoredValue, ValuePut, ValueStore};
+use chorus_store::{random_id, HistoryStore, StoreError, RoomEvent, RoomValuesStored, Stamp, StoreResult, StoredHistory, StoredValue, ValuePut, ValueStore, ValuesContent};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::docs::{bad, history_row, write_history};
+use crate::docs::{bad, doc_row, history_row, write_history};
 use crate::writer::Events;
 use crate::SqliteStore;
 
@@ -15,6 +15,18 @@ pub(crate) fn values_stamp(conn: &Connection, room: &str) -> rusqlite::Result<Op
     conn.prepare_cached("SELECT epoch, seq FROM room_values WHERE room = ?1")?
         .query_row([room], |r| Ok(Stamp { epoch: r.get(0)?, seq: r.get::<_, i64>(1)? as u64 }))
         .optional()
+}
+
+/// What the room's values hold, from their stored JSON.
+pub(crate) fn values_content(conn: &Connection, room: &str) -> rusqlite::Result<ValuesContent> {
+    let mut stmt = conn.prepare_cached("SELECT name, version, state FROM vals WHERE room = ?1")?;
+    let rows = stmt.query_map([room], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))?;
+    let mut content = ValuesContent::default();
+    for row in rows {
+        let (name, version, json) = row?;
+        content = content.with(&name, version as u64, &json);
+    }
+    Ok(content)
 }
 
 fn state_from(json: &str) -> rusqlite::Result<Value> {
@@ -84,18 +96,25 @@ impl HistoryStore for SqliteStore {
         .await
     }
 
-    async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
+    async fn save_history(&self, room: &str, doc: &str, epoch: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
         let (r, d, u, t, s) = (room.to_owned(), doc.to_owned(), user.to_owned(), token.to_owned(), saved.to_owned());
-        self.writer()
+        let e = epoch.to_owned();
+        let written = self
+            .writer()
             .run(move |conn, _| {
+                // In the writer's transaction: no deletion comes between.
+                if doc_row(conn, &r, &d)?.is_none_or(|row| row.epoch != e) {
+                    return Ok(None);
+                }
                 match history_row(conn, &r, &d, &u)? {
-                    Some((rev, stored_token, _)) if rev != expected_rev => return Ok(stored_token == t),
-                    None if expected_rev != 0 => return Ok(false),
+                    Some((rev, stored_token, _)) if rev != expected_rev => return Ok(Some(stored_token == t)),
+                    None if expected_rev != 0 => return Ok(Some(false)),
                     _ => {}
                 }
                 write_history(conn, (&r, &d, &u), expected_rev + 1, &t, &s, 0)?;
-                Ok(true)
+                Ok(Some(true))
             })
-            .await
+            .await?;
+        written.ok_or_else(|| StoreError::Stale(format!("no undo history saved for document {doc}: it is not incarnation {epoch} any more (deleted or created again)")))
     }
 }

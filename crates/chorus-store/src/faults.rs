@@ -256,8 +256,8 @@ impl<B: Backend> HistoryStore for Faulty<B> {
     async fn load_history(&self, room: &str, doc: &str, user: &str) -> StoreResult<Option<StoredHistory>> {
         self.run(Call::LoadHistory, self.inner.load_history(room, doc, user)).await
     }
-    async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
-        self.run(Call::SaveHistory, self.inner.save_history(room, doc, user, expected_rev, token, saved)).await
+    async fn save_history(&self, room: &str, doc: &str, epoch: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
+        self.run(Call::SaveHistory, self.inner.save_history(room, doc, epoch, user, expected_rev, token, saved)).await
     }
 }
 

@@ -30,8 +30,9 @@
 //!   and never edited is discarded once nobody reads it, so it leaves
 //!   nothing behind.
 //! - [`StatusStore`] answers, in one call, where a room's presence, values
-//!   and documents stand (with who is live, not only the presence stamp),
-//!   for the periodic reconciliation that repairs any event a node missed.
+//!   and documents stand (with who is live, not only the presence stamp,
+//!   and what the values hold, not only their stamp), for the periodic
+//!   reconciliation that repairs any event a node missed.
 //!
 //! Every name a client chooses (rooms, documents, values, users) must reach
 //! only its own record: a backend keeps them apart by construction (tuples,
@@ -67,6 +68,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store error: {0}")]
     Backend(String),
+    /// The request named an incarnation of a document (its epoch) that the
+    /// store no longer has: the document was deleted, or discarded and
+    /// created again, since. Nothing was written; asking again cannot help.
+    #[error("stale: {0}")]
+    Stale(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -574,18 +580,26 @@ pub trait HistoryStore: Send + Sync + 'static {
 
     /// Writes `saved` as revision `expected_rev + 1` if the stored history
     /// is at `expected_rev` (0: none stored). True when written, by this
-    /// call or by an earlier one with the same `token`.
-    async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool>;
+    /// call or by an earlier one with the same `token`. The history is of
+    /// incarnation `epoch` of the document: when the document is not there
+    /// (deleted) or is another incarnation, nothing is written and the
+    /// answer is [`StoreError::Stale`], so a replica that missed a deletion
+    /// never leaves a history behind for a document that is gone.
+    // The write's fields as in an undo's [`HistoryWrite`], with the
+    // incarnation it is of.
+    #[allow(clippy::too_many_arguments)]
+    async fn save_history(&self, room: &str, doc: &str, epoch: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool>;
 }
 
 /// Where a room stands in the store: its presence and values stamps, who
-/// is live in it, and the heads of the documents asked about (`None`: the
-/// document does not exist).
+/// is live in it, what its values hold, and the heads of the documents
+/// asked about (`None`: the document does not exist).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomStatus {
     pub presence: Option<Stamp>,
     pub members: LiveMembers,
     pub values: Option<Stamp>,
+    pub value_content: ValuesContent,
     pub docs: Vec<Option<DocHead>>,
 }
 
@@ -615,6 +629,49 @@ impl LiveMembers {
 /// server's.
 pub fn connection_hash(connection: &str) -> u32 {
     let digest = sha1_smol::Sha1::from(connection.as_bytes()).digest().bytes();
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// What a room's values hold, in a few bytes: how many, and a fingerprint
+/// of their names, versions and states. As for members, the values stamp
+/// counts writes without naming them: a store that went back and moved on
+/// by as many writes (another state written as the same version), leaves a
+/// node's values and the store's apart at the same stamp. Comparing these
+/// tells.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ValuesContent {
+    pub count: usize,
+    /// The XOR of [`value_hash`] over the values: the same whatever their
+    /// order, so a store computes it as it walks them.
+    pub fingerprint: u32,
+}
+
+impl ValuesContent {
+    /// The content of values as a node holds them, each state in its stored
+    /// form (`serde_json::to_string`, which every backend stores and which
+    /// reads back to the same state, floats included: the workspace's
+    /// serde_json parses them exactly).
+    pub fn of<'a>(values: impl IntoIterator<Item = (&'a str, &'a StoredValue)>) -> Self {
+        values.into_iter().fold(Self::default(), |acc, (name, v)| {
+            let json = serde_json::to_string(&v.state).unwrap_or_default();
+            acc.with(name, v.version, &json)
+        })
+    }
+
+    /// Adds one value, its state as stored (JSON).
+    pub fn with(self, name: &str, version: u64, json: &str) -> Self {
+        Self { count: self.count + 1, fingerprint: self.fingerprint ^ value_hash(name, version, json) }
+    }
+}
+
+/// A value's part of [`ValuesContent::fingerprint`]: the first 32 bits of
+/// the SHA-1 of `LEN:NAME:VERSION:JSON` (LEN the name's length in bytes,
+/// VERSION in decimal), which a Redis script computes too.
+pub fn value_hash(name: &str, version: u64, json: &str) -> u32 {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(format!("{}:{name}:{version}:", name.len()).as_bytes());
+    sha.update(json.as_bytes());
+    let digest = sha.digest().bytes();
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
@@ -648,5 +705,44 @@ mod tests {
         assert_ne!(LiveMembers::of(["a", "b"]), LiveMembers::of(["a", "c"]), "the same count, other members");
         // What Redis computes with tonumber(string.sub(redis.sha1hex(conn), 1, 8), 16).
         assert_eq!(connection_hash("abc"), 0xa999_3e36, "sha1(abc) = a9993e36...");
+    }
+
+    fn register(value: serde_json::Value) -> StoredValue {
+        use chorus_core::crdt::{Hlc, Value, ValueKind, ValueOp};
+        let mut state = Value::new(ValueKind::Register);
+        state.apply(&ValueOp::Set { value, stamp: Hlc::new(1, 0, "w") }).unwrap();
+        StoredValue { version: 1, state }
+    }
+
+    #[test]
+    fn values_content_names_states_not_only_versions() {
+        let (a, b) = (register(serde_json::json!("a")), register(serde_json::json!("b")));
+        assert_eq!(ValuesContent::of([]), ValuesContent::default());
+        assert_eq!(ValuesContent::of([("x", &a), ("y", &b)]), ValuesContent::of([("y", &b), ("x", &a)]), "order does not matter");
+        assert_ne!(ValuesContent::of([("x", &a)]), ValuesContent::of([("x", &b)]), "the same version, another state");
+        assert_ne!(ValuesContent::of([("x", &a)]), ValuesContent::of([("y", &a)]));
+        assert_ne!(ValuesContent::of([("x", &a)]), ValuesContent::of([("x", &StoredValue { version: 2, ..a.clone() })]));
+        // What Redis computes with tonumber(string.sub(redis.sha1hex('1:x:7:{}'), 1, 8), 16).
+        assert_eq!(value_hash("x", 7, "{}"), u32::from_str_radix(&sha1_smol::Sha1::from("1:x:7:{}").digest().to_string()[..8], 16).unwrap());
+    }
+
+    /// A node that heard a state as JSON (from a remote store or its bus)
+    /// fingerprints it as the node that wrote it: the state reads back
+    /// exactly, floats included, or nodes would find each other's values
+    /// apart for ever (and show their clients floats a last bit apart).
+    #[test]
+    fn a_state_fingerprints_the_same_after_a_round_trip_through_json() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let f = f64::from_bits(seed);
+            let f = if f.is_finite() { f } else { i as f64 / 7.0 };
+            let written = register(serde_json::json!({ "f": f, "g": 0.1 + 0.2 }));
+            let json = serde_json::to_string(&written.state).unwrap();
+            let read = StoredValue { version: 1, state: serde_json::from_str(&json).unwrap() };
+            assert_eq!(ValuesContent::of([("v", &read)]), ValuesContent::of([("v", &written)]), "{json}");
+        }
     }
 }

@@ -1,7 +1,12 @@
 -- Writes a user's undo history if it is still at the expected revision
 -- (0: none stored); 1 when written, by this call or by an earlier one with
--- the same token (whose answer was lost), else 0.
--- KEYS: histories, revisions. ARGV: user, expected revision, token, saved
+-- the same token (whose answer was lost), else 0; -1 (nothing written) when
+-- the document is not the incarnation named (deleted, or created again).
+-- KEYS: histories, revisions, the document's meta (hash).
+-- ARGV: user, expected revision, token, saved, epoch
+if redis.call('HGET', KEYS[3], 'epoch') ~= ARGV[5] then
+  return -1
+end
 local rec = redis.call('HGET', KEYS[2], ARGV[1])
 local rev, token = '0', nil
 if rec then

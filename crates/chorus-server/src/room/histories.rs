@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use chorus_core::oplog::{LogEntry, OpLog};
 use chorus_protocol::{ErrorCode, UndoAction};
-use chorus_store::{random_id, Appended, Backend, Commit, HistoryWrite, StoredHistory};
+use chorus_store::{random_id, Appended, Backend, Commit, HistoryWrite, StoreError, StoredHistory};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -125,9 +125,14 @@ fn save_later(store: Arc<dyn Backend>, room: Arc<str>, doc: Arc<str>, user: Stri
             if stored.and_then(|s| History::saved_version(&s.saved, &epoch)).is_some_and(|v| v >= history.version()) {
                 return;
             }
-            match store.save_history(&room, &doc, &user, rev, &token, &history.save(&epoch)).await {
+            match store.save_history(&room, &doc, &epoch, &user, rev, &token, &history.save(&epoch)).await {
                 Ok(true) => return,
                 Ok(false) => continue,
+                Err(StoreError::Stale(why)) => {
+                    // Deleted (or created again) meanwhile: nothing to keep.
+                    debug!(%room, %doc, %user, "undo history not saved: {why}");
+                    return;
+                }
                 Err(e) => {
                     warn!(%room, %doc, %user, "could not save the undo history: {e}");
                     return;
@@ -167,12 +172,21 @@ impl Room {
             // None yet (or one of a lost incarnation): the user's edits from
             // now on are theirs to undo, on every node.
             let history = History::at(head);
-            match self.store().save_history(&self.name, name, user, rev, &random_id(), &history.save(&epoch)).await {
+            match self.store().save_history(&self.name, name, &epoch, user, rev, &random_id(), &history.save(&epoch)).await {
                 Ok(true) => {
                     self.histories.insert(name, user, Kept::new(history, user));
                     return;
                 }
                 Ok(false) => continue, // Another node made it meanwhile.
+                Err(StoreError::Stale(why)) => {
+                    // The store has no such incarnation: deleted (this replica
+                    // is fenced off when it hears or finds that), or discarded
+                    // while open here, in which case the first op creates it
+                    // again and the first undo writes the history with its op.
+                    debug!(room = %self.name, doc = %name, %user, "undo history kept here only: {why}");
+                    self.histories.insert(name, user, Kept::new(history, user));
+                    return;
+                }
                 Err(e) => {
                     warn!(room = %self.name, doc = %name, %user, "could not create the undo history: {e}");
                     return;

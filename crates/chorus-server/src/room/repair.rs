@@ -4,10 +4,12 @@
 //! delivered (a skipped stamp or version), a subscription that reported lag
 //! (a lost connection, a subscription the server ended), and the periodic
 //! reconciliation, which looks at where the room stands in the store (one
-//! call) and compares: presence and values stamps, and at the same presence
+//! call) and compares: presence and values stamps; at the same presence
 //! stamp who is live (a count and a fingerprint of the connections: stamps
-//! count changes without naming them), each open document's head and
-//! digest; and checks that the room's subscription still delivers.
+//! count changes without naming them), at the same values stamp what the
+//! values hold (a count and a fingerprint of names, versions and states);
+//! each open document's head and digest; and checks that the room's
+//! subscription still delivers.
 //! A difference the bus might still be delivering (the store is ahead by
 //! events in flight) is acted on when a second look finds it again; one the
 //! bus cannot explain (another epoch, a store that went back, another
@@ -22,7 +24,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chorus_store::{LiveMembers, Stamp};
+use chorus_store::{LiveMembers, Stamp, ValuesContent};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -48,6 +50,8 @@ pub(super) struct Repair {
     /// The store's live members, at a stamp the room is at too, that the
     /// last look found other than the room's list.
     suspect_members: Option<(Option<Stamp>, LiveMembers)>,
+    /// The same for what the values hold.
+    suspect_value_content: Option<(Option<Stamp>, ValuesContent)>,
 }
 
 /// The interval with up to a fifth more, so rooms do not all look at once.
@@ -68,6 +72,7 @@ impl Repair {
             suspect_presence: None,
             suspect_values: None,
             suspect_members: None,
+            suspect_value_content: None,
         }
     }
 
@@ -172,7 +177,7 @@ impl Room {
                 }
                 let same_stamp = self.members.stamp() == status.presence.as_ref();
                 let listed = self.members.live();
-                if let Some(why) = compare_members(same_stamp, listed, status.presence.as_ref(), status.members, &mut self.repair.suspect_members) {
+                if let Some(why) = compare_content(same_stamp, listed, status.presence.as_ref(), status.members, &mut self.repair.suspect_members) {
                     info!(room = %self.name, listed = listed.count, live = status.members.count, "reconciliation: the member list {why}; resyncing members");
                     metrics::counter!("chorus_room_resyncs_total", "reason" => "reconcile_members").increment(1);
                     self.repair.need_members();
@@ -180,6 +185,14 @@ impl Room {
                 if let Some(why) = compare(self.values.stamp(), status.values.as_ref(), &mut self.repair.suspect_values) {
                     info!(room = %self.name, "reconciliation: values {why}; reloading them");
                     metrics::counter!("chorus_room_resyncs_total", "reason" => "reconcile_values").increment(1);
+                    self.repair.need_values();
+                }
+                // The fingerprint is computed only where it is compared.
+                let same_stamp = self.values.stamp() == status.values.as_ref();
+                let held = if same_stamp { self.values.content() } else { ValuesContent::default() };
+                if let Some(why) = compare_content(same_stamp, held, status.values.as_ref(), status.value_content, &mut self.repair.suspect_value_content) {
+                    info!(room = %self.name, held = held.count, stored = status.value_content.count, "reconciliation: the values {why}; reloading them");
+                    metrics::counter!("chorus_room_resyncs_total", "reason" => "reconcile_value_content").increment(1);
                     self.repair.need_values();
                 }
                 for (name, head) in names.iter().zip(status.docs) {
@@ -229,14 +242,15 @@ fn compare(known: Option<&Stamp>, store: Option<&Stamp>, suspect: &mut Option<St
     verdict
 }
 
-/// Why the store's live members call for a resync though the stamps agree,
-/// if they do. At the same stamp the lists should be the same; when they
-/// are not, a change was made without an announcement this room heard, or
-/// announced with a number it had seen already (a store that went back and
-/// moved on between two looks). Acted on when the next look finds the same
-/// at the same stamp: an entry that just expired is live in the room's list
-/// until the sweep announces its leave (within a second).
-fn compare_members(same_stamp: bool, listed: LiveMembers, stamp: Option<&Stamp>, store: LiveMembers, suspect: &mut Option<(Option<Stamp>, LiveMembers)>) -> Option<&'static str> {
+/// Why the store's live members (or what its values hold) call for a resync
+/// though the stamps agree, if they do. At the same stamp the room and the
+/// store should hold the same; when they do not, a change was made without
+/// an announcement this room heard, or announced with a number it had seen
+/// already (a store that went back and moved on between two looks). Acted
+/// on when the next look finds the same at the same stamp: an entry that
+/// just expired is live in the room's list until the sweep announces its
+/// leave (within a second).
+fn compare_content<T: Copy + PartialEq>(same_stamp: bool, listed: T, stamp: Option<&Stamp>, store: T, suspect: &mut Option<(Option<Stamp>, T)>) -> Option<&'static str> {
     if !same_stamp || listed == store {
         // Another stamp is the stamps' comparison's to act on.
         *suspect = None;
@@ -257,13 +271,13 @@ mod tests {
         let mut suspect = None;
         let (ab, ac) = (LiveMembers::of(["a", "b"]), LiveMembers::of(["a", "c"]));
         let s = at("e", 3);
-        assert_eq!(compare_members(true, ab, Some(&s), ab, &mut suspect), None);
-        assert_eq!(compare_members(true, ab, Some(&s), ac, &mut suspect), None, "an expiry's leave may be on its way");
-        assert!(compare_members(true, ab, Some(&s), ac, &mut suspect).is_some(), "the same at the next look: same count, other members");
-        assert_eq!(compare_members(false, ab, Some(&at("e", 4)), ac, &mut suspect), None, "stamps that differ are compared as stamps");
-        assert_eq!(compare_members(true, ab, Some(&at("e", 4)), ac, &mut suspect), None, "moved on: look again");
-        assert_eq!(compare_members(true, ab, None, LiveMembers::default(), &mut suspect), None);
-        assert!(compare_members(true, ab, None, LiveMembers::default(), &mut suspect).is_some(), "listed members the store has no record of");
+        assert_eq!(compare_content(true, ab, Some(&s), ab, &mut suspect), None);
+        assert_eq!(compare_content(true, ab, Some(&s), ac, &mut suspect), None, "an expiry's leave may be on its way");
+        assert!(compare_content(true, ab, Some(&s), ac, &mut suspect).is_some(), "the same at the next look: same count, other members");
+        assert_eq!(compare_content(false, ab, Some(&at("e", 4)), ac, &mut suspect), None, "stamps that differ are compared as stamps");
+        assert_eq!(compare_content(true, ab, Some(&at("e", 4)), ac, &mut suspect), None, "moved on: look again");
+        assert_eq!(compare_content(true, ab, None, LiveMembers::default(), &mut suspect), None);
+        assert!(compare_content(true, ab, None, LiveMembers::default(), &mut suspect).is_some(), "listed members the store has no record of");
     }
 
     fn at(epoch: &str, seq: u64) -> Stamp {

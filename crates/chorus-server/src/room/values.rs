@@ -4,9 +4,12 @@
 //!
 //! A write carries a token, so a write whose answer was lost (a timeout, a
 //! dropped connection) is asked about again with the same token and found,
-//! never applied twice. A gap in the stamps reloads all values; values the
-//! store no longer has (it lost them) can only be told with the whole room
-//! (an unsolicited `joined`).
+//! never applied twice. A gap in the stamps reloads all values, and so does
+//! the reconciliation when the store's values hold something else at the
+//! same stamp (it went back and moved on). Values the store no longer has
+//! (it lost them), or holds in another state at the same or an older
+//! version, can only be told with the whole room (an unsolicited `joined`):
+//! clients take a `value` only when its version is newer.
 
 use std::time::Duration;
 
@@ -14,6 +17,7 @@ use chorus_core::crdt::{Change, ValueKind};
 use chorus_protocol::{ErrorCode, ServerMessage};
 use chorus_store::{random_id, Stamp, StoreError, ValuePut};
 use tokio::time::Instant;
+use tracing::info;
 
 use super::{Room, COMMIT_DEADLINE};
 use crate::clock::now_ms;
@@ -59,7 +63,14 @@ impl Room {
                     self.value_changed(&name, version, prepared.state);
                     return Ok(version);
                 }
-                ValuePut::Conflict { current } => self.values.conflict(&name, current),
+                ValuePut::Conflict { current } => {
+                    if self.values.conflict(&name, current) {
+                        // The store went back: tell clients what it holds
+                        // now, before the change made on it.
+                        info!(room = %self.name, value = %name, "the store holds an older version of the value than this node did; telling the room");
+                        self.send_joined_to_all();
+                    }
+                }
             }
         }
         Err(Refusal::new(ErrorCode::Unavailable, format!("value {name} is too busy to change; retry")))
@@ -83,8 +94,8 @@ impl Room {
     /// Repair: every value from the store, the differences told.
     pub(super) async fn resync_values(&mut self) -> Result<(), StoreError> {
         let stored = self.store().values(&self.name).await?;
-        let (changed, gone) = self.values.reset(stored);
-        if gone {
+        let (changed, retold) = self.values.reset(stored);
+        if retold {
             self.send_joined_to_all();
         } else {
             for value in changed {

@@ -214,7 +214,7 @@ async fn names_never_reach_another_documents_records<B: Backend>(b: B) {
         let ops = b.ops_since("r", w.doc, &w.epoch, 0).await.unwrap().unwrap();
         let trim_digest = if trim_to == 0 { Digest::EMPTY } else { ops[i - 1].digest };
         b.snapshot("r", w.doc, Snapshot { epoch: &w.epoch, version: w.head, text, trim_to, trim_digest }).await.unwrap();
-        b.save_history("r", w.doc, "ann", 0, "t", &format!("history of {}", w.doc)).await.unwrap();
+        b.save_history("r", w.doc, &w.epoch, "ann", 0, "t", &format!("history of {}", w.doc)).await.unwrap();
     }
     for (i, w) in writers.iter().enumerate() {
         let d = b.load("r", w.doc).await.unwrap();
@@ -257,9 +257,9 @@ async fn undo_commits_carry_their_history<B: Backend>(b: B) {
     let check = "undo_commits_carry_their_history";
     let mut w = Writer::open(&b, "r", "d").await;
     w.append("u3:ann:tab", 1, &ins(0, "hello")).await;
-    assert!(b.save_history("r", "d", "ann", 0, "create", "h0").await.unwrap(), "{check}: created at revision 1");
-    assert!(!b.save_history("r", "d", "ann", 0, "other", "h0'").await.unwrap(), "{check}: a second creation loses");
-    assert!(b.save_history("r", "d", "ann", 0, "create", "h0").await.unwrap(), "{check}: the same write, retried, is found");
+    assert!(b.save_history("r", "d", &w.epoch, "ann", 0, "create", "h0").await.unwrap(), "{check}: created at revision 1");
+    assert!(!b.save_history("r", "d", &w.epoch, "ann", 0, "other", "h0'").await.unwrap(), "{check}: a second creation loses");
+    assert!(b.save_history("r", "d", &w.epoch, "ann", 0, "create", "h0").await.unwrap(), "{check}: the same write, retried, is found");
     let undo: TextOp = serde_json::from_str(r#"[{"d":"hello"}]"#).unwrap();
     let write = |rev, token| HistoryWrite { user: "ann", expected_rev: rev, token, saved: "after undo" };
     let mut moved = w.commit("h3:ann", 2, &undo);
@@ -276,7 +276,7 @@ async fn undo_commits_carry_their_history<B: Backend>(b: B) {
     let mut racer = w.commit("h3:ann", 2, &undo);
     racer.history = Some(write(1, "second"));
     assert_eq!(b.append("r", "d", &racer).await.unwrap(), Appended::HistoryMoved, "{check}");
-    assert!(!b.save_history("r", "d", "ann", 1, "stale", "x").await.unwrap(), "{check}: plain saves are compare-and-set too");
-    assert!(b.save_history("r", "d", "ann", 2, "later", "brought forward").await.unwrap(), "{check}");
+    assert!(!b.save_history("r", "d", &w.epoch, "ann", 1, "stale", "x").await.unwrap(), "{check}: plain saves are compare-and-set too");
+    assert!(b.save_history("r", "d", &w.epoch, "ann", 2, "later", "brought forward").await.unwrap(), "{check}");
     assert_eq!(b.load_history("r", "d", "bob").await.unwrap(), None, "{check}: histories are per user");
 }

@@ -4,7 +4,7 @@
 use chorus_core::digest::Digest;
 
 use super::{ins, next_event, Writer};
-use crate::{Appended, Backend, DeletedDoc, DocHead, HistoryWrite, ImportedDoc, RoomEvent, Snapshot, StoredHistory, TextAtError};
+use crate::{Appended, Backend, DeletedDoc, DocHead, HistoryWrite, ImportedDoc, RoomEvent, Snapshot, StoreError, StoredHistory, TextAtError};
 
 pub(super) async fn run<B, F, Fut>(make: &F)
 where
@@ -18,6 +18,7 @@ where
     rooms_list_their_documents(make().await).await;
     deleting_frees_everything_and_is_announced(make().await).await;
     a_deleted_incarnation_is_fenced_off(make().await).await;
+    histories_are_saved_only_for_the_incarnation_named(make().await).await;
     imports_create_a_document_at_its_version(make().await).await;
     past_versions_are_read_from_the_snapshot_and_the_log(make().await).await;
 }
@@ -29,7 +30,7 @@ fn now_ms() -> u64 {
 async fn an_untouched_document_is_discarded<B: Backend>(b: B) {
     let check = "an_untouched_document_is_discarded";
     let d = b.load("r", "d").await.unwrap();
-    assert!(b.save_history("r", "d", "ann", 0, "t", "ann's").await.unwrap(), "{check}");
+    assert!(b.save_history("r", "d", &d.epoch, "ann", 0, "t", "ann's").await.unwrap(), "{check}");
     assert_eq!(b.list_docs("r").await.unwrap(), vec![], "{check}: a document nobody edited is not listed");
     assert!(!b.discard_if_empty("r", "d", "another-epoch").await.unwrap(), "{check}: only the incarnation named");
     assert!(b.discard_if_empty("r", "d", &d.epoch).await.unwrap(), "{check}");
@@ -38,11 +39,13 @@ async fn an_untouched_document_is_discarded<B: Backend>(b: B) {
     assert_eq!(b.ops_since("r", "d", &d.epoch, 0).await.unwrap(), Some(vec![]), "{check}: version 0 is the empty text");
     assert_eq!(b.ops_since("r", "d", &d.epoch, 1).await.unwrap(), None, "{check}");
     assert!(!b.discard_if_empty("r", "d", &d.epoch).await.unwrap(), "{check}: once");
-    // A history saved meanwhile by a node that still had it open goes with
-    // that node's discard.
-    assert!(b.save_history("r", "d", "bob", 0, "t", "bob's").await.unwrap(), "{check}");
+    // A node that still has it open saves no history for it: the store
+    // cannot tell a discarded document from a deleted one (the node keeps
+    // its copy, written with the user's first undo).
+    let saved = b.save_history("r", "d", &d.epoch, "bob", 0, "t", "bob's").await;
+    assert!(matches!(saved, Err(StoreError::Stale(_))), "{check}: no history of a missing document: {saved:?}");
     assert!(!b.discard_if_empty("r", "d", &d.epoch).await.unwrap(), "{check}");
-    assert_eq!(b.load_history("r", "d", "bob").await.unwrap(), None, "{check}: histories of a missing document go");
+    assert_eq!(b.load_history("r", "d", "bob").await.unwrap(), None, "{check}");
     // A replica of it still open elsewhere writes its first op: the
     // document is back, in the epoch that replica's readers know.
     let mut w = Writer { b: &b, room: "r", doc: "d", epoch: d.epoch.clone(), head: 0, digest: Digest::EMPTY };
@@ -114,7 +117,7 @@ async fn deleting_frees_everything_and_is_announced<B: Backend>(b: B) {
         digests.push(w.digest);
     }
     b.snapshot("r", "d", Snapshot { epoch: &w.epoch, version: 2, text: "xx".into(), trim_to: 1, trim_digest: digests[1] }).await.unwrap();
-    assert!(b.save_history("r", "d", "ann", 0, "t1", "ann's").await.unwrap(), "{check}");
+    assert!(b.save_history("r", "d", &w.epoch, "ann", 0, "t1", "ann's").await.unwrap(), "{check}");
     let undo = ins(0, "u");
     let mut with_history = w.commit("h:bob", 1, &undo);
     with_history.history = Some(HistoryWrite { user: "bob", expected_rev: 0, token: "t2", saved: "bob's" });
@@ -125,7 +128,7 @@ async fn deleting_frees_everything_and_is_announced<B: Backend>(b: B) {
     // A neighbour that must stay.
     let mut e = Writer::open(&b, "r", "e").await;
     e.append("a", 1, &ins(0, "e")).await;
-    assert!(b.save_history("r", "e", "ann", 0, "t3", "ann's e").await.unwrap(), "{check}");
+    assert!(b.save_history("r", "e", &e.epoch, "ann", 0, "t3", "ann's e").await.unwrap(), "{check}");
 
     let mut sub = b.subscribe("r").await.unwrap();
     assert_eq!(b.delete_doc("r", "d").await.unwrap(), Some(DeletedDoc { epoch: w.epoch.clone(), version: 4 }), "{check}");
@@ -164,6 +167,26 @@ async fn a_deleted_incarnation_is_fenced_off<B: Backend>(b: B) {
     assert!(matches!(old.append("a", 3, &ins(0, "again")).await, Appended::EpochChanged { epoch } if epoch == new.epoch), "{check}: nor the new one");
     let d = b.load("r", "d").await.unwrap();
     assert_eq!((d.epoch.as_str(), d.head(), d.text_at(1).unwrap().as_str()), (new.epoch.as_str(), 1, "new"), "{check}");
+}
+
+/// An undo history is saved for the incarnation of the document it was
+/// made on, and only while that is the one stored: a node that missed a
+/// deletion (or a new incarnation) leaves no history behind for it.
+async fn histories_are_saved_only_for_the_incarnation_named<B: Backend>(b: B) {
+    let check = "histories_are_saved_only_for_the_incarnation_named";
+    let mut w = Writer::open(&b, "r", "d").await;
+    assert!(b.save_history("r", "d", &w.epoch, "ann", 0, "t1", "ann's").await.unwrap(), "{check}");
+    let other = b.save_history("r", "d", "another-epoch", "ann", 1, "t2", "x").await;
+    assert!(matches!(other, Err(StoreError::Stale(_))), "{check}: another incarnation: {other:?}");
+    w.append("a", 1, &ins(0, "x")).await;
+    b.delete_doc("r", "d").await.unwrap().expect("deleted");
+    let orphan = b.save_history("r", "d", &w.epoch, "bob", 0, "t3", "bob's").await;
+    assert!(matches!(orphan, Err(StoreError::Stale(_))), "{check}: a deleted document: {orphan:?}");
+    assert_eq!(b.load_history("r", "d", "bob").await.unwrap(), None, "{check}: nothing left behind");
+    let fresh = Writer::open(&b, "r", "d").await;
+    assert!(matches!(b.save_history("r", "d", &w.epoch, "bob", 0, "t4", "old").await, Err(StoreError::Stale(_))), "{check}: nor in the new incarnation");
+    assert!(b.save_history("r", "d", &fresh.epoch, "bob", 0, "t5", "new").await.unwrap(), "{check}");
+    assert_eq!(b.load_history("r", "d", "bob").await.unwrap(), Some(StoredHistory { rev: 1, saved: "new".into() }), "{check}");
 }
 
 async fn imports_create_a_document_at_its_version<B: Backend>(b: B) {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{join_all, next_event};
-use crate::{Backend, RoomEvent, StoredHistory, StoredValue, ValuePut};
+use crate::{Backend, RoomEvent, StoredHistory, StoredValue, ValuePut, ValuesContent};
 
 pub(super) async fn run<B, F, Fut>(make: &F)
 where
@@ -15,6 +15,7 @@ where
     a_write_retried_after_a_lost_answer_is_found(make().await).await;
     racing_value_writes_have_one_winner(Arc::new(make().await)).await;
     value_writes_are_published_with_the_rooms_stamp(make().await).await;
+    the_status_tells_what_the_values_hold(make().await).await;
     histories_are_kept_per_user_and_document(make().await).await;
 }
 
@@ -89,14 +90,46 @@ async fn value_writes_are_published_with_the_rooms_stamp<B: Backend>(b: B) {
     }
 }
 
+/// The status says what the values hold, not only their stamp: as many
+/// values, and the same fingerprint, as a node computes over the values it
+/// holds (the ones [`Backend::values`] gives), so a node whose values differ
+/// from the store's at the same stamp can tell.
+async fn the_status_tells_what_the_values_hold<B: Backend>(b: B) {
+    let check = "the_status_tells_what_the_values_hold";
+    let content = |room: &'static str| {
+        let b = &b;
+        async move {
+            let (status, stored) = (b.status(room, &[], 0).await.unwrap(), b.values(room).await.unwrap());
+            assert_eq!(status.values, stored.stamp, "{check}: {room}");
+            let held = ValuesContent::of(stored.values.iter().map(|(n, v)| (n.as_str(), v)));
+            assert_eq!(status.value_content, held, "{check}: {room}: as a node holding the stored values computes it");
+            held
+        }
+    };
+    assert_eq!(content("r").await, ValuesContent::default(), "{check}: no values in an unknown room");
+    b.put_value("r", "votes", 0, &counter(1), "t1").await.unwrap();
+    b.put_value("r", "a:b \u{e9}", 0, &counter(-3), "t2").await.unwrap();
+    let two = content("r").await;
+    assert_eq!(two.count, 2, "{check}");
+    b.put_value("r", "votes", 1, &counter(2), "t3").await.unwrap();
+    assert_ne!(content("r").await, two, "{check}: a write changes it");
+    // The same names and versions in another room, one state different.
+    b.put_value("s", "votes", 0, &counter(1), "t4").await.unwrap();
+    b.put_value("s", "a:b \u{e9}", 0, &counter(-4), "t5").await.unwrap();
+    let other = content("s").await;
+    assert_eq!(other.count, 2, "{check}");
+    assert_ne!(other, two, "{check}: another state at the same version");
+}
+
 async fn histories_are_kept_per_user_and_document<B: Backend>(b: B) {
     let check = "histories_are_kept_per_user_and_document";
     assert_eq!(b.load_history("r", "d", "ann").await.unwrap(), None, "{check}");
-    assert!(b.save_history("r", "d", "ann", 0, "1", "one").await.unwrap());
-    assert!(b.save_history("r", "d", "ann", 1, "2", "two").await.unwrap());
-    assert!(b.save_history("r", "d", "bob", 0, "3", "bob's").await.unwrap());
-    assert!(b.save_history("r", "e", "ann", 0, "4", "other doc").await.unwrap());
-    assert!(b.save_history("s", "d", "ann", 0, "5", "other room").await.unwrap());
+    let (d, e, s) = (b.load("r", "d").await.unwrap().epoch, b.load("r", "e").await.unwrap().epoch, b.load("s", "d").await.unwrap().epoch);
+    assert!(b.save_history("r", "d", &d, "ann", 0, "1", "one").await.unwrap());
+    assert!(b.save_history("r", "d", &d, "ann", 1, "2", "two").await.unwrap());
+    assert!(b.save_history("r", "d", &d, "bob", 0, "3", "bob's").await.unwrap());
+    assert!(b.save_history("r", "e", &e, "ann", 0, "4", "other doc").await.unwrap());
+    assert!(b.save_history("s", "d", &s, "ann", 0, "5", "other room").await.unwrap());
     for (room, doc, user, rev, saved) in [("r", "d", "ann", 2, "two"), ("r", "d", "bob", 1, "bob's"), ("r", "e", "ann", 1, "other doc"), ("s", "d", "ann", 1, "other room")] {
         let got = b.load_history(room, doc, user).await.unwrap();
         assert_eq!(got, Some(StoredHistory { rev, saved: saved.into() }), "{check}: {room} {doc} {user}");

@@ -49,6 +49,10 @@ impl StoredLog {
         self.oldest + self.ops.len() as u64
     }
 
+    pub(super) fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
     fn head_digest(&self) -> Digest {
         self.ops.back().map_or(self.oldest_digest, |e| e.digest)
     }

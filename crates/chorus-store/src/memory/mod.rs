@@ -79,10 +79,12 @@ impl MemoryStore {
 impl StatusStore for MemoryStore {
     async fn status(&self, room: &str, docs: &[&str], now: chorus_core::presence::Millis) -> StoreResult<RoomStatus> {
         let (presence, members) = self.presence_status(room, now);
+        let (values, value_content) = self.values_status(room);
         Ok(RoomStatus {
             presence,
             members,
-            values: self.values_stamp(room),
+            values,
+            value_content,
             docs: docs.iter().map(|d| self.doc_head(room, d)).collect(),
         })
     }
@@ -107,7 +109,7 @@ mod tests {
         b.ops_since("r", "d", &d.epoch, 0).await.unwrap();
         b.last_committed("r", "d", "a").await.unwrap();
         b.snapshot("r", "d", Snapshot { epoch: &d.epoch, version: 0, text: String::new(), trim_to: 0, trim_digest: Digest::EMPTY }).await.unwrap();
-        assert!(b.save_history("r", "d", "ann", 0, "t0", "h").await.unwrap());
+        assert!(b.save_history("r", "d", &d.epoch, "ann", 0, "t0", "h").await.unwrap());
         assert!(b.discard_if_empty("r", "d", &d.epoch).await.unwrap());
         assert_eq!(b.held_docs(), (0, 0), "a document opened and never edited leaves nothing once discarded");
         let d = b.load("r", "d").await.unwrap();
@@ -115,7 +117,7 @@ mod tests {
         let digest = Digest::EMPTY.next(1, "a", 1, &op);
         let c = Commit { epoch: &d.epoch, expected: 0, expected_digest: Digest::EMPTY, client: "a", seq: 1, op: &op, digest, history: None };
         b.append("r", "d", &c).await.unwrap();
-        assert!(b.save_history("r", "d", "ann", 0, "t", "h").await.unwrap());
+        assert!(b.save_history("r", "d", &d.epoch, "ann", 0, "t", "h").await.unwrap());
         assert_eq!(b.held_docs(), (1, 1));
         assert!(b.delete_doc("r", "d").await.unwrap().is_some());
         assert_eq!(b.held_docs(), (0, 0), "a deleted document leaves nothing");

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::{lock, MemoryStore};
-use crate::{random_id, HistoryStore, RoomEvent, RoomValuesStored, Stamp, StoreResult, StoredHistory, StoredValue, ValuePut, ValueStore};
+use crate::{random_id, HistoryStore, StoreError, RoomEvent, RoomValuesStored, Stamp, StoreResult, StoredHistory, StoredValue, ValuePut, ValueStore, ValuesContent};
 
 pub(super) struct RoomValues {
     values: HashMap<String, (StoredValue, String)>,
@@ -30,8 +30,11 @@ pub(super) struct History {
 }
 
 impl MemoryStore {
-    pub(super) fn values_stamp(&self, room: &str) -> Option<Stamp> {
-        lock(&self.inner.values).get(room).map(RoomValues::stamp)
+    /// The room's values stamp, and what its values hold.
+    pub(super) fn values_status(&self, room: &str) -> (Option<Stamp>, ValuesContent) {
+        let values = lock(&self.inner.values);
+        let Some(v) = values.get(room) else { return (None, ValuesContent::default()) };
+        (Some(v.stamp()), ValuesContent::of(v.values.iter().map(|(n, (v, _))| (n.as_str(), v))))
     }
 }
 
@@ -77,7 +80,13 @@ impl HistoryStore for MemoryStore {
             .map(|h| StoredHistory { rev: h.rev, saved: h.saved.clone() }))
     }
 
-    async fn save_history(&self, room: &str, doc: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
+    async fn save_history(&self, room: &str, doc: &str, epoch: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
+        // Lock order: documents, then histories; held until written, so a
+        // deletion cannot come between the check and the write.
+        let docs = lock(&self.inner.docs);
+        if docs.get(room).and_then(|logs| logs.get(doc)).is_none_or(|log| log.epoch() != epoch) {
+            return Err(StoreError::Stale(format!("no undo history saved for document {doc}: it is not incarnation {epoch} any more (deleted or created again)")));
+        }
         let mut histories = lock(&self.inner.histories);
         let key = (room.to_owned(), doc.to_owned(), user.to_owned());
         match histories.get(&key) {
