@@ -316,7 +316,7 @@ impl Room {
             if let Some(pause) = pause {
                 tokio::time::sleep(pause).await;
             }
-            let group_ops: Vec<GroupOp<'_>> = ops.iter().map(|(client, seq, op, digest)| GroupOp { client: &**client, seq: *seq, op, digest: *digest }).collect();
+            let group_ops: Vec<GroupOp<'_>> = ops.iter().map(|(client, seq, op, digest)| GroupOp { client, seq: *seq, op, digest: *digest }).collect();
             let group = Group { epoch: &epoch, expected: head, expected_digest: head_digest, ops: &group_ops };
             store.append_group(&room, &doc, &group).await
         });
