@@ -628,7 +628,14 @@ impl LiveMembers {
 /// It guards against accidents, not an adversary: connection ids are the
 /// server's.
 pub fn connection_hash(connection: &str) -> u32 {
-    let digest = sha1_smol::Sha1::from(connection.as_bytes()).digest().bytes();
+    first_32_bits(sha1_smol::Sha1::from(connection.as_bytes()))
+}
+
+/// The first 32 bits of a SHA-1, as a Redis script reads them
+/// (`tonumber(string.sub(redis.sha1hex(s), 1, 8), 16)`): the one form every
+/// fingerprint here takes, so that a node and a script agree.
+fn first_32_bits(sha: sha1_smol::Sha1) -> u32 {
+    let digest = sha.digest().bytes();
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
@@ -671,8 +678,7 @@ pub fn value_hash(name: &str, version: u64, json: &str) -> u32 {
     let mut sha = sha1_smol::Sha1::new();
     sha.update(format!("{}:{name}:{version}:", name.len()).as_bytes());
     sha.update(json.as_bytes());
-    let digest = sha.digest().bytes();
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+    first_32_bits(sha)
 }
 
 #[async_trait]
