@@ -224,6 +224,15 @@ async fn a_state_change_after_an_unswept_expiry_puts_the_member_back_on_a_cluste
     a_state_change_after_an_unswept_expiry_puts_the_member_back(Redis::cluster(Persistence::None)).await
 }
 
+/// Two nodes on `redis` that look at the store every second, so that a
+/// difference found on two looks in a row is repaired within seconds.
+async fn two_nodes_reconciling_every_second(redis: &Redis) -> (TestServer, TestServer) {
+    let tune = |c: &mut chorus_server::Config| c.reconcile_interval_ms = 1_000;
+    let a = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
+    let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
+    (a, b)
+}
+
 /// The store went back (an older copy of the room's presence restored, as
 /// when a replica that was behind takes over) and moved on by as many
 /// changes before any node looked: the stamps agree again, the members do
@@ -234,9 +243,7 @@ async fn a_state_change_after_an_unswept_expiry_puts_the_member_back_on_a_cluste
 /// there. (A look between the restore and carol's join would notice the
 /// store going back; the join follows within milliseconds.)
 async fn members_that_differ_at_the_same_stamp_are_reconciled(mut redis: Redis) {
-    let tune = |c: &mut chorus_server::Config| c.reconcile_interval_ms = 1_000;
-    let a = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
-    let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
+    let (a, b) = two_nodes_reconciling_every_second(&redis).await;
     let mut watcher = a.client("watcher").await;
     let mut view = MemberView::from_joined(&watcher.join(ROOM, None).await.unwrap());
     let w = watcher.connection().to_owned();
@@ -287,9 +294,7 @@ async fn members_that_differ_at_the_same_stamp_are_reconciled_on_a_cluster() {
 /// and every client (the writer's too, whose node saw the store go back)
 /// is told "three", though at a version it has seen (by a `joined`).
 async fn values_that_differ_at_the_same_stamp_are_reconciled(mut redis: Redis) {
-    let tune = |c: &mut chorus_server::Config| c.reconcile_interval_ms = 1_000;
-    let a = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
-    let b = start_on(Arc::new(RedisStore::connect(&redis.url()).await.unwrap()), tune).await;
+    let (a, b) = two_nodes_reconciling_every_second(&redis).await;
     let mut watcher = a.client("watcher").await;
     watcher.join(ROOM, None).await.unwrap();
     let mut writer = b.client("writer").await;
