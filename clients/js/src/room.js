@@ -9,6 +9,11 @@ import { TextDoc } from './textdoc.js';
 
 const VALUE_KINDS = new Set(['register', 'g_counter', 'pn_counter', 'or_set', 'lww_map']);
 
+/** Whether two states of a value (as JSON from the server) are the same. */
+function sameValue(a, b) {
+  return a.version === b.version && a.kind === b.kind && JSON.stringify(a.value) === JSON.stringify(b.value);
+}
+
 export class Room extends Emitter {
   /** @param {import('./chorus.js').Client} client */
   constructor(client, name, presence) {
@@ -113,7 +118,10 @@ export class Room extends Emitter {
     for (const c of this.cursors.values()) this.emit('cursor', c);
     for (const [name, v] of this.values) {
       const old = oldValues.get(name);
-      if (!old || old.version !== v.version) this.emit('value', { name, ...v });
+      // A repair may correct a value at a version already seen (the store
+      // went back and was written again): the state, not only the version,
+      // tells whether the app must hear of it.
+      if (!old || !sameValue(old, v)) this.emit('value', { name, ...v });
     }
     // A value the room no longer has (the server lost its store, say) is
     // gone here too: say so, or a page would keep showing it.

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { nextEvent, open, roomName, serverForThisFile, serverValues, test, waitFor } from './helpers.js';
+import { nextEvent, open, roomName, serverForThisFile, serverValues, test, TestSocket, track, waitFor } from './helpers.js';
+import { connect } from '../src/chorus.js';
+import { handshake, scriptedServer } from './scripted.js';
 
 const server = serverForThisFile();
 
@@ -73,4 +75,31 @@ test('value changes wait for the room to be joined and fail fast when not sendab
   await room.leave();
   await assert.rejects(room.updateValue('n', 'pn_counter', { op: 'increment', by: 1 }), { code: 'not_joined' });
   a.close();
+});
+
+// A node that finds the store holding another state of a value at a version
+// its clients have seen (a store that went back and was written again) sends
+// the room an unsolicited `joined` with it (docs/protocol.md, "Repairs"):
+// clients accept a `value` only with a newer version. The app must hear of
+// the change, not only find it in `room.values`.
+test('a value corrected at the same version by a joined is announced', async () => {
+  const title = (value) => ({ name: 'title', kind: 'register', version: 2, value });
+  let sendCorrection;
+  const server = await scriptedServer(async (peer) => {
+    await handshake(peer, { values: [title('two')] });
+    sendCorrection = () => peer.send({ type: 'joined', room: 'r', connection: `c${peer.number}`, members: [], count: 0, cursors: [], values: [title('three')] });
+  });
+  try {
+    const client = track(connect(server.url, { WebSocket: TestSocket }));
+    const room = await client.join('r');
+    assert.deepEqual(room.values.get('title'), { kind: 'register', version: 2, value: 'two' });
+    const seen = nextEvent(room, 'value');
+    sendCorrection();
+    const v = await seen;
+    assert.deepEqual(v, { name: 'title', kind: 'register', version: 2, value: 'three' });
+    assert.equal(room.values.get('title').value, 'three');
+    client.close();
+  } finally {
+    server.close();
+  }
 });
