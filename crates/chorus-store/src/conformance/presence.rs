@@ -100,17 +100,25 @@ async fn a_retried_join_is_not_announced_again<B: Backend>(b: B) {
     assert!(matches!(next_event(&mut sub, check).await, RoomEvent::Presence { .. }), "{check}: no second member_joined came before this");
 }
 
+/// The scene of the two tests below: c1 expired at 100 and not swept, c2
+/// live; the list as read at 150 (without c1), and the room's events after
+/// both joins.
+async fn expired_unswept<B: Backend>(b: &B, check: &str) -> (crate::Subscription, Members) {
+    let mut sub = b.subscribe("r").await.unwrap();
+    join(b, "r", member("c1", "ann", 1), 100, 0).await;
+    join(b, "r", member("c2", "bob", 2), 1_000, 0).await;
+    next_event(&mut sub, check).await;
+    next_event(&mut sub, check).await;
+    let read = b.members("r", 150).await.unwrap();
+    (sub, read)
+}
+
 /// An entry that expired and was not swept yet is gone to every list read
 /// since. A refresh must not bring it back (those lists would never learn
 /// of it); a join (its node putting it back) does, and is announced.
 async fn an_expired_entry_comes_back_only_by_an_announced_join<B: Backend>(b: B) {
     let check = "an_expired_entry_comes_back_only_by_an_announced_join";
-    let mut sub = b.subscribe("r").await.unwrap();
-    join(&b, "r", member("c1", "ann", 1), 100, 0).await;
-    join(&b, "r", member("c2", "bob", 2), 1_000, 0).await;
-    next_event(&mut sub, check).await;
-    next_event(&mut sub, check).await;
-    let read = b.members("r", 150).await.unwrap();
+    let (mut sub, read) = expired_unswept(&b, check).await;
     assert_eq!(connections(&read), ["c2"], "{check}: expired at 150, not swept");
     assert!(!b.refresh("r", "c1", 1_150, 150).await.unwrap(), "{check}: listed as gone, so not refreshed back");
     assert_eq!(b.members("r", 150).await.unwrap(), read, "{check}: nothing changed");
@@ -135,12 +143,7 @@ async fn an_expired_entry_comes_back_only_by_an_announced_join<B: Backend>(b: B)
 /// entry as it was, and announces its leave with the next stamp.
 async fn an_expired_entry_takes_no_state<B: Backend>(b: B) {
     let check = "an_expired_entry_takes_no_state";
-    let mut sub = b.subscribe("r").await.unwrap();
-    join(&b, "r", member("c1", "ann", 1), 100, 0).await;
-    join(&b, "r", member("c2", "bob", 2), 1_000, 0).await;
-    next_event(&mut sub, check).await;
-    next_event(&mut sub, check).await;
-    let read = b.members("r", 150).await.unwrap();
+    let (mut sub, read) = expired_unswept(&b, check).await;
     let s = read.stamp.clone().expect("a stamp");
     assert!(!b.set_state("r", "c1", json!({"page": 9}), 150).await.unwrap(), "{check}: expired at 150, not swept: no state");
     assert_eq!(b.members("r", 150).await.unwrap(), read, "{check}: nothing changed, not even the stamp");
