@@ -269,7 +269,7 @@ fn deliver_group(state: &State, room: &str, payload: &[u8]) {
     };
     if let Some(feed) = lock(&state.rooms).get(room) {
         for entry in group.entries {
-            let _ = feed.tx.send(Arc::new(RoomEvent::DocOp { doc: group.doc.clone(), entry }));
+            let _ = feed.tx.send(Arc::new(RoomEvent::DocOp { doc: group.doc.clone(), entry: Arc::new(entry) }));
         }
     }
 }

@@ -11,6 +11,7 @@
 //! Numbers are u64 on the wire and i64 in SQLite: they are stored bit for
 //! bit (`as` casts both ways) and compared in Rust, never in SQL.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -232,7 +233,7 @@ fn append_one(conn: &Connection, room: &str, doc: &str, state: &mut Option<Appen
         write_history(conn, (room, doc, user), expected_rev + 1, token, saved, version)?;
     }
     (s.row.head, s.row.head_digest, s.appended_at) = (version, c.digest, Some(at));
-    events.push((room.to_owned(), RoomEvent::DocOp { doc: doc.to_owned(), entry }));
+    events.push((room.to_owned(), RoomEvent::DocOp { doc: doc.to_owned(), entry: Arc::new(entry) }));
     Ok(Appended::Committed { version, at })
 }
 

@@ -41,6 +41,8 @@
 //! [`MemoryStore`] implements everything for one process with zero setup.
 //! Every backend must pass [`conformance`], the same suite, unchanged.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chorus_core::digest::Digest;
 use chorus_core::oplog::LogEntry;
@@ -185,14 +187,35 @@ pub enum RoomEvent {
     MemberLeft { connection: String, user: String, reason: LeaveReason, count: usize, stamp: Stamp },
     Presence { connection: String, state: Value, stamp: Stamp },
     Cursor { cursor: CursorState },
-    /// An op committed to a document of the room.
-    DocOp { doc: String, entry: LogEntry },
+    /// An op committed to a document of the room. Shared: the in-memory
+    /// store keeps the same entry in its log (serialized as the entry).
+    DocOp {
+        doc: String,
+        #[serde(serialize_with = "shared::serialize", deserialize_with = "shared::deserialize")]
+        entry: Arc<LogEntry>,
+    },
     /// A shared value's new state, as version `version`; `stamp` is the
     /// room's values sequence after the write.
     Value { name: String, version: u64, state: chorus_core::crdt::Value, stamp: Stamp },
     /// The document was deleted: the incarnation `epoch` is gone from the
     /// store, with everything kept for it.
     DocDeleted { doc: String, epoch: String },
+}
+
+/// A shared entry travels as the entry itself.
+mod shared {
+    use std::sync::Arc;
+
+    use chorus_core::oplog::LogEntry;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(entry: &Arc<LogEntry>, s: S) -> Result<S::Ok, S::Error> {
+        LogEntry::serialize(entry, s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<LogEntry>, D::Error> {
+        LogEntry::deserialize(d).map(Arc::new)
+    }
 }
 
 /// Why a subscription stopped delivering.

@@ -155,7 +155,7 @@ impl Room {
     }
 
     /// An op another node committed (or this one: then it is known already).
-    pub(super) async fn remote_op(&mut self, name: &str, entry: &LogEntry) {
+    pub(super) async fn remote_op(&mut self, name: &str, entry: &Arc<LogEntry>) {
         if self.hold_if_in_flight(name, entry) {
             return; // Applied once the group's answer is settled.
         }
@@ -179,7 +179,7 @@ impl Room {
             return;
         }
         if entry.version == head + 1 {
-            self.apply(&name, entry.clone(), None);
+            self.apply(&name, LogEntry::clone(entry), None);
         } else if let Err(e) = self.catch_up(&name).await {
             warn!(room = %self.name, doc = %name, "could not fill a gap in the op stream; retrying: {e:?}");
             self.repair.need_doc(&name);
@@ -313,6 +313,7 @@ impl Room {
                 self.release_history(&name, &user);
             }
             let doc = self.docs.remove(&name).expect("present above");
+            self.pipelines.forget_idle(&name);
             debug!(room = %self.name, doc = %name, "document unloaded");
             if doc.version() == 0 && !doc.stale {
                 let (store, room, epoch) = (self.rooms.backend.clone(), self.name.clone(), doc.epoch);

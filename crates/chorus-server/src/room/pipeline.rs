@@ -49,6 +49,9 @@ use crate::refusal::Refusal;
 /// the document is caught up from the store instead.
 const MAX_HELD: usize = 10_000;
 
+/// The most submissions an idle document's queue keeps room for.
+const KEPT_QUEUE_CAPACITY: usize = 64;
+
 /// A submission waiting for its group.
 pub(super) struct Queued {
     pub sub: DocSubmission,
@@ -87,7 +90,7 @@ struct Pipeline {
     queue: VecDeque<Queued>,
     in_flight: Option<InFlight>,
     /// Ops heard on the bus while a group was in flight.
-    held: Vec<LogEntry>,
+    held: Vec<Arc<LogEntry>>,
     /// Another node has the turn: the next group waits this long first.
     pause: Option<Duration>,
 }
@@ -137,6 +140,13 @@ impl Pipelines {
     pub(super) fn busy(&self, doc: &str) -> bool {
         self.docs.get(doc).is_some_and(|p| !p.idle())
     }
+
+    /// Drops the document's pipeline if it is idle (its document unloads).
+    pub(super) fn forget_idle(&mut self, doc: &str) {
+        if self.docs.get(doc).is_some_and(Pipeline::idle) {
+            self.docs.remove(doc);
+        }
+    }
 }
 
 impl Room {
@@ -169,7 +179,7 @@ impl Room {
 
     /// Holds a bus op for a document whose group is in flight (true), to
     /// apply once the group's answer is settled.
-    pub(super) fn hold_if_in_flight(&mut self, name: &str, entry: &LogEntry) -> bool {
+    pub(super) fn hold_if_in_flight(&mut self, name: &str, entry: &Arc<LogEntry>) -> bool {
         let Some(p) = self.pipelines.docs.get_mut(name).filter(|p| p.in_flight.is_some()) else { return false };
         if p.held.len() < MAX_HELD {
             p.held.push(entry.clone());
@@ -285,8 +295,16 @@ impl Room {
         }
         let p = self.pipelines.docs.get_mut(name).expect("only the group's answer removes it");
         // What did not fit (or waits for its client's op) stays in front.
-        while let Some(q) = queue.pop_back() {
-            p.queue.push_front(q);
+        // Nothing came in meanwhile (most groups): the queue goes back
+        // whole, its buffer with it, instead of a new one for every op (a
+        // burst's buffer is not kept for the document's life).
+        if p.queue.is_empty() {
+            queue.shrink_to(KEPT_QUEUE_CAPACITY);
+            p.queue = queue;
+        } else {
+            while let Some(q) = queue.pop_back() {
+                p.queue.push_front(q);
+            }
         }
         if sent.is_empty() {
             return self.after_group(name);
@@ -375,6 +393,9 @@ impl Room {
     }
 
     /// After a group: the next one is ready, or the document may unload.
+    /// An idle pipeline stays while its document is loaded (its queue's
+    /// buffer too): made and dropped again for every op, it cost a map
+    /// entry, a queue buffer and their frees per op.
     fn after_group(&mut self, name: &Arc<str>) {
         match self.pipelines.docs.get(name) {
             Some(p) if p.in_flight.is_some() => {}
@@ -382,8 +403,10 @@ impl Room {
                 self.pipelines.ready.insert(name.clone());
             }
             Some(_) => {
-                self.pipelines.docs.remove(name);
                 self.unload_if_unread(name);
+                if !self.docs.contains_key(name) {
+                    self.pipelines.docs.remove(name);
+                }
             }
             None => {}
         }

@@ -59,7 +59,7 @@ async fn groups_commit_in_order_exactly_once<B: Backend>(b: B) {
     }
     for e in &expected {
         match next_event(&mut sub, check).await {
-            RoomEvent::DocOp { doc, entry } => assert_eq!((doc.as_str(), &without_time(entry)), ("d", e), "{check}: published in order"),
+            RoomEvent::DocOp { doc, entry } => assert_eq!((doc.as_str(), &without_time((*entry).clone())), ("d", e), "{check}: published in order"),
             other => panic!("{check}: expected an op, got {other:?}"),
         }
     }

@@ -4,6 +4,7 @@
 //! histories in one hold of both locks.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -24,7 +25,9 @@ pub(super) struct StoredLog {
     /// Version before the first kept op, and the digest there.
     oldest: u64,
     oldest_digest: Digest,
-    ops: VecDeque<LogEntry>,
+    /// Shared with the bus event that published each one: an op is built
+    /// once, not once for the log and once for its subscribers.
+    ops: VecDeque<Arc<LogEntry>>,
     /// Each client's last committed (seq, version), while that op is kept.
     clients: HashMap<String, (u64, u64)>,
     /// When the head was committed (ms).
@@ -125,7 +128,7 @@ impl MemoryStore {
         }
         if log.head() != c.expected {
             let missed = match c.expected.checked_sub(log.oldest) {
-                Some(skip) if c.expected < log.head() => log.ops.iter().skip(skip as usize).cloned().collect(),
+                Some(skip) if c.expected < log.head() => log.ops.iter().skip(skip as usize).map(|e| LogEntry::clone(e)).collect(),
                 _ => Vec::new(),
             };
             return Appended::Conflict { head: log.head(), missed };
@@ -135,7 +138,7 @@ impl MemoryStore {
         }
         let version = c.expected + 1;
         let at = now_ms();
-        let entry = LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest };
+        let entry = Arc::new(LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest });
         log.ops.push_back(entry.clone());
         // A client's later ops update its record in place.
         match log.clients.get_mut(c.client) {
@@ -194,7 +197,7 @@ impl DocStore for MemoryStore {
             snapshot_version: log.snapshot_version,
             snapshot: log.snapshot.clone(),
             oldest_digest: log.oldest_digest,
-            ops: log.ops.iter().cloned().collect(),
+            ops: log.ops.iter().map(|e| LogEntry::clone(e)).collect(),
         })
     }
 
@@ -217,7 +220,7 @@ impl DocStore for MemoryStore {
         if log.epoch != epoch || version < log.oldest || version > log.head() {
             return Ok(None);
         }
-        Ok(Some(log.ops.iter().skip((version - log.oldest) as usize).cloned().collect()))
+        Ok(Some(log.ops.iter().skip((version - log.oldest) as usize).map(|e| LogEntry::clone(e)).collect()))
     }
 
     async fn last_committed(&self, room: &str, doc: &str, client: &str) -> StoreResult<Option<(u64, u64)>> {
