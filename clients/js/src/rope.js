@@ -8,21 +8,22 @@
 // array's buffer, its list of surrogate pairs) and per node (the object and
 // three arrays), each level and each leaf was several scattered lines, and
 // every leaf edit made garbage. Here a leaf is a slot number: its text is
-// the slot's LEAF_MAX units of one shared Uint16Array, its length and code
-// points two Int32Array entries. An inner node is a node number: each of
-// its children is three entries of one shared Int32Array (UTF-16 units,
-// code points, id), side by side. Finding a position reads one
-// short run of integers per level and then the leaf's text; an edit inside
-// one leaf moves the units after it within the slot and adds its change to
-// the entries along the path, allocating nothing. Only an edit that
+// the slot's LEAF_MAX units of one shared Uint16Array, its length, code
+// points and pair offsets a few bytes of one Uint8Array. An inner node is a
+// node number: each of its children is three entries of one shared
+// Int32Array (UTF-16 units, code points, id), side by side. Finding a
+// position reads one short run of integers per level and then the leaf's
+// counts and text; an edit inside one leaf moves the units after it within
+// the slot and adds its change to the entries along the path, allocating
+// nothing. Only an edit that
 // overflows, empties or spans leaves rebuilds, and then only the nodes along
 // its path; the slots and nodes it drops go on free lists for the next.
 //
-// A leaf keeps the offsets of its surrogate pairs in a slot of a shared
-// byte array (as many as its units exceed its code points), so converting
-// a position reads a few bytes instead of scanning its text (a scan costs
-// about a nanosecond a unit, more than the rest of the lookup), and a leaf
-// without pairs converts by adding. Whether an offset cuts a pair is read
+// A leaf keeps the offsets of its surrogate pairs beside its counts (as
+// many as its units exceed its code points), so converting a position reads
+// a few bytes instead of scanning its text (a scan costs about a nanosecond
+// a unit, more than the rest of the lookup), and a leaf without pairs
+// converts by adding. Whether an offset cuts a pair is read
 // from the two units around it.
 //
 // The text is well formed (the SDK refuses lone surrogates in local edits;
@@ -37,6 +38,8 @@ const LEAF_MAX = 128;
 const LEAF_MIN = LEAF_MAX / 4;
 /** Most surrogate pairs a leaf can hold: the stride of the pair lists. */
 const PAIRS_MAX = LEAF_MAX / 2;
+/** Bytes of a leaf's counts and pairs (LEAF_MAX must stay below 256: one byte each). */
+const META = 2 + PAIRS_MAX;
 /** Most children of an inner node: what a lookup reads per level. */
 const KIDS_MAX = 32;
 /**
@@ -72,14 +75,13 @@ function grown(a, size) {
 
 export class Rope {
   constructor(text = '') {
-    // Leaves: slot s holds units s * LEAF_MAX .. + _leafLen[s] of _buf.
+    // Leaves: slot s holds units s * LEAF_MAX .. + its length of _buf. Its
+    // length, its code points and the offsets of its surrogate pairs (their
+    // high halves, in order, as many as its units exceed its code points)
+    // are META bytes of _meta from s * META, on the line a lookup reads
+    // anyway.
     this._buf = new Uint16Array(4 * LEAF_MAX);
-    this._leafLen = new Int32Array(4);
-    this._leafCps = new Int32Array(4);
-    // The offsets of the leaf's surrogate pairs (their high halves), in
-    // order: PAIRS_MAX entries from s * PAIRS_MAX, as many as the leaf has
-    // units more than code points (offsets below 256: one byte each).
-    this._pairs = new Uint8Array(4 * PAIRS_MAX);
+    this._meta = new Uint8Array(4 * META);
     this._leaves = 0; // slots handed out so far (free ones included)
     this._freeLeaves = [];
     // Inner nodes: child j of node n is entry (n * KIDS_MAX + j) * 3 of
@@ -137,12 +139,10 @@ export class Rope {
     if (this._freeLeaves.length > 0) slot = this._freeLeaves.pop();
     else {
       slot = this._leaves++;
-      if (slot >= this._leafLen.length) {
-        const size = this._leafLen.length * 2;
+      if ((slot + 1) * META > this._meta.length) {
+        const size = (this._meta.length / META) * 2;
         this._buf = grown(this._buf, size * LEAF_MAX);
-        this._leafLen = grown(this._leafLen, size);
-        this._leafCps = grown(this._leafCps, size);
-        this._pairs = grown(this._pairs, size * PAIRS_MAX);
+        this._meta = grown(this._meta, size * META);
       }
     }
     const buf = this._buf;
@@ -151,10 +151,10 @@ export class Rope {
     for (let i = from; i < to; i++) {
       const c = s.charCodeAt(i);
       buf[o + i - from] = c;
-      if (isLow(c) && i > from && isHigh(s.charCodeAt(i - 1))) this._pairs[slot * PAIRS_MAX + pairs++] = i - 1 - from;
+      if (isLow(c) && i > from && isHigh(s.charCodeAt(i - 1))) this._meta[slot * META + 2 + pairs++] = i - 1 - from;
     }
-    this._leafLen[slot] = to - from;
-    this._leafCps[slot] = to - from - pairs;
+    this._meta[slot * META] = to - from;
+    this._meta[slot * META + 1] = to - from - pairs;
     return slot;
   }
 
@@ -182,7 +182,7 @@ export class Rope {
 
   /** UTF-16 units under slot or node `id` of height `h`. */
   _lenOf(id, h) {
-    if (h === 0) return this._leafLen[id];
+    if (h === 0) return this._meta[id * META];
     let sum = 0;
     for (let e = id * KIDS_MAX * 3, end = e + this._count[id] * 3; e < end; e += 3) sum += this._ent[e];
     return sum;
@@ -190,7 +190,7 @@ export class Rope {
 
   /** Code points under slot or node `id` of height `h`. */
   _cpsOf(id, h) {
-    if (h === 0) return this._leafCps[id];
+    if (h === 0) return this._meta[id * META + 1];
     let sum = 0;
     for (let e = id * KIDS_MAX * 3, end = e + this._count[id] * 3; e < end; e += 3) sum += this._ent[e + 1];
     return sum;
@@ -218,22 +218,22 @@ export class Rope {
   /** The text of leaf `slot`. */
   _leafText(slot) {
     const o = slot * LEAF_MAX;
-    return decode(this._buf, o, o + this._leafLen[slot]);
+    return decode(this._buf, o, o + this._meta[slot * META]);
   }
 
   // ---- positions inside a leaf --------------------------------------------
 
   /** UTF-16 units of the first `k` code points of leaf `slot`. */
   _unitsOf(slot, k) {
-    return this._unitsIn(slot, this._leafLen[slot] - this._leafCps[slot], k);
+    return this._unitsIn(slot, this._meta[slot * META] - this._meta[slot * META + 1], k);
   }
 
   /** `_unitsOf` for a leaf with `n` surrogate pairs. */
   _unitsIn(slot, n, k) {
     if (n === 0) return k; // no surrogate pair: most leaves of most texts
     // Pair j is code point pairs[j] - j: count those before `k`.
-    const pairs = this._pairs;
-    const o = slot * PAIRS_MAX;
+    const pairs = this._meta;
+    const o = slot * META + 2;
     let j = 0;
     while (j < n && pairs[o + j] - j < k) j++;
     return k + j;
@@ -245,8 +245,8 @@ export class Rope {
    */
   _pointsIn(slot, n, u) {
     if (n === 0) return u;
-    const pairs = this._pairs;
-    const o = slot * PAIRS_MAX;
+    const pairs = this._meta;
+    const o = slot * META + 2;
     let j = 0;
     while (j < n && pairs[o + j] + 1 < u) j++; // pairs wholly before `u`
     return u - j;
@@ -258,8 +258,8 @@ export class Rope {
    * pairs `insert` brought.
    */
   _movePairs(slot, n, from, to, insert, d16) {
-    const pairs = this._pairs;
-    const o = slot * PAIRS_MAX;
+    const pairs = this._meta;
+    const o = slot * META + 2;
     let first = 0; // the first pair at or after the range
     while (first < n && pairs[o + first] < from) first++;
     let end = first; // the first pair after it
@@ -342,7 +342,7 @@ export class Rope {
   }
 
   _underfull(id, h) {
-    return h === 0 ? this._leafLen[id] < LEAF_MIN : this._count[id] < KIDS_MIN;
+    return h === 0 ? this._meta[id * META] < LEAF_MIN : this._count[id] < KIDS_MIN;
   }
 
   /** `a` then `b` (height `h`, given back) as one node, or two even ones when that is too large. */
@@ -649,8 +649,8 @@ export class Rope {
         // Pairs of the leaf and of the insert (none: nothing to move).
         const added = had === 0 && insert.length < 2 ? 0 : this._movePairs(n, had, from, to, insert, d16);
         const dcp = insert.length - added - remove;
-        this._leafLen[n] = this._fingerLen = size;
-        this._leafCps[n] = this._fingerCps = cps + dcp;
+        this._meta[n * META] = this._fingerLen = size;
+        this._meta[n * META + 1] = this._fingerCps = cps + dcp;
         const path = this._path;
         const ent = this._ent;
         for (let d = 0; d < this._depth; d++) {
@@ -753,7 +753,7 @@ export class Rope {
    */
   _inspect() {
     const view = (id, h) => {
-      if (h === 0) return { h, slot: id, len: this._leafLen[id], cps: this._leafCps[id], text: this._leafText(id) };
+      if (h === 0) return { h, slot: id, len: this._meta[id * META], cps: this._meta[id * META + 1], text: this._leafText(id) };
       const kids = this._kidsOf(id);
       const e = (j) => (id * KIDS_MAX + j) * 3;
       return {

@@ -377,3 +377,38 @@ test('positions and edits match a string with sparse and dense surrogate pairs a
   console.log(`# ${leaves} leaves of ${smallest} to ${largest} units`);
   assert.equal(rope.toString(), text);
 });
+
+test('slots and nodes given back by rebuilds are reused: pastes and cuts do not grow the rope', () => {
+  // The flat layout hands out leaf slots and node numbers and takes them
+  // back on free lists; a slot given back twice, or never, would show as
+  // mixed texts (shape) or as a rope that grows with every paste and cut.
+  const rand = seeded('rope slot reuse');
+  let text = randomText(rand, 20000);
+  const rope = new Rope(text);
+  let first = null;
+  for (let cycle = 0; cycle < 300; cycle++) {
+    const points = codePointLength(text);
+    const at = rand.int(points + 1);
+    const paste = randomText(rand, 1 + rand.int(3000));
+    let op = at > 0 ? [at, paste] : [paste];
+    text = applyOp(text, op).text;
+    rope.apply(op);
+    const cut = codePointLength(paste);
+    const from = rand.int(codePointLength(text) - cut + 1);
+    op = from > 0 ? [from, { d: cut }] : [{ d: cut }];
+    text = applyOp(text, op).text;
+    rope.apply(op);
+    if (cycle % 50 === 0) {
+      shape(rope);
+      assert.equal(rope.toString(), text, `text after cycle ${cycle}`);
+    }
+    const { leaves, nodes } = rope._inspect();
+    if (cycle === 20) first = { leaves, nodes };
+    if (cycle > 20) {
+      assert.ok(leaves <= first.leaves * 2, `${leaves} slots handed out, ${first.leaves} after 20 cycles`);
+      assert.ok(nodes <= first.nodes * 2 + 8, `${nodes} nodes handed out, ${first.nodes} after 20 cycles`);
+    }
+  }
+  shape(rope);
+  assert.equal(rope.toString(), text);
+});
