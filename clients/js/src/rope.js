@@ -1,19 +1,30 @@
-// The text of a document as the SDK holds it: a B-tree whose leaves are
-// chunks of at most LEAF_MAX UTF-16 units and whose inner nodes keep, side
-// by side in plain number arrays, each child's length in UTF-16 units and in
-// code points. Every leaf is at the same depth, and a node holds up to
-// KIDS_MAX children, so a megabyte is three levels deep: finding a position
-// reads a few short arrays instead of chasing a pointer per level of a binary
-// tree, and a leaf knows where its surrogate pairs are, so converting a
-// position between code points (the wire) and UTF-16 (editors), checking a
-// range and applying an op never scan the text. A leaf holds its text in a
-// UTF-16 buffer with room to grow: an edit inside one leaf moves the units
-// after it along the buffer, writes the insert and adds its change to the
-// counts on the way down, allocating nothing (a string per leaf was copied
-// whole by every edit, and the copies kept the garbage collector busy); only
-// an edit that overflows, empties or spans leaves rebuilds, and then only the
-// nodes along its path. The string itself is built only when someone asks
-// for it, and kept until the next change. bench/textdoc.js measures it.
+// The text of a document as the SDK holds it: a B-tree laid out flat in
+// typed arrays, so that an op or a position costs the same on a megabyte as
+// on an empty text (bench/textdoc.js measures it).
+//
+// Why flat: on a large text a remote op lands on a leaf nobody touched
+// lately, and what it costs is mostly the cache lines it reads on the way.
+// With a JavaScript object per leaf (the object, its typed array, that
+// array's buffer, its list of surrogate pairs) and per node (the object and
+// three arrays), each level and each leaf was several scattered lines, and
+// every leaf edit made garbage. Here a leaf is a slot number: its text is
+// the slot's LEAF_MAX units of one shared Uint16Array, its length, code
+// points and pair offsets a few bytes of one Uint8Array. An inner node is a
+// node number: each of its children is three entries of one shared
+// Int32Array (UTF-16 units, code points, id), side by side. Finding a
+// position reads one short run of integers per level and then the leaf's
+// counts and text; an edit inside one leaf moves the units after it within
+// the slot and adds its change to the entries along the path, allocating
+// nothing. Only an edit that
+// overflows, empties or spans leaves rebuilds, and then only the nodes along
+// its path; the slots and nodes it drops go on free lists for the next.
+//
+// A leaf keeps the offsets of its surrogate pairs beside its counts (as
+// many as its units exceed its code points), so converting a position reads
+// a few bytes instead of scanning its text (a scan costs about a nanosecond
+// a unit, more than the rest of the lookup), and a leaf without pairs
+// converts by adding. Whether an offset cuts a pair is read
+// from the two units around it.
 //
 // The text is well formed (the SDK refuses lone surrogates in local edits;
 // the server's text is UTF-8), and no leaf boundary falls inside a surrogate
@@ -21,60 +32,28 @@
 
 import { codePointLength, utf8Length } from './units.js';
 
-/** Largest leaf (UTF-16 units): what an edit inside one leaf copies. */
-const LEAF_MAX = 1024;
+/** Units of a leaf's slot, its largest size: what an edit inside one leaf may move. */
+const LEAF_MAX = 128;
 /** A leaf an edit leaves smaller than this is merged with a neighbour. */
 const LEAF_MIN = LEAF_MAX / 4;
+/** Most surrogate pairs a leaf can hold: the stride of the pair lists. */
+const PAIRS_MAX = LEAF_MAX / 2;
+/** Bytes of a leaf's counts and pairs (LEAF_MAX must stay below 256: one byte each). */
+const META = 2 + PAIRS_MAX;
 /** Most children of an inner node: what a lookup reads per level. */
 const KIDS_MAX = 32;
+/**
+ * Largest leaf and node a text is cut into when built or rebuilt: room for
+ * edits to grow them in place, and few enough levels that a lookup on a
+ * large text reads only a few lines of memory nobody touched lately.
+ */
+const LEAF_FILL = LEAF_MAX / 2;
+const KIDS_FILL = KIDS_MAX / 2;
 /** An inner node left with fewer children than this is merged with a neighbour. */
 const KIDS_MIN = KIDS_MAX / 4;
 
 const isHigh = (c) => c >= 0xd800 && c <= 0xdbff;
 const isLow = (c) => c >= 0xdc00 && c <= 0xdfff;
-
-/**
- * The offsets of the surrogate pairs of `s` (their high halves), or null
- * when it has none: with them a leaf converts positions without a scan.
- */
-function pairsOf(s) {
-  let pairs = null;
-  for (let i = 0; i + 1 < s.length; i++) {
-    if (isHigh(s.charCodeAt(i)) && isLow(s.charCodeAt(i + 1))) {
-      if (pairs === null) pairs = [];
-      pairs.push(i);
-      i++;
-    }
-  }
-  return pairs;
-}
-
-/** How many of ascending `xs` are below `x`. */
-function countBelow(xs, x) {
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (xs[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** How many pairs of ascending offsets `pairs` start before code point `k` (pair j is code point pairs[j] - j). */
-function pairsBeforePoint(pairs, k) {
-  let lo = 0;
-  let hi = pairs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (pairs[mid] - mid < k) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** A leaf's buffer for `n` units: room to grow by half (typing), within LEAF_MAX. */
-const capacityFor = (n) => Math.min(LEAF_MAX, Math.max(16, n + (n >> 1)));
 
 /** The text of units `f`..`t` of `buf`. */
 function decode(buf, f, t) {
@@ -87,253 +66,395 @@ function decode(buf, f, t) {
   return String.fromCharCode.apply(null, buf.subarray(f, t));
 }
 
-/**
- * A chunk of the text, held in a UTF-16 buffer with room to grow: an edit
- * inside it moves the units after the change along the buffer and writes
- * the insert, allocating nothing (a JavaScript string would be copied
- * whole on every edit, and the copies are garbage for the collector). Its
- * text as a string is built when asked for, and kept until its next edit.
- */
-class Leaf {
-  constructor(s, pairs = pairsOf(s)) {
-    this.h = 0; // height: leaves are 0
-    const buf = new Uint16Array(capacityFor(s.length));
-    for (let i = 0; i < s.length; i++) buf[i] = s.charCodeAt(i);
-    this.buf = buf;
-    this.s = s; // the text, or null when not built since the last edit
-    this.pairs = pairs; // surrogate pairs of the text (pairsOf)
-    this.len = s.length; // UTF-16 units
-    this.cps = s.length - (pairs ? pairs.length : 0); // code points
-  }
-
-  /** The leaf's text. */
-  text() {
-    if (this.s === null) this.s = decode(this.buf, 0, this.len);
-    return this.s;
-  }
-
-  /**
-   * Replaces units `from`..`to` with `insert` (the leaf stays within
-   * LEAF_MAX); returns the text taken out.
-   */
-  splice(from, to, insert) {
-    let buf = this.buf;
-    const removed = to > from ? decode(buf, from, to) : '';
-    const size = this.len - (to - from) + insert.length;
-    if (size > buf.length) {
-      const grown = new Uint16Array(capacityFor(size));
-      grown.set(buf.subarray(0, from));
-      grown.set(buf.subarray(to, this.len), from + insert.length);
-      this.buf = buf = grown;
-    } else if (to - from !== insert.length) {
-      buf.copyWithin(from + insert.length, to, this.len);
-    }
-    for (let j = 0; j < insert.length; j++) buf[from + j] = insert.charCodeAt(j);
-    this.len = size;
-    this.s = null;
-    return removed;
-  }
-}
-
-class Inner {
-  constructor(kids) {
-    this.h = kids[0].h + 1;
-    this.kids = kids;
-    /** UTF-16 units and code points of each child, read without touching the children. */
-    this.lens = [];
-    this.cpl = [];
-    let len = 0;
-    let cps = 0;
-    for (const k of kids) {
-      this.lens.push(k.len);
-      this.cpl.push(k.cps);
-      len += k.len;
-      cps += k.cps;
-    }
-    this.len = len;
-    this.cps = cps;
-  }
-}
-
-/** UTF-16 units of the first `k` code points of leaf `n`. */
-function unitsOf(n, k) {
-  return n.pairs === null ? k : k + pairsBeforePoint(n.pairs, k);
-}
-
-/** Code points of the first `u` UTF-16 units of leaf `n` (a cut pair's high half counts one). */
-function pointsOf(n, u) {
-  return n.pairs === null ? u : u - countBelow(n.pairs, u - 1);
-}
-
-/** True when offset `u` of leaf `n` falls between the halves of a pair. */
-function cutsPair(n, u) {
-  if (n.pairs === null) return false;
-  const before = countBelow(n.pairs, u);
-  return before > 0 && n.pairs[before - 1] + 1 === u;
-}
-
-/**
- * Leaves of `s` in order, no surrogate pair cut: as even as possible, none
- * over LEAF_MAX / 2 once there are two, so edits have room to grow them in
- * place (and none under LEAF_MIN).
- */
-function leavesOf(s) {
-  const out = [];
-  if (s.length === 0) return out;
-  const pieces = s.length <= LEAF_MAX ? 1 : Math.ceil(s.length / (LEAF_MAX / 2));
-  const size = Math.ceil(s.length / pieces);
-  for (let from = 0; from < s.length; ) {
-    let to = Math.min(s.length, from + size);
-    if (to < s.length && isLow(s.charCodeAt(to)) && isHigh(s.charCodeAt(to - 1))) to--;
-    out.push(new Leaf(s.slice(from, to)));
-    from = to;
-  }
+/** A copy of `a` (an Int32Array or Uint16Array) `size` entries long. */
+function grown(a, size) {
+  const out = new a.constructor(size);
+  out.set(a);
   return out;
-}
-
-/** Inner nodes holding `kids` (one height) in order, as even as possible, like `leavesOf`. */
-function innersOf(kids) {
-  const out = [];
-  if (kids.length === 0) return out;
-  const pieces = kids.length <= KIDS_MAX ? 1 : Math.ceil(kids.length / (KIDS_MAX / 2));
-  const size = Math.ceil(kids.length / pieces);
-  for (let from = 0; from < kids.length; from += size) out.push(new Inner(kids.slice(from, from + size)));
-  return out;
-}
-
-/** One root over `nodes` (one height, in order); an empty leaf when there are none. */
-function rootOf(nodes) {
-  while (nodes.length > 1) nodes = innersOf(nodes);
-  let root = nodes.length === 1 ? nodes[0] : new Leaf('');
-  while (root.h > 0 && root.kids.length === 1) root = root.kids[0];
-  return root;
-}
-
-const underfull = (n) => (n.h === 0 ? n.len < LEAF_MIN : n.kids.length < KIDS_MIN);
-
-/** `a` then `b` (one height) as one node, or two even ones when that is too large. */
-function mergeNodes(a, b) {
-  return a.h === 0 ? leavesOf(a.text() + b.text()) : innersOf(a.kids.concat(b.kids));
-}
-
-/**
- * Merges the underfull nodes of `nodes` between `lo` and `hi` (inclusive)
- * with a neighbour. Only nodes an edit rebuilt can be underfull.
- */
-function mendRange(nodes, lo, hi) {
-  let p = Math.max(0, lo);
-  while (p <= hi && p < nodes.length && nodes.length > 1) {
-    if (!underfull(nodes[p])) {
-      p++;
-      continue;
-    }
-    const q = p + 1 < nodes.length ? p : p - 1; // merge nodes[q] and nodes[q + 1]
-    const merged = mergeNodes(nodes[q], nodes[q + 1]);
-    nodes.splice(q, 2, ...merged);
-    hi += merged.length - 2;
-    // One node may still be underfull (look at it again); two or more even
-    // parts of more than a full node are not.
-    p = merged.length === 1 ? q : q + merged.length;
-  }
-}
-
-/** Appends the texts of `node`'s leaves to `parts`. */
-function texts(node, parts) {
-  if (node.h === 0) parts.push(node.text());
-  else for (const k of node.kids) texts(k, parts);
-}
-
-/** Appends the text between code points `from` and `to` of `node` to `parts`. */
-function collect(node, from, to, parts) {
-  if (node.h === 0) {
-    parts.push(decode(node.buf, unitsOf(node, from), unitsOf(node, to)));
-    return;
-  }
-  const { kids, cpl } = node;
-  let off = 0;
-  for (let i = 0; i < kids.length && off < to; i++) {
-    const c = cpl[i];
-    if (off + c > from) {
-      if (from <= off && off + c <= to) texts(kids[i], parts);
-      else collect(kids[i], Math.max(0, from - off), Math.min(c, to - off), parts);
-    }
-    off += c;
-  }
-}
-
-/**
- * Replaces code points `from`..`to` of `node` with `insert`, appending the
- * text taken out to `removed`. Returns the nodes (of `node`'s height, none
- * when nothing is left) to put in its place: the children the range touches
- * are rebuilt, the ones inside it dropped, the others shared.
- */
-function edit(node, from, to, insert, removed) {
-  if (node.h === 0) {
-    const s = node.text();
-    const f = unitsOf(node, from);
-    const t = unitsOf(node, to);
-    if (t > f) removed.push(s.slice(f, t));
-    return leavesOf(s.slice(0, f) + insert + s.slice(t));
-  }
-  const { kids, cpl } = node;
-  // The first child the range touches (one ending exactly at `from` takes
-  // the insert) and the last, and where the first starts.
-  let i = 0;
-  let off = 0;
-  while (i < kids.length - 1 && from > off + cpl[i]) off += cpl[i++];
-  let j = i;
-  let offJ = off;
-  while (j < kids.length - 1 && to > offJ + cpl[j]) offJ += cpl[j++];
-  let fresh;
-  if (i === j) {
-    fresh = edit(kids[i], from - off, to - off, insert, removed);
-  } else {
-    fresh = edit(kids[i], from - off, cpl[i], insert, removed);
-    for (let m = i + 1; m < j; m++) texts(kids[m], removed);
-    fresh = fresh.concat(edit(kids[j], 0, to - offJ, '', removed));
-  }
-  const out = kids.slice(0, i).concat(fresh, kids.slice(j + 1));
-  mendRange(out, i - 1, i + fresh.length);
-  return innersOf(out);
 }
 
 export class Rope {
   constructor(text = '') {
-    this._root = rootOf(leavesOf(text));
-    this._string = text;
+    // Leaves: slot s holds units s * LEAF_MAX .. + its length of _buf. Its
+    // length, its code points and the offsets of its surrogate pairs (their
+    // high halves, in order, as many as its units exceed its code points)
+    // are META bytes of _meta from s * META, on the line a lookup reads
+    // anyway.
+    this._buf = new Uint16Array(4 * LEAF_MAX);
+    this._meta = new Uint8Array(4 * META);
+    this._leaves = 0; // slots handed out so far (free ones included)
+    this._freeLeaves = [];
+    // Inner nodes: child j of node n is entry (n * KIDS_MAX + j) * 3 of
+    // _ent: its UTF-16 units, its code points and its id, side by side (a
+    // lookup finds the child and its id on the same line of memory).
+    this._ent = new Int32Array(4 * KIDS_MAX * 3);
+    this._count = new Int32Array(4);
+    this._nodes = 0;
+    this._freeNodes = [];
+    // The root (a slot when _height is 0, a node otherwise) and its measures.
+    this._root = 0;
+    this._height = 0;
+    this._len = 0;
+    this._cps = 0;
     /**
-     * The leaf the last lookup found, the code points and UTF-16 units
-     * before it, and the nodes and child indexes from the root down to it
-     * (`_depth` of them): an edit inside it adds its change along that path,
-     * and positions in it (someone typing) need no walk from the root.
-     * Valid until the tree is rebuilt somewhere (an edit inside the leaf
-     * keeps it valid: what comes before it does not move).
+     * The leaf the last lookup found (-1: none), the code points and UTF-16
+     * units before it, and the entries (index into _ent) from
+     * the root down to it (`_depth` of them): an edit inside it adds its
+     * change along that path, and positions in it (someone typing) need no
+     * walk from the root. Valid until the tree is rebuilt somewhere (an edit
+     * inside the leaf keeps it valid: what comes before it does not move).
      */
-    this._finger = null;
+    this._finger = -1;
     this._fingerBase = 0;
     this._fingerBase16 = 0;
-    this._pathNodes = [];
-    this._pathIdx = [];
+    // The finger's UTF-16 units and code points (read off its entry on the
+    // way down, so a lookup does not read the leaf's own counts).
+    this._fingerLen = 0;
+    this._fingerCps = 0;
+    this._path = new Int32Array(16);
     this._depth = 0;
     this._base = 0;
     this._base16 = 0;
+    /** The UTF-16 offset of the last `replace` (what `_replace` returns beside the text). */
+    this._at = 0;
+    this._setRoot(this._leavesOf(text), 0);
+    this._string = text;
   }
 
   /** Length in UTF-16 units. */
   get length() {
-    return this._root.len;
+    return this._len;
   }
 
   /** Length in code points. */
   get codePoints() {
-    return this._root.cps;
+    return this._cps;
   }
+
+  // ---- slots and nodes ----------------------------------------------------
+
+  /** A new leaf holding units `from`..`to` of `s` (no pair cut at either end). */
+  _newLeaf(s, from, to) {
+    let slot;
+    if (this._freeLeaves.length > 0) slot = this._freeLeaves.pop();
+    else {
+      slot = this._leaves++;
+      if ((slot + 1) * META > this._meta.length) {
+        const size = (this._meta.length / META) * 2;
+        this._buf = grown(this._buf, size * LEAF_MAX);
+        this._meta = grown(this._meta, size * META);
+      }
+    }
+    const buf = this._buf;
+    const o = slot * LEAF_MAX;
+    let pairs = 0;
+    for (let i = from; i < to; i++) {
+      const c = s.charCodeAt(i);
+      buf[o + i - from] = c;
+      if (isLow(c) && i > from && isHigh(s.charCodeAt(i - 1))) this._meta[slot * META + 2 + pairs++] = i - 1 - from;
+    }
+    this._meta[slot * META] = to - from;
+    this._meta[slot * META + 1] = to - from - pairs;
+    return slot;
+  }
+
+  /** A new inner node over `kids` (of height `h` - 1, at most KIDS_MAX). */
+  _newNode(kids, h) {
+    let n;
+    if (this._freeNodes.length > 0) n = this._freeNodes.pop();
+    else {
+      n = this._nodes++;
+      if (n >= this._count.length) {
+        const size = this._count.length * 2;
+        this._ent = grown(this._ent, size * KIDS_MAX * 3);
+        this._count = grown(this._count, size);
+      }
+    }
+    for (let j = 0; j < kids.length; j++) {
+      const e = (n * KIDS_MAX + j) * 3;
+      this._ent[e] = this._lenOf(kids[j], h - 1);
+      this._ent[e + 1] = this._cpsOf(kids[j], h - 1);
+      this._ent[e + 2] = kids[j];
+    }
+    this._count[n] = kids.length;
+    return n;
+  }
+
+  /** UTF-16 units under slot or node `id` of height `h`. */
+  _lenOf(id, h) {
+    if (h === 0) return this._meta[id * META];
+    let sum = 0;
+    for (let e = id * KIDS_MAX * 3, end = e + this._count[id] * 3; e < end; e += 3) sum += this._ent[e];
+    return sum;
+  }
+
+  /** Code points under slot or node `id` of height `h`. */
+  _cpsOf(id, h) {
+    if (h === 0) return this._meta[id * META + 1];
+    let sum = 0;
+    for (let e = id * KIDS_MAX * 3, end = e + this._count[id] * 3; e < end; e += 3) sum += this._ent[e + 1];
+    return sum;
+  }
+
+  /** The children of node `n`, as a new array. */
+  _kidsOf(n) {
+    const out = [];
+    for (let e = n * KIDS_MAX * 3, end = e + this._count[n] * 3; e < end; e += 3) out.push(this._ent[e + 2]);
+    return out;
+  }
+
+  /** Gives back slot or node `id` of height `h` (not what is under it). */
+  _free(id, h) {
+    if (h === 0) this._freeLeaves.push(id);
+    else this._freeNodes.push(id);
+  }
+
+  /** Gives back `id` of height `h` and everything under it. */
+  _freeTree(id, h) {
+    if (h > 0) for (const k of this._kidsOf(id)) this._freeTree(k, h - 1);
+    this._free(id, h);
+  }
+
+  /** The text of leaf `slot`. */
+  _leafText(slot) {
+    const o = slot * LEAF_MAX;
+    return decode(this._buf, o, o + this._meta[slot * META]);
+  }
+
+  // ---- positions inside a leaf --------------------------------------------
+
+  /** UTF-16 units of the first `k` code points of leaf `slot`. */
+  _unitsOf(slot, k) {
+    return this._unitsIn(slot, this._meta[slot * META] - this._meta[slot * META + 1], k);
+  }
+
+  /** `_unitsOf` for a leaf with `n` surrogate pairs. */
+  _unitsIn(slot, n, k) {
+    if (n === 0) return k; // no surrogate pair: most leaves of most texts
+    // Pair j is code point pairs[j] - j: count those before `k`.
+    const pairs = this._meta;
+    const o = slot * META + 2;
+    let j = 0;
+    while (j < n && pairs[o + j] - j < k) j++;
+    return k + j;
+  }
+
+  /**
+   * Code points of the first `u` UTF-16 units of leaf `slot`, which has `n`
+   * surrogate pairs (a cut pair's high half counts one).
+   */
+  _pointsIn(slot, n, u) {
+    if (n === 0) return u;
+    const pairs = this._meta;
+    const o = slot * META + 2;
+    let j = 0;
+    while (j < n && pairs[o + j] + 1 < u) j++; // pairs wholly before `u`
+    return u - j;
+  }
+
+  /**
+   * Updates the pair list of leaf `slot` (which had `n` pairs) for units
+   * `from`..`to` replaced by `insert`, `d16` units longer; returns the
+   * pairs `insert` brought.
+   */
+  _movePairs(slot, n, from, to, insert, d16) {
+    const pairs = this._meta;
+    const o = slot * META + 2;
+    let first = 0; // the first pair at or after the range
+    while (first < n && pairs[o + first] < from) first++;
+    let end = first; // the first pair after it
+    while (end < n && pairs[o + end] < to) end++;
+    let added = 0;
+    for (let i = 0; i + 1 < insert.length; i++) {
+      if (isHigh(insert.charCodeAt(i)) && isLow(insert.charCodeAt(i + 1))) {
+        added++;
+        i++;
+      }
+    }
+    const move = added - (end - first);
+    if (move !== 0) pairs.copyWithin(o + end + move, o + end, o + n);
+    for (let j = end + move; j < n + move; j++) pairs[o + j] += d16;
+    if (added > 0) {
+      let j = o + first;
+      for (let i = 0; i + 1 < insert.length; i++) {
+        if (isHigh(insert.charCodeAt(i)) && isLow(insert.charCodeAt(i + 1))) pairs[j++] = from + i++;
+      }
+    }
+    return added;
+  }
+
+  /** True when offset `u` of leaf `slot` falls between the halves of a pair. */
+  _cutsPair(slot, len, u) {
+    const o = slot * LEAF_MAX;
+    return u > 0 && u < len && isHigh(this._buf[o + u - 1]) && isLow(this._buf[o + u]);
+  }
+
+  // ---- building and rebuilding ----------------------------------------------
+
+  /**
+   * Leaves of `s` in order, no surrogate pair cut: as even as possible, none
+   * over LEAF_MAX / 2 once there are two, so edits have room to grow them in
+   * place (and none under LEAF_MIN).
+   */
+  _leavesOf(s) {
+    const out = [];
+    if (s.length === 0) return out;
+    const pieces = s.length <= LEAF_MAX ? 1 : Math.ceil(s.length / LEAF_FILL);
+    const size = Math.ceil(s.length / pieces);
+    for (let from = 0; from < s.length; ) {
+      let to = Math.min(s.length, from + size);
+      if (to < s.length && isLow(s.charCodeAt(to)) && isHigh(s.charCodeAt(to - 1))) to--;
+      out.push(this._newLeaf(s, from, to));
+      from = to;
+    }
+    return out;
+  }
+
+  /** Inner nodes of height `h` holding `kids` in order, as even as possible, like `_leavesOf`. */
+  _innersOf(kids, h) {
+    const out = [];
+    if (kids.length === 0) return out;
+    const pieces = kids.length <= KIDS_MAX ? 1 : Math.ceil(kids.length / KIDS_FILL);
+    const size = Math.ceil(kids.length / pieces);
+    for (let from = 0; from < kids.length; from += size) out.push(this._newNode(kids.slice(from, from + size), h));
+    return out;
+  }
+
+  /** Makes one root over `ids` (of height `h`, in order); an empty leaf when there are none. */
+  _setRoot(ids, h) {
+    while (ids.length > 1) ids = this._innersOf(ids, ++h);
+    let root;
+    if (ids.length === 1) root = ids[0];
+    else {
+      root = this._newLeaf('', 0, 0);
+      h = 0;
+    }
+    while (h > 0 && this._count[root] === 1) {
+      const only = this._ent[root * KIDS_MAX * 3 + 2];
+      this._free(root, h);
+      root = only;
+      h--;
+    }
+    this._root = root;
+    this._height = h;
+    this._len = this._lenOf(root, h);
+    this._cps = this._cpsOf(root, h);
+  }
+
+  _underfull(id, h) {
+    return h === 0 ? this._meta[id * META] < LEAF_MIN : this._count[id] < KIDS_MIN;
+  }
+
+  /** `a` then `b` (height `h`, given back) as one node, or two even ones when that is too large. */
+  _merge(a, b, h) {
+    if (h === 0) {
+      const s = this._leafText(a) + this._leafText(b);
+      this._free(a, 0);
+      this._free(b, 0);
+      return this._leavesOf(s);
+    }
+    const kids = this._kidsOf(a).concat(this._kidsOf(b));
+    this._free(a, h);
+    this._free(b, h);
+    return this._innersOf(kids, h);
+  }
+
+  /**
+   * Merges the underfull nodes of `ids` (height `h`) between `lo` and `hi`
+   * (inclusive) with a neighbour. Only nodes an edit rebuilt can be underfull.
+   */
+  _mend(ids, h, lo, hi) {
+    let p = Math.max(0, lo);
+    while (p <= hi && p < ids.length && ids.length > 1) {
+      if (!this._underfull(ids[p], h)) {
+        p++;
+        continue;
+      }
+      const q = p + 1 < ids.length ? p : p - 1; // merge ids[q] and ids[q + 1]
+      const merged = this._merge(ids[q], ids[q + 1], h);
+      ids.splice(q, 2, ...merged);
+      hi += merged.length - 2;
+      // One node may still be underfull (look at it again); two or more even
+      // parts of more than a full node are not.
+      p = merged.length === 1 ? q : q + merged.length;
+    }
+  }
+
+  /** Appends the texts of the leaves under `id` (height `h`) to `parts`. */
+  _texts(id, h, parts) {
+    if (h === 0) parts.push(this._leafText(id));
+    else for (const k of this._kidsOf(id)) this._texts(k, h - 1, parts);
+  }
+
+  /** Appends the text between code points `from` and `to` of `id` (height `h`) to `parts`. */
+  _collect(id, h, from, to, parts) {
+    if (h === 0) {
+      const o = id * LEAF_MAX;
+      parts.push(decode(this._buf, o + this._unitsOf(id, from), o + this._unitsOf(id, to)));
+      return;
+    }
+    let off = 0;
+    for (let e = id * KIDS_MAX * 3, end = e + this._count[id] * 3; e < end && off < to; e += 3) {
+      const c = this._ent[e + 1];
+      if (off + c > from) {
+        if (from <= off && off + c <= to) this._texts(this._ent[e + 2], h - 1, parts);
+        else this._collect(this._ent[e + 2], h - 1, Math.max(0, from - off), Math.min(c, to - off), parts);
+      }
+      off += c;
+    }
+  }
+
+  /**
+   * Replaces code points `from`..`to` of `id` (height `h`) with `insert`,
+   * appending the text taken out to `removed`. Gives `id` back and returns
+   * the ids (of height `h`, none when nothing is left) to put in its place:
+   * the children the range touches are rebuilt, the ones inside it given
+   * back, the others kept.
+   */
+  _edit(id, h, from, to, insert, removed) {
+    if (h === 0) {
+      const s = this._leafText(id);
+      const f = this._unitsOf(id, from);
+      const t = this._unitsOf(id, to);
+      if (t > f) removed.push(s.slice(f, t));
+      this._free(id, 0);
+      return this._leavesOf(s.slice(0, f) + insert + s.slice(t));
+    }
+    // Read the node before anything below reuses or moves the arrays.
+    const kids = this._kidsOf(id);
+    const cpl = kids.map((_, j) => this._ent[(id * KIDS_MAX + j) * 3 + 1]);
+    this._free(id, h);
+    // The first child the range touches (one ending exactly at `from` takes
+    // the insert) and the last, and where the first starts.
+    let i = 0;
+    let off = 0;
+    while (i < kids.length - 1 && from > off + cpl[i]) off += cpl[i++];
+    let j = i;
+    let offJ = off;
+    while (j < kids.length - 1 && to > offJ + cpl[j]) offJ += cpl[j++];
+    let fresh;
+    if (i === j) {
+      fresh = this._edit(kids[i], h - 1, from - off, to - off, insert, removed);
+    } else {
+      fresh = this._edit(kids[i], h - 1, from - off, cpl[i], insert, removed);
+      for (let m = i + 1; m < j; m++) {
+        this._texts(kids[m], h - 1, removed);
+        this._freeTree(kids[m], h - 1);
+      }
+      fresh = fresh.concat(this._edit(kids[j], h - 1, 0, to - offJ, '', removed));
+    }
+    const out = kids.slice(0, i).concat(fresh, kids.slice(j + 1));
+    this._mend(out, h - 1, i - 1, i + fresh.length);
+    return this._innersOf(out, h);
+  }
+
+  // ---- lookups ----------------------------------------------------------------
 
   /** The whole text (built on the first call after a change). */
   toString() {
     if (this._string === null) {
       const parts = [];
-      texts(this._root, parts);
+      this._texts(this._root, this._height, parts);
       this._string = parts.join('');
     }
     return this._string;
@@ -346,9 +467,10 @@ export class Rope {
    */
   _findPoint(k) {
     const f = this._finger;
-    if (f !== null) {
+    if (f >= 0) {
       const off = k - this._fingerBase;
-      if (off >= 0 && (off < f.cps || (off === f.cps && this._fingerBase + f.cps === this._root.cps))) {
+      const cps = this._fingerCps;
+      if (off >= 0 && (off < cps || (off === cps && this._fingerBase + cps === this._cps))) {
         this._base = this._fingerBase;
         this._base16 = this._fingerBase16;
         return f;
@@ -360,9 +482,10 @@ export class Rope {
   /** The leaf holding UTF-16 offset `u` (the last leaf when `u` is the end), like `_findPoint`. */
   _findUnit(u) {
     const f = this._finger;
-    if (f !== null) {
+    if (f >= 0) {
       const off = u - this._fingerBase16;
-      if (off >= 0 && (off < f.len || (off === f.len && this._fingerBase16 + f.len === this._root.len))) {
+      const len = this._fingerLen;
+      if (off >= 0 && (off < len || (off === len && this._fingerBase16 + len === this._len))) {
         this._base = this._fingerBase;
         this._base16 = this._fingerBase16;
         return f;
@@ -378,64 +501,71 @@ export class Rope {
    * the two lookups cannot drift apart.
    */
   _descend(k, units) {
-    const nodes = this._pathNodes;
-    const idx = this._pathIdx;
+    const ent = this._ent;
+    const by = units ? 0 : 1; // the measure walked by, in an entry
+    const oth = 1 - by;
+    const count = this._count;
+    let path = this._path;
     let base = 0; // before the leaf, in the measure walked by
     let other = 0; // before the leaf, in the other measure
+    let total = units ? this._len : this._cps; // of the node walked through
+    let totalOther = units ? this._cps : this._len;
     let depth = 0;
     let n = this._root;
-    while (n.h > 0) {
-      const by = units ? n.lens : n.cpl;
-      const oth = units ? n.cpl : n.lens;
-      const total = units ? n.len : n.cps;
-      const last = by.length - 1;
-      let i;
+    for (let h = this._height; h > 0; h--) {
+      const first = n * KIDS_MAX * 3;
+      const last = first + (count[n] - 1) * 3;
+      let e;
       if (k < total >> 1) {
-        i = 0;
-        while (i < last && k >= by[i]) {
-          k -= by[i];
-          base += by[i];
-          other += oth[i];
-          i++;
+        e = first;
+        while (e < last && k >= ent[e + by]) {
+          k -= ent[e + by];
+          base += ent[e + by];
+          other += ent[e + oth];
+          e += 3;
         }
       } else {
         // In the second half: walk from the end (half the reads on average),
         // to the same child (the first one ending after `k`).
-        i = last;
+        e = last;
         let end = total;
-        let endOther = units ? n.cps : n.len;
-        while (i > 0 && k < end - by[i]) {
-          end -= by[i];
-          endOther -= oth[i];
-          i--;
+        let endOther = totalOther;
+        while (e > first && k < end - ent[e + by]) {
+          end -= ent[e + by];
+          endOther -= ent[e + oth];
+          e -= 3;
         }
-        const start = end - by[i];
+        const start = end - ent[e + by];
         k -= start;
         base += start;
-        other += endOther - oth[i];
+        other += endOther - ent[e + oth];
       }
-      nodes[depth] = n;
-      idx[depth] = i;
-      depth++;
-      n = n.kids[i];
+      total = ent[e + by];
+      totalOther = ent[e + oth];
+      if (depth === path.length) this._path = path = grown(path, depth * 2);
+      path[depth++] = e;
+      n = ent[e + 2];
     }
-    return units ? this._setFinger(n, other, base, depth) : this._setFinger(n, base, other, depth);
-  }
-
-  _setFinger(leaf, base, base16, depth) {
-    this._finger = leaf;
-    this._fingerBase = this._base = base;
-    this._fingerBase16 = this._base16 = base16;
+    this._finger = n;
     this._depth = depth;
-    return leaf;
+    this._fingerLen = units ? total : totalOther;
+    this._fingerCps = units ? totalOther : total;
+    if (units) {
+      this._fingerBase = this._base = other;
+      this._fingerBase16 = this._base16 = base;
+    } else {
+      this._fingerBase = this._base = base;
+      this._fingerBase16 = this._base16 = other;
+    }
+    return n;
   }
 
   /** The UTF-16 offset of code point offset `cp`, clamped to the end of the text. */
   toUtf16(cp) {
-    if (cp >= this._root.cps) return this._root.len;
+    if (cp >= this._cps) return this._len;
     if (!(cp > 0)) return 0;
     const n = this._findPoint(cp);
-    return this._base16 + unitsOf(n, cp - this._base);
+    return this._base16 + this._unitsIn(n, this._fingerLen - this._fingerCps, cp - this._base);
   }
 
   /**
@@ -443,7 +573,7 @@ export class Rope {
    * `index` is out of range or inside a surrogate pair (never rounds).
    */
   toCodePoints(index) {
-    const length = this.length;
+    const length = this._len;
     if (!Number.isInteger(index) || index < 0 || index > length) {
       throw new RangeError(`offset ${index} is outside the text (length ${length})`);
     }
@@ -457,15 +587,16 @@ export class Rope {
     if (index === 0) return 0;
     const n = this._findUnit(index);
     const u = index - this._base16;
-    return cutsPair(n, u) ? -1 : this._base + pointsOf(n, u);
+    const len = this._fingerLen;
+    return this._cutsPair(n, len, u) ? -1 : this._base + this._pointsIn(n, len - this._fingerCps, u);
   }
 
   /** True when UTF-16 offset `index` falls between the halves of a surrogate pair. */
   splitsPair(index) {
-    if (!(index > 0) || index >= this.length) return false;
+    if (!(index > 0) || index >= this._len) return false;
     const n = this._findUnit(index);
     // No leaf boundary falls inside a pair.
-    return cutsPair(n, index - this._base16);
+    return this._cutsPair(n, this._fingerLen, index - this._base16);
   }
 
   /** The text between code point offsets `from` and `to` (both within the text). */
@@ -473,11 +604,17 @@ export class Rope {
     if (to <= from) return '';
     const n = this._findPoint(from);
     const k = from - this._base;
-    if (to - this._base <= n.cps) return decode(n.buf, unitsOf(n, k), unitsOf(n, to - this._base));
+    if (to - this._base <= this._fingerCps) {
+      const o = n * LEAF_MAX;
+      const pairs = this._fingerLen - this._fingerCps;
+      return decode(this._buf, o + this._unitsIn(n, pairs, k), o + this._unitsIn(n, pairs, to - this._base));
+    }
     const parts = [];
-    collect(this._root, from, to, parts);
+    this._collect(this._root, this._height, from, to, parts);
     return parts.join('');
   }
+
+  // ---- edits ------------------------------------------------------------------
 
   /**
    * Replaces `remove` code points at code point `at` with `insert`. Returns
@@ -485,42 +622,55 @@ export class Rope {
    * within the text.
    */
   replace(at, remove, insert) {
+    const removed = this._replace(at, remove, insert);
+    return { at: this._at, removed };
+  }
+
+  /** `replace`, returning the text removed and leaving the offset in `_at` (no object per edit). */
+  _replace(at, remove, insert) {
     this._string = null;
-    const insertPoints = insert.length === 0 ? 0 : codePointLength(insert);
     // The common case: the range is inside one leaf, which stays within bounds.
     const n = this._findPoint(at);
     const k = at - this._base;
-    if (k + remove <= n.cps) {
-      const from = unitsOf(n, k);
-      const to = remove === 0 ? from : unitsOf(n, k + remove);
+    const cps = this._fingerCps;
+    if (k + remove <= cps) {
+      const len = this._fingerLen;
+      const had = len - cps; // surrogate pairs
+      const from = this._unitsIn(n, had, k);
+      const to = remove === 0 ? from : this._unitsIn(n, had, k + remove);
       const d16 = insert.length - (to - from);
-      const size = n.len + d16;
+      const size = len + d16;
       if (size <= LEAF_MAX && (size >= LEAF_MIN || d16 >= 0 || this._depth === 0)) {
-        const removed = n.splice(from, to, insert);
-        const dcp = insertPoints - remove;
-        n.cps += dcp;
-        if (n.pairs !== null || insertPoints !== insert.length) {
-          n.pairs = movePairs(n.pairs, from, to, insertPoints === insert.length ? null : pairsOf(insert), d16);
-        }
-        const nodes = this._pathNodes;
-        const idx = this._pathIdx;
+        const buf = this._buf;
+        const o = n * LEAF_MAX;
+        const removed = decode(buf, o + from, o + to);
+        if (d16 !== 0) buf.copyWithin(o + from + insert.length, o + to, o + len);
+        for (let j = 0; j < insert.length; j++) buf[o + from + j] = insert.charCodeAt(j);
+        // Pairs of the leaf and of the insert (none: nothing to move).
+        const added = had === 0 && insert.length < 2 ? 0 : this._movePairs(n, had, from, to, insert, d16);
+        const dcp = insert.length - added - remove;
+        this._meta[n * META] = this._fingerLen = size;
+        this._meta[n * META + 1] = this._fingerCps = cps + dcp;
+        const path = this._path;
+        const ent = this._ent;
         for (let d = 0; d < this._depth; d++) {
-          const p = nodes[d];
-          const i = idx[d];
-          p.lens[i] += d16;
-          p.cpl[i] += dcp;
-          p.len += d16;
-          p.cps += dcp;
+          const e = path[d];
+          ent[e] += d16;
+          ent[e + 1] += dcp;
         }
-        return { at: this._base16 + from, removed };
+        this._len += d16;
+        this._cps += dcp;
+        this._at = this._base16 + from;
+        return removed;
       }
     }
     // Rebuild the nodes along the range's path.
-    const offset = this.toUtf16(at);
-    this._finger = null;
+    this._at = this.toUtf16(at);
+    this._finger = -1;
     const removed = [];
-    this._root = rootOf(edit(this._root, at, at + remove, insert, removed));
-    return { at: offset, removed: removed.join('') };
+    const h = this._height;
+    this._setRoot(this._edit(this._root, h, at, at + remove, insert, removed), h);
+    return removed.join('');
   }
 
   /**
@@ -550,7 +700,8 @@ export class Rope {
         cp += c;
         open = null;
       } else if (typeof c === 'string') {
-        const { at } = this.replace(cp, 0, c);
+        this._replace(cp, 0, c);
+        const at = this._at;
         edits.push({ type: 'insert', index: at, text: c });
         if (open) open.insert += c;
         else changes.push((open = { from: at - shift, to: at - shift, insert: c }));
@@ -565,7 +716,8 @@ export class Rope {
           if (!open) changes.push((open = { from: at - shift, to: at - shift, insert: '' }));
           continue;
         }
-        const { at, removed } = this.replace(cp, n, '');
+        const removed = this._replace(cp, n, '');
+        const at = this._at;
         edits.push({ type: 'delete', index: at, length: removed.length });
         bytes -= utf8Length(removed);
         if (open) open.to = at - shift + removed.length;
@@ -591,27 +743,37 @@ export class Rope {
     }
     return bytes;
   }
-}
 
-/**
- * Pairs of a leaf after `from`..`to` was replaced by text with pairs
- * `added`, `d16` units longer: `pairs` updated in place (typing moves the
- * pairs after the caret and allocates nothing), or null when none are left.
- */
-function movePairs(pairs, from, to, added, d16) {
-  if (pairs === null) {
-    if (added === null) return null;
-    for (let j = 0; j < added.length; j++) added[j] += from;
-    return added;
+  // ---- for tests ----------------------------------------------------------------
+
+  /**
+   * The tree as plain objects (`{h, kids, lens, cpl}` for a node, `{h: 0,
+   * len, cps, text}` for a leaf), and the slots and nodes in use and free:
+   * what the tests check the layout with.
+   */
+  _inspect() {
+    const view = (id, h) => {
+      if (h === 0) return { h, slot: id, len: this._meta[id * META], cps: this._meta[id * META + 1], text: this._leafText(id) };
+      const kids = this._kidsOf(id);
+      const e = (j) => (id * KIDS_MAX + j) * 3;
+      return {
+        h,
+        node: id,
+        kids: kids.map((k) => view(k, h - 1)),
+        lens: kids.map((_, j) => this._ent[e(j)]),
+        cpl: kids.map((_, j) => this._ent[e(j) + 1]),
+      };
+    };
+    return {
+      root: view(this._root, this._height),
+      len: this._len,
+      cps: this._cps,
+      leafMax: LEAF_MAX,
+      kidsMax: KIDS_MAX,
+      leaves: this._leaves,
+      freeLeaves: this._freeLeaves.slice(),
+      nodes: this._nodes,
+      freeNodes: this._freeNodes.slice(),
+    };
   }
-  const first = countBelow(pairs, from); // the first pair at or after the range
-  const end = to === from ? first : countBelow(pairs, to); // the first pair after it
-  if (d16 !== 0) for (let j = end; j < pairs.length; j++) pairs[j] += d16;
-  if (added !== null) {
-    for (let j = 0; j < added.length; j++) added[j] += from;
-    pairs.splice(first, end - first, ...added);
-  } else if (end > first) {
-    pairs.splice(first, end - first);
-  }
-  return pairs.length === 0 ? null : pairs;
 }

@@ -142,54 +142,63 @@ test('an op that does not fit throws and leaves the rope as it was', () => {
 
 /**
  * The shape of a rope's tree, checked on the way: every leaf at one depth,
- * within its bounds and not empty (but for an empty text), every node's
- * cached counts equal to its children's.
+ * within its slot and not empty (but for an empty text), every node's kept
+ * counts equal to its children's, no pair cut at a leaf edge, and every
+ * slot and node either in the tree once or on its free list once (a slot
+ * given back twice, or used by two leaves, would mix their texts).
  */
-/** The offsets of the surrogate pairs of `s` (high halves), or null: what a leaf keeps. */
-function pairsOf(s) {
-  const out = [];
-  for (let i = 0; i + 1 < s.length; i++) if (splitsPair(s, i + 1)) out.push(i++);
-  return out.length ? out : null;
-}
-
 function shape(rope) {
+  const info = rope._inspect();
   let leaves = 0;
   let largest = 0;
   let smallest = Infinity;
   let widest = 0;
   let leafDepth = -1;
+  const slots = new Set();
+  const nodes = new Set();
   const walk = (n, depth) => {
     if (n.h === 0) {
       leaves++;
       if (leafDepth < 0) leafDepth = depth;
       assert.equal(depth, leafDepth, 'every leaf at the same depth');
-      // The leaf's buffer holds its text; the text it keeps, if any, is the same.
-      const s = String.fromCharCode(...n.buf.subarray(0, n.len));
-      assert.ok(n.len <= n.buf.length && n.buf.length <= 1024, `a buffer of ${n.buf.length} for ${n.len} units`);
-      if (n.s !== null) assert.equal(n.s, s, 'the text a leaf keeps is its buffer\'s');
-      assert.equal(n.text(), s);
+      assert.ok(!slots.has(n.slot), `slot ${n.slot} used twice`);
+      slots.add(n.slot);
+      const s = n.text;
+      assert.equal(n.len, s.length);
+      assert.ok(n.len <= info.leafMax, `a leaf of ${n.len} units`);
       assert.equal(n.cps, codePointLength(s));
-      assert.deepEqual(n.pairs, pairsOf(s), 'surrogate pairs of a leaf');
       assert.ok(!splitsPair(s, s.length) && !(s.length > 0 && /^[\udc00-\udfff]/.test(s)), 'no pair cut at a leaf edge');
       largest = Math.max(largest, s.length);
       smallest = Math.min(smallest, s.length);
-      return;
+      return { len: n.len, cps: n.cps };
     }
+    assert.ok(!nodes.has(n.node), `node ${n.node} used twice`);
+    nodes.add(n.node);
     widest = Math.max(widest, n.kids.length);
+    assert.ok(n.kids.length >= 1 && n.kids.length <= info.kidsMax);
     let len = 0;
     let cps = 0;
     n.kids.forEach((k, i) => {
       assert.equal(k.h, n.h - 1, 'a child one level down');
-      assert.equal(n.lens[i], k.len, 'cached length of a child');
-      assert.equal(n.cpl[i], k.cps, 'cached code points of a child');
-      len += k.len;
-      cps += k.cps;
-      walk(k, depth + 1);
+      const m = walk(k, depth + 1);
+      assert.equal(n.lens[i], m.len, 'kept length of a child');
+      assert.equal(n.cpl[i], m.cps, 'kept code points of a child');
+      len += m.len;
+      cps += m.cps;
     });
-    assert.equal(n.len, len);
-    assert.equal(n.cps, cps);
+    return { len, cps };
   };
-  walk(rope._root, 0);
+  const total = walk(info.root, 0);
+  assert.equal(info.len, total.len, 'length of the text');
+  assert.equal(info.cps, total.cps, 'code points of the text');
+  const free = new Set(info.freeLeaves);
+  assert.equal(free.size, info.freeLeaves.length, 'a slot on the free list twice');
+  for (const s of slots) assert.ok(!free.has(s), `slot ${s} in the tree and free`);
+  assert.equal(slots.size + free.size, info.leaves, 'every slot in the tree or free');
+  const freeNodes = new Set(info.freeNodes);
+  assert.equal(freeNodes.size, info.freeNodes.length, 'a node on the free list twice');
+  for (const n of nodes) assert.ok(!freeNodes.has(n), `node ${n} in the tree and free`);
+  assert.equal(nodes.size + freeNodes.size, info.nodes, 'every node in the tree or free');
   return { leaves, depth: leafDepth, largest, smallest, widest };
 }
 
@@ -213,11 +222,12 @@ test('a large text stays in bounded leaves and a shallow tree through many edits
   }
   const end = shape(rope);
   console.log(`# shape at the start ${JSON.stringify(start)}, after the edits ${JSON.stringify(end)}`);
-  assert.ok(end.largest <= 1024, `a leaf of ${end.largest} units`);
+  const { leafMax, kidsMax } = rope._inspect();
+  assert.ok(end.largest <= leafMax, `a leaf of ${end.largest} units`);
   assert.ok(end.smallest >= 1, 'no empty leaf');
-  assert.ok(end.widest <= 32, `a node of ${end.widest} children`);
-  assert.ok(end.leaves <= Math.ceil(rope.length / 256) + 16, `${end.leaves} leaves for ${rope.length} units`);
-  assert.ok(end.depth <= Math.ceil(Math.log(end.leaves) / Math.log(8)) + 1, `depth ${end.depth} for ${end.leaves} leaves`);
+  assert.ok(end.widest <= kidsMax, `a node of ${end.widest} children`);
+  assert.ok(end.leaves <= Math.ceil(rope.length / (leafMax / 4)) + 16, `${end.leaves} leaves for ${rope.length} units`);
+  assert.ok(end.depth <= Math.ceil(Math.log(end.leaves) / Math.log(kidsMax / 4)) + 1, `depth ${end.depth} for ${end.leaves} leaves`);
 });
 
 test('a rope edited piece by piece matches a string, its tree sound after every edit', () => {
@@ -365,5 +375,40 @@ test('positions and edits match a string with sparse and dense surrogate pairs a
   }
   const { leaves, smallest, largest } = shape(rope);
   console.log(`# ${leaves} leaves of ${smallest} to ${largest} units`);
+  assert.equal(rope.toString(), text);
+});
+
+test('slots and nodes given back by rebuilds are reused: pastes and cuts do not grow the rope', () => {
+  // The flat layout hands out leaf slots and node numbers and takes them
+  // back on free lists; a slot given back twice, or never, would show as
+  // mixed texts (shape) or as a rope that grows with every paste and cut.
+  const rand = seeded('rope slot reuse');
+  let text = randomText(rand, 20000);
+  const rope = new Rope(text);
+  let first = null;
+  for (let cycle = 0; cycle < 300; cycle++) {
+    const points = codePointLength(text);
+    const at = rand.int(points + 1);
+    const paste = randomText(rand, 1 + rand.int(3000));
+    let op = at > 0 ? [at, paste] : [paste];
+    text = applyOp(text, op).text;
+    rope.apply(op);
+    const cut = codePointLength(paste);
+    const from = rand.int(codePointLength(text) - cut + 1);
+    op = from > 0 ? [from, { d: cut }] : [{ d: cut }];
+    text = applyOp(text, op).text;
+    rope.apply(op);
+    if (cycle % 50 === 0) {
+      shape(rope);
+      assert.equal(rope.toString(), text, `text after cycle ${cycle}`);
+    }
+    const { leaves, nodes } = rope._inspect();
+    if (cycle === 20) first = { leaves, nodes };
+    if (cycle > 20) {
+      assert.ok(leaves <= first.leaves * 2, `${leaves} slots handed out, ${first.leaves} after 20 cycles`);
+      assert.ok(nodes <= first.nodes * 2 + 8, `${nodes} nodes handed out, ${first.nodes} after 20 cycles`);
+    }
+  }
+  shape(rope);
   assert.equal(rope.toString(), text);
 });
