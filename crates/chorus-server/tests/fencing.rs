@@ -158,3 +158,60 @@ async fn a_store_gone_back_under_live_connections_is_noticed(mut redis: Redis) {
     assert!(reader.doc(ROOM, DOC).unwrap().resets >= 1, "the reader of node a was told, not left on the old history");
     assert_eq!(a.doc_text(ROOM, DOC).await, b.doc_text(ROOM, DOC).await, "node a reloaded");
 }
+
+on_both!(an_undo_history_of_lost_ops_is_never_applied_to_the_store_s_history, lost_undo_history_on_redis, lost_undo_history_on_a_cluster);
+
+/// The user's undo history follows the store back in time. Node a keeps
+/// ann's history of ops that an older backup then loses, and saves it when
+/// she leaves, before anything tells it the store went back; others take
+/// those versions (and more) with other ops. When ann comes back and
+/// presses undo, a step built on the lost text must not be applied to the
+/// store's: her undo takes back only her own text of the store's history
+/// (or nothing), and the redo puts exactly that back.
+async fn an_undo_history_of_lost_ops_is_never_applied_to_the_store_s_history(mut redis: Redis) {
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut ann = editor(&a, "ann").await;
+    for i in 0..3 {
+        type_acked(&mut ann, &format!("<kept{i}>")).await;
+    }
+    let backup = redis.server_for(&room_key()).save_rdb();
+    // Versions 4 to 8, in ann's history on node a, of the history the store
+    // is about to lose.
+    for i in 0..5 {
+        type_acked(&mut ann, &format!("<lost{i}>")).await;
+    }
+    redis.server_for(&room_key()).restore_rdb(&backup);
+    if let Redis::Cluster(c) = &redis {
+        c.wait_until_serving();
+    }
+    // Node a is connected to the store again; then ann leaves, and node a
+    // saves the history it holds.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    ann.disconnect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Versions 4 to 10 of another history, through node b.
+    let mut newcomer = editor(&b, "newcomer").await;
+    for i in 0..7 {
+        type_acked(&mut newcomer, &format!("<new{i}>")).await;
+    }
+    ann.set_url(&b.ws_url());
+    ann.reconnect().await.unwrap();
+    ann.sync(ROOM, DOC).await.unwrap();
+    let mut clients = [("ann", &mut ann), ("newcomer", &mut newcomer)];
+    assert_converged(&b, &mut clients).await;
+    let (before, _) = b.doc_text(ROOM, DOC).await;
+    assert!(ann.doc(ROOM, DOC).unwrap().resets >= 1, "ann was told her history is gone");
+    let undone = ann.undo(ROOM, DOC).await.expect("undo");
+    let (after_undo, _) = b.doc_text(ROOM, DOC).await;
+    // Only ann's text of the store's history may go, and only whole steps.
+    let others = |t: &str| (0..3).fold(t.to_owned(), |t, i| t.replace(&format!("<kept{i}>"), ""));
+    assert_eq!(others(&after_undo), others(&before), "ann's undo (at {undone:?}) took back others' text: {before:?} became {after_undo:?}");
+    if undone.is_some() {
+        assert_ne!(after_undo, before, "the undo took something back");
+        assert!(ann.redo(ROOM, DOC).await.expect("redo").is_some(), "what was undone can be redone");
+    }
+    let mut clients = [("ann", &mut ann), ("newcomer", &mut newcomer)];
+    assert_converged(&b, &mut clients).await;
+    assert_eq!(b.doc_text(ROOM, DOC).await.0, before, "the undo and the redo gave the text back");
+    assert_eq!(a.doc_text(ROOM, DOC).await, b.doc_text(ROOM, DOC).await, "both nodes read the store's history");
+}

@@ -131,6 +131,9 @@ impl Room {
         warn!(room = %self.name, doc = %name, from = position.version, to = fresh.version(), readers = fresh.subscribers.len(), reset = ?reasons.first(), "document replica reloaded from the store");
         metrics::counter!("chorus_document_reloads_total").increment(1);
         self.docs.insert(name.clone(), fresh);
+        // Copies built on ops the store no longer has go now, before a
+        // release could save one over the store's.
+        self.histories.committed(name, self.docs[name].text.log());
         Ok(())
     }
 

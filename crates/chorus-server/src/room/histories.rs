@@ -17,6 +17,14 @@
 //! them nothing; they are saved (compare-and-set, off the room task) when
 //! the log is trimmed past the store's copy, so the store's copy stays
 //! usable by other nodes, and when released.
+//!
+//! A history built on ops the store no longer has (it went back in time:
+//! an older backup, a failover to a replica that was behind) is never
+//! brought forward on the store's log: a copy here is dropped when the
+//! replica is reloaded or meets the new ops, and one found in the store
+//! (saved by a node that had not noticed yet) is replaced by a new, empty
+//! history at the head. The user's undo then takes back what the history
+//! the store kept still holds, or nothing (`done: false`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +37,7 @@ use tracing::{debug, warn};
 
 use super::{Room, COMMIT_DEADLINE};
 use crate::document::Document;
-use crate::history::{History, Owner};
+use crate::history::{History, Owner, Unusable};
 use crate::refusal::Refusal;
 use crate::submitter;
 
@@ -83,11 +91,19 @@ impl Histories {
     /// Gives the copies of a document the ops committed to its replica
     /// since they last saw it (one, as the room commits them): a push each.
     /// A copy that missed an undo of its user is dropped; the store's copy
-    /// is the one.
+    /// is the one. So is a copy built on another history of the document
+    /// than the replica's (the store went back in time).
     pub(super) fn committed(&mut self, doc: &str, log: &OpLog) {
         let Some(users) = self.copies.get_mut(doc) else { return };
         let mut shared = None;
-        users.retain(|_, copy| copy.history.follow(log, &copy.owner, &mut shared).is_ok());
+        users.retain(|user, copy| match copy.history.follow(log, &copy.owner, &mut shared) {
+            Ok(()) => true,
+            Err(Unusable::Stale) => false,
+            Err(Unusable::Foreign) => {
+                warn!(%doc, %user, version = copy.history.version(), "undo history dropped: it was built on ops the store no longer has");
+                false
+            }
+        });
         if users.is_empty() {
             self.copies.remove(doc);
         }
@@ -150,7 +166,7 @@ impl Room {
             return;
         }
         let Some(doc) = self.docs.get(name) else { return };
-        let (epoch, head) = (doc.epoch.clone(), doc.version());
+        let (epoch, head, head_digest) = (doc.epoch.clone(), doc.version(), doc.head_digest());
         for _ in 0..3 {
             let stored = match self.store().load_history(&self.name, name, user).await {
                 Ok(stored) => stored,
@@ -160,18 +176,26 @@ impl Room {
                 }
             };
             let rev = stored.as_ref().map_or(0, |s| s.rev);
-            if let Some(history) = stored.and_then(|s| History::restore(&s.saved, &epoch)) {
+            if let Some(mut history) = stored.and_then(|s| History::restore(&s.saved, &epoch)) {
+                let Some(doc) = self.docs.get(name) else { return };
                 // Brought to the head now, through the log's window at most:
                 // from here on it takes the room's ops one by one.
-                self.histories.insert(name, user, Kept::new(history, user));
-                if let Some(doc) = self.docs.get(name) {
-                    self.histories.committed(name, doc.text.log());
+                match history.bring_forward(doc.text.log(), user) {
+                    Ok(()) => {
+                        self.histories.insert(name, user, Kept::new(history, user));
+                        return;
+                    }
+                    // Ahead of the replica: the undo takes the store's.
+                    Err(Unusable::Stale) => return,
+                    Err(Unusable::Foreign) => {
+                        warn!(room = %self.name, doc = %name, %user, version = history.version(), "the stored undo history was built on ops the store no longer has; starting a new one");
+                    }
                 }
-                return;
             }
-            // None yet (or one of a lost incarnation): the user's edits from
-            // now on are theirs to undo, on every node.
-            let history = History::at(head);
+            // None yet (or one of a lost incarnation, or of ops the store
+            // lost): the user's edits from now on are theirs to undo, on
+            // every node.
+            let history = History::at(head, head_digest);
             match self.store().save_history(&self.name, name, &epoch, user, rev, &random_id(), &history.save(&epoch)).await {
                 Ok(true) => {
                     self.histories.insert(name, user, Kept::new(history, user));
@@ -197,19 +221,32 @@ impl Room {
 
     /// The user's history to undo from, brought forward to the replica's
     /// head: this node's copy while it is good, else the store's. `None`
-    /// when the store's is ahead of the replica (catch up and ask again).
-    fn history_for(&mut self, name: &Arc<str>, user: &str, stored: Option<StoredHistory>) -> Option<History> {
+    /// when the store's is ahead of the replica (catch up and ask again),
+    /// unless `ahead_is_lost`: the replica caught up after that very
+    /// history was read and is still behind it, so its version is one the
+    /// store lost. A store's history built on lost ops is replaced by an
+    /// empty one at the head, kept here as the copy (the first undo or redo
+    /// committed writes it over the store's).
+    fn history_for(&mut self, name: &Arc<str>, user: &str, stored: Option<StoredHistory>, ahead_is_lost: bool) -> Option<History> {
         let doc = self.docs.get(name)?;
         self.histories.committed(name, doc.text.log());
         if let Some(copy) = self.histories.get(name, user) {
             return Some(copy.history.clone());
         }
+        let log = doc.text.log();
         let mut history = match stored.and_then(|s| History::restore(&s.saved, &doc.epoch)) {
             Some(h) => h,
-            None => return Some(History::at(doc.version())),
+            None => return Some(History::at_head(log)),
         };
-        history.bring_forward(doc.text.log(), user).ok()?;
-        Some(history)
+        match history.bring_forward(log, user) {
+            Ok(()) => return Some(history),
+            Err(Unusable::Stale) if !ahead_is_lost => return None,
+            Err(_) => {}
+        }
+        warn!(room = %self.name, doc = %name, %user, version = history.version(), head = log.head(), "the stored undo history was built on ops the store no longer has; starting a new one");
+        let fresh = History::at_head(log);
+        self.histories.insert(name, user, Kept::new(fresh.clone(), user));
+        Some(fresh)
     }
 
     /// Commits the inverse of the user's latest step (or of their latest
@@ -224,20 +261,27 @@ impl Room {
         }
         let client = submitter::history(&user);
         let deadline = Instant::now() + COMMIT_DEADLINE;
+        // The revision of a stored history found ahead of the replica.
+        let mut ahead_rev = None;
         while Instant::now() < deadline {
             // What other nodes committed counts: the undo goes on top of it.
             self.catch_up(&name).await?;
             let stored = self.store().load_history(&self.name, &name, &user).await?;
             let rev = stored.as_ref().map_or(0, |s| s.rev);
-            let Some(mut history) = self.history_for(&name, &user, stored) else { continue };
+            // A history is written with the op it leaves: one read before
+            // the catch-up just made cannot still be ahead of it.
+            let Some(mut history) = self.history_for(&name, &user, stored, ahead_rev == Some(rev)) else {
+                ahead_rev = Some(rev);
+                continue;
+            };
             let doc = &self.docs[&name];
             let Some(op) = history.propose(direction, doc.text.log()) else { return Ok(None) };
             let (head, head_digest, epoch) = (doc.version(), doc.head_digest(), doc.epoch.clone());
-            let Some(after) = history.committed(direction, &op, head + 1) else { return Ok(None) };
-            let saved = after.save(&epoch);
-            let token = random_id();
             let seq = rev + 1;
             let digest = head_digest.next(head + 1, &client, seq, &op);
+            let Some(after) = history.committed(direction, &op, head + 1, digest) else { return Ok(None) };
+            let saved = after.save(&epoch);
+            let token = random_id();
             let write = HistoryWrite { user: &user, expected_rev: rev, token: &token, saved: &saved };
             let commit = Commit { epoch: &epoch, expected: head, expected_digest: head_digest, client: &client, seq, op: &op, digest, history: Some(write) };
             match self.store().append(&self.name, &name, &commit).await? {
