@@ -471,6 +471,50 @@ impl ServerMessage {
     pub fn error(id: Option<u64>, room: Option<&str>, code: ErrorCode, message: impl Into<String>) -> Self {
         ServerMessage::Error { id, code, message: message.into(), room: room.map(str::to_owned) }
     }
+
+    /// The JSON text of the `op` message of `entry` (as
+    /// `ServerMessage::Op`'s [`to_json`](Self::to_json)), serialized from
+    /// where its parts are: the commit path builds one for every op, and
+    /// owned copies of the room's and document's names were made and freed
+    /// for each.
+    pub fn op_json(room: &str, doc: &str, entry: &LogEntry) -> String {
+        let frame = OpFrame { kind: "op", room, doc, entry: ReaderEntry::from(entry) };
+        serde_json::to_string(&frame).expect("server messages always serialize")
+    }
+
+    /// The JSON text of an `ack` (as `ServerMessage::Ack`'s
+    /// [`to_json`](Self::to_json)), serialized from where its parts are:
+    /// one goes out for every op committed.
+    pub fn ack_json(id: Option<u64>, room: &str, doc: &str, seq: u64, version: u64, digest: Option<Digest>) -> String {
+        let frame = AckFrame { kind: "ack", id, room, doc, seq, version, digest };
+        serde_json::to_string(&frame).expect("server messages always serialize")
+    }
+}
+
+/// `ServerMessage::Op` with borrowed parts (see [`ServerMessage::op_json`]).
+#[derive(Serialize)]
+struct OpFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    doc: &'a str,
+    #[serde(flatten)]
+    entry: ReaderEntry<'a>,
+}
+
+/// `ServerMessage::Ack` with borrowed parts (see [`ServerMessage::ack_json`]).
+#[derive(Serialize)]
+struct AckFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    room: &'a str,
+    doc: &'a str,
+    seq: u64,
+    version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<Digest>,
 }
 
 /// Stable error codes. New codes may be added; existing ones never change.
@@ -763,6 +807,19 @@ mod tests {
             let json = msg.to_json();
             assert!(!json.contains("\"at\""), "{json}");
             assert!(json.contains(&format!(r#""digest":"{}""#, e.digest)), "{json}");
+        }
+    }
+
+    /// The op and ack frames of the commit path, built from borrowed
+    /// parts, are the messages' own JSON.
+    #[test]
+    fn borrowed_frames_are_the_messages() {
+        let e = entry(16, "u3:bob:k\"2", 9, json!([2, "x\u{1F600}", {"d": 3}]));
+        let op = ServerMessage::Op { room: "r/\"1".into(), doc: "d".into(), entry: e.clone() };
+        assert_eq!(ServerMessage::op_json("r/\"1", "d", &e), op.to_json());
+        for (id, digest) in [(None, None), (Some(7), Some(e.digest))] {
+            let ack = ServerMessage::Ack { id, room: "r".into(), doc: "d\n".into(), seq: 9, version: 16, digest };
+            assert_eq!(ServerMessage::ack_json(id, "r", "d\n", 9, 16, digest), ack.to_json());
         }
     }
 

@@ -198,9 +198,7 @@ impl Room {
             return false;
         }
         let version = entry.version;
-        let msg = ServerMessage::Op { room: self.name.to_string(), doc: name.to_string(), entry };
-        let text: Utf8Bytes = msg.to_json().into();
-        let ServerMessage::Op { entry, .. } = msg else { unreachable!("built above") };
+        let text: Utf8Bytes = ServerMessage::op_json(&self.name, name, &entry).into();
         if let Err(e) = doc.commit(entry) {
             warn!(room = %self.name, doc = %name, version, "a committed op does not continue the replica ({e}); reloading");
             doc.stale = true;

@@ -57,8 +57,10 @@ pub(super) struct Queued {
     pub sub: DocSubmission,
     pub client: Arc<str>,
     pub reply: Option<oneshot::Sender<Result<Committed, Refusal>>>,
-    /// Past this, losing races to other nodes gets it refused as busy.
-    pub deadline: Instant,
+    /// Past this, losing races to other nodes gets it refused as busy: set
+    /// when it first goes to the store, from the clock its group reads
+    /// anyway (one read of the clock per group, not one more per op).
+    pub deadline: Option<Instant>,
 }
 
 /// A submission in a group in flight: moved to its place in the group.
@@ -169,7 +171,7 @@ impl Room {
             self.unload_if_unread(&name);
             return;
         }
-        let queued = Queued { sub, client, reply, deadline: Instant::now() + COMMIT_DEADLINE };
+        let queued = Queued { sub, client, reply, deadline: None };
         let pipeline = self.pipelines.docs.entry(name.clone()).or_default();
         pipeline.queue.push_back(queued);
         if pipeline.in_flight.is_none() {
@@ -203,8 +205,7 @@ impl Room {
     fn finish(&self, name: &Arc<str>, q: Queued, outcome: Result<Committed, Refusal>) {
         if let (Ok(done), Submitter::Connection { outbox, id, .. }) = (&outcome, &q.sub.from) {
             let digest = self.docs.get(name).and_then(|d| d.text.log().digest_at(done.version));
-            let ack = ServerMessage::Ack { id: *id, room: self.name.to_string(), doc: name.to_string(), seq: q.sub.seq, version: done.version, digest };
-            outbox.push(ack.to_json().into());
+            outbox.push(ServerMessage::ack_json(*id, &self.name, name, q.sub.seq, done.version, digest).into());
         }
         self.answer_submit(name, &q.sub, q.reply, outcome);
     }
@@ -249,8 +250,8 @@ impl Room {
             if sent.iter().any(|s| s.queued.client == q.client && s.queued.sub.seq >= q.sub.seq) {
                 break;
             }
-            let q = queue.pop_front().expect("looked at above");
-            if now >= q.deadline {
+            let mut q = queue.pop_front().expect("looked at above");
+            if now >= *q.deadline.get_or_insert(now + COMMIT_DEADLINE) {
                 self.finish(name, q, Err(Refusal::new(ErrorCode::Unavailable, format!("document {name} is too busy to commit; retry"))));
                 continue;
             }

@@ -98,7 +98,8 @@ impl MemoryStore {
     /// created again by an op at version 0, in the epoch its writer loaded,
     /// once the op commits. One past 0 was made on a replica of a deleted
     /// incarnation: never recreate it.
-    fn append_to(&self, docs: &mut DocLogs, room: &str, doc: &str, c: &Commit<'_>) -> Appended {
+    /// `at` is the commit time (read once for a whole group).
+    fn append_to(&self, docs: &mut DocLogs, room: &str, doc: &str, c: &Commit<'_>, at: u64) -> Appended {
         let mut created = None;
         let log = match find_mut(docs, room, doc) {
             Some(log) => log,
@@ -137,7 +138,6 @@ impl MemoryStore {
             return Appended::Diverged;
         }
         let version = c.expected + 1;
-        let at = now_ms();
         let entry = Arc::new(LogEntry { version, client: c.client.to_owned(), seq: c.seq, op: c.op.clone(), at, digest: c.digest });
         log.ops.push_back(entry.clone());
         // A client's later ops update its record in place.
@@ -163,9 +163,10 @@ impl MemoryStore {
     fn append_group_locked(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
         group.check_size()?;
         let mut docs = lock(&self.inner.docs);
+        let at = now_ms();
         let mut outcomes = Vec::with_capacity(group.ops.len());
         for c in group.commits() {
-            let outcome = self.append_to(&mut docs, room, doc, &c);
+            let outcome = self.append_to(&mut docs, room, doc, &c, at);
             let committed = matches!(outcome, Appended::Committed { .. });
             outcomes.push(outcome);
             if !committed {
@@ -203,7 +204,7 @@ impl DocStore for MemoryStore {
 
     async fn append(&self, room: &str, doc: &str, c: &Commit<'_>) -> StoreResult<Appended> {
         let mut docs = lock(&self.inner.docs);
-        Ok(self.append_to(&mut docs, room, doc, c))
+        Ok(self.append_to(&mut docs, room, doc, c, now_ms()))
     }
 
     async fn append_group(&self, room: &str, doc: &str, group: &Group<'_>) -> StoreResult<Vec<Appended>> {
