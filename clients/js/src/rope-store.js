@@ -20,7 +20,7 @@
 // a few bytes instead of scanning its text (a scan costs about a nanosecond
 // a unit, more than the rest of the lookup), and a leaf without pairs
 // converts by adding. Whether an offset cuts a pair is read
-// from the two units around it.
+// off the same offsets.
 
 /** Units of a leaf's slot, its largest size: what an edit inside one leaf may move. */
 export const LEAF_MAX = 128;
@@ -28,8 +28,10 @@ export const LEAF_MAX = 128;
 export const LEAF_MIN = LEAF_MAX / 4;
 /** Most surrogate pairs a leaf can hold: the stride of the pair lists. */
 const PAIRS_MAX = LEAF_MAX / 2;
-/** Bytes of a leaf's counts and pairs (LEAF_MAX must stay below 256: one byte each). */
+/** Entries of a leaf's counts and pairs in _meta. */
 export const META = 2 + PAIRS_MAX;
+/** One byte per count and pair offset while they fit, two beyond. */
+const Meta = LEAF_MAX < 256 ? Uint8Array : Uint16Array;
 /** Most children of an inner node: what a lookup reads per level. */
 export const KIDS_MAX = 32;
 /**
@@ -72,7 +74,7 @@ export class RopeStore {
     // are META bytes of _meta from s * META, on the line a lookup reads
     // anyway.
     this._buf = new Uint16Array(4 * LEAF_MAX);
-    this._meta = new Uint8Array(4 * META);
+    this._meta = new Meta(4 * META);
     this._leaves = 0; // slots handed out so far (free ones included)
     this._freeLeaves = [];
     // Inner nodes: child j of node n is entry (n * KIDS_MAX + j) * 3 of
@@ -184,25 +186,40 @@ export class RopeStore {
   /** `_unitsOf` for a leaf with `n` surrogate pairs. */
   _unitsIn(slot, n, k) {
     if (n === 0) return k; // no surrogate pair: most leaves of most texts
-    // Pair j is code point pairs[j] - j: count those before `k`.
+    // Pair j is code point pairs[j] - j: count those before `k` (the
+    // values rise with j), by halves while there are many.
     const pairs = this._meta;
     const o = slot * META + 2;
     let j = 0;
-    while (j < n && pairs[o + j] - j < k) j++;
+    let end = n;
+    while (end - j > 8) {
+      const mid = (j + end) >> 1;
+      if (pairs[o + mid] - mid < k) j = mid + 1;
+      else end = mid;
+    }
+    while (j < end && pairs[o + j] - j < k) j++;
     return k + j;
   }
 
   /**
    * Code points of the first `u` UTF-16 units of leaf `slot`, which has `n`
-   * surrogate pairs (a cut pair's high half counts one).
+   * surrogate pairs, or -1 when `u` falls between the halves of a pair: read
+   * off the pair offsets, not the text, so a lookup reads no text.
    */
   _pointsIn(slot, n, u) {
     if (n === 0) return u;
     const pairs = this._meta;
     const o = slot * META + 2;
+    // Count the pairs wholly before `u`, by halves while there are many.
     let j = 0;
-    while (j < n && pairs[o + j] + 1 < u) j++; // pairs wholly before `u`
-    return u - j;
+    let end = n;
+    while (end - j > 8) {
+      const mid = (j + end) >> 1;
+      if (pairs[o + mid] + 1 < u) j = mid + 1;
+      else end = mid;
+    }
+    while (j < end && pairs[o + j] + 1 < u) j++;
+    return j < n && pairs[o + j] + 1 === u ? -1 : u - j;
   }
 
   /**
@@ -234,12 +251,6 @@ export class RopeStore {
       }
     }
     return added;
-  }
-
-  /** True when offset `u` of leaf `slot` falls between the halves of a pair. */
-  _cutsPair(slot, len, u) {
-    const o = slot * LEAF_MAX;
-    return u > 0 && u < len && isHigh(this._buf[o + u - 1]) && isLow(this._buf[o + u]);
   }
 
   // ---- for tests ----------------------------------------------------------------

@@ -358,8 +358,8 @@ export class Rope extends RopeStore {
     if (index === 0) return 0;
     const n = this._findUnit(index);
     const u = index - this._base16;
-    const len = this._fingerLen;
-    return this._cutsPair(n, len, u) ? -1 : this._base + this._pointsIn(n, len - this._fingerCps, u);
+    const cp = this._pointsIn(n, this._fingerLen - this._fingerCps, u);
+    return cp < 0 ? -1 : this._base + cp;
   }
 
   /** True when UTF-16 offset `index` falls between the halves of a surrogate pair. */
@@ -367,7 +367,7 @@ export class Rope extends RopeStore {
     if (!(index > 0) || index >= this._len) return false;
     const n = this._findUnit(index);
     // No leaf boundary falls inside a pair.
-    return this._cutsPair(n, this._fingerLen, index - this._base16);
+    return this._pointsIn(n, this._fingerLen - this._fingerCps, index - this._base16) < 0;
   }
 
   /** The text between code point offsets `from` and `to` (both within the text). */
