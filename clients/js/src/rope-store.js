@@ -23,7 +23,7 @@
 // off the same offsets.
 
 /** Units of a leaf's slot, its largest size: what an edit inside one leaf may move. */
-export const LEAF_MAX = 128;
+export const LEAF_MAX = 512;
 /** A leaf an edit leaves smaller than this is merged with a neighbour. */
 export const LEAF_MIN = LEAF_MAX / 4;
 /** Most surrogate pairs a leaf can hold: the stride of the pair lists. */
@@ -33,7 +33,7 @@ export const META = 2 + PAIRS_MAX;
 /** One byte per count and pair offset while they fit, two beyond. */
 const Meta = LEAF_MAX < 256 ? Uint8Array : Uint16Array;
 /** Most children of an inner node: what a lookup reads per level. */
-export const KIDS_MAX = 32;
+export const KIDS_MAX = 64;
 /**
  * Largest leaf and node a text is cut into when built or rebuilt: room for
  * edits to grow them in place, and few enough levels that a lookup on a
