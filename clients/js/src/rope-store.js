@@ -210,19 +210,26 @@ export class RopeStore {
   /** `_unitsOf` for a leaf with `n` surrogate pairs. */
   _unitsIn(slot, n, k) {
     if (n === 0) return k; // no surrogate pair: most leaves of most texts
-    // Pair j is code point pairs[j] - j: count those before `k` (the
-    // values rise with j), by halves while there are many.
+    // Pair j is code point pairs[j] - j: the pairs before code point `k`.
+    return k + this._pairsBelow(slot * META + 2, n, k, 1);
+  }
+
+  /**
+   * How many of the `n` pair offsets from `o` of _meta have `offset -
+   * perPair * j` (j their index) below `limit`: those values rise with j,
+   * so they are counted by halves while there are many, then one by one.
+   */
+  _pairsBelow(o, n, limit, perPair) {
     const pairs = this._meta;
-    const o = slot * META + 2;
     let j = 0;
     let end = n;
     while (end - j > 8) {
       const mid = (j + end) >> 1;
-      if (pairs[o + mid] - mid < k) j = mid + 1;
+      if (pairs[o + mid] - perPair * mid < limit) j = mid + 1;
       else end = mid;
     }
-    while (j < end && pairs[o + j] - j < k) j++;
-    return k + j;
+    while (j < end && pairs[o + j] - perPair * j < limit) j++;
+    return j;
   }
 
   /**
@@ -232,18 +239,10 @@ export class RopeStore {
    */
   _pointsIn(slot, n, u) {
     if (n === 0) return u;
-    const pairs = this._meta;
     const o = slot * META + 2;
-    // Count the pairs wholly before `u`, by halves while there are many.
-    let j = 0;
-    let end = n;
-    while (end - j > 8) {
-      const mid = (j + end) >> 1;
-      if (pairs[o + mid] + 1 < u) j = mid + 1;
-      else end = mid;
-    }
-    while (j < end && pairs[o + j] + 1 < u) j++;
-    return j < n && pairs[o + j] + 1 === u ? -1 : u - j;
+    // The pairs wholly before `u`: those whose low half is before it.
+    const j = this._pairsBelow(o, n, u - 1, 0);
+    return j < n && this._meta[o + j] + 1 === u ? -1 : u - j;
   }
 
   /**
