@@ -1,7 +1,7 @@
 // Where a Rope (rope.js) keeps its text: the storage layout, apart from the
 // tree's edits and lookups. Leaves are slots of one shared Uint16Array, their
 // counts and surrogate pair offsets bytes of one shared byte array, inner
-// nodes runs of entries of one shared Int32Array, and the slots and nodes
+// nodes runs of entries of three shared Int32Arrays, and the slots and nodes
 // an edit drops go on free lists for the next. This module hands them out,
 // reads and sums them, and converts positions inside one leaf through its
 // pair offsets; which leaf and which node hold what is the tree's business.
@@ -12,7 +12,7 @@
 // array's buffer, its list of surrogate pairs) and per node (the object and
 // three arrays), each level and each leaf was several scattered lines, and
 // every leaf edit made garbage. Here a leaf is a slot number and a node a
-// node number: a lookup reads one short run of integers per level and then
+// node number: a lookup reads a line or two of integers per level and then
 // the leaf's counts and text, and an edit inside a leaf allocates nothing.
 //
 // A leaf keeps the offsets of its surrogate pairs beside its counts (as
@@ -77,10 +77,15 @@ export class RopeStore {
     this._meta = new Meta(4 * META);
     this._leaves = 0; // slots handed out so far (free ones included)
     this._freeLeaves = [];
-    // Inner nodes: child j of node n is entry (n * KIDS_MAX + j) * 3 of
-    // _ent: its UTF-16 units, its code points and its id, side by side (a
-    // lookup finds the child and its id on the same line of memory).
-    this._ent = new Int32Array(4 * KIDS_MAX * 3);
+    // Inner nodes: child j of node n is entry n * KIDS_MAX + j of three
+    // arrays: _units and _points hold the UTF-16 units and code points of
+    // the node's children up to and including it (running sums, so a
+    // lookup finds a child by guessing from its share of the node and
+    // stepping, without adding up the ones before it), _kids its id. A
+    // lookup reads one or two lines of the measure it walks by.
+    this._units = new Int32Array(4 * KIDS_MAX);
+    this._points = new Int32Array(4 * KIDS_MAX);
+    this._kids = new Int32Array(4 * KIDS_MAX);
     this._count = new Int32Array(4);
     this._nodes = 0;
     this._freeNodes = [];
@@ -121,15 +126,19 @@ export class RopeStore {
       n = this._nodes++;
       if (n >= this._count.length) {
         const size = this._count.length * 2;
-        this._ent = grown(this._ent, size * KIDS_MAX * 3);
+        this._units = grown(this._units, size * KIDS_MAX);
+        this._points = grown(this._points, size * KIDS_MAX);
+        this._kids = grown(this._kids, size * KIDS_MAX);
         this._count = grown(this._count, size);
       }
     }
+    let units = 0;
+    let points = 0;
     for (let j = 0; j < kids.length; j++) {
-      const e = (n * KIDS_MAX + j) * 3;
-      this._ent[e] = this._lenOf(kids[j], h - 1);
-      this._ent[e + 1] = this._cpsOf(kids[j], h - 1);
-      this._ent[e + 2] = kids[j];
+      const e = n * KIDS_MAX + j;
+      this._units[e] = units += this._lenOf(kids[j], h - 1);
+      this._points[e] = points += this._cpsOf(kids[j], h - 1);
+      this._kids[e] = kids[j];
     }
     this._count[n] = kids.length;
     return n;
@@ -138,24 +147,39 @@ export class RopeStore {
   /** UTF-16 units under slot or node `id` of height `h`. */
   _lenOf(id, h) {
     if (h === 0) return this._meta[id * META];
-    let sum = 0;
-    for (let e = id * KIDS_MAX * 3, end = e + this._count[id] * 3; e < end; e += 3) sum += this._ent[e];
-    return sum;
+    return this._count[id] > 0 ? this._units[id * KIDS_MAX + this._count[id] - 1] : 0;
   }
 
   /** Code points under slot or node `id` of height `h`. */
   _cpsOf(id, h) {
     if (h === 0) return this._meta[id * META + 1];
-    let sum = 0;
-    for (let e = id * KIDS_MAX * 3, end = e + this._count[id] * 3; e < end; e += 3) sum += this._ent[e + 1];
-    return sum;
+    return this._count[id] > 0 ? this._points[id * KIDS_MAX + this._count[id] - 1] : 0;
   }
 
   /** The children of node `n`, as a new array. */
   _kidsOf(n) {
+    const e = n * KIDS_MAX;
+    return Array.from(this._kids.subarray(e, e + this._count[n]));
+  }
+
+  /** What each child of node `n` holds of `sums` (_units or _points), as a new array. */
+  _measuresOf(n, sums) {
     const out = [];
-    for (let e = n * KIDS_MAX * 3, end = e + this._count[n] * 3; e < end; e += 3) out.push(this._ent[e + 2]);
+    for (let e = n * KIDS_MAX, end = e + this._count[n], before = 0; e < end; e++) {
+      out.push(sums[e] - before);
+      before = sums[e];
+    }
     return out;
+  }
+
+  /** Adds `units` and `points` to the running sums of child entry `e` and the ones after it in its node. */
+  _addFrom(e, units, points) {
+    const u = this._units;
+    const p = this._points;
+    for (let end = e - (e % KIDS_MAX) + this._count[(e / KIDS_MAX) | 0]; e < end; e++) {
+      u[e] += units;
+      p[e] += points;
+    }
   }
 
   /** Gives back slot or node `id` of height `h` (not what is under it). */
@@ -262,14 +286,12 @@ export class RopeStore {
   _layout(root, h) {
     const view = (id, h) => {
       if (h === 0) return { h, slot: id, len: this._meta[id * META], cps: this._meta[id * META + 1], text: this._leafText(id) };
-      const kids = this._kidsOf(id);
-      const e = (j) => (id * KIDS_MAX + j) * 3;
       return {
         h,
         node: id,
-        kids: kids.map((k) => view(k, h - 1)),
-        lens: kids.map((_, j) => this._ent[e(j)]),
-        cpl: kids.map((_, j) => this._ent[e(j) + 1]),
+        kids: this._kidsOf(id).map((k) => view(k, h - 1)),
+        lens: this._measuresOf(id, this._units),
+        cpl: this._measuresOf(id, this._points),
       };
     };
     return {

@@ -5,8 +5,8 @@
 // last leaf found, where someone typing keeps landing), edits, and the
 // rebuilds that keep leaves and nodes within their bounds.
 //
-// An edit inside one leaf moves the units after it within the slot and adds
-// its change to the entries along the path, allocating nothing. Only an
+// An edit inside one leaf moves the units after it within the slot and notes
+// its change for the running sums along the path, allocating nothing. Only an
 // edit that overflows, empties or spans leaves rebuilds, and then only the
 // nodes along its path.
 //
@@ -27,7 +27,7 @@ export class Rope extends RopeStore {
     this._cps = 0;
     /**
      * The leaf the last lookup found (-1: none), the code points and UTF-16
-     * units before it, and the entries (index into _ent) from
+     * units before it, and the entries (child indices of the node arrays) from
      * the root down to it (`_depth` of them): an edit inside it adds its
      * change along that path, and positions in it (someone typing) need no
      * walk from the root. Valid until the tree is rebuilt somewhere (an edit
@@ -42,6 +42,12 @@ export class Rope extends RopeStore {
     this._fingerCps = 0;
     this._path = new Int32Array(16);
     this._depth = 0;
+    // What edits inside the finger changed (UTF-16 units, code points) not
+    // yet added to the running sums along its path: an edit adds to these
+    // two, and whatever reads the sums settles them first (`_settle`), so
+    // someone typing pays for the sums once per leaf rather than per key.
+    this._pend16 = 0;
+    this._pendCps = 0;
     this._base = 0;
     this._base16 = 0;
     /** The UTF-16 offset of the last `replace` (what `_replace` returns beside the text). */
@@ -101,7 +107,7 @@ export class Rope extends RopeStore {
       h = 0;
     }
     while (h > 0 && this._count[root] === 1) {
-      const only = this._ent[root * KIDS_MAX * 3 + 2];
+      const only = this._kids[root * KIDS_MAX];
       this._free(root, h);
       root = only;
       h--;
@@ -164,14 +170,13 @@ export class Rope extends RopeStore {
       parts.push(decode(this._buf, o + this._unitsOf(id, from), o + this._unitsOf(id, to)));
       return;
     }
-    let off = 0;
-    for (let e = id * KIDS_MAX * 3, end = e + this._count[id] * 3; e < end && off < to; e += 3) {
-      const c = this._ent[e + 1];
+    const points = this._points;
+    for (let e = id * KIDS_MAX, end = e + this._count[id], off = 0; e < end && off < to; off = points[e++]) {
+      const c = points[e] - off;
       if (off + c > from) {
-        if (from <= off && off + c <= to) this._texts(this._ent[e + 2], h - 1, parts);
-        else this._collect(this._ent[e + 2], h - 1, Math.max(0, from - off), Math.min(c, to - off), parts);
+        if (from <= off && off + c <= to) this._texts(this._kids[e], h - 1, parts);
+        else this._collect(this._kids[e], h - 1, Math.max(0, from - off), Math.min(c, to - off), parts);
       }
-      off += c;
     }
   }
 
@@ -193,7 +198,7 @@ export class Rope extends RopeStore {
     }
     // Read the node before anything below reuses or moves the arrays.
     const kids = this._kidsOf(id);
-    const cpl = kids.map((_, j) => this._ent[(id * KIDS_MAX + j) * 3 + 1]);
+    const cpl = this._measuresOf(id, this._points);
     this._free(id, h);
     // The first child the range touches (one ending exactly at `from` takes
     // the insert) and the last, and where the first starts.
@@ -272,9 +277,9 @@ export class Rope extends RopeStore {
    * the two lookups cannot drift apart.
    */
   _descend(k, units) {
-    const ent = this._ent;
-    const by = units ? 0 : 1; // the measure walked by, in an entry
-    const oth = 1 - by;
+    this._settle();
+    const by = units ? this._units : this._points; // the running sums walked by
+    const oth = units ? this._points : this._units;
     const count = this._count;
     let path = this._path;
     let base = 0; // before the leaf, in the measure walked by
@@ -284,38 +289,25 @@ export class Rope extends RopeStore {
     let depth = 0;
     let n = this._root;
     for (let h = this._height; h > 0; h--) {
-      const first = n * KIDS_MAX * 3;
-      const last = first + (count[n] - 1) * 3;
-      let e;
-      if (k < total >> 1) {
-        e = first;
-        while (e < last && k >= ent[e + by]) {
-          k -= ent[e + by];
-          base += ent[e + by];
-          other += ent[e + oth];
-          e += 3;
-        }
-      } else {
-        // In the second half: walk from the end (half the reads on average),
-        // to the same child (the first one ending after `k`).
-        e = last;
-        let end = total;
-        let endOther = totalOther;
-        while (e > first && k < end - ent[e + by]) {
-          end -= ent[e + by];
-          endOther -= ent[e + oth];
-          e -= 3;
-        }
-        const start = end - ent[e + by];
-        k -= start;
-        base += start;
-        other += endOther - ent[e + oth];
-      }
-      total = ent[e + by];
-      totalOther = ent[e + oth];
+      const first = n * KIDS_MAX;
+      const last = first + count[n] - 1;
+      // The children of a node hold about the same: guess the child from
+      // `k`'s share of the node, then step to the first one ending after
+      // `k` (the last one at the end), most often none or one step.
+      let e = first + (((k * (last - first + 1)) / total) | 0);
+      if (!(e <= last)) e = last;
+      while (e < last && by[e] <= k) e++;
+      while (e > first && by[e - 1] > k) e--;
+      const start = e > first ? by[e - 1] : 0;
+      const startOther = e > first ? oth[e - 1] : 0;
+      k -= start;
+      base += start;
+      other += startOther;
+      total = by[e] - start;
+      totalOther = oth[e] - startOther;
       if (depth === path.length) this._path = path = grown(path, depth * 2);
       path[depth++] = e;
-      n = ent[e + 2];
+      n = this._kids[e];
     }
     this._finger = n;
     this._depth = depth;
@@ -329,6 +321,13 @@ export class Rope extends RopeStore {
       this._fingerBase16 = this._base16 = other;
     }
     return n;
+  }
+
+  /** Adds the finger's pending changes to the running sums along its path. */
+  _settle() {
+    if (this._pend16 === 0 && this._pendCps === 0) return;
+    for (let d = 0; d < this._depth; d++) this._addFrom(this._path[d], this._pend16, this._pendCps);
+    this._pend16 = this._pendCps = 0;
   }
 
   /** The UTF-16 offset of code point offset `cp`, clamped to the end of the text. */
@@ -381,6 +380,7 @@ export class Rope extends RopeStore {
       return decode(this._buf, o + this._unitsIn(n, pairs, k), o + this._unitsIn(n, pairs, to - this._base));
     }
     const parts = [];
+    this._settle();
     this._collect(this._root, this._height, from, to, parts);
     return parts.join('');
   }
@@ -422,13 +422,8 @@ export class Rope extends RopeStore {
         const dcp = insert.length - added - remove;
         this._meta[n * META] = this._fingerLen = size;
         this._meta[n * META + 1] = this._fingerCps = cps + dcp;
-        const path = this._path;
-        const ent = this._ent;
-        for (let d = 0; d < this._depth; d++) {
-          const e = path[d];
-          ent[e] += d16;
-          ent[e + 1] += dcp;
-        }
+        this._pend16 += d16;
+        this._pendCps += dcp;
         this._len += d16;
         this._cps += dcp;
         this._at = this._base16 + from;
@@ -436,6 +431,7 @@ export class Rope extends RopeStore {
       }
     }
     // Rebuild the nodes along the range's path.
+    this._settle();
     this._at = this.toUtf16(at);
     this._finger = -1;
     const removed = [];
@@ -519,6 +515,7 @@ export class Rope extends RopeStore {
 
   /** The tree and its storage as plain objects (`_layout`), and the text's measures. */
   _inspect() {
+    this._settle();
     return { ...this._layout(this._root, this._height), len: this._len, cps: this._cps };
   }
 }
