@@ -198,7 +198,12 @@ impl Room {
             return false;
         }
         let version = entry.version;
-        let text: Utf8Bytes = ServerMessage::op_json(&self.name, name, &entry).into();
+        // The frame is built only when someone here reads it: with a single
+        // editor (its submitter gets an ack instead), the JSON of every op
+        // was made and freed unread.
+        let local = &self.local;
+        let readers = doc.subscribers.keys().any(|conn| Some(&**conn) != submitter && local.contains_key(conn));
+        let text: Option<Utf8Bytes> = readers.then(|| ServerMessage::op_json(&self.name, name, &entry).into());
         if let Err(e) = doc.commit(entry) {
             warn!(room = %self.name, doc = %name, version, "a committed op does not continue the replica ({e}); reloading");
             doc.stale = true;
@@ -206,16 +211,18 @@ impl Room {
             return false;
         }
         self.histories.committed(name, doc.text.log());
-        let mut sent = 0;
-        for conn in doc.subscribers.keys() {
-            if Some(&**conn) != submitter {
-                if let Some(local) = self.local.get(conn) {
-                    local.outbox.push(text.clone());
-                    sent += 1;
+        if let Some(text) = text {
+            let mut sent = 0;
+            for conn in doc.subscribers.keys() {
+                if Some(&**conn) != submitter {
+                    if let Some(local) = self.local.get(conn) {
+                        local.outbox.push(text.clone());
+                        sent += 1;
+                    }
                 }
             }
+            crate::hot_metrics().messages_out.increment(sent);
         }
-        crate::hot_metrics().messages_out.increment(sent);
         self.snapshot_if_due(name);
         true
     }
