@@ -1,31 +1,41 @@
-// What the SDK itself spends on a document, on an empty text, on a short one
-// and on a 1 MB one: applying a remote op (as the room hands it over, and
-// from the socket's JSON frame to the 'change' event a binding listens to),
-// making a local edit (acknowledged at once, so nothing piles up), placing
-// the local selection and reading the remote ones. A TextDoc is driven
-// directly, without a server or a socket, with a stand-in for its room and
-// client that drops what it would send: the figures are the SDK's own work,
-// nothing else's. For comparison, the same op and positions on a plain
-// string with the string functions (what the SDK did before it held its
-// text as a Rope).
+// What the SDK itself spends on a document, on a near-empty text and on a
+// 1 MB one: applying a remote op (as the room hands it over, and from the
+// socket's JSON frame to the 'change' event a binding listens to), making a
+// local edit (acknowledged at once, so nothing piles up), placing the local
+// selection (UTF-16 offsets to code points) and reading the remote ones
+// (code points to UTF-16 offsets). A TextDoc is driven directly, without a
+// server or a socket, with a stand-in for its room and client that drops
+// what it would send: the figures are the SDK's own work, nothing else's.
 //
-//   node bench/textdoc.js [--size BYTES] [--small BYTES] [--rounds N] [--runs N]
+//   node bench/textdoc.js [--size UNITS] [--small UNITS] [--rounds N] [--runs N] [--batch N]
 //
-// Every text is measured in a process of its own (the texts take turns, run
-// by run, so a busy moment of the machine falls on all of them alike): the
-// garbage a large text leaves, and the code the engine compiled for it, do
-// not land in the empty text's figures. Prints, for every measure, the
-// median over the runs of the median over the rounds of the mean time per
-// operation, and the ratio of the large text to the empty one and to the
-// short one. On the empty text every position is 0, which the rope answers
-// without a lookup; the short text (one leaf) has real positions.
+// Honest on both sides:
+// - The near-empty text is not empty: it is a short paragraph (--small,
+//   1000 UTF-16 units by default, a few leaves), and every operation works
+//   at random places inside it, so it does the same kind of work as on the
+//   large text (a lookup, a leaf edit, a conversion) rather than the
+//   shortcuts an empty text allows (position 0, no lookup).
+// - Edits do not cancel each other: every op puts a 'q' in at one place and
+//   takes the one the previous op put in out at another, so the change an
+//   edit notes for the sums above its leaf is always paid for by the next
+//   lookup elsewhere. The text is always the original with one 'q' in it,
+//   so the places picked beforehand stay valid.
+// - Both texts live in one process and take turns round by round (small,
+//   large, large, small, ...), so a busy moment of the machine falls on
+//   both alike and the engine has compiled the code for both, as in an
+//   application with documents of several sizes. Each run is a process of
+//   its own.
+//
+// Prints, for every measure, the median over the runs of the median over
+// the rounds of the mean time per operation on each text, and the median
+// over the runs of the ratio large / small (each run's ratio of its two
+// medians).
 
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../src/chorus.js';
 import { TextDoc } from '../src/textdoc.js';
-import { applyOp } from '../src/ot.js';
-import { codePointLength, toCodePoints, toUtf16 } from '../src/units.js';
+import { codePointLength } from '../src/units.js';
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -34,12 +44,13 @@ const option = (name, fallback) => {
 };
 const SIZE = option('--size', 1 << 20);
 const SMALL = option('--small', 1000);
-const ROUNDS = option('--rounds', 15);
+const ROUNDS = option('--rounds', 21);
 const RUNS = option('--runs', 3);
-const BATCH = option('--batch', 10000);
+const BATCH = option('--batch', 4000);
 const WARM_MS = 300;
+const PLACES = 4096;
 
-/** A deterministic PRNG (mulberry32), so both sizes see the same positions. */
+/** A deterministic PRNG (mulberry32), so both texts see the same kind of positions. */
 function prng(seed) {
   let state = seed >>> 0;
   return (n) => {
@@ -90,168 +101,174 @@ function openDoc(text) {
 }
 
 /**
- * The mean time (µs) of `step` over `batch` calls, continuing its count
- * `from`, with the delivery of the events they queued (the SDK delivers an
- * event caused by a call once the call returns, in a microtask).
+ * The edits of step pairs over `places` (positions of the original text):
+ * step 2i puts a 'q' in at place i, step 2i + 1 takes out the 'q' step
+ * 2i - 2 put in (at place i - 1), so the text is the original with one 'q'
+ * at the last place after every pair. Returns `at(i)`, the position (in the
+ * current text) of step i's edit, for i counted from 0.
  */
-async function round(step, batch, from, prepare) {
-  if (prepare) prepare(from, batch);
-  const start = process.hrtime.bigint();
-  for (let i = from; i < from + batch; i++) step(i);
-  await null;
-  return Number(process.hrtime.bigint() - start) / 1000 / batch;
+function qWalk(places) {
+  const n = places.length;
+  const place = (j) => places[((j % n) + n) % n];
+  return (i) => {
+    const j = i >> 1;
+    const now = place(j); // the new 'q', in the original's positions
+    const old = place(j - 1); // the 'q' in the text before step 2j
+    // Before step 2j the text is the original with a 'q' at `old`.
+    const insertAt = now + (old < now ? 1 : 0);
+    if (i % 2 === 0) return insertAt;
+    return old + (insertAt <= old ? 1 : 0);
+  };
 }
 
-/**
- * The median over ROUNDS of the mean time of each case's step, after
- * calling it for WARM_MS first (so the engine has compiled it with what it
- * learned, as in an application that has been running).
- */
-async function medians(byName) {
-  const out = {};
-  for (const [name, { step, batch = BATCH, prepare }] of Object.entries(byName)) {
-    let from = 0;
-    for (const start = Date.now(); Date.now() - start < WARM_MS; from += batch) await round(step, batch, from, prepare);
-    const times = [];
-    for (let r = 0; r < ROUNDS; r++, from += batch) times.push(await round(step, batch, from, prepare));
-    times.sort((a, b) => a - b);
-    out[name] = times[times.length >> 1];
-  }
-  return out;
-}
 
 /** The steps measured on `text`, by name. */
-function cases(text) {
+function cases(text, seed) {
   const out = {};
-  const measure = (step, batch, prepare) => ({ step, batch, prepare });
-  const rand = prng(42);
-  // Every edit is a 'q' put in at a place and taken out again by the next,
-  // so the text, and the places picked from it beforehand, stay valid.
+  const rand = prng(seed);
   const points = codePointLength(text);
-  const anywhere = Array.from({ length: 4096 }, () => rand(points + 1));
-  // Where people type: runs of edits near each other (a caret moving
-  // through a paragraph), rather than anywhere.
-  const typing = [];
-  for (let caret = 0; typing.length < 4096; ) {
-    if (typing.length % 64 === 0) caret = rand(points + 1);
-    caret = Math.max(0, Math.min(points, caret + rand(7) - 2));
-    typing.push(caret);
-  }
-  const remote = (places) => {
-    const { doc } = openDoc(text);
-    let version = 0;
-    return measure((i) => {
-      const at = places[(i >> 1) & 4095];
-      const op = i % 2 === 0 ? (at > 0 ? [at, 'q'] : ['q']) : at > 0 ? [at, { d: 1 }] : [{ d: 1 }];
-      version++;
-      doc._onOp({ type: 'op', version, client: 'u5:other:y', seq: version, op });
-    });
+  const anywhere = Array.from({ length: PLACES }, () => rand(points + 1));
+  const opAt = (i, at) => {
+    const c = i % 2 === 0 ? 'q' : { d: 1 };
+    return at > 0 ? [at, c] : [c];
   };
-  out['remote op'] = remote(anywhere);
-  out['remote op, typing'] = remote(typing);
-  // The same ops as they reach a user: the server's frame (made beforehand,
-  // as the socket hands it over) parsed, routed to the document, applied,
-  // and the 'change' event delivered to a listener that reads it.
-  const frames = (places) => {
+  {
+    // A remote op as the room hands it over.
+    const { doc } = openDoc(text);
+    const at = qWalk(anywhere);
+    // The text starts with a 'q' at place -1, as qWalk assumes.
+    doc._onOp({ type: 'op', version: 1, client: 'u5:other:y', seq: 1, op: opAt(0, anywhere[PLACES - 1]) });
+    out['remote op'] = (i) => {
+      const version = i + 2;
+      doc._onOp({ type: 'op', version, client: 'u5:other:y', seq: version, op: opAt(i, at(i)) });
+    };
+  }
+  {
+    // The same ops as they reach a user: the server's frame (made
+    // beforehand, as the socket hands it over) parsed, routed to the
+    // document, applied, and the 'change' event delivered to a listener
+    // that reads it.
     const { doc, room } = openDoc(text);
+    const at = qWalk(anywhere);
+    doc._onOp({ type: 'op', version: 1, client: 'u5:other:y', seq: 1, op: opAt(0, anywhere[PLACES - 1]) });
     const onFrame = Client.prototype._onFrame;
     const client = room.client;
     let seen = 0;
     doc.on('change', (e) => {
       seen += e.changes.length;
     });
-    let batch = [];
+    let frames = [];
     let first = 0;
-    return measure(
-      (i) => onFrame.call(client, client._ws, batch[i - first]),
-      BATCH,
-      (from, n) => {
-        batch = new Array(n);
-        first = from;
-        for (let i = from; i < from + n; i++) {
-          const at = places[(i >> 1) & 4095];
-          const op = i % 2 === 0 ? (at > 0 ? [at, 'q'] : ['q']) : at > 0 ? [at, { d: 1 }] : [{ d: 1 }];
-          const version = i + 1;
-          batch[i - from] = JSON.stringify({ type: 'op', room: 'bench', doc: 'doc', version, client: 'u5:other:y', seq: version, op });
-        }
-      },
-    );
-  };
-  out['remote frame to event'] = frames(anywhere);
-  out['remote frame, typing'] = frames(typing);
+    const step = (i) => onFrame.call(client, client._ws, frames[i - first]);
+    step.prepare = (from, n) => {
+      frames = new Array(n);
+      first = from;
+      for (let i = from; i < from + n; i++) {
+        const version = i + 2;
+        frames[i - from] = JSON.stringify({ type: 'op', room: 'bench', doc: 'doc', version, client: 'u5:other:y', seq: version, op: opAt(i, at(i)) });
+      }
+    };
+    out['frame to event'] = step;
+  }
   {
     // Local edits (UTF-16 offsets, as an editor gives them), each
     // acknowledged before the next.
     const { doc } = openDoc(text);
     const offsets = anywhere.map((cp) => doc._rope.toUtf16(cp));
-    out['local edit'] = measure((i) => {
-      const at = offsets[(i >> 1) & 4095];
-      if (i % 2 === 0) doc.insert(at, 'q');
-      else doc.delete(at, 1);
+    const at = qWalk(offsets);
+    doc.insert(offsets[PLACES - 1], 'q');
+    doc._onAck({ type: 'ack', seq: doc._inflight.seq, version: doc.version + 1 });
+    out['local edit'] = (i) => {
+      if (i % 2 === 0) doc.insert(at(i), 'q');
+      else doc.delete(at(i), 1);
       doc._onAck({ type: 'ack', seq: doc._inflight.seq, version: doc.version + 1 });
-    });
+    };
   }
   {
+    // The local selection: two UTF-16 offsets to code points.
     const { doc } = openDoc(text);
-    const points = doc._rope.codePoints;
-    const offsets = Array.from({ length: 256 }, () => doc._rope.toUtf16(rand(points + 1)));
-    out['setSelection'] = measure((i) => doc.setSelection(offsets[i & 255], offsets[(i + 1) & 255]));
+    const offsets = anywhere.map((cp) => doc._rope.toUtf16(cp));
+    out['setSelection'] = (i) => doc.setSelection(offsets[i & (PLACES - 1)], offsets[(i * 7 + 1) & (PLACES - 1)]);
   }
   {
+    // Four remote selections: eight code points to UTF-16 offsets.
     const { doc, room } = openDoc(text);
-    const points = doc._rope.codePoints;
-    out['remoteSelections (4)'] = measure(() => {
-      for (const c of room.cursors.values()) c.cursor = { anchor: rand(points + 1), head: rand(points + 1) };
+    const cursors = [...room.cursors.values()];
+    out['remoteSelections (4)'] = (i) => {
+      for (let c = 0; c < 4; c++) {
+        const k = (i * 8 + c * 2) & (PLACES - 1);
+        cursors[c].cursor = { anchor: anywhere[k], head: anywhere[k + 1] };
+      }
       return doc.remoteSelections();
-    });
-  }
-  {
-    // The same on a plain string, as the SDK did before (fewer calls: they are slow).
-    const batch = text.length > 100000 ? 20 : BATCH;
-    let s = text;
-    let points = codePointLength(s);
-    out['string: apply op'] = measure((i) => {
-      const at = rand(points + (i % 2 === 0 ? 1 : 0));
-      const op = i % 2 === 0 ? (at > 0 ? [at, 'q'] : ['q']) : at > 0 ? [at, { d: 1 }] : [{ d: 1 }];
-      s = applyOp(s, op).text;
-      points += i % 2 === 0 ? 1 : -1;
-    }, batch);
-    const offsets = Array.from({ length: 256 }, () => toUtf16(text, rand(points + 1)));
-    out['string: positions'] = measure((i) => toCodePoints(text, offsets[i & 255]) + toUtf16(text, rand(points + 1)), batch);
+    };
   }
   return out;
 }
 
-/** The medians of every case on a text of `units` (a process of its own). */
-async function child(units) {
-  const text = units === 0 ? '' : prose(units);
-  const m = await medians(cases(text));
-  return { label: units === 0 ? 'empty' : text.length >= 100000 ? `${(Buffer.byteLength(text) / 1048576).toFixed(2)} MB` : `${Buffer.byteLength(text)} B`, m, units: text.length, points: codePointLength(text) };
+/** The mean time (µs) of `batch` calls of `step` from count `from`, with the delivery of the events they queued. */
+async function round(step, batch, from) {
+  if (step.prepare) step.prepare(from, batch);
+  const start = process.hrtime.bigint();
+  for (let i = from; i < from + batch; i++) step(i);
+  await null;
+  return Number(process.hrtime.bigint() - start) / 1000 / batch;
 }
 
-const at = args.indexOf('--child');
-if (at >= 0) {
-  process.stdout.write(JSON.stringify(await child(Number(args[at + 1]))));
-} else {
-  const sizes = [0, SMALL, SIZE];
-  const runs = sizes.map(() => []);
-  const self = fileURLToPath(import.meta.url);
-  for (let r = 0; r < RUNS; r++) {
-    sizes.forEach((units, t) => {
-      const out = execFileSync(process.execPath, [self, '--child', String(units), '--rounds', String(ROUNDS), '--batch', String(BATCH)], { encoding: 'utf8', maxBuffer: 1 << 20 });
-      runs[t].push(JSON.parse(out));
-    });
-  }
-  const median = (xs) => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
-  const names = Object.keys(runs[0][0].m);
-  const labels = runs.map((rs) => rs[0].label);
-  const rows = [['median µs/op', ...labels, `${labels[2]}/${labels[0]}`, `${labels[2]}/${labels[1]}`]];
+const median = (xs) => xs.slice().sort((a, b) => a - b)[xs.length >> 1];
+
+/** One run: every measure on both texts, round by round in turns; the medians per text. */
+async function child() {
+  const texts = [prose(SMALL), prose(SIZE)];
+  const byText = texts.map((t, k) => cases(t, 42 + k));
+  const names = Object.keys(byText[0]);
+  const out = {};
   for (const name of names) {
-    const [e, sm, l] = runs.map((rs) => median(rs.map((x) => x.m[name])));
-    rows.push([name, e.toFixed(2), sm.toFixed(2), l.toFixed(2), `${(l / e).toFixed(2)}x`, `${(l / sm).toFixed(2)}x`]);
+    const steps = byText.map((c) => c[name]);
+    const from = [0, 0];
+    for (const start = Date.now(); Date.now() - start < WARM_MS; ) {
+      for (let t = 0; t < 2; t++) {
+        await round(steps[t], BATCH, from[t]);
+        from[t] += BATCH;
+      }
+    }
+    const times = [[], []];
+    for (let r = 0; r < ROUNDS; r++) {
+      // small, large, large, small, ...: neither always goes first.
+      for (const t of r % 2 === 0 ? [0, 1] : [1, 0]) {
+        times[t].push(await round(steps[t], BATCH, from[t]));
+        from[t] += BATCH;
+      }
+    }
+    out[name] = times.map(median);
+  }
+  const label = (t) => (t.length >= 100000 ? `${(Buffer.byteLength(t) / 1048576).toFixed(2)} MB` : `${Buffer.byteLength(t)} B`);
+  return { labels: texts.map(label), units: texts.map((t) => t.length), out };
+}
+
+if (args.includes('--child')) {
+  process.stdout.write(JSON.stringify(await child()));
+} else {
+  const self = fileURLToPath(import.meta.url);
+  const runs = [];
+  for (let r = 0; r < RUNS; r++) {
+    const out = execFileSync(process.execPath, [self, '--child', '--size', String(SIZE), '--small', String(SMALL), '--rounds', String(ROUNDS), '--batch', String(BATCH)], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 20,
+    });
+    runs.push(JSON.parse(out));
+  }
+  const [small, large] = runs[0].labels;
+  const rows = [['median µs/op', small, large, `${large}/${small}`, 'per run']];
+  for (const name of Object.keys(runs[0].out)) {
+    const s = median(runs.map((x) => x.out[name][0]));
+    const l = median(runs.map((x) => x.out[name][1]));
+    const ratios = runs.map((x) => x.out[name][1] / x.out[name][0]);
+    rows.push([name, s.toFixed(3), l.toFixed(3), `${median(ratios).toFixed(2)}x`, ratios.map((q) => q.toFixed(2)).join(' ')]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
-  const big = runs[2][0];
-  console.log(`TextDoc costs (median of ${RUNS} runs, each the median of ${ROUNDS} rounds of ${BATCH} calls after ${WARM_MS} ms of them, 20 for the string functions on the large text; large text of ${big.units} UTF-16 units, ${big.points} code points)`);
-  for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
+  console.log(
+    `TextDoc costs: median of ${RUNS} runs, each the median of ${ROUNDS} rounds of ${BATCH} calls per text, texts taking turns (after ${WARM_MS} ms of them); ` +
+      `texts of ${runs[0].units[0]} and ${runs[0].units[1]} UTF-16 units, edits and positions at random places`,
+  );
+  for (const row of rows) console.log(row.map((cell, c) => (c === 0 || c === 4 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
 }

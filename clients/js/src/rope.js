@@ -171,8 +171,9 @@ export class Rope extends RopeStore {
       return;
     }
     const points = this._points;
-    for (let e = id * KIDS_MAX, end = e + this._count[id], off = 0; e < end && off < to; off = points[e++]) {
-      const c = points[e] - off;
+    const bias = this._biasPoints[id];
+    for (let e = id * KIDS_MAX, end = e + this._count[id], off = 0; e < end && off < to; off = points[e++] + bias) {
+      const c = points[e] + bias - off;
       if (off + c > from) {
         if (from <= off && off + c <= to) this._texts(this._kids[e], h - 1, parts);
         else this._collect(this._kids[e], h - 1, Math.max(0, from - off), Math.min(c, to - off), parts);
@@ -280,6 +281,8 @@ export class Rope extends RopeStore {
     this._settle();
     const by = units ? this._units : this._points; // the running sums walked by
     const oth = units ? this._points : this._units;
+    const byBias = units ? this._biasUnits : this._biasPoints;
+    const othBias = units ? this._biasPoints : this._biasUnits;
     const count = this._count;
     let path = this._path;
     let base = 0; // before the leaf, in the measure walked by
@@ -294,17 +297,21 @@ export class Rope extends RopeStore {
       // The children of a node hold about the same: guess the child from
       // `k`'s share of the node, then step to the first one ending after
       // `k` (the last one at the end), most often none or one step.
+      // The entries are the running sums less the node's bias.
+      const bias = byBias[n];
+      const biasOther = othBias[n];
       let e = first + (((k * (last - first + 1)) / total) | 0);
       if (!(e <= last)) e = last;
-      while (e < last && by[e] <= k) e++;
-      while (e > first && by[e - 1] > k) e--;
-      const start = e > first ? by[e - 1] : 0;
-      const startOther = e > first ? oth[e - 1] : 0;
+      const kb = k - bias;
+      while (e < last && by[e] <= kb) e++;
+      while (e > first && by[e - 1] > kb) e--;
+      const start = e > first ? by[e - 1] + bias : 0;
+      const startOther = e > first ? oth[e - 1] + biasOther : 0;
       k -= start;
       base += start;
       other += startOther;
-      total = by[e] - start;
-      totalOther = oth[e] - startOther;
+      total = by[e] + bias - start;
+      totalOther = oth[e] + biasOther - startOther;
       if (depth === path.length) this._path = path = grown(path, depth * 2);
       path[depth++] = e;
       n = this._kids[e];

@@ -412,3 +412,42 @@ test('slots and nodes given back by rebuilds are reused: pastes and cuts do not 
   shape(rope);
   assert.equal(rope.toString(), text);
 });
+
+test('running sums stay true when single edits far apart settle through node biases, against a string', () => {
+  // Edits one code point at a time at places far apart (as remote ops from
+  // several people land), so each settles the last one's change along its
+  // path: on the shorter side of every node, adding to the entries after
+  // the leaf or to the node's bias less the entries before it. Positions,
+  // slices and the tree's kept counts must match a string throughout.
+  const rand = seeded('rope sums and biases');
+  let text = randomText(rand, 60000);
+  const rope = new Rope(text);
+  assert.ok(rope._height >= 2, `a tree of height ${rope._height}`);
+  let biased = 0;
+  for (let step = 0; step < 6000; step++) {
+    const points = codePointLength(text);
+    // Near the start and near the end of the text now and then: the nodes'
+    // first and last children, where one side of the node is empty.
+    const pick = rand.int(10);
+    const at = pick === 0 ? rand.int(Math.min(points, 300) + 1) : pick === 1 ? points - rand.int(Math.min(points, 300) + 1) : rand.int(points + 1);
+    const remove = step % 2 === 1 && at < points ? 1 : 0;
+    const insert = remove ? '' : rand.pick(PIECES);
+    const from16 = toUtf16(text, at);
+    const to16 = toUtf16(text, at + remove);
+    const got = rope.replace(at, remove, insert);
+    assert.equal(got.at, from16, `offset of replace(${at}, ${remove}) at step ${step}`);
+    assert.equal(got.removed, text.slice(from16, to16));
+    text = text.slice(0, from16) + insert + text.slice(to16);
+    checkPositions(rand, rope, text, 2);
+    if (step % 100 === 0) {
+      rope._settle();
+      biased += rope._biasUnits.some((b) => b !== 0) ? 1 : 0;
+      shape(rope);
+      const from = rand.int(codePointLength(text) + 1);
+      const to = Math.min(codePointLength(text), from + rand.int(3000));
+      assert.equal(rope.slice(from, to), text.slice(toUtf16(text, from), toUtf16(text, to)), `slice(${from}, ${to})`);
+    }
+  }
+  assert.ok(biased > 0, 'some node carried a bias');
+  assert.equal(rope.toString(), text);
+});
