@@ -393,6 +393,16 @@ impl Server {
     }
 
     /// (current, peak) resident memory of the nodes together, in KiB.
+    ///
+    /// Most of a small node's figure is its executable, not its heap: the
+    /// pages of code, constants and relocations it has touched (at W2's 8
+    /// clients, about 9 of a node's 10 MB; its heap under 1 MB). That part
+    /// grows with the binary, and it depends on how the binary's file sits
+    /// in the page cache: the same binary copied with `cp` showed about
+    /// 1 MB more than when written in 4 KiB blocks, as the kernel maps a
+    /// file's cached pages around each fault in runs. Compare binaries
+    /// written the same way (both just built, or both copied alike), and
+    /// read `RssAnon` in `/proc/PID/status` for the heap's share.
     fn memory_kib(&self) -> Option<(u64, u64)> {
         let mut total = (0, 0);
         for pid in &self.pids {
