@@ -34,7 +34,12 @@
 //! the shard of the room's keys, so an event crosses only that shard.
 //!
 //! A group of commits travels as one message, which the bus hands to the
-//! room as one event per op, in order.
+//! room as one event per op, in order. The message names the node that
+//! committed it: a subscription made without this node's own groups (a
+//! room's, which applies them from the script's answer) is not handed
+//! those, so they do not wake the room a second time per op; the bus does
+//! not even decode them unless some other subscription of the room wants
+//! them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,7 +72,7 @@ const RESUBSCRIBE_MAX_DELAY: Duration = Duration::from_secs(2);
 /// What a marker coming back does.
 enum MarkerReply {
     /// Starts a subscription: the receiver is made when the marker arrives.
-    Start(oneshot::Sender<broadcast::Receiver<Arc<RoomEvent>>>),
+    Start(oneshot::Sender<broadcast::Receiver<Arc<RoomEvent>>>, Wants),
     /// Confirms that the room's subscription delivers.
     Confirm(oneshot::Sender<()>),
 }
@@ -82,16 +87,60 @@ enum Link {
     Lost,
 }
 
+/// Which of a room's events a subscription is handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wants {
+    Everything,
+    /// All but the ops of this node's own groups.
+    AllButOwnGroups,
+}
+
 /// One room this node is subscribed to.
 struct RoomFeed {
-    tx: broadcast::Sender<Arc<RoomEvent>>,
+    /// A channel for each kind of subscription, made when the first of its
+    /// kind starts (each holds a buffer of [`CAPACITY`] events).
+    everything: Option<broadcast::Sender<Arc<RoomEvent>>>,
+    all_but_own_groups: Option<broadcast::Sender<Arc<RoomEvent>>>,
     lag: watch::Sender<u64>,
     link: Link,
 }
 
 impl RoomFeed {
+    fn new(link: Link) -> Self {
+        Self { everything: None, all_but_own_groups: None, lag: watch::channel(0).0, link }
+    }
+
     fn lagged(&self) {
         self.lag.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver of what `wants` asks for, from now on.
+    fn receiver(&mut self, wants: Wants) -> broadcast::Receiver<Arc<RoomEvent>> {
+        let tx = match wants {
+            Wants::Everything => &mut self.everything,
+            Wants::AllButOwnGroups => &mut self.all_but_own_groups,
+        };
+        tx.get_or_insert_with(|| broadcast::channel(CAPACITY).0).subscribe()
+    }
+
+    fn receivers(&self) -> usize {
+        [&self.everything, &self.all_but_own_groups].into_iter().flatten().map(broadcast::Sender::receiver_count).sum()
+    }
+
+    /// Whether a subscription wants this node's own groups.
+    fn wants_own_groups(&self) -> bool {
+        self.everything.as_ref().is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// Hands an event to the subscriptions that want it.
+    fn send(&self, event: RoomEvent, own_group: bool) {
+        let event = Arc::new(event);
+        if let Some(tx) = &self.everything {
+            let _ = tx.send(event.clone());
+        }
+        if let Some(tx) = self.all_but_own_groups.as_ref().filter(|_| !own_group) {
+            let _ = tx.send(event);
+        }
     }
 }
 
@@ -113,6 +162,8 @@ struct State {
     markers: Mutex<HashMap<u64, (String, MarkerReply)>>,
     next_marker: AtomicU64,
     node: String,
+    /// How a group message of this node's own starts.
+    own_group: Vec<u8>,
 }
 
 pub(crate) struct RedisBus {
@@ -142,13 +193,15 @@ impl RedisBus {
     }
 
     fn new(feed: Feed, dispatcher: impl FnOnce(Arc<State>) -> JoinHandle<()>) -> Self {
+        let node = chorus_store::random_id();
         let state = Arc::new(State {
             rooms: Mutex::new(HashMap::new()),
             room_locks: Mutex::new(HashMap::new()),
             feed,
             markers: Mutex::new(HashMap::new()),
             next_marker: AtomicU64::new(1),
-            node: chorus_store::random_id(),
+            own_group: group_start(&node).into_bytes(),
+            node,
         });
         let dispatcher = dispatcher(state.clone());
         Self { state, dispatcher }
@@ -225,7 +278,8 @@ impl State {
 }
 
 /// A group of commits to one document, published as one message by
-/// doc_append_group.lua: `{"kind":"doc_ops","doc":…,"entries":[…]}`.
+/// doc_append_group.lua:
+/// `{"kind":"doc_ops","node":…,"doc":…,"entries":[…]}`.
 #[derive(serde::Deserialize)]
 struct GroupOps {
     doc: String,
@@ -235,6 +289,12 @@ struct GroupOps {
 /// How a group message starts (the script writes it so).
 const GROUP_KIND: &str = r#"{"kind":"doc_ops","#;
 
+/// How a group message committed by `node` starts (the script writes the
+/// node's id, which is hexadecimal, as it is).
+fn group_start(node: &str) -> String {
+    format!(r#"{GROUP_KIND}"node":"{node}","#)
+}
+
 /// Hands one message on a room channel to the room's local subscriptions.
 fn deliver(state: &State, channel: &str, payload: &[u8]) {
     let Some(room) = room_of(channel) else { return };
@@ -243,7 +303,7 @@ fn deliver(state: &State, channel: &str, payload: &[u8]) {
         return;
     }
     if payload.starts_with(GROUP_KIND.as_bytes()) {
-        deliver_group(state, room, payload);
+        deliver_group(state, room, payload, payload.starts_with(&state.own_group));
         return;
     }
     let event: RoomEvent = match serde_json::from_slice(payload) {
@@ -254,12 +314,16 @@ fn deliver(state: &State, channel: &str, payload: &[u8]) {
         }
     };
     if let Some(feed) = lock(&state.rooms).get(room) {
-        let _ = feed.tx.send(Arc::new(event));
+        feed.send(event, false);
     }
 }
 
-/// Hands a group's ops to the room's subscriptions one by one, in order.
-fn deliver_group(state: &State, room: &str, payload: &[u8]) {
+/// Hands a group's ops to the room's subscriptions one by one, in order;
+/// this node's `own` group only to those that want it.
+fn deliver_group(state: &State, room: &str, payload: &[u8], own: bool) {
+    if own && !lock(&state.rooms).get(room).is_some_and(RoomFeed::wants_own_groups) {
+        return; // Nobody here wants it: not even decoded.
+    }
     let group: GroupOps = match serde_json::from_slice(payload) {
         Ok(g) => g,
         Err(e) => {
@@ -269,7 +333,7 @@ fn deliver_group(state: &State, room: &str, payload: &[u8]) {
     };
     if let Some(feed) = lock(&state.rooms).get(room) {
         for entry in group.entries {
-            let _ = feed.tx.send(Arc::new(RoomEvent::DocOp { doc: group.doc.clone(), entry: Arc::new(entry) }));
+            feed.send(RoomEvent::DocOp { doc: group.doc.clone(), entry: Arc::new(entry) }, own);
         }
     }
 }
@@ -289,8 +353,8 @@ fn deliver_marker(state: &State, room: &str, marker: &str) {
     // A marker that came back proves the channel delivers.
     feed.link = Link::Live;
     match reply {
-        MarkerReply::Start(reply) => {
-            let _ = reply.send(feed.tx.subscribe());
+        MarkerReply::Start(reply, wants) => {
+            let _ = reply.send(feed.receiver(wants));
         }
         MarkerReply::Confirm(reply) => {
             let _ = reply.send(());
@@ -440,7 +504,7 @@ fn unsubscribe_if_unread(state: Weak<State>, room: String) {
             let _held = room_lock.lock().await;
             let unread = {
                 let mut rooms = lock(&state.rooms);
-                let unread = rooms.get(&room).is_some_and(|f| f.tx.receiver_count() == 0);
+                let unread = rooms.get(&room).is_some_and(|f| f.receivers() == 0);
                 if unread {
                     rooms.remove(&room);
                 }
@@ -467,17 +531,11 @@ impl Bus for RedisStore {
     }
 
     async fn subscribe(&self, room: &str) -> StoreResult<Subscription> {
-        let state = &self.bus.state;
-        let room_lock = state.room_lock(room);
-        let outcome = {
-            let _held = room_lock.lock().await;
-            self.subscribe_locked(room).await
-        };
-        state.release_room_lock(room, room_lock);
-        let (rx, lag) = outcome?;
-        let weak = Arc::downgrade(state);
-        let room = room.to_owned();
-        Ok(Subscription::new(rx).with_lag(lag).on_drop(move || unsubscribe_if_unread(weak, room)))
+        self.subscribe_to(room, Wants::Everything).await
+    }
+
+    async fn subscribe_without_own_groups(&self, room: &str) -> StoreResult<Subscription> {
+        self.subscribe_to(room, Wants::AllButOwnGroups).await
     }
 
     async fn confirm(&self, room: &str) -> StoreResult<()> {
@@ -503,16 +561,30 @@ impl Bus for RedisStore {
 }
 
 impl RedisStore {
+    async fn subscribe_to(&self, room: &str, wants: Wants) -> StoreResult<Subscription> {
+        let state = &self.bus.state;
+        let room_lock = state.room_lock(room);
+        let outcome = {
+            let _held = room_lock.lock().await;
+            self.subscribe_locked(room, wants).await
+        };
+        state.release_room_lock(room, room_lock);
+        let (rx, lag) = outcome?;
+        let weak = Arc::downgrade(state);
+        let room = room.to_owned();
+        Ok(Subscription::new(rx).with_lag(lag).on_drop(move || unsubscribe_if_unread(weak, room)))
+    }
+
     /// Subscribes the room's channel unless this node already is, then
     /// starts a receiver at a marker. Called under the room's lock.
-    async fn subscribe_locked(&self, room: &str) -> StoreResult<(broadcast::Receiver<Arc<RoomEvent>>, watch::Receiver<u64>)> {
+    async fn subscribe_locked(&self, room: &str, wants: Wants) -> StoreResult<(broadcast::Receiver<Arc<RoomEvent>>, watch::Receiver<u64>)> {
         let state = &self.bus.state;
         let fresh = {
             let mut rooms = lock(&state.rooms);
             match rooms.get(room) {
                 Some(_) => false,
                 None => {
-                    rooms.insert(room.to_owned(), RoomFeed { tx: broadcast::channel(CAPACITY).0, lag: watch::channel(0).0, link: Link::Subscribing });
+                    rooms.insert(room.to_owned(), RoomFeed::new(Link::Subscribing));
                     true
                 }
             }
@@ -525,11 +597,11 @@ impl RedisStore {
         }
         let lag = lock(&state.rooms).get(room).map(|f| f.lag.subscribe());
         let (reply, started) = oneshot::channel();
-        let outcome = self.publish_marker(room, MarkerReply::Start(reply), started).await;
+        let outcome = self.publish_marker(room, MarkerReply::Start(reply, wants), started).await;
         match (outcome, lag) {
             (Ok(rx), Some(lag)) => Ok((rx, lag)),
             (outcome, _) => {
-                if fresh && lock(&state.rooms).get(room).is_some_and(|f| f.tx.receiver_count() == 0) {
+                if fresh && lock(&state.rooms).get(room).is_some_and(|f| f.receivers() == 0) {
                     lock(&state.rooms).remove(room);
                     let _ = state.send_unsubscribe(room).await;
                 }
@@ -572,7 +644,7 @@ mod tests {
     }
 
     fn feed() -> RoomFeed {
-        RoomFeed { tx: broadcast::channel(4).0, lag: watch::channel(0).0, link: Link::Live }
+        RoomFeed::new(Link::Live)
     }
 
     fn push(kind: PushKind, room: Option<&str>) -> PushInfo {
@@ -623,6 +695,60 @@ mod tests {
         cluster.nodes.iter().find(|n| n.port == hung).unwrap().resume();
         // Answered once the master is back, or refused after the timeout.
         let _ = stuck.await.unwrap();
+    }
+
+    /// Two nodes commit groups to one document in turn. A subscription
+    /// without this node's own groups hears the other node's ops, in order,
+    /// and everything else (an event this node published itself); one
+    /// with them hears every op.
+    async fn own_groups_are_left_out_where_asked(urls: &str) {
+        use chorus_core::digest::Digest;
+        use chorus_core::text::TextOp;
+        use chorus_store::{Appended, DocStore, Group, GroupOp};
+        let here = RedisStore::connect(urls).await.unwrap();
+        let there = RedisStore::connect(urls).await.unwrap();
+        let mut others = here.subscribe_without_own_groups("r").await.unwrap();
+        let mut everything = here.subscribe("r").await.unwrap();
+        let epoch = here.load("r", "d").await.unwrap().epoch;
+        let (mut head, mut digest) = (0, Digest::EMPTY);
+        for node in [&there, &here, &here, &there, &here, &there] {
+            let (seq, op) = (head + 1, TextOp::insert(0, "x"));
+            let next = digest.next(head + 1, "c", seq, &op);
+            let ops = [GroupOp { client: "c", seq, op: &op, digest: next }];
+            let group = Group { epoch: &epoch, expected: head, expected_digest: digest, ops: &ops };
+            assert!(matches!(node.append_group("r", "d", &group).await.unwrap()[..], [Appended::Committed { .. }]));
+            (head, digest) = (head + 1, next);
+        }
+        let deleted = RoomEvent::DocDeleted { doc: "other".into(), epoch: "e".into() };
+        here.publish("r", deleted.clone()).await.unwrap();
+        // The versions of the ops heard before that event.
+        async fn heard(sub: &mut Subscription, last: &RoomEvent) -> Vec<u64> {
+            let mut versions = Vec::new();
+            loop {
+                let event = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.expect("delivered").unwrap();
+                match &*event {
+                    RoomEvent::DocOp { entry, .. } => versions.push(entry.version),
+                    other => {
+                        assert_eq!(other, last);
+                        return versions;
+                    }
+                }
+            }
+        }
+        assert_eq!(heard(&mut others, &deleted).await, [1, 4, 6], "the other node's ops, in order, and none of this node's");
+        assert_eq!(heard(&mut everything, &deleted).await, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn own_groups_are_left_out_where_asked_on_redis() {
+        let server = crate::testing::RedisServer::start();
+        own_groups_are_left_out_where_asked(&server.url()).await;
+    }
+
+    #[tokio::test]
+    async fn own_groups_are_left_out_where_asked_on_a_cluster() {
+        let cluster = crate::testing::RedisCluster::start(3);
+        own_groups_are_left_out_where_asked(&cluster.urls().join(",")).await;
     }
 
     #[test]

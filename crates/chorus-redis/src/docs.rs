@@ -21,6 +21,12 @@ fn docs_key(room: &str) -> String {
     room_key(room, "docs")
 }
 
+/// Every key of a document, then the room's set of document names.
+fn doc_and_catalog_keys(room: &str, doc: &str) -> [String; 7] {
+    let [meta, log, snapshot, clients, history, history_rev] = ["meta", "log", "snapshot", "clients", "history", "history-rev"].map(|what| doc_key(room, doc, what));
+    [meta, log, snapshot, clients, history, history_rev, docs_key(room)]
+}
+
 pub(crate) fn entry_from(bytes: &[u8]) -> StoreResult<LogEntry> {
     serde_json::from_slice(bytes).map_err(|e| decode_error("op", e))
 }
@@ -60,11 +66,7 @@ fn appended(reply: &[Reply]) -> StoreResult<Appended> {
 #[async_trait]
 impl DocStore for RedisStore {
     async fn load(&self, room: &str, doc: &str) -> StoreResult<StoredDoc> {
-        let items: Vec<Reply> = self.invoke(self.scripts.doc_load
-            .key(doc_key(room, doc, "meta"))
-            .key(doc_key(room, doc, "log"))
-            .key(doc_key(room, doc, "snapshot"))
-            .key(docs_key(room))
+        let items: Vec<Reply> = self.invoke(self.scripts.doc_load.keys(&[doc_key(room, doc, "meta"), doc_key(room, doc, "log"), doc_key(room, doc, "snapshot"), docs_key(room)])
             .arg(random_id())
             .arg(doc)).await?;
         let [epoch, snapshot_version, snapshot, oldest_digest, ops @ ..] = items.as_slice() else {
@@ -81,13 +83,9 @@ impl DocStore for RedisStore {
 
     async fn append(&self, room: &str, doc: &str, c: &Commit<'_>) -> StoreResult<Appended> {
         let op = serde_json::to_string(c.op).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let mut invocation = self.scripts.doc_append.key(doc_key(room, doc, "meta"));
+        let [meta, log, clients, history, history_rev] = ["meta", "log", "clients", "history", "history-rev"].map(|what| doc_key(room, doc, what));
+        let mut invocation = self.scripts.doc_append.keys(&[meta, log, clients, history, history_rev, docs_key(room)]);
         invocation
-            .key(doc_key(room, doc, "log"))
-            .key(doc_key(room, doc, "clients"))
-            .key(doc_key(room, doc, "history"))
-            .key(doc_key(room, doc, "history-rev"))
-            .key(docs_key(room))
             .arg(c.epoch)
             .arg(c.expected)
             .arg(c.expected_digest.to_hex())
@@ -102,7 +100,7 @@ impl DocStore for RedisStore {
         if let Some(h) = c.history {
             invocation.arg(h.user).arg(h.expected_rev.to_string()).arg(h.token).arg(h.saved);
         }
-        let reply: Vec<Reply> = self.invoke(&mut invocation).await?;
+        let reply: Vec<Reply> = self.invoke(&invocation).await?;
         appended(&reply)
     }
 
@@ -111,11 +109,9 @@ impl DocStore for RedisStore {
         if group.ops.is_empty() {
             return Ok(Vec::new());
         }
-        let mut invocation = self.scripts.doc_append_group.key(doc_key(room, doc, "meta"));
+        let keys = [doc_key(room, doc, "meta"), doc_key(room, doc, "log"), doc_key(room, doc, "clients"), docs_key(room)];
+        let mut invocation = self.scripts.doc_append_group.keys(&keys);
         invocation
-            .key(doc_key(room, doc, "log"))
-            .key(doc_key(room, doc, "clients"))
-            .key(docs_key(room))
             .arg(group.epoch)
             .arg(group.expected)
             .arg(group.expected_digest.to_hex())
@@ -127,7 +123,7 @@ impl DocStore for RedisStore {
             let op = serde_json::to_string(o.op).map_err(|e| StoreError::Backend(e.to_string()))?;
             invocation.arg(o.client).arg(o.seq.to_string()).arg(op).arg(o.digest.to_hex());
         }
-        let replies: Vec<Vec<Reply>> = self.invoke(&mut invocation).await?;
+        let replies: Vec<Vec<Reply>> = self.invoke(&invocation).await?;
         if replies.is_empty() || replies.len() > group.ops.len() {
             return Err(decode_error("group reply", format!("{} outcomes for {} ops", replies.len(), group.ops.len())));
         }
@@ -135,9 +131,7 @@ impl DocStore for RedisStore {
     }
 
     async fn ops_since(&self, room: &str, doc: &str, epoch: &str, version: u64) -> StoreResult<Option<Vec<LogEntry>>> {
-        let reply: Reply = self.invoke(self.scripts.doc_since
-            .key(doc_key(room, doc, "meta"))
-            .key(doc_key(room, doc, "log"))
+        let reply: Reply = self.invoke(self.scripts.doc_since.keys(&[doc_key(room, doc, "meta"), doc_key(room, doc, "log")])
             .arg(epoch)
             .arg(version)).await?;
         match reply {
@@ -155,11 +149,7 @@ impl DocStore for RedisStore {
     }
 
     async fn snapshot(&self, room: &str, doc: &str, s: Snapshot<'_>) -> StoreResult<()> {
-        let _: i64 = self.invoke(self.scripts.doc_snapshot
-            .key(doc_key(room, doc, "meta"))
-            .key(doc_key(room, doc, "log"))
-            .key(doc_key(room, doc, "snapshot"))
-            .key(doc_key(room, doc, "clients"))
+        let _: i64 = self.invoke(self.scripts.doc_snapshot.keys(&[doc_key(room, doc, "meta"), doc_key(room, doc, "log"), doc_key(room, doc, "snapshot"), doc_key(room, doc, "clients")])
             .arg(s.epoch)
             .arg(s.version)
             .arg(s.text)
@@ -177,11 +167,8 @@ impl DocCatalog for RedisStore {
             return Ok(Vec::new());
         }
         names.sort();
-        let mut invocation = self.scripts.doc_list.key(doc_key(room, &names[0], "meta"));
-        for name in &names[1..] {
-            invocation.key(doc_key(room, name, "meta"));
-        }
-        let items: Vec<Reply> = self.invoke(&mut invocation).await?;
+        let keys: Vec<String> = names.iter().map(|name| doc_key(room, name, "meta")).collect();
+        let items: Vec<Reply> = self.invoke(&self.scripts.doc_list.keys(&keys)).await?;
         if items.len() != names.len() * 3 {
             return Err(decode_error("document list", format!("{items:?}")));
         }
@@ -205,22 +192,12 @@ impl DocCatalog for RedisStore {
     }
 
     async fn discard_if_empty(&self, room: &str, doc: &str, epoch: &str) -> StoreResult<bool> {
-        let mut invocation = self.scripts.doc_discard.key(doc_key(room, doc, "meta"));
-        for what in ["log", "snapshot", "clients", "history", "history-rev"] {
-            invocation.key(doc_key(room, doc, what));
-        }
-        invocation.key(docs_key(room)).arg(epoch).arg(doc);
-        let discarded: i64 = self.invoke(&mut invocation).await?;
+        let discarded: i64 = self.invoke(self.scripts.doc_discard.keys(&doc_and_catalog_keys(room, doc)).arg(epoch).arg(doc)).await?;
         Ok(discarded == 1)
     }
 
     async fn delete_doc(&self, room: &str, doc: &str) -> StoreResult<Option<DeletedDoc>> {
-        let mut invocation = self.scripts.doc_delete.key(doc_key(room, doc, "meta"));
-        for what in ["log", "snapshot", "clients", "history", "history-rev"] {
-            invocation.key(doc_key(room, doc, what));
-        }
-        invocation.key(docs_key(room)).arg(doc).arg(channel(room)).arg(self.publish_command());
-        let reply: Reply = self.invoke(&mut invocation).await?;
+        let reply: Reply = self.invoke(self.scripts.doc_delete.keys(&doc_and_catalog_keys(room, doc)).arg(doc).arg(channel(room)).arg(self.publish_command())).await?;
         match reply {
             Reply::Nil => Ok(None),
             Reply::Array(items) => match items.as_slice() {
@@ -232,10 +209,7 @@ impl DocCatalog for RedisStore {
     }
 
     async fn import_doc(&self, room: &str, doc: &str, d: &ImportedDoc<'_>) -> StoreResult<bool> {
-        let created: i64 = self.invoke(self.scripts.doc_import
-            .key(doc_key(room, doc, "meta"))
-            .key(doc_key(room, doc, "snapshot"))
-            .key(docs_key(room))
+        let created: i64 = self.invoke(self.scripts.doc_import.keys(&[doc_key(room, doc, "meta"), doc_key(room, doc, "snapshot"), docs_key(room)])
             .arg(d.epoch)
             .arg(d.version)
             .arg(d.digest.to_hex())

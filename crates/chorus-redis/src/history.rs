@@ -13,9 +13,7 @@ use crate::{decode_error, doc_key, number, text, RedisStore};
 #[async_trait]
 impl HistoryStore for RedisStore {
     async fn load_history(&self, room: &str, doc: &str, user: &str) -> StoreResult<Option<StoredHistory>> {
-        let reply: Reply = self.invoke(self.scripts.history_load
-            .key(doc_key(room, doc, "history"))
-            .key(doc_key(room, doc, "history-rev"))
+        let reply: Reply = self.invoke(self.scripts.history_load.keys(&[doc_key(room, doc, "history"), doc_key(room, doc, "history-rev")])
             .arg(user)).await?;
         match reply {
             Reply::Nil => Ok(None),
@@ -28,10 +26,7 @@ impl HistoryStore for RedisStore {
     }
 
     async fn save_history(&self, room: &str, doc: &str, epoch: &str, user: &str, expected_rev: u64, token: &str, saved: &str) -> StoreResult<bool> {
-        let written: i64 = self.invoke(self.scripts.history_save
-            .key(doc_key(room, doc, "history"))
-            .key(doc_key(room, doc, "history-rev"))
-            .key(doc_key(room, doc, "meta"))
+        let written: i64 = self.invoke(self.scripts.history_save.keys(&[doc_key(room, doc, "history"), doc_key(room, doc, "history-rev"), doc_key(room, doc, "meta")])
             .arg(user)
             .arg(expected_rev.to_string())
             .arg(token)

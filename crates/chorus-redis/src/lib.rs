@@ -83,6 +83,10 @@ pub struct RedisStore {
     commands: Commands,
     bus: bus::RedisBus,
     scripts: Scripts,
+    /// [`ROUND_TRIPS`], looked up once (on the first request: a server
+    /// installs its metrics recorder before its rooms send any) instead of
+    /// by name on every request.
+    round_trips: std::sync::OnceLock<metrics::Counter>,
     /// The URL without its password, for logs.
     shown: String,
 }
@@ -141,7 +145,7 @@ impl RedisStore {
                 layout::check(&mut Conn::Single(conn.clone()), std::slice::from_ref(&client), &shown).await?;
                 let bus = bus::RedisBus::start_single(client.clone()).await.map_err(unreachable)?;
                 let commands = Commands::single(conn, client, config);
-                return Ok(Self { commands, bus, scripts: Scripts::new(), shown });
+                return Ok(Self { commands, bus, scripts: Scripts::new(), round_trips: Default::default(), shown });
             }
         }
         let cluster = |push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>| {
@@ -176,7 +180,7 @@ impl RedisStore {
             .map_err(|_| timed_out())?
             .map_err(unreachable)?;
         let bus = bus::RedisBus::start_cluster(subscriber, pushes);
-        Ok(Self { commands: Commands::cluster(conn, commands), bus, scripts: Scripts::new(), shown })
+        Ok(Self { commands: Commands::cluster(conn, commands), bus, scripts: Scripts::new(), round_trips: Default::default(), shown })
     }
 
     fn conn(&self) -> Conn {
@@ -185,8 +189,7 @@ impl RedisStore {
 
     /// Runs a script, by hash or, where its server does not know it yet,
     /// with its text (see [`scripts`]); see [`RedisStore::retrying`].
-    async fn invoke<T: redis::FromRedisValue>(&self, invocation: &mut scripts::Invocation<'_>) -> StoreResult<T> {
-        let invocation = &*invocation;
+    async fn invoke<T: redis::FromRedisValue>(&self, invocation: &scripts::Invocation<'_>) -> StoreResult<T> {
         self.retrying(|| async move {
             let mut conn = self.conn();
             match invocation.by_hash().query_async(&mut conn).await {
@@ -213,11 +216,12 @@ impl RedisStore {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        metrics::counter!(ROUND_TRIPS).increment(1);
+        let round_trips = self.round_trips.get_or_init(|| metrics::counter!(ROUND_TRIPS));
+        round_trips.increment(1);
         match call().await {
             Err(e) if (e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()) && !e.is_timeout() => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                metrics::counter!(ROUND_TRIPS).increment(1);
+                round_trips.increment(1);
                 call().await.map_err(store_error)
             }
             Err(e) if !e.is_timeout() && matches!(store_error(e.clone()), StoreError::Unavailable(_)) => {

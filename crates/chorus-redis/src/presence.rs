@@ -100,11 +100,7 @@ impl PresenceStore for RedisStore {
         let whole = serde_json::to_string(&member).map_err(|e| decode_error("member", e))?;
         let stored = serde_json::to_string(&Member { state: Value::Null, ..member.clone() }).map_err(|e| decode_error("member", e))?;
         let [members, states, expiry, presence] = presence_keys(room);
-        let items: Vec<Reply> = self.invoke(self.scripts.presence_join
-            .key(members)
-            .key(states)
-            .key(expiry)
-            .key(presence)
+        let items: Vec<Reply> = self.invoke(self.scripts.presence_join.keys(&[members, states, expiry, presence])
             .arg(&member.connection)
             .arg(stored)
             .arg(state)
@@ -126,9 +122,7 @@ impl PresenceStore for RedisStore {
 
     async fn refresh(&self, room: &str, connection: &str, expires_at: Millis, now: Millis) -> StoreResult<bool> {
         let [members, _, expiry, _] = presence_keys(room);
-        let done: i64 = self.invoke(self.scripts.presence_refresh
-            .key(members)
-            .key(expiry)
+        let done: i64 = self.invoke(self.scripts.presence_refresh.keys(&[members, expiry])
             .arg(connection)
             .arg(expires_at)
             .arg(now)).await?;
@@ -138,11 +132,7 @@ impl PresenceStore for RedisStore {
     async fn set_state(&self, room: &str, connection: &str, state: Value, now: Millis) -> StoreResult<bool> {
         let [members, states, expiry, presence] = presence_keys(room);
         let json = serde_json::to_string(&state).map_err(|e| decode_error("presence state", e))?;
-        let done: i64 = self.invoke(self.scripts.presence_state
-            .key(members)
-            .key(states)
-            .key(expiry)
-            .key(presence)
+        let done: i64 = self.invoke(self.scripts.presence_state.keys(&[members, states, expiry, presence])
             .arg(connection)
             .arg(json)
             .arg(channel(room))
@@ -154,11 +144,7 @@ impl PresenceStore for RedisStore {
     async fn leave(&self, room: &str, connection: &str, reason: LeaveReason, now: Millis) -> StoreResult<Option<(Member, usize)>> {
         let [members, states, expiry, presence] = presence_keys(room);
         let reason = serde_json::to_value(reason).map_err(|e| decode_error("reason", e))?;
-        let reply: Reply = self.invoke(self.scripts.presence_leave
-            .key(members)
-            .key(states)
-            .key(expiry)
-            .key(presence)
+        let reply: Reply = self.invoke(self.scripts.presence_leave.keys(&[members, states, expiry, presence])
             .arg(connection)
             .arg(now)
             .arg(reason.as_str().unwrap_or("closed"))
@@ -176,11 +162,7 @@ impl PresenceStore for RedisStore {
 
     async fn members(&self, room: &str, now: Millis) -> StoreResult<Members> {
         let [members, states, expiry, presence] = presence_keys(room);
-        let items: Vec<Reply> = self.invoke(self.scripts.presence_members
-            .key(members)
-            .key(states)
-            .key(expiry)
-            .key(presence)
+        let items: Vec<Reply> = self.invoke(self.scripts.presence_members.keys(&[members, states, expiry, presence])
             .arg(now)).await?;
         stamped_members(&items)
     }
@@ -234,11 +216,7 @@ impl RedisStore {
     /// the rooms index at what is left.
     async fn expire_room(&self, room: &str, now: Millis) -> StoreResult<Vec<Expired>> {
         let [members, states, expiry, presence] = presence_keys(room);
-        let items: Vec<Reply> = self.invoke(self.scripts.presence_expire
-            .key(members)
-            .key(states)
-            .key(expiry)
-            .key(presence)
+        let items: Vec<Reply> = self.invoke(self.scripts.presence_expire.keys(&[members, states, expiry, presence])
             .arg(now)
             .arg(channel(room))
             .arg(self.publish_command())).await?;

@@ -9,6 +9,10 @@
 //! keys: EVAL sends its text there, and the server keeps it for the next
 //! EVALSHA. Every script names its room's keys, so the master of its room
 //! is the only server it ever needs.
+//!
+//! A call is written once, as the EVALSHA command itself (a call per op
+//! wrote every key and argument into a buffer of its own, then copied
+//! them all into the command); EVAL, rarely needed, copies it.
 
 use redis::ToRedisArgs;
 
@@ -23,47 +27,49 @@ impl Script {
         Self { hash: redis::Script::new(code).get_hash().to_owned(), code: code.to_owned() }
     }
 
-    /// A call of the script, starting with its first key.
-    pub(crate) fn key<T: ToRedisArgs>(&self, key: T) -> Invocation<'_> {
-        let mut invocation = Invocation { script: self, keys: Vec::new(), args: Vec::new() };
-        invocation.key(key);
-        invocation
+    /// A call of the script on these keys; its arguments follow
+    /// ([`Invocation::arg`]).
+    pub(crate) fn keys<K: AsRef<str>>(&self, keys: &[K]) -> Invocation<'_> {
+        let mut by_hash = redis::cmd("EVALSHA");
+        by_hash.arg(&self.hash).arg(keys.len());
+        for key in keys {
+            by_hash.arg(key.as_ref());
+        }
+        Invocation { script: self, by_hash }
     }
 }
 
-/// A call of a script: its keys and arguments.
+/// A call of a script: its keys and arguments, written as EVALSHA.
 pub(crate) struct Invocation<'a> {
     script: &'a Script,
-    keys: Vec<Vec<u8>>,
-    args: Vec<Vec<u8>>,
+    by_hash: redis::Cmd,
 }
 
-impl Invocation<'_> {
-    pub(crate) fn key<T: ToRedisArgs>(&mut self, key: T) -> &mut Self {
-        key.write_redis_args(&mut self.keys);
-        self
-    }
+/// EVALSHA and EVAL name the script in the same place: their second argument.
+const SCRIPT_ARG: usize = 1;
 
+impl Invocation<'_> {
     pub(crate) fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
-        arg.write_redis_args(&mut self.args);
+        self.by_hash.arg(arg);
         self
     }
 
     /// EVALSHA: the script by its hash. The Cluster client routes it by
     /// its first key, like any command.
-    pub(crate) fn by_hash(&self) -> redis::Cmd {
-        self.command("EVALSHA", &self.script.hash)
+    pub(crate) fn by_hash(&self) -> &redis::Cmd {
+        &self.by_hash
     }
 
     /// EVAL: the script with its text, for a server that does not know it
     /// (which then keeps it for later calls by hash).
     pub(crate) fn by_text(&self) -> redis::Cmd {
-        self.command("EVAL", &self.script.code)
-    }
-
-    fn command(&self, name: &str, script: &str) -> redis::Cmd {
-        let mut cmd = redis::cmd(name);
-        cmd.arg(script).arg(self.keys.len()).arg(&self.keys).arg(&self.args);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(&self.script.code);
+        for arg in self.by_hash.args_iter().skip(SCRIPT_ARG + 1) {
+            if let redis::Arg::Simple(arg) = arg {
+                cmd.arg(arg);
+            }
+        }
         cmd
     }
 }

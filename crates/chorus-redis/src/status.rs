@@ -16,12 +16,9 @@ impl StatusStore for RedisStore {
     async fn status(&self, room: &str, docs: &[&str], now: Millis) -> StoreResult<RoomStatus> {
         let [members, _, expiry, presence] = presence_keys(room);
         let [versions, states, _, values] = value_keys(room);
-        let mut invocation = self.scripts.room_status.key(presence);
-        invocation.key(members).key(expiry).key(values).key(versions).key(states).arg(now);
-        for doc in docs {
-            invocation.key(doc_key(room, doc, "meta"));
-        }
-        let items: Vec<Reply> = self.invoke(&mut invocation).await?;
+        let mut keys = vec![presence, members, expiry, values, versions, states];
+        keys.extend(docs.iter().map(|doc| doc_key(room, doc, "meta")));
+        let items: Vec<Reply> = self.invoke(self.scripts.room_status.keys(&keys).arg(now)).await?;
         let [p_epoch, p_seq, live, fingerprint, v_epoch, v_seq, v_count, v_fingerprint, heads @ ..] = items.as_slice() else {
             return Err(decode_error("room status", format!("{items:?}")));
         };

@@ -32,7 +32,7 @@ fn stored(version: &Reply, state: &Reply) -> StoreResult<StoredValue> {
 impl ValueStore for RedisStore {
     async fn values(&self, room: &str) -> StoreResult<RoomValuesStored> {
         let [versions, states, _, meta] = value_keys(room);
-        let items: Vec<Reply> = self.invoke(self.scripts.value_all.key(versions).key(states).key(meta)).await?;
+        let items: Vec<Reply> = self.invoke(&self.scripts.value_all.keys(&[versions, states, meta])).await?;
         let [epoch, seq, values @ ..] = items.as_slice() else {
             return Err(decode_error("values", format!("{items:?}")));
         };
@@ -49,11 +49,7 @@ impl ValueStore for RedisStore {
     async fn put_value(&self, room: &str, name: &str, expected: u64, state: &Value, token: &str) -> StoreResult<ValuePut> {
         let json = serde_json::to_string(state).map_err(|e| StoreError::Backend(e.to_string()))?;
         let [versions, states, tokens, meta] = value_keys(room);
-        let reply: Vec<Reply> = self.invoke(self.scripts.value_put
-            .key(versions)
-            .key(states)
-            .key(tokens)
-            .key(meta)
+        let reply: Vec<Reply> = self.invoke(self.scripts.value_put.keys(&[versions, states, tokens, meta])
             .arg(name)
             .arg(expected)
             .arg(json)

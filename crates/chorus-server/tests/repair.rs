@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_client::ConnectOptions;
+use chorus_core::text::TextOp;
 use chorus_protocol::{Change, ServerMessage, ValueKind};
 use chorus_redis::testing::{Persistence, Redis};
 use chorus_redis::RedisStore;
 use chorus_store::faults::{Call, Fault, Faulty};
 use chorus_store::{MemoryStore, RoomEvent};
-use support::{start_on, MemberView, TestServer};
+use support::{expect, http_post, start_on, MemberView, TestServer};
 
 const ROOM: &str = "repair/room";
 
@@ -414,6 +415,49 @@ async fn an_op_whose_answer_was_lost_is_committed_once() {
     c.insert(ROOM, "d", 0, "once").unwrap();
     c.sync(ROOM, "d").await.expect("acknowledged after the resubmission");
     assert_eq!(server.doc_text(ROOM, "d").await, ("once".to_string(), 1));
+}
+
+/// A group committed on Redis whose answer was lost (or came after its
+/// timeout): a node does not hear its own groups back on the bus, so it
+/// fetches what the store committed, and its readers receive the op once,
+/// without waiting for the periodic reconciliation or for another op.
+async fn a_group_whose_answer_was_lost_reaches_the_nodes_readers(redis: Redis) {
+    let store = Arc::new(Faulty::new(RedisStore::connect(&redis.url()).await.unwrap()));
+    let server = start_on(store.clone(), |c| c.reconcile_interval_ms = 600_000).await;
+    let mut bob = server.connect(ConnectOptions { doc_events: true, ..ConnectOptions::dev("bob") }).await;
+    bob.join(ROOM, None).await.unwrap();
+    bob.open_doc(ROOM, "d").await.unwrap();
+    store.plan(Call::Append, [Fault::LoseAnswer]);
+    let path = format!("/v1/rooms/{}/docs/d/ops", ROOM.replace('/', "%2F"));
+    let (status, body) = http_post(server.addr, &path, None, r#"{"op": ["lost"], "client": "importer", "seq": 1}"#).await;
+    assert_eq!(status, 503, "the answer was lost: {body}");
+    let seen = expect(&mut bob, "the op whose answer was lost", |m| match m {
+        ServerMessage::Op { entry, .. } => Some(entry.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!((seen.version, seen.op), (1, TextOp::insert(0, "lost")));
+    // The next op follows it, and nothing came twice.
+    let (status, body) = http_post(server.addr, &path, None, r#"{"op": [4, "!"], "client": "importer", "seq": 2}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let next = expect(&mut bob, "the next op", |m| match m {
+        ServerMessage::Op { entry, .. } => Some(entry.version),
+        _ => None,
+    })
+    .await;
+    assert_eq!(next, 2);
+    assert_eq!(bob.doc(ROOM, "d").unwrap().text().to_string(), "lost!");
+    assert_eq!(store.pending(), 0);
+}
+
+#[tokio::test]
+async fn a_group_whose_answer_was_lost_reaches_the_nodes_readers_on_redis() {
+    a_group_whose_answer_was_lost_reaches_the_nodes_readers(Redis::standalone(Persistence::None)).await
+}
+
+#[tokio::test]
+async fn a_group_whose_answer_was_lost_reaches_the_nodes_readers_on_a_cluster() {
+    a_group_whose_answer_was_lost_reaches_the_nodes_readers(Redis::cluster(Persistence::None)).await
 }
 
 /// A store that answers slowly for one room holds up only that room.

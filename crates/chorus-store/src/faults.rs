@@ -117,6 +117,20 @@ impl<B: Backend> Faulty<B> {
         lock(&self.plan).faults.values().map(VecDeque::len).sum()
     }
 
+    /// A subscription of the backend, passing over what the drop plan drops.
+    fn through_drop_plan(&self, sub: Subscription) -> Subscription {
+        let plan = self.plan.clone();
+        sub.filtered(move |event| {
+            let mut plan = lock(&plan);
+            if plan.drops_left > 0 && plan.drop.as_ref().is_some_and(|which| which(event)) {
+                plan.drops_left -= 1;
+                plan.dropped += 1;
+                return false;
+            }
+            true
+        })
+    }
+
     /// Runs `op` through the fault planned for `call`, if any.
     async fn run<T, F>(&self, call: Call, op: F) -> StoreResult<T>
     where
@@ -182,16 +196,12 @@ impl<B: Backend> Bus for Faulty<B> {
     /// The backend's subscription, through the drop plan.
     async fn subscribe(&self, room: &str) -> StoreResult<Subscription> {
         let sub = self.run(Call::Subscribe, self.inner.subscribe(room)).await?;
-        let plan = self.plan.clone();
-        Ok(sub.filtered(move |event| {
-            let mut plan = lock(&plan);
-            if plan.drops_left > 0 && plan.drop.as_ref().is_some_and(|which| which(event)) {
-                plan.drops_left -= 1;
-                plan.dropped += 1;
-                return false;
-            }
-            true
-        }))
+        Ok(self.through_drop_plan(sub))
+    }
+
+    async fn subscribe_without_own_groups(&self, room: &str) -> StoreResult<Subscription> {
+        let sub = self.run(Call::Subscribe, self.inner.subscribe_without_own_groups(room)).await?;
+        Ok(self.through_drop_plan(sub))
     }
 
     async fn confirm(&self, room: &str) -> StoreResult<()> {

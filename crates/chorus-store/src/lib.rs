@@ -241,6 +241,17 @@ pub trait Bus: Send + Sync + 'static {
     /// the subscription ends it (the node unsubscribes once none is left).
     async fn subscribe(&self, room: &str) -> StoreResult<Subscription>;
 
+    /// [`subscribe`](Self::subscribe), without the ops of this node's own
+    /// [`DocStore::append_group`] calls: a room applies those from the
+    /// call's answer, and hearing each one back again cost it a wake-up per
+    /// op. Everything else, other nodes' ops included, comes as from
+    /// `subscribe`, in the same order. A backend that cannot tell its own
+    /// groups from others' delivers them all (the default); so may one on a
+    /// single node, where nothing else commits.
+    async fn subscribe_without_own_groups(&self, room: &str) -> StoreResult<Subscription> {
+        self.subscribe(room).await
+    }
+
     /// Checks that this node's subscription to `room` still delivers (an
     /// event sent now comes back). When it does not, the bus subscribes
     /// again by itself and the room's subscriptions report

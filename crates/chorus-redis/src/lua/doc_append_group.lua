@@ -2,9 +2,10 @@
 -- would append it, expecting the head the ones before it leave, stopping at
 -- the first that is not committed (so a prefix of the group is committed).
 -- The log, the head and the clients are written once for the whole group,
--- and the group is published as one message (the nodes hand its ops to
--- their rooms one by one, in order). Undo commits (with a history)
--- go through doc_append.lua alone. A document that is not there is created
+-- and the group is published as one message naming the committing node
+-- (the nodes hand its ops to their rooms one by one, in order; the
+-- committing node's rooms apply them from this answer instead). Undo
+-- commits (with a history) go through doc_append.lua alone. A document that is not there is created
 -- by a group expecting version 0, as doc_append.lua creates it.
 -- KEYS: meta (hash), log (list), clients (hash), the room's documents (set)
 -- ARGV: epoch, expected head, expected digest, document name, channel, the
@@ -92,7 +93,7 @@ if #entries > 0 then
     redis.call('HDEL', KEYS[1], 'turn', 'turn_until')
   end
   redis.call('HSET', KEYS[3], unpack(clients))
-  redis.call(ARGV[7], ARGV[5], '{"kind":"doc_ops","doc":' .. cjson.encode(ARGV[4])
+  redis.call(ARGV[7], ARGV[5], '{"kind":"doc_ops","node":' .. cjson.encode(ARGV[6]) .. ',"doc":' .. cjson.encode(ARGV[4])
     .. ',"entries":[' .. table.concat(entries, ',') .. ']}')
 end
 return out

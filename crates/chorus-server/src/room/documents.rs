@@ -157,7 +157,8 @@ impl Room {
         self.load_doc(name).await
     }
 
-    /// An op another node committed (or this one: then it is known already).
+    /// An op another node committed, or this one (a store that tells its
+    /// node's own groups apart does not send those: they are known already).
     pub(super) async fn remote_op(&mut self, name: &str, entry: &Arc<LogEntry>) {
         if self.hold_if_in_flight(name, entry) {
             return; // Applied once the group's answer is settled.

@@ -311,7 +311,9 @@ impl Room {
     /// Starts a room task; the caller registers the handle.
     async fn spawn(rooms: Arc<Registry>, name: &str, generation: u64) -> Result<RoomHandle, StoreError> {
         let store = &rooms.backend;
-        let sub = store.subscribe(name).await?;
+        // This node's own groups are applied from their answers (see
+        // `pipeline`): heard back as well, each op woke the room twice.
+        let sub = store.subscribe_without_own_groups(name).await?;
         // Read after subscribing, so no change falls in between; anything
         // announced before the reads is recognised by its stamp.
         let values = RoomValues::new(store.values(name).await?);

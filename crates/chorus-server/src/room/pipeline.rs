@@ -13,8 +13,10 @@
 //! there is nothing to overlap.
 //!
 //! The replica changes only between groups: ops heard on the bus for a
-//! document with a group in flight wait for its answer (the store published
-//! the group's own ops, which the replica applies with their acks first),
+//! document with a group in flight wait for its answer (the replica applies
+//! the group's own ops with their acks first; the room does not hear them
+//! back from a store that leaves them out of its subscription, or skips
+//! them as known),
 //! and anything that catches a replica up or reloads it settles the
 //! document's group first. So acks carry their own versions and every
 //! reader receives each op once, in version order, as before.
@@ -420,6 +422,11 @@ impl Room {
         let outcomes = match outcome {
             Ok(outcomes) => outcomes,
             Err(e) => {
+                // The store may have committed the group all the same (an
+                // answer lost, or late after its timeout), and the room may
+                // not hear its ops back on the bus: the replica is caught
+                // up from the store, retried until it works.
+                self.repair.need_doc(name);
                 let refusal = Refusal::from(e);
                 for s in sent {
                     self.finish(name, s.queued, Err(refusal.clone()));
