@@ -296,6 +296,10 @@ impl Room {
                 }
             }
         }
+        // Freed before the group is applied: while this copy shares the
+        // rope's nodes, each of the group's ops applied to the replica would
+        // copy the nodes on its path first.
+        drop(after);
         let p = self.pipelines.docs.get_mut(name).expect("only the group's answer removes it");
         // What did not fit (or waits for its client's op) stays in front.
         // Nothing came in meanwhile (most groups): the queue goes back
