@@ -481,3 +481,22 @@ test('the whole text is built the same by every decoder, a leading byte order ma
     }
   }
 });
+
+test('an op applied without a description changes the text and its size as with one, against a string', () => {
+  const rand = seeded('rope apply undescribed');
+  let text = randomText(rand, 20000);
+  const described = new Rope(text);
+  const bare = new Rope(text);
+  for (let step = 0; step < 500; step++) {
+    const op = randomOp(rand, codePointLength(text), rand.int(codePointLength(text) + 1));
+    const want = applyOp(text, op);
+    assert.equal(described.apply(op).bytes, want.bytes);
+    const got = bare.apply(op, false);
+    assert.equal(got.bytes, want.bytes, 'bytes');
+    assert.deepEqual([got.changes.length, got.edits.length], [0, 0], 'nothing described');
+    text = want.text;
+    if (step % 25 === 0) assert.equal(bare.toString(), text, `text after step ${step}`);
+    checkPositions(rand, bare, text, 3);
+  }
+  assert.equal(bare.toString(), text);
+});
