@@ -49,18 +49,31 @@ export function outsideEvents(fn) {
   }
 }
 
+/**
+ * Whether an event emitted now would wait in the queue (inside a call, or
+ * behind earlier events): a listener added meanwhile still receives it.
+ */
+export function eventsWait() {
+  return depth > 0 || queue.length > 0;
+}
+
 export class Emitter {
   constructor() {
-    /** @type {Map<string, Set<Function>>} */
+    /**
+     * Listeners by event, each list replaced (never changed) when one is
+     * added or removed: an emit calls the list as it was, without copying
+     * it, however listeners change meanwhile (a document emits for every op).
+     * @type {Map<string, Function[]>}
+     */
     this._listeners = new Map();
   }
 
-  /** Subscribes to `event`; returns a function that unsubscribes. */
+  /** Subscribes to `event` (once, however often `fn` is given); returns a function that unsubscribes. */
   on(event, fn) {
     if (typeof fn !== 'function') throw new TypeError('listener must be a function');
-    let set = this._listeners.get(event);
-    if (!set) this._listeners.set(event, (set = new Set()));
-    set.add(fn);
+    const list = this._listeners.get(event);
+    if (!list) this._listeners.set(event, [fn]);
+    else if (!list.includes(fn)) this._listeners.set(event, list.concat(fn));
     return () => this.off(event, fn);
   }
 
@@ -74,13 +87,15 @@ export class Emitter {
   }
 
   off(event, fn) {
-    const set = this._listeners.get(event);
-    if (set) set.delete(fn);
+    const list = this._listeners.get(event);
+    if (!list || !list.includes(fn)) return;
+    if (list.length === 1) this._listeners.delete(event);
+    else this._listeners.set(event, list.filter((f) => f !== fn));
   }
 
   listenerCount(event) {
-    const set = this._listeners.get(event);
-    return set ? set.size : 0;
+    const list = this._listeners.get(event);
+    return list ? list.length : 0;
   }
 
   emit(event, ...args) {
@@ -96,9 +111,10 @@ export class Emitter {
   }
 
   _dispatch(event, args) {
-    const set = this._listeners.get(event);
-    if (!set || set.size === 0) return;
-    for (const fn of [...set]) {
+    const list = this._listeners.get(event);
+    if (!list) return;
+    for (let i = 0; i < list.length; i++) {
+      const fn = list[i];
       try {
         fn(...args);
       } catch (err) {

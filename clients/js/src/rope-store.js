@@ -58,6 +58,42 @@ export function decode(buf, f, t) {
   return String.fromCharCode.apply(null, buf.subarray(f, t));
 }
 
+/** Whether a Uint16Array's bytes are UTF-16LE (every platform JavaScript runs on, in practice). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const NodeBuffer = typeof globalThis.Buffer === 'function' && typeof globalThis.Buffer.from === 'function' ? globalThis.Buffer : null;
+let utf16le = null;
+
+/**
+ * The text of all of `units` (a Uint16Array): what a whole document's text
+ * is built with. `String.fromCharCode.apply` costs some 6 ns a unit (its
+ * arguments go through the stack); Node's Buffer copies the units into a
+ * string at memory speed, a browser's TextDecoder nearly so (measured on a
+ * 24 KB text: 150 µs by leaves, 13-21 µs with a Buffer, 32-42 µs with a
+ * TextDecoder). The text is well formed, so neither has a lone surrogate
+ * to replace, and a leading U+FEFF is kept (`ignoreBOM`).
+ */
+export function decodeAll(units) {
+  if (units.length <= 64 || !LITTLE_ENDIAN) return decoders.chunks(units);
+  if (NodeBuffer) return decoders.buffer(units);
+  if (typeof TextDecoder !== 'function') return decoders.chunks(units);
+  return decoders.textDecoder(units);
+}
+
+/** The ways `decodeAll` has (exported for the tests, which check each on every platform). */
+export const decoders = {
+  /** By `String.fromCharCode`, in pieces the argument stack takes. */
+  chunks(units) {
+    const parts = [];
+    for (let i = 0; i < units.length; i += 8192) parts.push(decode(units, i, Math.min(units.length, i + 8192)));
+    return parts.join('');
+  },
+  buffer: (units) => NodeBuffer.from(units.buffer, units.byteOffset, units.byteLength).toString('utf16le'),
+  textDecoder(units) {
+    if (utf16le === null) utf16le = new TextDecoder('utf-16le', { ignoreBOM: true });
+    return utf16le.decode(units);
+  },
+};
+
 /** A copy of `a` (an Int32Array or Uint16Array) `size` entries long. */
 export function grown(a, size) {
   const out = new a.constructor(size);
@@ -223,6 +259,21 @@ export class RopeStore {
   _freeTree(id, h) {
     if (h > 0) for (const k of this._kidsOf(id)) this._freeTree(k, h - 1);
     this._free(id, h);
+  }
+
+  /**
+   * Copies the units of the leaves under `id` (height `h`), in order, into
+   * `out` from `at`; returns where they end.
+   */
+  _copyUnits(id, h, out, at) {
+    if (h === 0) {
+      const o = id * LEAF_MAX;
+      const len = this._meta[id * META];
+      out.set(this._buf.subarray(o, o + len), at);
+      return at + len;
+    }
+    for (let e = id * KIDS_MAX, end = e + this._count[id]; e < end; e++) at = this._copyUnits(this._kids[e], h - 1, out, at);
+    return at;
   }
 
   /** The text of leaf `slot`. */

@@ -11,7 +11,7 @@
 // `max_message_bytes`, so a large paste travels as several ops, one after
 // the other, and arrives whole.
 
-import { Emitter, outsideEvents } from './emitter.js';
+import { Emitter, eventsWait, outsideEvents } from './emitter.js';
 import { ChorusError } from './errors.js';
 import { compose, opFromChanges, splitOp, transform, transformPosition } from './ot.js';
 import { Rope } from './rope.js';
@@ -65,8 +65,9 @@ export class TextDoc extends Emitter {
     this._buffer = null;
     this._lastAcked = 0;
     this._lastPending = 0;
-    /** @type {Array<[number, any[]]>} */
+    /** Ops of the server versions from `_historyFirst` on, in order (see `_remember`). */
     this._history = [];
+    this._historyFirst = 0;
     this._live = false; // opened on the current connection
     this._opened = false; // opened at least once
     this._closed = false;
@@ -450,7 +451,11 @@ export class TextDoc extends Emitter {
       buffered = transform(buffer.op, theirs, 'right');
       theirs = transform(theirs, buffer.op, 'left');
     }
-    const applied = this._rope.apply(theirs); // throws, changing nothing, if it does not fit
+    // What changed, in UTF-16 terms, only for someone to hear it: most
+    // documents under load have no 'change' listener (a server-side client,
+    // a bot), and describing each op was most of the garbage an op made.
+    const describe = this.listenerCount('change') > 0 || eventsWait();
+    const applied = this._rope.apply(theirs, describe); // throws, changing nothing, if it does not fit
     this._bytes += applied.bytes;
     if (inflight) {
       inflight.op = mine;
@@ -461,11 +466,13 @@ export class TextDoc extends Emitter {
     this.digest = entry.digest || null;
     this._remember(entry.version, op);
     if (this._pendingSelection) this._pendingSelection = this._moveSelection(this._pendingSelection, theirs, false);
-    const change = { remote: true, changes: applied.changes, ops: applied.edits, version: entry.version, client: entry.client };
-    // Our own undo or redo comes back as an op of the user's history
-    // submitter, like anyone's; mark it so an editor can put the caret there.
-    if (this._historyRequests > 0 && this._isOwnHistory(entry.client)) change.undo = true;
-    this.emit('change', change);
+    if (describe) {
+      const change = { remote: true, changes: applied.changes, ops: applied.edits, version: entry.version, client: entry.client };
+      // Our own undo or redo comes back as an op of the user's history
+      // submitter, like anyone's; mark it so an editor can put the caret there.
+      if (this._historyRequests > 0 && this._isOwnHistory(entry.client)) change.undo = true;
+      this.emit('change', change);
+    }
     this._emitSelections();
   }
 
@@ -507,8 +514,12 @@ export class TextDoc extends Emitter {
    * on every op.
    */
   _remember(version, op) {
-    if (this._history.length >= 2 * HISTORY) this._history.splice(0, HISTORY);
-    this._history.push([version, op]);
+    if (this._history.length === 0) this._historyFirst = version;
+    else if (this._history.length >= 2 * HISTORY) {
+      this._history.splice(0, HISTORY);
+      this._historyFirst += HISTORY;
+    }
+    this._history.push(op);
   }
 
   /** Called when pending edits may have reached zero. */
@@ -609,11 +620,11 @@ export class TextDoc extends Emitter {
     let h = head;
     if (version < this._version) {
       const history = this._history;
-      const first = history.length ? history[0][0] : this._version + 1;
+      const first = history.length ? this._historyFirst : this._version + 1;
       if (version + 1 < first) return null; // older than what we remember
       // The ops after `version`: the kept versions follow each other.
       for (let i = version + 1 - first; i < history.length; i++) {
-        const op = history[i][1];
+        const op = history[i];
         a = transformPosition(op, a, false);
         h = transformPosition(op, h, false);
       }

@@ -30,3 +30,29 @@ test('a long queue of events from one turn is delivered whole and in order', asy
   a.emit('n', 'now');
   assert.equal(seen[count + 1], 'anow');
 });
+
+test('listeners: one subscription per function, and an emit calls the listeners it began with', () => {
+  const e = new Emitter();
+  const seen = [];
+  const a = (x) => seen.push(`a${x}`);
+  e.on('x', a);
+  e.on('x', a); // the same function again: still one call per emit
+  assert.equal(e.listenerCount('x'), 1);
+  let offB = null;
+  const c = (x) => seen.push(`c${x}`);
+  const b = (x) => {
+    seen.push(`b${x}`);
+    offB(); // removes itself: later emits skip it
+    e.off('x', c); // removes one still to be called in this emit: it is called this once
+    e.on('x', (y) => seen.push(`d${y}`)); // added during the emit: called from the next one
+  };
+  offB = e.on('x', b);
+  e.on('x', c);
+  e.emit('x', 1);
+  e.emit('x', 2);
+  assert.deepEqual(seen, ['a1', 'b1', 'c1', 'a2', 'd2']);
+  e.off('x', a);
+  e.off('x', a); // twice: nothing to remove
+  assert.equal(e.listenerCount('x'), 1);
+  assert.equal(e.listenerCount('none'), 0);
+});

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { applyOp, opFromChanges } from '../src/ot.js';
 import { Rope } from '../src/rope.js';
+import { decodeAll, decoders } from '../src/rope-store.js';
 import { codePointLength, splitsPair, toCodePoints, toUtf16, utf8Length } from '../src/units.js';
 import { seeded, test } from './helpers.js';
 
@@ -450,4 +451,52 @@ test('running sums stay true when single edits far apart settle through node bia
   }
   assert.ok(biased > 0, 'some node carried a bias');
   assert.equal(rope.toString(), text);
+});
+
+test('the whole text is built the same by every decoder, a leading byte order mark and pairs kept, against a string', () => {
+  const rand = seeded('rope whole text');
+  for (const n of [0, 1, 30, 65, 200, 5000, 40000]) {
+    // Now and then a U+FEFF first (a UTF-16 decoder drops it unless told not to).
+    const text = (rand.int(2) === 0 ? '\ufeff' : '') + randomText(rand, n);
+    // The text's units, and the same one unit into a buffer (a view not at its start).
+    const after = new Uint16Array(text.length + 1);
+    after[0] = 0x78;
+    for (let i = 0; i < text.length; i++) after[i + 1] = text.charCodeAt(i);
+    const units = after.slice(1);
+    for (const [name, decode] of Object.entries(decoders)) {
+      if (name === 'buffer' && typeof Buffer !== 'function') continue;
+      assert.equal(decode(units), text, `${name} on ${text.length} units`);
+      assert.equal(decode(after.subarray(1)), text, `${name} on a view not at the start of its buffer`);
+    }
+    assert.equal(decodeAll(units), text);
+    const rope = new Rope(text);
+    assert.equal(rope.toString(), text);
+    // Edits anywhere, the text read after each (as an application reading `doc.text` per op does).
+    let plain = text;
+    for (let i = 0; i < 200; i++) {
+      const op = randomOp(rand, codePointLength(plain), rand.int(codePointLength(plain) + 1));
+      plain = applyOp(plain, op).text;
+      rope.apply(op);
+      assert.equal(rope.toString(), plain, `text after edit ${i}`);
+    }
+  }
+});
+
+test('an op applied without a description changes the text and its size as with one, against a string', () => {
+  const rand = seeded('rope apply undescribed');
+  let text = randomText(rand, 20000);
+  const described = new Rope(text);
+  const bare = new Rope(text);
+  for (let step = 0; step < 500; step++) {
+    const op = randomOp(rand, codePointLength(text), rand.int(codePointLength(text) + 1));
+    const want = applyOp(text, op);
+    assert.equal(described.apply(op).bytes, want.bytes);
+    const got = bare.apply(op, false);
+    assert.equal(got.bytes, want.bytes, 'bytes');
+    assert.deepEqual([got.changes.length, got.edits.length], [0, 0], 'nothing described');
+    text = want.text;
+    if (step % 25 === 0) assert.equal(bare.toString(), text, `text after step ${step}`);
+    checkPositions(rand, bare, text, 3);
+  }
+  assert.equal(bare.toString(), text);
 });
