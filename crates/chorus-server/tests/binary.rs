@@ -239,19 +239,32 @@ fn readyz_names_what_is_wrong_with_the_store_once() {
     assert!(body.trim().len() > "store unavailable:".len(), "with the reason: {body:?}");
 }
 
-/// The runtime's threads in process `pid`, as the kernel lists them. The
+/// The runtime's threads in process `pid` named as workers, as the kernel
+/// lists them, once `expected` of them are there or 10 s have passed. The
 /// blocking pool's threads have the same name, but a server on the
-/// in-memory store starts none: these are its workers.
-fn worker_threads(pid: u32) -> usize {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads are listed");
-    tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).filter(|name| name.trim() == "chorus-worker").count()
+/// in-memory store starts none: these are its workers. A new thread names
+/// itself when it first runs, which on a busy machine can come after the
+/// server is already listening, so the count is read until it settles.
+fn worker_threads(pid: u32, expected: usize) -> usize {
+    let count = || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads are listed");
+        tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok()).filter(|name| name.trim() == "chorus-worker").count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = count();
+        if n == expected || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
 fn workers_sets_the_threads_that_serve_rooms_and_a_bad_value_is_refused() {
     for (args, env, n) in [(&["--dev", "--workers", "1"][..], &[][..], 1), (&["--dev"], &[("CHORUS_WORKERS", "3")][..], 3)] {
         let server = serve(args, env);
-        assert_eq!(worker_threads(server.pid()), n, "{args:?} {env:?}");
+        assert_eq!(worker_threads(server.pid(), n), n, "{args:?} {env:?}");
         assert_eq!(get(server.addr(), "/healthz").0, 200);
         let logs = server.stop();
         assert!(logs.contains(&format!("workers={n}")), "the start-up line names the workers:\n{logs}");
@@ -261,7 +274,7 @@ fn workers_sets_the_threads_that_serve_rooms_and_a_bad_value_is_refused() {
     cmd.env_remove("TOKIO_WORKER_THREADS");
     let server = Listening::spawn(cmd);
     let cores = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(worker_threads(server.pid()), cores);
+    assert_eq!(worker_threads(server.pid(), cores), cores);
 
     for (args, env) in [(&["--workers", "0"][..], None), (&[], Some("many")), (&[], Some("5000"))] {
         let mut cmd = chorus(&["serve", "--dev", "--memory", "--listen", "127.0.0.1:0"]);
