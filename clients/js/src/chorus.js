@@ -72,6 +72,8 @@ export class Client extends Emitter {
     this._requests = new Map();
     this._nextId = 1;
     this._ws = null;
+    /** Takes the current socket's message listener off it (Node's `ws`), or null. */
+    this._detach = null;
     this._welcomed = false;
     this._everOpen = false;
     this._attempt = 0;
@@ -147,7 +149,17 @@ export class Client extends Emitter {
       if (ws !== this._ws) return;
       ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, client: SDK_NAME }));
     };
-    ws.onmessage = (ev) => this._onFrame(ws, ev.data);
+    if (typeof ws.on === 'function' && typeof ws.off === 'function') {
+      // Node's `ws` hands a frame to its own 'message' listeners as it is;
+      // `onmessage` would wrap each one in a MessageEvent first, and a
+      // document under load receives a frame for every op anyone commits.
+      const onMessage = (data, isBinary) => this._onFrame(ws, isBinary ? data : data.toString());
+      ws.on('message', onMessage);
+      this._detach = () => ws.off('message', onMessage);
+    } else {
+      ws.onmessage = (ev) => this._onFrame(ws, ev.data);
+      this._detach = null;
+    }
     ws.onclose = (ev) => this._onSocketClosed(ws, ev.code, ev.reason);
     ws.onerror = () => {}; // a close event follows
     this._handshakeTimer = setTimeout(() => {
@@ -160,6 +172,7 @@ export class Client extends Emitter {
     const ws = this._ws;
     if (!ws) return;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    if (this._detach) this._detach();
     try {
       if (typeof ws.terminate === 'function') ws.terminate();
       else ws.close(1000, reason);
@@ -228,6 +241,7 @@ export class Client extends Emitter {
     this._close(new ChorusError('closed', 'the client was closed'), { code: 1000, reason: 'closed by the client' });
     if (ws) {
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      if (this._detach) this._detach();
       try {
         ws.close(1000);
       } catch {
@@ -343,6 +357,11 @@ export class Client extends Emitter {
     }
     if (!msg || typeof msg.type !== 'string') return;
     const room = msg.room != null ? this._rooms.get(msg.room) : undefined;
+    // Nearly every frame of a busy document: tested before the rest.
+    if (msg.type === 'op') {
+      const doc = room && room.docs.get(msg.doc);
+      return doc && doc._onOp(msg);
+    }
     switch (msg.type) {
       case 'welcome':
         return this._onWelcome(msg);
@@ -385,10 +404,6 @@ export class Client extends Emitter {
         this._take(msg.id);
         const doc = room && room.docs.get(msg.doc);
         return doc && doc._onAck(msg);
-      }
-      case 'op': {
-        const doc = room && room.docs.get(msg.doc);
-        return doc && doc._onOp(msg);
       }
       case 'heartbeat':
         if (msg.id != null && msg.id === this._heartbeatId) this._heartbeatId = null;

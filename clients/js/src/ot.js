@@ -77,6 +77,28 @@ function editOf(op) {
 }
 
 /**
+ * Whether `op` is one canonical edit; if so its place goes to `out[0]` and
+ * its size to `out[1]`: the code points it inserts, or minus those it deletes.
+ */
+export function oneEdit(op, out) {
+  const kind = editOf(op);
+  if (kind !== NOT_ONE_EDIT) {
+    out[0] = editAt;
+    out[1] = kind === INSERT ? editLength : -editLength;
+    return true;
+  }
+  // A committed delete carries the text it removed (`{"d": "..."}`).
+  const at = op.length === 2 ? op[0] : 0;
+  const c = op[op.length - 1];
+  if ((op.length === 1 || (op.length === 2 && Number.isInteger(at) && at > 0)) && c !== null && typeof c === 'object' && typeof c.d === 'string' && c.d !== '') {
+    out[0] = at;
+    out[1] = -codePointLength(c.d);
+    return true;
+  }
+  return false;
+}
+
+/**
  * One edit (`op`, of `kind` at `at`, `length` code points) transformed past
  * another, as ot-text-unicode does it; null for the one case that splits
  * the edit (an insert inside the range a delete removes), left to the library.

@@ -14,11 +14,10 @@
 import { Emitter, eventsWait, outsideEvents } from './emitter.js';
 import { ChorusError } from './errors.js';
 import { compose, opFromChanges, splitOp, transform, transformPosition } from './ot.js';
+import { RecentOps } from './recent.js';
 import { Rope } from './rope.js';
 import { diffText, isWellFormed, utf8Length } from './units.js';
 
-/** Server ops remembered (at least) to place remote selections tagged with older versions. */
-const HISTORY = 1000;
 /** First and longest pause before resubmitting after `unavailable`. */
 const RETRY_FIRST_MS = 50;
 const RETRY_MAX_MS = 2000;
@@ -65,9 +64,8 @@ export class TextDoc extends Emitter {
     this._buffer = null;
     this._lastAcked = 0;
     this._lastPending = 0;
-    /** Ops of the server versions from `_historyFirst` on, in order (see `_remember`). */
-    this._history = [];
-    this._historyFirst = 0;
+    /** The last server ops, to place remote selections tagged with older versions. */
+    this._recent = new RecentOps();
     this._live = false; // opened on the current connection
     this._opened = false; // opened at least once
     this._closed = false;
@@ -351,7 +349,7 @@ export class TextDoc extends Emitter {
       this._version = msg.version;
       this._inflight = null;
       this._buffer = null;
-      this._history = [];
+      this._recent.clear();
       this._pendingSelection = null;
       this._dropPending = false;
       if (hadState) {
@@ -464,7 +462,7 @@ export class TextDoc extends Emitter {
     if (buffer) buffer.op = buffered;
     this._version = entry.version;
     this.digest = entry.digest || null;
-    this._remember(entry.version, op);
+    this._recent.push(entry.version, op);
     if (this._pendingSelection) this._pendingSelection = this._moveSelection(this._pendingSelection, theirs, false);
     if (describe) {
       const change = { remote: true, changes: applied.changes, ops: applied.edits, version: entry.version, client: entry.client };
@@ -491,7 +489,7 @@ export class TextDoc extends Emitter {
     const s = this._inflight;
     if (s && s.seq === seq) {
       if (version !== this._version + 1) throw new OutOfStep(`ack of version ${version} at version ${this._version}`);
-      this._remember(version, s.op);
+      this._recent.push(version, s.op);
       this._version = version;
       this.digest = digest || null;
       this._lastAcked = seq;
@@ -505,21 +503,6 @@ export class TextDoc extends Emitter {
     // submission was still being committed).
     if (seq <= this._lastAcked) return;
     throw new OutOfStep(`acknowledgement of op ${seq}, which is not in flight`);
-  }
-
-  /**
-   * Keeps the op of `version` (one more than the last kept: the kept
-   * versions follow each other) for placing older selections. The oldest
-   * are dropped HISTORY at a time: a shift per op would move all the others
-   * on every op.
-   */
-  _remember(version, op) {
-    if (this._history.length === 0) this._historyFirst = version;
-    else if (this._history.length >= 2 * HISTORY) {
-      this._history.splice(0, HISTORY);
-      this._historyFirst += HISTORY;
-    }
-    this._history.push(op);
   }
 
   /** Called when pending edits may have reached zero. */
@@ -619,15 +602,10 @@ export class TextDoc extends Emitter {
     let a = anchor;
     let h = head;
     if (version < this._version) {
-      const history = this._history;
-      const first = history.length ? this._historyFirst : this._version + 1;
-      if (version + 1 < first) return null; // older than what we remember
-      // The ops after `version`: the kept versions follow each other.
-      for (let i = version + 1 - first; i < history.length; i++) {
-        const op = history[i];
-        a = transformPosition(op, a, false);
-        h = transformPosition(op, h, false);
-      }
+      const recent = this._recent;
+      if (recent.last !== this._version || !recent.keepsAfter(version)) return null; // older than what we remember
+      a = recent.moveFrom(version, a);
+      h = head === anchor ? a : recent.moveFrom(version, h);
     }
     for (const pending of [this._inflight, this._buffer]) {
       if (!pending) continue;

@@ -1,7 +1,7 @@
 // Remote selections are tagged with the document version they were made at;
 // the SDK moves them through the ops committed since, which it remembers
-// (at least the last 1,000, dropped a thousand at a time so that remembering
-// costs the same on every op). Driven without a server: a TextDoc with a
+// (the last 2,048, in a ring: src/recent.js; the test asks for at least the
+// last 1,000). Driven without a server: a TextDoc with a
 // stand-in room and client, fed the server's op frames, against a string
 // model of the text and of each selection moved op by op.
 
