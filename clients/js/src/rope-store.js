@@ -1,39 +1,56 @@
 // Where a Rope (rope.js) keeps its text: the storage layout, apart from the
-// tree's edits and lookups. Leaves are slots of one shared Uint16Array, their
-// counts and surrogate pair offsets bytes of one shared byte array, inner
-// nodes runs of entries of three shared Int32Arrays, and the slots and nodes
-// an edit drops go on free lists for the next. This module hands them out,
-// reads and sums them, and converts positions inside one leaf through its
-// pair offsets; which leaf and which node hold what is the tree's business.
+// tree's edits and lookups. Leaves are slots of one shared Uint16Array (a
+// leaf's counts, surrogate pair offsets and text side by side), inner nodes
+// runs of entries of one shared Int32Array (a child's running sums and id
+// side by side), and the slots and nodes an edit drops go on free lists for
+// the next. This module hands them out, reads and sums them, and converts
+// positions inside one leaf through its pair offsets; which leaf and which
+// node hold what is the tree's business.
 //
-// Why flat: on a large text a remote op lands on a leaf nobody touched
-// lately, and what it costs is mostly the cache lines it reads on the way.
-// With a JavaScript object per leaf (the object, its typed array, that
-// array's buffer, its list of surrogate pairs) and per node (the object and
-// three arrays), each level and each leaf was several scattered lines, and
-// every leaf edit made garbage. Here a leaf is a slot number and a node a
-// node number: a lookup reads a line or two of integers per level and then
-// the leaf's counts and text, and an edit inside a leaf allocates nothing.
+// Why flat, and why side by side: on a large text a remote op lands on a
+// leaf nobody touched lately, and what it costs is mostly the cache lines
+// and pages it reads on the way. With a JavaScript object per leaf and per
+// node, each level and each leaf was several scattered lines, and every leaf
+// edit made garbage; with one array per field, each level still read a line
+// of each array, and each leaf a page for its counts and another for its
+// text. Here a lookup reads about one line per level and then one page of
+// the leaf's, and an edit inside a leaf allocates nothing.
 //
 // A leaf keeps the offsets of its surrogate pairs beside its counts (as
 // many as its units exceed its code points), so converting a position reads
-// a few bytes instead of scanning its text (a scan costs about a nanosecond
+// a few units instead of scanning its text (a scan costs about a nanosecond
 // a unit, more than the rest of the lookup), and a leaf without pairs
 // converts by adding. Whether an offset cuts a pair is read
 // off the same offsets.
 
-/** Units of a leaf's slot, its largest size: what an edit inside one leaf may move. */
+/** UTF-16 units a leaf holds at most: what an edit inside one leaf may move. */
 export const LEAF_MAX = 512;
 /** A leaf an edit leaves smaller than this is merged with a neighbour. */
 export const LEAF_MIN = LEAF_MAX / 4;
-/** Most surrogate pairs a leaf can hold: the stride of the pair lists. */
+/** Most surrogate pairs a leaf can hold: room for their offsets in its slot. */
 const PAIRS_MAX = LEAF_MAX / 2;
-/** Entries of a leaf's counts and pairs in _meta. */
-export const META = 2 + PAIRS_MAX;
-/** One byte per count and pair offset while they fit, two beyond. */
-const Meta = LEAF_MAX < 256 ? Uint8Array : Uint16Array;
-/** Most children of an inner node: what a lookup reads per level. */
-export const KIDS_MAX = 64;
+/** Where a leaf's text starts in its slot: after its two counts and its pair offsets. */
+export const TEXT = 2 + PAIRS_MAX;
+/** Units of _buf per leaf: counts, pairs and text, rounded up to whole 64-byte lines. */
+export const SLOT = Math.ceil((TEXT + LEAF_MAX) / 32) * 32;
+/**
+ * Most children of an inner node. Wide, so that a 1 MB text is two levels
+ * deep (a root that stays in cache, and one node a lookup reads a line of);
+ * the runs below keep what an edit rewrites per level small all the same.
+ */
+export const KIDS_MAX = 128;
+/** Int32s per child entry of a node: its units and code points (running sums), its id, one unused. */
+export const ENTRY = 4;
+/** Int32s of _ent per node. */
+export const NODE = KIDS_MAX * ENTRY;
+/**
+ * Int32s of _ent per run of eight entries, as a shift: each run of a node
+ * has a bias of its own (see the constructor), so that a change to a child
+ * rewrites a few entries of its run and the biases of the runs after it,
+ * not half of a wide node.
+ */
+export const RUN_SHIFT = 5;
+const RUNS = NODE >> RUN_SHIFT;
 /**
  * Largest leaf and node a text is cut into when built or rebuilt: room for
  * edits to grow them in place, and few enough levels that a lookup on a
@@ -104,34 +121,37 @@ export function grown(a, size) {
 /** The slots, nodes and free lists of a Rope, and what reads them. */
 export class RopeStore {
   constructor() {
-    // Leaves: slot s holds units s * LEAF_MAX .. + its length of _buf. Its
-    // length, its code points and the offsets of its surrogate pairs (their
-    // high halves, in order, as many as its units exceed its code points)
-    // are META bytes of _meta from s * META, on the line a lookup reads
-    // anyway.
-    this._buf = new Uint16Array(4 * LEAF_MAX);
-    this._meta = new Meta(4 * META);
+    // Leaves: slot s is SLOT units of _buf from s * SLOT: its length, its
+    // code points, the offsets of its surrogate pairs (their high halves, in
+    // order, as many as its units exceed its code points), then its text
+    // from TEXT. One slot, not three arrays: an edit on a large text reads
+    // the leaf's counts, pairs and text from one page and a few lines,
+    // where separate arrays cost a page (and a TLB miss) each.
+    this._buf = new Uint16Array(4 * SLOT);
     this._leaves = 0; // slots handed out so far (free ones included)
     this._freeLeaves = [];
-    // Inner nodes: child j of node n is entry n * KIDS_MAX + j of three
-    // arrays: _units and _points hold the UTF-16 units and code points of
-    // the node's children up to and including it (running sums, so a
-    // lookup finds a child by guessing from its share of the node and
-    // stepping, without adding up the ones before it), _kids its id. A
-    // lookup reads one or two lines of the measure it walks by.
+    // Inner nodes: child j of node n is the ENTRY int32s of _ent from
+    // n * NODE + j * ENTRY: the UTF-16 units and code points of the node's
+    // children up to and including it (running sums, so a lookup finds a
+    // child by guessing from its share of the node and stepping, without
+    // adding up the ones before it), and its id. One entry holds all a
+    // lookup reads of a child, so a level costs one line of memory (two
+    // when the child before it is on the line before), not one per array.
+    // An entry is addressed by its offset in _ent.
     //
-    // The true running sum of entry e of node n is _units[e] + _biasUnits[n]
-    // (and _points[e] + _biasPoints[n]): a change to a child must add to its
-    // entry and every one after it, and when those are more than half of the
-    // node it is added to the node's bias and taken off the entries before
-    // instead, so an edit that moves a leaf's counts rewrites at most half
-    // of each node along its path (on a large text, the sums an edit
-    // settles were a quarter of its cost).
-    this._units = new Int32Array(4 * KIDS_MAX);
-    this._points = new Int32Array(4 * KIDS_MAX);
-    this._biasUnits = new Int32Array(4);
-    this._biasPoints = new Int32Array(4);
-    this._kids = new Int32Array(4 * KIDS_MAX);
+    // The entries of a node come in runs of eight (1 << RUN_SHIFT int32s),
+    // and the true running sum of the entry at e is _ent[e] plus the bias of
+    // its run, _bias[2 * (e >> RUN_SHIFT)] (code points: _ent[e + 1] and the
+    // next int of _bias). A change to a child must add to its entry and every
+    // one after it: it is added to the entries after it in its run, or, when
+    // those are more than half of the run, to the run's bias and taken off
+    // the entries before it instead, and to the bias of every later run. So
+    // an edit that moves a leaf's counts rewrites at most four entries and a
+    // few biases of each node along its path, on a wide node as on a narrow
+    // one (the sums an edit settled, half a node per level, were a quarter of
+    // its cost on a large text).
+    this._ent = new Int32Array(4 * NODE);
+    this._bias = new Int32Array(4 * RUNS * 2);
     this._count = new Int32Array(4);
     this._nodes = 0;
     this._freeNodes = [];
@@ -145,22 +165,19 @@ export class RopeStore {
     if (this._freeLeaves.length > 0) slot = this._freeLeaves.pop();
     else {
       slot = this._leaves++;
-      if ((slot + 1) * META > this._meta.length) {
-        const size = (this._meta.length / META) * 2;
-        this._buf = grown(this._buf, size * LEAF_MAX);
-        this._meta = grown(this._meta, size * META);
-      }
+      if ((slot + 1) * SLOT > this._buf.length) this._buf = grown(this._buf, this._buf.length * 2);
     }
     const buf = this._buf;
-    const o = slot * LEAF_MAX;
+    const o = slot * SLOT;
+    const t = o + TEXT - from;
     let pairs = 0;
     for (let i = from; i < to; i++) {
       const c = s.charCodeAt(i);
-      buf[o + i - from] = c;
-      if (isLow(c) && i > from && isHigh(s.charCodeAt(i - 1))) this._meta[slot * META + 2 + pairs++] = i - 1 - from;
+      buf[t + i] = c;
+      if (isLow(c) && i > from && isHigh(s.charCodeAt(i - 1))) buf[o + 2 + pairs++] = i - 1 - from;
     }
-    this._meta[slot * META] = to - from;
-    this._meta[slot * META + 1] = to - from - pairs;
+    buf[o] = to - from;
+    buf[o + 1] = to - from - pairs;
     return slot;
   }
 
@@ -172,80 +189,89 @@ export class RopeStore {
       n = this._nodes++;
       if (n >= this._count.length) {
         const size = this._count.length * 2;
-        this._units = grown(this._units, size * KIDS_MAX);
-        this._points = grown(this._points, size * KIDS_MAX);
-        this._kids = grown(this._kids, size * KIDS_MAX);
+        this._ent = grown(this._ent, size * NODE);
         this._count = grown(this._count, size);
-        this._biasUnits = grown(this._biasUnits, size);
-        this._biasPoints = grown(this._biasPoints, size);
+        this._bias = grown(this._bias, size * RUNS * 2);
       }
     }
     let units = 0;
     let points = 0;
-    for (let j = 0; j < kids.length; j++) {
-      const e = n * KIDS_MAX + j;
-      this._units[e] = units += this._lenOf(kids[j], h - 1);
-      this._points[e] = points += this._cpsOf(kids[j], h - 1);
-      this._kids[e] = kids[j];
+    const ent = this._ent;
+    for (let j = 0, e = n * NODE; j < kids.length; j++, e += ENTRY) {
+      ent[e] = units += this._lenOf(kids[j], h - 1);
+      ent[e + 1] = points += this._cpsOf(kids[j], h - 1);
+      ent[e + 2] = kids[j];
     }
     this._count[n] = kids.length;
-    this._biasUnits[n] = 0;
-    this._biasPoints[n] = 0;
+    this._bias.fill(0, n * RUNS * 2, (n + 1) * RUNS * 2);
     return n;
   }
 
   /** UTF-16 units under slot or node `id` of height `h`. */
   _lenOf(id, h) {
-    if (h === 0) return this._meta[id * META];
-    return this._count[id] > 0 ? this._units[id * KIDS_MAX + this._count[id] - 1] + this._biasUnits[id] : 0;
+    if (h === 0) return this._buf[id * SLOT];
+    return this._count[id] > 0 ? this._sum(id * NODE + (this._count[id] - 1) * ENTRY, 0) : 0;
   }
 
   /** Code points under slot or node `id` of height `h`. */
   _cpsOf(id, h) {
-    if (h === 0) return this._meta[id * META + 1];
-    return this._count[id] > 0 ? this._points[id * KIDS_MAX + this._count[id] - 1] + this._biasPoints[id] : 0;
+    if (h === 0) return this._buf[id * SLOT + 1];
+    return this._count[id] > 0 ? this._sum(id * NODE + (this._count[id] - 1) * ENTRY, 1) : 0;
+  }
+
+  /** The true running sum of the entry at `e`: UTF-16 units (`field` 0) or code points (1). */
+  _sum(e, field) {
+    return this._ent[e + field] + this._bias[((e >> RUN_SHIFT) << 1) + field];
   }
 
   /** The children of node `n`, as a new array. */
   _kidsOf(n) {
-    const e = n * KIDS_MAX;
-    return Array.from(this._kids.subarray(e, e + this._count[n]));
+    const out = [];
+    for (let e = n * NODE, end = e + this._count[n] * ENTRY; e < end; e += ENTRY) out.push(this._ent[e + 2]);
+    return out;
   }
 
-  /** What each child of node `n` holds of `sums` (_units or _points), as a new array. */
-  _measuresOf(n, sums) {
+  /** What each child of node `n` holds in UTF-16 units (`field` 0) or code points (1), as a new array. */
+  _measuresOf(n, field) {
     const out = [];
-    const bias = (sums === this._units ? this._biasUnits : this._biasPoints)[n];
-    for (let e = n * KIDS_MAX, end = e + this._count[n], before = 0; e < end; e++) {
-      out.push(sums[e] + bias - before);
-      before = sums[e] + bias;
+    for (let e = n * NODE, end = e + this._count[n] * ENTRY, before = 0; e < end; e += ENTRY) {
+      const sum = this._sum(e, field);
+      out.push(sum - before);
+      before = sum;
     }
     return out;
   }
 
   /**
    * Adds `units` and `points` to the running sums of child entry `e` and the
-   * ones after it in its node: to those entries, or, when they are more than
-   * half of the node, to its bias, taking them off the entries before `e`.
+   * ones after it in its node: to those of its run, or, when they are more
+   * than half of the run, to the run's bias, taking them off the entries
+   * before `e`; and to the biases of the later runs.
    */
   _addFrom(e, units, points) {
-    const u = this._units;
-    const p = this._points;
-    const n = (e / KIDS_MAX) | 0;
-    const first = n * KIDS_MAX;
-    const end = first + this._count[n];
-    if (end - e <= e - first) {
-      for (; e < end; e++) {
-        u[e] += units;
-        p[e] += points;
+    const ent = this._ent;
+    const bias = this._bias;
+    const n = (e / NODE) | 0;
+    const end = n * NODE + this._count[n] * ENTRY;
+    const run = e >> RUN_SHIFT;
+    const first = run << RUN_SHIFT;
+    const stop = Math.min(end, first + (1 << RUN_SHIFT));
+    if (stop - e <= e - first) {
+      for (let x = e; x < stop; x += ENTRY) {
+        ent[x] += units;
+        ent[x + 1] += points;
       }
     } else {
-      this._biasUnits[n] += units;
-      this._biasPoints[n] += points;
-      for (let b = first; b < e; b++) {
-        u[b] -= units;
-        p[b] -= points;
+      bias[run << 1] += units;
+      bias[(run << 1) + 1] += points;
+      for (let x = first; x < e; x += ENTRY) {
+        ent[x] -= units;
+        ent[x + 1] -= points;
       }
+    }
+    for (let r = run + 1, last = (end - 1) >> RUN_SHIFT; r <= last; r++) {
+      bias[r << 1] += units;
+      bias[(r << 1) + 1] += points;
     }
   }
 
@@ -267,42 +293,42 @@ export class RopeStore {
    */
   _copyUnits(id, h, out, at) {
     if (h === 0) {
-      const o = id * LEAF_MAX;
-      const len = this._meta[id * META];
-      out.set(this._buf.subarray(o, o + len), at);
+      const o = id * SLOT;
+      const len = this._buf[o];
+      out.set(this._buf.subarray(o + TEXT, o + TEXT + len), at);
       return at + len;
     }
-    for (let e = id * KIDS_MAX, end = e + this._count[id]; e < end; e++) at = this._copyUnits(this._kids[e], h - 1, out, at);
+    for (let e = id * NODE, end = e + this._count[id] * ENTRY; e < end; e += ENTRY) at = this._copyUnits(this._ent[e + 2], h - 1, out, at);
     return at;
   }
 
   /** The text of leaf `slot`. */
   _leafText(slot) {
-    const o = slot * LEAF_MAX;
-    return decode(this._buf, o, o + this._meta[slot * META]);
+    const o = slot * SLOT + TEXT;
+    return decode(this._buf, o, o + this._buf[slot * SLOT]);
   }
 
   // ---- positions inside a leaf --------------------------------------------
 
   /** UTF-16 units of the first `k` code points of leaf `slot`. */
   _unitsOf(slot, k) {
-    return this._unitsIn(slot, this._meta[slot * META] - this._meta[slot * META + 1], k);
+    return this._unitsIn(slot, this._buf[slot * SLOT] - this._buf[slot * SLOT + 1], k);
   }
 
   /** `_unitsOf` for a leaf with `n` surrogate pairs. */
   _unitsIn(slot, n, k) {
     if (n === 0) return k; // no surrogate pair: most leaves of most texts
     // Pair j is code point pairs[j] - j: the pairs before code point `k`.
-    return k + this._pairsBelow(slot * META + 2, n, k, 1);
+    return k + this._pairsBelow(slot * SLOT + 2, n, k, 1);
   }
 
   /**
-   * How many of the `n` pair offsets from `o` of _meta have `offset -
+   * How many of the `n` pair offsets from `o` of _buf have `offset -
    * perPair * j` (j their index) below `limit`: those values rise with j,
    * so they are counted by halves while there are many, then one by one.
    */
   _pairsBelow(o, n, limit, perPair) {
-    const pairs = this._meta;
+    const pairs = this._buf;
     let j = 0;
     let end = n;
     while (end - j > 8) {
@@ -321,10 +347,10 @@ export class RopeStore {
    */
   _pointsIn(slot, n, u) {
     if (n === 0) return u;
-    const o = slot * META + 2;
+    const o = slot * SLOT + 2;
     // The pairs wholly before `u`: those whose low half is before it.
     const j = this._pairsBelow(o, n, u - 1, 0);
-    return j < n && this._meta[o + j] + 1 === u ? -1 : u - j;
+    return j < n && this._buf[o + j] + 1 === u ? -1 : u - j;
   }
 
   /**
@@ -333,8 +359,8 @@ export class RopeStore {
    * pairs `insert` brought.
    */
   _movePairs(slot, n, from, to, insert, d16) {
-    const pairs = this._meta;
-    const o = slot * META + 2;
+    const pairs = this._buf;
+    const o = slot * SLOT + 2;
     let first = 0; // the first pair at or after the range
     while (first < n && pairs[o + first] < from) first++;
     let end = first; // the first pair after it
@@ -367,13 +393,13 @@ export class RopeStore {
    */
   _layout(root, h) {
     const view = (id, h) => {
-      if (h === 0) return { h, slot: id, len: this._meta[id * META], cps: this._meta[id * META + 1], text: this._leafText(id) };
+      if (h === 0) return { h, slot: id, len: this._buf[id * SLOT], cps: this._buf[id * SLOT + 1], text: this._leafText(id) };
       return {
         h,
         node: id,
         kids: this._kidsOf(id).map((k) => view(k, h - 1)),
-        lens: this._measuresOf(id, this._units),
-        cpl: this._measuresOf(id, this._points),
+        lens: this._measuresOf(id, 0),
+        cpl: this._measuresOf(id, 1),
       };
     };
     return {

@@ -15,7 +15,7 @@
 // pair, so the leaves' code point counts add up to the text's.
 
 import { codePointLength, utf8Length } from './units.js';
-import { KIDS_FILL, KIDS_MAX, KIDS_MIN, LEAF_FILL, LEAF_MAX, LEAF_MIN, META, RopeStore, decode, decodeAll, grown, isHigh, isLow } from './rope-store.js';
+import { ENTRY, KIDS_FILL, KIDS_MAX, KIDS_MIN, LEAF_FILL, LEAF_MAX, LEAF_MIN, NODE, RUN_SHIFT, RopeStore, SLOT, TEXT, decode, decodeAll, grown, isHigh, isLow } from './rope-store.js';
 
 /** The changes of an op applied without `describe`. */
 const NONE = Object.freeze([]);
@@ -110,7 +110,7 @@ export class Rope extends RopeStore {
       h = 0;
     }
     while (h > 0 && this._count[root] === 1) {
-      const only = this._kids[root * KIDS_MAX];
+      const only = this._ent[root * NODE + 2];
       this._free(root, h);
       root = only;
       h--;
@@ -122,7 +122,7 @@ export class Rope extends RopeStore {
   }
 
   _underfull(id, h) {
-    return h === 0 ? this._meta[id * META] < LEAF_MIN : this._count[id] < KIDS_MIN;
+    return h === 0 ? this._buf[id * SLOT] < LEAF_MIN : this._count[id] < KIDS_MIN;
   }
 
   /** `a` then `b` (height `h`, given back) as one node, or two even ones when that is too large. */
@@ -169,17 +169,16 @@ export class Rope extends RopeStore {
   /** Appends the text between code points `from` and `to` of `id` (height `h`) to `parts`. */
   _collect(id, h, from, to, parts) {
     if (h === 0) {
-      const o = id * LEAF_MAX;
+      const o = id * SLOT + TEXT;
       parts.push(decode(this._buf, o + this._unitsOf(id, from), o + this._unitsOf(id, to)));
       return;
     }
-    const points = this._points;
-    const bias = this._biasPoints[id];
-    for (let e = id * KIDS_MAX, end = e + this._count[id], off = 0; e < end && off < to; off = points[e++] + bias) {
-      const c = points[e] + bias - off;
+    const ent = this._ent;
+    for (let e = id * NODE, end = e + this._count[id] * ENTRY, off = 0; e < end && off < to; off = this._sum(e, 1), e += ENTRY) {
+      const c = this._sum(e, 1) - off;
       if (off + c > from) {
-        if (from <= off && off + c <= to) this._texts(this._kids[e], h - 1, parts);
-        else this._collect(this._kids[e], h - 1, Math.max(0, from - off), Math.min(c, to - off), parts);
+        if (from <= off && off + c <= to) this._texts(ent[e + 2], h - 1, parts);
+        else this._collect(ent[e + 2], h - 1, Math.max(0, from - off), Math.min(c, to - off), parts);
       }
     }
   }
@@ -202,7 +201,7 @@ export class Rope extends RopeStore {
     }
     // Read the node before anything below reuses or moves the arrays.
     const kids = this._kidsOf(id);
-    const cpl = this._measuresOf(id, this._points);
+    const cpl = this._measuresOf(id, 1);
     this._free(id, h);
     // The first child the range touches (one ending exactly at `from` takes
     // the insert) and the last, and where the first starts.
@@ -287,10 +286,10 @@ export class Rope extends RopeStore {
    */
   _descend(k, units) {
     this._settle();
-    const by = units ? this._units : this._points; // the running sums walked by
-    const oth = units ? this._points : this._units;
-    const byBias = units ? this._biasUnits : this._biasPoints;
-    const othBias = units ? this._biasPoints : this._biasUnits;
+    const ent = this._ent;
+    const bias = this._bias;
+    const by = units ? 0 : 1; // the field of the running sums walked by, in an entry and in a bias
+    const oth = 1 - by;
     const count = this._count;
     let path = this._path;
     let base = 0; // before the leaf, in the measure walked by
@@ -300,29 +299,38 @@ export class Rope extends RopeStore {
     let depth = 0;
     let n = this._root;
     for (let h = this._height; h > 0; h--) {
-      const first = n * KIDS_MAX;
-      const last = first + count[n] - 1;
+      const first = n * NODE;
+      const kids = count[n];
       // The children of a node hold about the same: guess the child from
       // `k`'s share of the node, then step to the first one ending after
-      // `k` (the last one at the end), most often none or one step.
-      // The entries are the running sums less the node's bias.
-      const bias = byBias[n];
-      const biasOther = othBias[n];
-      let e = first + (((k * (last - first + 1)) / total) | 0);
-      if (!(e <= last)) e = last;
-      const kb = k - bias;
-      while (e < last && by[e] <= kb) e++;
-      while (e > first && by[e - 1] > kb) e--;
-      const start = e > first ? by[e - 1] + bias : 0;
-      const startOther = e > first ? oth[e - 1] + biasOther : 0;
+      // `k` (the last one at the end), most often none or one step. A true
+      // running sum is its entry's plus its run's bias.
+      let j = ((k * kids) / total) | 0;
+      if (!(j < kids)) j = kids - 1;
+      let e = first + j * ENTRY;
+      const last = first + (kids - 1) * ENTRY;
+      while (e < last && ent[e + by] + bias[((e >> RUN_SHIFT) << 1) + by] <= k) e += ENTRY;
+      let p = e - ENTRY; // the entry before
+      while (e > first && ent[p + by] + bias[((p >> RUN_SHIFT) << 1) + by] > k) {
+        e = p;
+        p -= ENTRY;
+      }
+      let start = 0;
+      let startOther = 0;
+      if (e > first) {
+        const b = (p >> RUN_SHIFT) << 1;
+        start = ent[p + by] + bias[b + by];
+        startOther = ent[p + oth] + bias[b + oth];
+      }
+      const b = (e >> RUN_SHIFT) << 1;
       k -= start;
       base += start;
       other += startOther;
-      total = by[e] + bias - start;
-      totalOther = oth[e] + biasOther - startOther;
+      total = ent[e + by] + bias[b + by] - start;
+      totalOther = ent[e + oth] + bias[b + oth] - startOther;
       if (depth === path.length) this._path = path = grown(path, depth * 2);
       path[depth++] = e;
-      n = this._kids[e];
+      n = ent[e + 2];
     }
     this._finger = n;
     this._depth = depth;
@@ -390,7 +398,7 @@ export class Rope extends RopeStore {
     const n = this._findPoint(from);
     const k = from - this._base;
     if (to - this._base <= this._fingerCps) {
-      const o = n * LEAF_MAX;
+      const o = n * SLOT + TEXT;
       const pairs = this._fingerLen - this._fingerCps;
       return decode(this._buf, o + this._unitsIn(n, pairs, k), o + this._unitsIn(n, pairs, to - this._base));
     }
@@ -428,15 +436,15 @@ export class Rope extends RopeStore {
       const size = len + d16;
       if (size <= LEAF_MAX && (size >= LEAF_MIN || d16 >= 0 || this._depth === 0)) {
         const buf = this._buf;
-        const o = n * LEAF_MAX;
+        const o = n * SLOT + TEXT;
         const removed = decode(buf, o + from, o + to);
         if (d16 !== 0) buf.copyWithin(o + from + insert.length, o + to, o + len);
         for (let j = 0; j < insert.length; j++) buf[o + from + j] = insert.charCodeAt(j);
         // Pairs of the leaf and of the insert (none: nothing to move).
         const added = had === 0 && insert.length < 2 ? 0 : this._movePairs(n, had, from, to, insert, d16);
         const dcp = insert.length - added - remove;
-        this._meta[n * META] = this._fingerLen = size;
-        this._meta[n * META + 1] = this._fingerCps = cps + dcp;
+        buf[n * SLOT] = this._fingerLen = size;
+        buf[n * SLOT + 1] = this._fingerCps = cps + dcp;
         this._pend16 += d16;
         this._pendCps += dcp;
         this._len += d16;

@@ -9,16 +9,9 @@ import assert from 'node:assert/strict';
 import { applyOp, opFromChanges } from '../src/ot.js';
 import { Rope } from '../src/rope.js';
 import { decodeAll, decoders } from '../src/rope-store.js';
-import { codePointLength, splitsPair, toCodePoints, toUtf16, utf8Length } from '../src/units.js';
+import { codePointLength, splitsPair, toUtf16, utf8Length } from '../src/units.js';
 import { seeded, test } from './helpers.js';
-
-const PIECES = ['a', 'b', 'é', '€', '😀', '𝄞', '\r\n', '\r', '\n', ' ', 'xyz'];
-
-function randomText(rand, n) {
-  const parts = [];
-  for (let i = 0; i < n; i++) parts.push(PIECES[rand.int(PIECES.length)]);
-  return parts.join('');
-}
+import { PIECES, checkPositions, randomText, shape } from './rope-check.js';
 
 /**
  * A random op that fits a text of `length` code points (canonical, as the
@@ -44,25 +37,6 @@ function randomOp(rand, length, near = 0) {
   }
   while (typeof op[op.length - 1] === 'number') op.pop();
   return op;
-}
-
-function checkPositions(rand, rope, text, samples) {
-  assert.equal(rope.length, text.length);
-  assert.equal(rope.codePoints, codePointLength(text));
-  for (let i = 0; i < samples; i++) {
-    const u = rand.int(text.length + 3) - 1;
-    assert.equal(rope.splitsPair(u), splitsPair(text, u), `splitsPair(${u})`);
-    let expected;
-    try {
-      expected = toCodePoints(text, u);
-    } catch (err) {
-      assert.throws(() => rope.toCodePoints(u), { name: err.name, message: err.message });
-      expected = null;
-    }
-    if (expected !== null) assert.equal(rope.toCodePoints(u), expected, `toCodePoints(${u})`);
-    const cp = rand.int(rope.codePoints + 3) - 1;
-    assert.equal(rope.toUtf16(cp), toUtf16(text, cp), `toUtf16(${cp})`);
-  }
 }
 
 test('a rope gives the same texts, changes and positions as the string functions', () => {
@@ -140,68 +114,6 @@ test('an op that does not fit throws and leaves the rope as it was', () => {
   assert.deepEqual(rope.apply([1, { d: 1 }, '🎉']).changes, [{ from: 1, to: 3, insert: '🎉' }]);
   assert.equal(rope.toString(), 'a🎉b\r\nc');
 });
-
-/**
- * The shape of a rope's tree, checked on the way: every leaf at one depth,
- * within its slot and not empty (but for an empty text), every node's kept
- * counts equal to its children's, no pair cut at a leaf edge, and every
- * slot and node either in the tree once or on its free list once (a slot
- * given back twice, or used by two leaves, would mix their texts).
- */
-function shape(rope) {
-  const info = rope._inspect();
-  let leaves = 0;
-  let largest = 0;
-  let smallest = Infinity;
-  let widest = 0;
-  let leafDepth = -1;
-  const slots = new Set();
-  const nodes = new Set();
-  const walk = (n, depth) => {
-    if (n.h === 0) {
-      leaves++;
-      if (leafDepth < 0) leafDepth = depth;
-      assert.equal(depth, leafDepth, 'every leaf at the same depth');
-      assert.ok(!slots.has(n.slot), `slot ${n.slot} used twice`);
-      slots.add(n.slot);
-      const s = n.text;
-      assert.equal(n.len, s.length);
-      assert.ok(n.len <= info.leafMax, `a leaf of ${n.len} units`);
-      assert.equal(n.cps, codePointLength(s));
-      assert.ok(!splitsPair(s, s.length) && !(s.length > 0 && /^[\udc00-\udfff]/.test(s)), 'no pair cut at a leaf edge');
-      largest = Math.max(largest, s.length);
-      smallest = Math.min(smallest, s.length);
-      return { len: n.len, cps: n.cps };
-    }
-    assert.ok(!nodes.has(n.node), `node ${n.node} used twice`);
-    nodes.add(n.node);
-    widest = Math.max(widest, n.kids.length);
-    assert.ok(n.kids.length >= 1 && n.kids.length <= info.kidsMax);
-    let len = 0;
-    let cps = 0;
-    n.kids.forEach((k, i) => {
-      assert.equal(k.h, n.h - 1, 'a child one level down');
-      const m = walk(k, depth + 1);
-      assert.equal(n.lens[i], m.len, 'kept length of a child');
-      assert.equal(n.cpl[i], m.cps, 'kept code points of a child');
-      len += m.len;
-      cps += m.cps;
-    });
-    return { len, cps };
-  };
-  const total = walk(info.root, 0);
-  assert.equal(info.len, total.len, 'length of the text');
-  assert.equal(info.cps, total.cps, 'code points of the text');
-  const free = new Set(info.freeLeaves);
-  assert.equal(free.size, info.freeLeaves.length, 'a slot on the free list twice');
-  for (const s of slots) assert.ok(!free.has(s), `slot ${s} in the tree and free`);
-  assert.equal(slots.size + free.size, info.leaves, 'every slot in the tree or free');
-  const freeNodes = new Set(info.freeNodes);
-  assert.equal(freeNodes.size, info.freeNodes.length, 'a node on the free list twice');
-  for (const n of nodes) assert.ok(!freeNodes.has(n), `node ${n} in the tree and free`);
-  assert.equal(nodes.size + freeNodes.size, info.nodes, 'every node in the tree or free');
-  return { leaves, depth: leafDepth, largest, smallest, widest };
-}
 
 test('a large text stays in bounded leaves and a shallow tree through many edits', () => {
   const rand = seeded('rope shape');
@@ -442,7 +354,7 @@ test('running sums stay true when single edits far apart settle through node bia
     checkPositions(rand, rope, text, 2);
     if (step % 100 === 0) {
       rope._settle();
-      biased += rope._biasUnits.some((b) => b !== 0) ? 1 : 0;
+      biased += rope._bias.some((b) => b !== 0) ? 1 : 0;
       shape(rope);
       const from = rand.int(codePointLength(text) + 1);
       const to = Math.min(codePointLength(text), from + rand.int(3000));
