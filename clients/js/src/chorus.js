@@ -147,7 +147,8 @@ export class Client extends Emitter {
     this._welcomed = false;
     ws.onopen = () => {
       if (ws !== this._ws) return;
-      ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, client: SDK_NAME }));
+      // `batch`: several server messages may come in one frame, as an array.
+      ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, client: SDK_NAME, batch: true }));
     };
     if (typeof ws.on === 'function' && typeof ws.off === 'function') {
       // Node's `ws` hands a frame to its own 'message' listeners as it is;
@@ -355,6 +356,14 @@ export class Client extends Emitter {
     } catch {
       return;
     }
+    if (!Array.isArray(msg)) return this._onMessage(msg);
+    // An array frame: its messages, in order, each as if it came alone. One
+    // of them may end this socket's turn (a reconnect): the rest are then
+    // dropped, as later frames would be.
+    for (let i = 0; i < msg.length && ws === this._ws; i++) this._onMessage(msg[i]);
+  }
+
+  _onMessage(msg) {
     if (!msg || typeof msg.type !== 'string') return;
     const room = msg.room != null ? this._rooms.get(msg.room) : undefined;
     // Nearly every frame of a busy document: tested before the rest.

@@ -326,7 +326,7 @@ impl Client {
         });
 
         let mut link = Link { out, events, tasks: vec![writer, reader] };
-        let hello = ClientMessage::Hello { protocol: options.protocol, client: Some(format!("chorus-client/{}", env!("CARGO_PKG_VERSION"))) };
+        let hello = ClientMessage::Hello { protocol: options.protocol, client: Some(format!("chorus-client/{}", env!("CARGO_PKG_VERSION"))), batch: false };
         send_on(&link.out, &hello)?;
         let first = tokio::time::timeout(options.timeout, link.events.recv()).await.map_err(|_| ClientError::Timeout(options.timeout))?;
         let session = match first {

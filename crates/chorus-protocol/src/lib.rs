@@ -38,6 +38,11 @@ pub enum ClientMessage {
         /// Free-form client name and version, for logs.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client: Option<String>,
+        /// The client reads a text frame holding a JSON array of server
+        /// messages as those messages, in order; the server may then send
+        /// several in one frame.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        batch: bool,
     },
     /// Enter a room, optionally with initial presence state.
     Join {
@@ -740,7 +745,8 @@ mod tests {
     #[test]
     fn client_messages_wire_format() {
         let msgs = vec![
-            ClientMessage::Hello { protocol: 1, client: Some("chorus-js/0.1".into()) },
+            ClientMessage::Hello { protocol: 1, client: Some("chorus-js/0.1".into()), batch: false },
+            ClientMessage::Hello { protocol: 1, client: Some("chorus-js/0.1".into()), batch: true },
             ClientMessage::Join { id: Some(1), room: "team-42/plan".into(), state: Some(json!({"typing": false})) },
             ClientMessage::Leave { id: None, room: "team-42/plan".into() },
             ClientMessage::Presence { id: Some(2), room: "team-42/plan".into(), state: json!({"page": 3}) },

@@ -9,7 +9,7 @@
 //! the connection, each with its documented close code.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use crate::refusal::Refusal;
 use crate::room::{DocSubmission, JoinRequest, RoomCommand, RoomHandle, Submitter};
 use crate::submitter;
 
+mod array_frame;
 mod reauth;
 mod wire;
 
@@ -54,7 +55,8 @@ impl Reply {
 pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, AuthError>) {
     let (sink, mut stream) = socket.split();
     let outbox = Arc::new(Outbox::new(node.config.outbox_capacity, node.config.max_outbox_bytes));
-    let mut writer = tokio::spawn(write_loop(sink, outbox.clone()));
+    let batching = Arc::new(AtomicBool::new(false));
+    let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), batching.clone()));
     metrics::gauge!("chorus_connections").increment(1.0);
 
     let identity = match identity {
@@ -94,8 +96,11 @@ pub async fn run(node: Arc<Node>, socket: WebSocket, identity: Result<Identity, 
         }
     };
     match hello {
-        Ok(ClientMessage::Hello { protocol, client }) if protocol == PROTOCOL_VERSION => {
-            debug!(client = client.as_deref().unwrap_or("-"), "hello");
+        Ok(ClientMessage::Hello { protocol, client, batch }) if protocol == PROTOCOL_VERSION => {
+            debug!(client = client.as_deref().unwrap_or("-"), batch, "hello");
+            // Before `welcome` is queued: the writer reads the flag after
+            // taking a batch from the outbox, whose lock orders the two.
+            batching.store(batch, Ordering::Relaxed);
         }
         Ok(ClientMessage::Hello { protocol, .. }) => {
             let msg = format!("protocol version {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");

@@ -2,6 +2,7 @@
 //! the WebSocket, refusals (an error, then a close code) and the clean end
 //! of a connection.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use tracing::debug;
 
 use crate::node::Node;
 use crate::outbox::Outbox;
+
+use super::array_frame::{join, run_len, MAX_ARRAY_FRAME};
 
 /// Sends an error, then closes with `code`.
 pub(super) fn refuse(outbox: &Outbox, error: ErrorCode, code: u16, message: String) {
@@ -75,9 +78,13 @@ pub(super) async fn finish(writer: tokio::task::JoinHandle<()>, stream: &mut Spl
 /// The most messages a writer's batch vector keeps room for between batches.
 const KEPT_BATCH_CAPACITY: usize = 256;
 
-pub(super) async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>) {
+/// Writes the outbox's messages until it closes. When `batching` is set (the
+/// client's `hello` asked for it), the messages of one batch go out as few
+/// array frames as [`MAX_ARRAY_FRAME`] allows.
+pub(super) async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>, batching: Arc<AtomicBool>) {
     // Looked up once: a batch is written for every op a reader receives.
     let frames_written = metrics::counter!("chorus_frames_written_total");
+    let messages_written = metrics::counter!("chorus_messages_written_total");
     let mut messages = Vec::new();
     // Bytes of the batch before, flushed to the socket: taken off the
     // outbox's count in the same lock hold that takes the next batch (one
@@ -85,16 +92,23 @@ pub(super) async fn write_loop(mut sink: SplitSink<WebSocket, Message>, outbox: 
     let mut handed = 0;
     loop {
         let closing = outbox.next_batch_after(handed, &mut messages).await;
-        let n = messages.len() as u64;
+        let batching = batching.load(Ordering::Relaxed);
         handed = 0;
-        for text in messages.drain(..) {
-            let len = text.len();
-            if sink.feed(Message::Text(text)).await.is_err() {
+        let mut frames = 0;
+        let mut rest = &messages[..];
+        while !rest.is_empty() {
+            let (run, tail) = rest.split_at(if batching { run_len(rest, MAX_ARRAY_FRAME) } else { 1 });
+            rest = tail;
+            if sink.feed(Message::Text(join(run))).await.is_err() {
                 return;
             }
-            handed += len;
+            // The outbox counts its messages' bytes, not the frame's.
+            handed += run.iter().map(|m| m.len()).sum::<usize>();
+            frames += 1;
         }
-        frames_written.increment(n);
+        frames_written.increment(frames);
+        messages_written.increment(messages.len() as u64);
+        messages.clear();
         // A burst's vector is not kept for the connection's life.
         if messages.capacity() > KEPT_BATCH_CAPACITY {
             messages = Vec::new();
