@@ -91,6 +91,8 @@ function openDoc(text) {
   // What the client's frame handler reads: the socket and the rooms.
   client._ws = {};
   client._rooms = new Map([['bench', room]]);
+  // The frame handler hands each message of a frame to the client's router.
+  client._onMessage = Client.prototype._onMessage;
   const doc = new TextDoc(room, 'doc');
   room.docs.set('doc', doc);
   doc._onOpened({ type: 'opened', text, version: 0, epoch: 'bench', client: 'u2:me:x' });
