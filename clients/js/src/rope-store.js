@@ -198,8 +198,8 @@ export class RopeStore {
     let points = 0;
     const ent = this._ent;
     for (let j = 0, e = n * NODE; j < kids.length; j++, e += ENTRY) {
-      ent[e] = units += this._lenOf(kids[j], h - 1);
-      ent[e + 1] = points += this._cpsOf(kids[j], h - 1);
+      ent[e] = units += this._totalOf(kids[j], h - 1, 0);
+      ent[e + 1] = points += this._totalOf(kids[j], h - 1, 1);
       ent[e + 2] = kids[j];
     }
     this._count[n] = kids.length;
@@ -207,16 +207,10 @@ export class RopeStore {
     return n;
   }
 
-  /** UTF-16 units under slot or node `id` of height `h`. */
-  _lenOf(id, h) {
-    if (h === 0) return this._buf[id * SLOT];
-    return this._count[id] > 0 ? this._sum(id * NODE + (this._count[id] - 1) * ENTRY, 0) : 0;
-  }
-
-  /** Code points under slot or node `id` of height `h`. */
-  _cpsOf(id, h) {
-    if (h === 0) return this._buf[id * SLOT + 1];
-    return this._count[id] > 0 ? this._sum(id * NODE + (this._count[id] - 1) * ENTRY, 1) : 0;
+  /** What slot or node `id` of height `h` holds: UTF-16 units (`field` 0) or code points (1). */
+  _totalOf(id, h, field) {
+    if (h === 0) return this._buf[id * SLOT + field];
+    return this._count[id] > 0 ? this._sum(id * NODE + (this._count[id] - 1) * ENTRY, field) : 0;
   }
 
   /** The true running sum of the entry at `e`: UTF-16 units (`field` 0) or code points (1). */

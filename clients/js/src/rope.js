@@ -117,8 +117,8 @@ export class Rope extends RopeStore {
     }
     this._root = root;
     this._height = h;
-    this._len = this._lenOf(root, h);
-    this._cps = this._cpsOf(root, h);
+    this._len = this._totalOf(root, h, 0);
+    this._cps = this._totalOf(root, h, 1);
   }
 
   _underfull(id, h) {
