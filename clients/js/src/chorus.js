@@ -168,12 +168,17 @@ export class Client extends Emitter {
     }, HANDSHAKE_TIMEOUT_MS);
   }
 
+  /** Takes the client's listeners off `ws`: nothing it still delivers reaches the client. */
+  _unhook(ws) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    if (this._detach) this._detach();
+  }
+
   /** Abandons the current socket at once, as if the network had failed. */
   _drop(reason) {
     const ws = this._ws;
     if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    if (this._detach) this._detach();
+    this._unhook(ws);
     try {
       if (typeof ws.terminate === 'function') ws.terminate();
       else ws.close(1000, reason);
@@ -241,8 +246,7 @@ export class Client extends Emitter {
     const ws = this._ws;
     this._close(new ChorusError('closed', 'the client was closed'), { code: 1000, reason: 'closed by the client' });
     if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-      if (this._detach) this._detach();
+      this._unhook(ws);
       try {
         ws.close(1000);
       } catch {
