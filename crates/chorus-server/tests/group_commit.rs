@@ -1,7 +1,9 @@
 //! Group commit as a room does it: a document's commit in flight holds up
 //! neither cursors nor the room's other documents, and what the document's
 //! submitters send meanwhile goes to the store as one group, each op acked
-//! with its own version. Faults are planned around the in-memory store.
+//! with its own version; a cursor on its way to the bus holds up nothing
+//! either, and reaches the bus before its sender's leave. Faults are planned
+//! around the in-memory store.
 
 mod support;
 
@@ -12,7 +14,7 @@ use chorus_protocol::ServerMessage;
 use chorus_store::faults::{Call, Fault, Faulty};
 use chorus_store::MemoryStore;
 use serde_json::json;
-use support::{expect, start_on, TestServer};
+use support::{drain, expect, start_on, TestServer};
 
 const ROOM: &str = "groups/room";
 
@@ -76,4 +78,57 @@ async fn what_is_sent_during_a_commit_goes_as_one_group() {
     assert_eq!(letters, ['a', 'b', 'c', 'd'], "each op once: {text:?}");
     let replay = server.replay_log(ROOM, "d").await;
     assert_eq!(replay, text, "the log replays to the text");
+}
+
+#[tokio::test]
+async fn a_cursor_on_its_way_to_the_bus_holds_up_neither_ops_nor_cursors() {
+    let (store, server) = faulty_server().await;
+    let mut ann = server.client("ann").await;
+    ann.join(ROOM, None).await.unwrap();
+    ann.open_doc(ROOM, "d").await.unwrap();
+    let mut bob = server.client("bob").await;
+    bob.join(ROOM, None).await.unwrap();
+    let mut carl = server.client("carl").await;
+    carl.join(ROOM, None).await.unwrap();
+    // Bob's cursor takes two seconds to reach the bus (a slow Redis).
+    store.plan(Call::Publish, [Fault::Delay(Duration::from_secs(2))]);
+    bob.cursor(ROOM, json!({ "x": 1 })).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    ann.insert(ROOM, "d", 0, "on time").unwrap();
+    ann.sync(ROOM, "d").await.unwrap();
+    carl.cursor(ROOM, json!({ "y": 2 })).unwrap();
+    let carls = carl.connection().to_owned();
+    expect(&mut ann, "carl's cursor", |m| matches!(m, ServerMessage::Cursor { cursor, .. } if cursor.connection == carls).then_some(())).await;
+    assert!(started.elapsed() < Duration::from_secs(1), "the room went on while bob's cursor was on its way: {:?}", started.elapsed());
+    let bobs = bob.connection().to_owned();
+    expect(&mut ann, "bob's cursor, late", |m| matches!(m, ServerMessage::Cursor { cursor, .. } if cursor.connection == bobs).then_some(())).await;
+}
+
+#[tokio::test]
+async fn a_leave_waits_for_the_cursors_on_their_way_to_the_bus() {
+    let (store, server) = faulty_server().await;
+    let mut ann = server.client("ann").await;
+    ann.join(ROOM, None).await.unwrap();
+    let mut bob = server.client("bob").await;
+    bob.join(ROOM, None).await.unwrap();
+    store.plan(Call::Publish, [Fault::Delay(Duration::from_millis(500))]);
+    bob.cursor(ROOM, json!({ "x": 1 })).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let bobs = bob.connection().to_owned();
+    bob.leave(ROOM).await.unwrap();
+    // Bob's cursor reaches ann before his leave, or not at all (his leave
+    // takes a cursor still waiting in her queue with it): one heard after
+    // his leave would stay on her screen, a cursor of nobody.
+    let heard = drain(&mut ann, Duration::from_millis(1_200)).await;
+    let order: Vec<&str> = heard
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Cursor { cursor, .. } if cursor.connection == bobs => Some("cursor"),
+            ServerMessage::MemberLeft { connection, .. } if *connection == bobs => Some("left"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order.last(), Some(&"left"), "bob's leave comes last: {order:?}");
+    assert_eq!(order.iter().filter(|&&o| o == "left").count(), 1, "{order:?}");
 }

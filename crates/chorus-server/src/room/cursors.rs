@@ -8,20 +8,42 @@
 //! instead of a backlog. Text selections are moved forward through the ops
 //! committed since the version they were made at. Cursors never enter the
 //! store: a lost one is replaced by the next.
+//!
+//! The room does not wait for a cursor's publication: on a bus that waits
+//! (a round trip to Redis per cursor), a room of 64 senders at 20 Hz spent
+//! most of its time waiting, every other message queued behind those
+//! waits, and the bunched arrivals were coalesced by the rate bound (W2 on
+//! Redis delivered 91 % of cursors, p99 0.4 s). A publication is started
+//! (its first poll hands it to the bus, in the order of the room's calls),
+//! then polled by the room's loop beside everything else, a bounded number
+//! at a time; past that bound, updates wait in the senders' gates, latest
+//! wins. A store that publishes at once (in memory) is done at the first
+//! poll. Before a sender's leave is published its cursors are, so nobody
+//! hears a cursor after its owner left.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use chorus_protocol::{CursorState, ServerMessage};
 use chorus_store::RoomEvent;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::warn;
 
 use super::Room;
 use crate::outbox::CursorKey;
+
+/// Publications in flight at most, per room (each holds one cursor); past
+/// this, updates wait in their senders' gates.
+pub(super) const MAX_PUBLISHING: usize = 128;
+
+type Publish = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 #[derive(Default)]
 struct Gate {
@@ -35,11 +57,37 @@ pub(super) struct Cursors {
     /// Rate bounds of this node's senders.
     gates: HashMap<Arc<str>, Gate>,
     interval: Duration,
+    /// Publications started and not finished. (In a mutex only so that the
+    /// room stays `Sync`: it is only ever reached through `&mut`.)
+    publishing: Mutex<FuturesUnordered<Publish>>,
 }
 
 impl Cursors {
     pub(super) fn new(interval: Duration) -> Self {
-        Self { latest: HashMap::new(), gates: HashMap::new(), interval }
+        Self { latest: HashMap::new(), gates: HashMap::new(), interval, publishing: Mutex::new(FuturesUnordered::new()) }
+    }
+
+    fn publishing(&mut self) -> &mut FuturesUnordered<Publish> {
+        self.publishing.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publications in flight.
+    pub(super) fn in_flight(&mut self) -> usize {
+        self.publishing().len()
+    }
+
+    /// Waits for a publication in flight to finish; pending while none is.
+    pub(super) fn published(&mut self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| match self.publishing().poll_next_unpin(cx) {
+            Poll::Ready(Some(())) => Poll::Ready(()),
+            // None in flight: the room's loop asks again once it started one.
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        })
+    }
+
+    /// Finishes every publication in flight.
+    pub(super) async fn settle(&mut self) {
+        while self.publishing().next().await.is_some() {}
     }
 
     /// Every connection's latest cursor (in no order).
@@ -47,7 +95,13 @@ impl Cursors {
         self.latest.values()
     }
 
-    pub(super) fn next_flush(&self) -> Option<Instant> {
+    /// When the next update waiting in a gate is due; none while the
+    /// publications in flight are at their bound (one finishing ends the
+    /// room's wait, and the next turn of its loop asks again).
+    pub(super) fn next_flush(&mut self) -> Option<Instant> {
+        if self.in_flight() >= MAX_PUBLISHING {
+            return None;
+        }
         self.gates.values().filter(|g| g.pending.is_some()).filter_map(|g| g.last_sent.map(|t| t + self.interval)).min()
     }
 
@@ -63,43 +117,53 @@ impl Cursors {
 }
 
 impl Room {
-    pub(super) async fn cursor(&mut self, conn: Arc<str>, cursor: Value, doc: Option<String>, version: Option<u64>) {
+    pub(super) fn cursor(&mut self, conn: Arc<str>, cursor: Value, doc: Option<String>, version: Option<u64>) {
         let Some(local) = self.local.get(&conn).filter(|l| l.visible) else { return };
         let state = CursorState { connection: conn.to_string(), user: local.user.clone(), cursor, doc, version };
         let interval = self.cursors.interval;
+        let room_to_publish = self.cursors.in_flight() < MAX_PUBLISHING;
         let gate = self.cursors.gates.entry(conn).or_default();
         let now = Instant::now();
-        if gate.last_sent.is_none_or(|t| now.duration_since(t) >= interval) {
+        if room_to_publish && gate.last_sent.is_none_or(|t| now.duration_since(t) >= interval) {
             gate.last_sent = Some(now);
             gate.pending = None;
-            self.publish_cursor(state).await;
+            self.publish_cursor(state);
         } else {
             crate::hot_metrics().cursors_coalesced.increment(u64::from(gate.pending.is_some()));
             gate.pending = Some(state);
         }
     }
 
-    pub(super) async fn flush_cursors(&mut self) {
+    pub(super) fn flush_cursors(&mut self) {
         let now = Instant::now();
         let interval = self.cursors.interval;
+        let room = MAX_PUBLISHING.saturating_sub(self.cursors.in_flight());
         let due: Vec<CursorState> = self
             .cursors
             .gates
             .values_mut()
             .filter(|g| g.pending.is_some() && g.last_sent.is_none_or(|t| now.duration_since(t) >= interval))
+            .take(room)
             .filter_map(|g| {
                 g.last_sent = Some(now);
                 g.pending.take()
             })
             .collect();
         for state in due {
-            self.publish_cursor(state).await;
+            self.publish_cursor(state);
         }
     }
 
-    async fn publish_cursor(&self, cursor: CursorState) {
-        if let Err(e) = self.store().publish(&self.name, RoomEvent::Cursor { cursor }).await {
-            warn!(room = %self.name, "could not publish a cursor: {e}");
+    /// Starts publishing a cursor; the room's loop finishes it.
+    fn publish_cursor(&mut self, cursor: CursorState) {
+        let (store, room) = (self.store().clone(), self.name.clone());
+        let mut publish: Publish = Box::pin(async move {
+            if let Err(e) = store.publish(&room, RoomEvent::Cursor { cursor }).await {
+                warn!(%room, "could not publish a cursor: {e}");
+            }
+        });
+        if publish.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
+            self.cursors.publishing().push(publish);
         }
     }
 

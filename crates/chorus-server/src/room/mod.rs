@@ -391,7 +391,8 @@ impl Room {
                     }
                     None => break,
                 },
-                _ = sleep_until(next_flush), if next_flush.is_some() => self.flush_cursors().await,
+                _ = sleep_until(next_flush), if next_flush.is_some() => self.flush_cursors(),
+                () = self.cursors.published() => {}
                 _ = &mut repair_timer => self.run_repairs().await,
             }
             self.send_ready_groups().await;
@@ -467,7 +468,7 @@ impl Room {
             RoomCommand::Presence { conn, state, reply } => {
                 let _ = reply.send(self.presence(conn, state).await);
             }
-            RoomCommand::Cursor { conn, cursor, doc, version } => self.cursor(conn, cursor, doc, version).await,
+            RoomCommand::Cursor { conn, cursor, doc, version } => self.cursor(conn, cursor, doc, version),
             RoomCommand::OpenDoc { conn, doc, client, since, undo, id, reply } => {
                 let _ = reply.send(self.open_doc(conn, doc, client, since, undo, id).await);
             }

@@ -161,6 +161,8 @@ impl Room {
     pub(super) async fn leave(&mut self, conn: &Arc<str>, reason: LeaveReason, id: Option<u64>) {
         let Some(local) = self.local.remove(conn) else { return };
         self.cursors.forget(conn);
+        // Its last cursors reach the bus before its leave does.
+        self.cursors.settle().await;
         self.unsubscribe_all(conn, Some(&local.user));
         if local.visible {
             // The store announces the leave; this room hears it like the others.
