@@ -187,8 +187,15 @@ export class Room extends Emitter {
     return m ? m.user : null;
   }
 
-  _cursorState(c) {
-    const state = { connection: c.connection, user: this._userOf(c.connection) || { id: c.user }, cursor: c.cursor };
+  /**
+   * A cursor message as the app sees it. `known` is the sender's previous
+   * state, whose `user` is kept current (`_onMemberJoined`): taken from it
+   * rather than looked up among the members, a scan for every cursor of a
+   * busy room.
+   */
+  _cursorState(c, known) {
+    const user = known ? known.user : this._userOf(c.connection) || { id: c.user };
+    const state = { connection: c.connection, user, cursor: c.cursor };
     if (c.doc != null) state.doc = c.doc;
     if (c.version != null) state.version = c.version;
     return state;
@@ -286,7 +293,7 @@ export class Room extends Emitter {
   _onCursor(msg) {
     if (msg.connection === this.client.connection) return;
     const old = this.cursors.get(msg.connection);
-    const state = this._cursorState(msg);
+    const state = this._cursorState(msg, old);
     if (msg.cursor === null) this.cursors.delete(msg.connection);
     else this.cursors.set(msg.connection, state);
     this.emit('cursor', state);
