@@ -353,7 +353,7 @@ async fn submit_op(State(node): State<Arc<Node>>, Path((room, doc)): Path<(Strin
     let outcome = node
         .rooms.ask(&room, |reply| RoomCommand::Submit {
             doc: name.clone(),
-            submission: DocSubmission { from: Submitter::Api { client: client.clone() }, seq, base: body.base, op: op.clone() },
+            submission: DocSubmission { from: Submitter::Api { client: client.clone() }, seq, base: body.base, op: op.clone(), received: tokio::time::Instant::now() },
             reply: Some(reply),
         })
         .await;

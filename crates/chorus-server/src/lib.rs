@@ -92,6 +92,13 @@ pub const ERRORS: (&str, &str) = ("chorus_errors_total", "Errors sent to clients
 pub const FANOUT: (&str, &str) = ("chorus_fanout_seconds", "Time to deliver one room event to this node's connections.");
 const FANOUT_BUCKETS: &[f64] = &[0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1];
 
+/// The submit histogram and its buckets (seconds): the server's own share
+/// of an op's ack latency, so a client that sees slow acks can tell the
+/// server's time from its network's and its own.
+pub const SUBMIT: (&str, &str) =
+    ("chorus_submit_seconds", "Time from an op's arrival at this node to its answer (ack or refusal): queueing, transform and the store's commit.");
+const SUBMIT_BUCKETS: &[f64] = &[0.000_1, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
+
 /// The error codes of docs/protocol.md (section 9), each a series of
 /// `chorus_errors_total` from the start.
 pub const ERROR_CODES: &[&str] = &[
@@ -112,6 +119,8 @@ pub fn metrics_handle() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(FANOUT.0.into()), FANOUT_BUCKETS)
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(Matcher::Full(SUBMIT.0.into()), SUBMIT_BUCKETS)
                 .expect("bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -137,9 +146,11 @@ fn register_metrics() {
     for &code in ERROR_CODES {
         metrics::counter!(ERRORS.0, "code" => code).increment(0);
     }
-    metrics::describe_histogram!(FANOUT.0, metrics::Unit::Seconds, FANOUT.1);
-    // Registering the histogram gives it its buckets and a zero count.
-    let _ = metrics::histogram!(FANOUT.0);
+    for (name, help) in [FANOUT, SUBMIT] {
+        metrics::describe_histogram!(name, metrics::Unit::Seconds, help);
+        // Registering the histogram gives it its buckets and a zero count.
+        let _ = metrics::histogram!(name);
+    }
 }
 
 /// Handles of the series recorded on every message, op or cursor, looked up
@@ -156,6 +167,7 @@ pub(crate) struct HotMetrics {
     pub cursors_coalesced: metrics::Counter,
     pub state_bytes: metrics::Gauge,
     pub fanout_seconds: metrics::Histogram,
+    pub submit_seconds: metrics::Histogram,
 }
 
 pub(crate) fn hot_metrics() -> &'static HotMetrics {
@@ -170,6 +182,7 @@ pub(crate) fn hot_metrics() -> &'static HotMetrics {
             cursors_coalesced: metrics::counter!("chorus_cursor_updates_coalesced_total"),
             state_bytes: metrics::gauge!("chorus_state_bytes"),
             fanout_seconds: metrics::histogram!(FANOUT.0),
+            submit_seconds: metrics::histogram!(SUBMIT.0),
         }
     })
 }

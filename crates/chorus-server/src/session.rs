@@ -437,7 +437,7 @@ impl Session {
                 self.require(&room, Permission::Write)?;
                 let op = parse_op(op).map_err(|m| Reply::new(ErrorCode::InvalidOp, m))?;
                 let from = Submitter::Connection { conn: self.conn.clone(), id, outbox: self.outbox.clone() };
-                let submission = DocSubmission { from, seq, base: Some(base), op };
+                let submission = DocSubmission { from, seq, base: Some(base), op, received: Instant::now() };
                 // Answered by the room on the outbox: the next frame need not
                 // wait for this one's commit.
                 let cmd = RoomCommand::Submit { doc: Arc::from(doc), submission, reply: None };

@@ -186,7 +186,7 @@ fn a_fresh_server_describes_every_metric_it_records() {
     let (status, body) = get(server.addr(), "/metrics");
     assert_eq!(status, 200);
     let mut names: Vec<&str> = chorus_server::COUNTERS.iter().chain(chorus_server::GAUGES).map(|(name, _)| *name).collect();
-    names.extend([chorus_server::ERRORS.0, chorus_server::FANOUT.0]);
+    names.extend([chorus_server::ERRORS.0, chorus_server::FANOUT.0, chorus_server::SUBMIT.0]);
     for name in &names {
         assert!(body.contains(&format!("# HELP {name} ")), "no HELP for {name}:\n{body}");
         assert!(body.contains(&format!("# TYPE {name} ")), "no TYPE for {name}:\n{body}");
@@ -200,6 +200,7 @@ fn a_fresh_server_describes_every_metric_it_records() {
         assert!(body.contains(&format!("chorus_errors_total{{code=\"{code}\"}} 0")), "no series for {code}");
     }
     assert!(body.contains("chorus_fanout_seconds_count 0"), "{body}");
+    assert!(body.contains("chorus_submit_seconds_count 0"), "{body}");
 
     // docs/protocol.md lists exactly these metrics, and exactly the error codes.
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md")).unwrap();

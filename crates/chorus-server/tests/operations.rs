@@ -20,6 +20,19 @@ async fn health_readiness_and_metrics() {
     for name in ["chorus_connections", "chorus_rooms", "chorus_messages_in_total", "chorus_errors_total{code=\"bad_json\"}", "chorus_fanout_seconds"] {
         assert!(body.contains(name), "metrics lack {name}:\n{body}");
     }
+    // An acknowledged op is timed from its arrival to its ack.
+    let before = submits_timed(&body);
+    c.open_doc("r", "d").await.unwrap();
+    c.insert("r", "d", 0, "hi").unwrap();
+    c.sync("r", "d").await.unwrap();
+    let after = submits_timed(&s.get("/metrics", None).await.1);
+    assert!(after > before, "chorus_submit_seconds_count went from {before} to {after}");
+}
+
+/// `chorus_submit_seconds_count` in a scrape (the recorder is shared by the
+/// tests of this binary, so only its growth says anything).
+fn submits_timed(body: &str) -> u64 {
+    body.lines().find_map(|l| l.strip_prefix("chorus_submit_seconds_count ")).and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("no chorus_submit_seconds_count:\n{body}"))
 }
 
 #[tokio::test]

@@ -367,6 +367,7 @@ impl Room {
     /// Answers a submission: through `reply` for the API, on the outbox for
     /// a connection (whose ack went out on commit).
     pub(super) fn answer_submit(&self, doc: &str, sub: &DocSubmission, reply: Option<oneshot::Sender<Result<Committed, Refusal>>>, outcome: Result<Committed, Refusal>) {
+        crate::hot_metrics().submit_seconds.record(sub.received.elapsed().as_secs_f64());
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
             return;

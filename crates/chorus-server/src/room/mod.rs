@@ -244,6 +244,8 @@ pub struct DocSubmission {
     /// The version the op was made at; `None` for the head (API only).
     pub base: Option<u64>,
     pub op: TextOp,
+    /// When the node took it in, for `chorus_submit_seconds`.
+    pub received: Instant,
 }
 
 pub enum Submitter {
