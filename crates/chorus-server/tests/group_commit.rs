@@ -24,15 +24,20 @@ async fn faulty_server() -> (Arc<Faulty<MemoryStore>>, TestServer) {
     (store, server)
 }
 
+/// A client of `user`, joined to the room.
+async fn member(server: &TestServer, user: &str) -> chorus_client::Client {
+    let mut client = server.client(user).await;
+    client.join(ROOM, None).await.unwrap();
+    client
+}
+
 #[tokio::test]
 async fn a_commit_in_flight_holds_up_neither_cursors_nor_other_documents() {
     let (store, server) = faulty_server().await;
-    let mut ann = server.client("ann").await;
-    ann.join(ROOM, None).await.unwrap();
+    let mut ann = member(&server, "ann").await;
     ann.open_doc(ROOM, "slow").await.unwrap();
     ann.open_doc(ROOM, "quick").await.unwrap();
-    let mut bob = server.client("bob").await;
-    bob.join(ROOM, None).await.unwrap();
+    let bob = member(&server, "bob").await;
     store.plan(Call::Append, [Fault::Delay(Duration::from_secs(2))]);
     ann.insert(ROOM, "slow", 0, "late").unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -83,13 +88,10 @@ async fn what_is_sent_during_a_commit_goes_as_one_group() {
 #[tokio::test]
 async fn a_cursor_on_its_way_to_the_bus_holds_up_neither_ops_nor_cursors() {
     let (store, server) = faulty_server().await;
-    let mut ann = server.client("ann").await;
-    ann.join(ROOM, None).await.unwrap();
+    let mut ann = member(&server, "ann").await;
     ann.open_doc(ROOM, "d").await.unwrap();
-    let mut bob = server.client("bob").await;
-    bob.join(ROOM, None).await.unwrap();
-    let mut carl = server.client("carl").await;
-    carl.join(ROOM, None).await.unwrap();
+    let bob = member(&server, "bob").await;
+    let carl = member(&server, "carl").await;
     // Bob's cursor takes two seconds to reach the bus (a slow Redis).
     store.plan(Call::Publish, [Fault::Delay(Duration::from_secs(2))]);
     bob.cursor(ROOM, json!({ "x": 1 })).unwrap();
@@ -108,10 +110,8 @@ async fn a_cursor_on_its_way_to_the_bus_holds_up_neither_ops_nor_cursors() {
 #[tokio::test]
 async fn a_leave_waits_for_the_cursors_on_their_way_to_the_bus() {
     let (store, server) = faulty_server().await;
-    let mut ann = server.client("ann").await;
-    ann.join(ROOM, None).await.unwrap();
-    let mut bob = server.client("bob").await;
-    bob.join(ROOM, None).await.unwrap();
+    let mut ann = member(&server, "ann").await;
+    let mut bob = member(&server, "bob").await;
     store.plan(Call::Publish, [Fault::Delay(Duration::from_millis(500))]);
     bob.cursor(ROOM, json!({ "x": 1 })).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
