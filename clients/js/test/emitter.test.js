@@ -56,3 +56,23 @@ test('listeners: one subscription per function, and an emit calls the listeners 
   assert.equal(e.listenerCount('x'), 1);
   assert.equal(e.listenerCount('none'), 0);
 });
+
+test('a listener receives exactly the arguments emitted, at once or queued', async () => {
+  const e = new Emitter();
+  const seen = [];
+  e.on('x', (...args) => seen.push(args));
+  e.on('x', function () {
+    seen.push(arguments.length);
+  });
+  const emitAll = () => {
+    e.emit('x');
+    e.emit('x', undefined);
+    e.emit('x', 1, 2);
+    e.emit('x', 1, 2, 3);
+  };
+  emitAll(); // delivered at once
+  outsideEvents(emitAll); // queued, delivered after the call
+  await null;
+  const once = [[], 0, [undefined], 1, [1, 2], 2, [1, 2, 3], 3];
+  assert.deepEqual(seen, once.concat(once));
+});
