@@ -2,7 +2,8 @@
 //! neither cursors nor the room's other documents, and what the document's
 //! submitters send meanwhile goes to the store as one group, each op acked
 //! with its own version; a cursor on its way to the bus holds up nothing
-//! either, and reaches the bus before its sender's leave. Faults are planned
+//! either (another sender's leave included), and reaches the bus before its
+//! sender's leave. Faults are planned
 //! around the in-memory store.
 
 mod support;
@@ -131,4 +132,23 @@ async fn a_leave_waits_for_the_cursors_on_their_way_to_the_bus() {
         .collect();
     assert_eq!(order.last(), Some(&"left"), "bob's leave comes last: {order:?}");
     assert_eq!(order.iter().filter(|&&o| o == "left").count(), 1, "{order:?}");
+}
+
+#[tokio::test]
+async fn a_leave_does_not_wait_for_other_senders_cursors() {
+    let (store, server) = faulty_server().await;
+    let mut ann = member(&server, "ann").await;
+    let bob = member(&server, "bob").await;
+    let mut carl = member(&server, "carl").await;
+    // Bob's cursor takes three seconds to reach the bus (a slow Redis).
+    store.plan(Call::Publish, [Fault::Delay(Duration::from_secs(3))]);
+    bob.cursor(ROOM, json!({ "x": 1 })).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let carls = carl.connection().to_owned();
+    carl.leave(ROOM).await.unwrap();
+    expect(&mut ann, "carl's leave", |m| matches!(m, ServerMessage::MemberLeft { connection, .. } if *connection == carls).then_some(())).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "carl's leave waited for bob's cursor: {:?}", started.elapsed());
+    let bobs = bob.connection().to_owned();
+    expect(&mut ann, "bob's cursor, late", |m| matches!(m, ServerMessage::Cursor { cursor, .. } if cursor.connection == bobs).then_some(())).await;
 }

@@ -19,7 +19,9 @@
 //! at a time; past that bound, updates wait in the senders' gates, latest
 //! wins. A store that publishes at once (in memory) is done at the first
 //! poll. Before a sender's leave is published its cursors are, so nobody
-//! hears a cursor after its owner left.
+//! hears a cursor after its owner left; the leave waits for its own
+//! sender's publications only, not for everyone's (on a slow bus, up to
+//! [`MAX_PUBLISHING`] of them).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,7 +45,8 @@ use crate::outbox::CursorKey;
 /// this, updates wait in their senders' gates.
 pub(super) const MAX_PUBLISHING: usize = 128;
 
-type Publish = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A cursor's publication; it ends with its sender's connection.
+type Publish = Pin<Box<dyn Future<Output = Arc<str>> + Send>>;
 
 #[derive(Default)]
 struct Gate {
@@ -60,11 +63,13 @@ pub(super) struct Cursors {
     /// Publications started and not finished. (In a mutex only so that the
     /// room stays `Sync`: it is only ever reached through `&mut`.)
     publishing: Mutex<FuturesUnordered<Publish>>,
+    /// Publications in flight by sender.
+    owed: HashMap<Arc<str>, usize>,
 }
 
 impl Cursors {
     pub(super) fn new(interval: Duration) -> Self {
-        Self { latest: HashMap::new(), gates: HashMap::new(), interval, publishing: Mutex::new(FuturesUnordered::new()) }
+        Self { latest: HashMap::new(), gates: HashMap::new(), interval, publishing: Mutex::new(FuturesUnordered::new()), owed: HashMap::new() }
     }
 
     fn publishing(&mut self) -> &mut FuturesUnordered<Publish> {
@@ -79,15 +84,40 @@ impl Cursors {
     /// Waits for a publication in flight to finish; pending while none is.
     pub(super) fn published(&mut self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| match self.publishing().poll_next_unpin(cx) {
-            Poll::Ready(Some(())) => Poll::Ready(()),
+            Poll::Ready(Some(conn)) => {
+                self.done(&conn);
+                Poll::Ready(())
+            }
             // None in flight: the room's loop asks again once it started one.
             Poll::Ready(None) | Poll::Pending => Poll::Pending,
         })
     }
 
-    /// Finishes every publication in flight.
-    pub(super) async fn settle(&mut self) {
-        while self.publishing().next().await.is_some() {}
+    /// Finishes the publications in flight until none of `conn`'s is left
+    /// (others finishing meanwhile are done with as usual).
+    pub(super) async fn settle(&mut self, conn: &str) {
+        while self.owed.contains_key(conn) {
+            match self.publishing().next().await {
+                Some(done) => self.done(&done),
+                None => {
+                    self.owed.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    fn started(&mut self, conn: Arc<str>) {
+        *self.owed.entry(conn).or_default() += 1;
+    }
+
+    fn done(&mut self, conn: &str) {
+        if let Some(n) = self.owed.get_mut(conn) {
+            *n -= 1;
+            if *n == 0 {
+                self.owed.remove(conn);
+            }
+        }
     }
 
     /// Every connection's latest cursor (in no order).
@@ -122,12 +152,12 @@ impl Room {
         let state = CursorState { connection: conn.to_string(), user: local.user.clone(), cursor, doc, version };
         let interval = self.cursors.interval;
         let room_to_publish = self.cursors.in_flight() < MAX_PUBLISHING;
-        let gate = self.cursors.gates.entry(conn).or_default();
+        let gate = self.cursors.gates.entry(conn.clone()).or_default();
         let now = Instant::now();
         if room_to_publish && gate.last_sent.is_none_or(|t| now.duration_since(t) >= interval) {
             gate.last_sent = Some(now);
             gate.pending = None;
-            self.publish_cursor(state);
+            self.publish_cursor(conn, state);
         } else {
             crate::hot_metrics().cursors_coalesced.increment(u64::from(gate.pending.is_some()));
             gate.pending = Some(state);
@@ -138,32 +168,34 @@ impl Room {
         let now = Instant::now();
         let interval = self.cursors.interval;
         let room = MAX_PUBLISHING.saturating_sub(self.cursors.in_flight());
-        let due: Vec<CursorState> = self
+        let due: Vec<(Arc<str>, CursorState)> = self
             .cursors
             .gates
-            .values_mut()
-            .filter(|g| g.pending.is_some() && g.last_sent.is_none_or(|t| now.duration_since(t) >= interval))
+            .iter_mut()
+            .filter(|(_, g)| g.pending.is_some() && g.last_sent.is_none_or(|t| now.duration_since(t) >= interval))
             .take(room)
-            .filter_map(|g| {
+            .filter_map(|(conn, g)| {
                 g.last_sent = Some(now);
-                g.pending.take()
+                g.pending.take().map(|state| (conn.clone(), state))
             })
             .collect();
-        for state in due {
-            self.publish_cursor(state);
+        for (conn, state) in due {
+            self.publish_cursor(conn, state);
         }
     }
 
-    /// Starts publishing a cursor; the room's loop finishes it.
-    fn publish_cursor(&mut self, cursor: CursorState) {
-        let (store, room) = (self.store().clone(), self.name.clone());
+    /// Starts publishing `conn`'s cursor; the room's loop finishes it.
+    fn publish_cursor(&mut self, conn: Arc<str>, cursor: CursorState) {
+        let (store, room, sender) = (self.store().clone(), self.name.clone(), conn.clone());
         let mut publish: Publish = Box::pin(async move {
             if let Err(e) = store.publish(&room, RoomEvent::Cursor { cursor }).await {
                 warn!(%room, "could not publish a cursor: {e}");
             }
+            sender
         });
         if publish.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
             self.cursors.publishing().push(publish);
+            self.cursors.started(conn);
         }
     }
 

@@ -162,7 +162,7 @@ impl Room {
         let Some(local) = self.local.remove(conn) else { return };
         self.cursors.forget(conn);
         // Its last cursors reach the bus before its leave does.
-        self.cursors.settle().await;
+        self.cursors.settle(conn).await;
         self.unsubscribe_all(conn, Some(&local.user));
         if local.visible {
             // The store announces the leave; this room hears it like the others.
