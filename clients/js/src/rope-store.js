@@ -33,12 +33,14 @@ const PAIRS_MAX = LEAF_MAX / 2;
 export const TEXT = 2 + PAIRS_MAX;
 /** Units of _buf per leaf: counts, pairs and text, rounded up to whole 64-byte lines. */
 export const SLOT = Math.ceil((TEXT + LEAF_MAX) / 32) * 32;
-/**
- * Pair offsets a leaf keeps a copy of in its head (one 64-byte line of
- * _head per leaf): all of them when it has at most this many, as most
- * leaves of most texts do (prose with an emoji every few words has a dozen).
- */
+/** Units of _head per leaf: its two counts and up to HEAD_PAIRS pair offsets, one 64-byte line. */
 export const HEAD = 32;
+/**
+ * Most pair offsets a leaf keeps in its head; one with more keeps them in
+ * its slot. Most leaves of most texts have fewer (prose with an emoji every
+ * few words has about ten in a leaf of 256 units).
+ */
+export const HEAD_PAIRS = HEAD - 2;
 /**
  * Most children of an inner node. Wide, so that a 1 MB text is two levels
  * deep (a root that stays in cache, and one node a lookup reads a line of);
@@ -127,21 +129,20 @@ export function grown(a, size) {
 /** The slots, nodes and free lists of a Rope, and what reads them. */
 export class RopeStore {
   constructor() {
-    // Leaves: slot s is SLOT units of _buf from s * SLOT: its length, its
-    // code points, the offsets of its surrogate pairs (their high halves, in
-    // order, as many as its units exceed its code points), then its text
-    // from TEXT. One slot, not three arrays: an edit on a large text reads
-    // the leaf's counts, pairs and text from one page and a few lines,
-    // where separate arrays cost a page (and a TLB miss) each.
+    // Leaves: leaf s has a head, HEAD units of _head from s * HEAD (its
+    // length, its code points and the offsets of its surrogate pairs: their
+    // high halves, in order, as many as its units exceed its code points),
+    // and a slot, SLOT units of _buf from s * SLOT, its text from TEXT. A
+    // leaf with more than HEAD_PAIRS pairs keeps their offsets in its slot
+    // (from 2) instead.
+    //
+    // Why apart: on a large text the slots span thousands of pages, the
+    // heads a few dozen. Converting a position reads only a head, and an
+    // edit the head and the lines of text it moves, not also the start of
+    // the slot: at a place nobody touched lately that is a line of memory
+    // less, and no page walk for a conversion (measured on a 1 MB text: a
+    // conversion 105 -> 90 ns with everything in cache).
     this._buf = new Uint16Array(4 * SLOT);
-    // Leaf heads: HEAD units of _head from s * HEAD, a copy of the first
-    // pair offsets of slot s. Converting a position reads these rather than
-    // the slot: on a large text the slots of the leaves span thousands of
-    // pages, the heads a few dozen, so a conversion at a place nobody
-    // touched lately costs a line of memory, not a line and a page walk
-    // (measured: a third of a conversion on a 1 MB text, with the text in
-    // cache). The slot keeps the full list all the same: a leaf with more
-    // pairs than HEAD reads them there.
     this._head = new Uint16Array(4 * HEAD);
     this._leaves = 0; // slots handed out so far (free ones included)
     this._freeLeaves = [];
@@ -194,9 +195,12 @@ export class RopeStore {
       buf[t + i] = c;
       if (isLow(c) && i > from && isHigh(s.charCodeAt(i - 1))) buf[o + 2 + pairs++] = i - 1 - from;
     }
-    buf[o] = to - from;
-    buf[o + 1] = to - from - pairs;
-    this._copyHead(slot, 0, pairs);
+    const head = this._head;
+    const hd = slot * HEAD;
+    head[hd] = to - from;
+    head[hd + 1] = to - from - pairs;
+    // The offsets went to the slot; a leaf with few keeps them in its head.
+    if (pairs <= HEAD_PAIRS) for (let j = 0; j < pairs; j++) head[hd + 2 + j] = buf[o + 2 + j];
     return slot;
   }
 
@@ -228,7 +232,7 @@ export class RopeStore {
 
   /** What slot or node `id` of height `h` holds: UTF-16 units (`field` 0) or code points (1). */
   _totalOf(id, h, field) {
-    if (h === 0) return this._buf[id * SLOT + field];
+    if (h === 0) return this._head[id * HEAD + field];
     return this._count[id] > 0 ? this._sum(id * NODE + (this._count[id] - 1) * ENTRY, field) : 0;
   }
 
@@ -307,7 +311,7 @@ export class RopeStore {
   _copyUnits(id, h, out, at) {
     if (h === 0) {
       const o = id * SLOT;
-      const len = this._buf[o];
+      const len = this._head[id * HEAD];
       out.set(this._buf.subarray(o + TEXT, o + TEXT + len), at);
       return at + len;
     }
@@ -318,30 +322,22 @@ export class RopeStore {
   /** The text of leaf `slot`. */
   _leafText(slot) {
     const o = slot * SLOT + TEXT;
-    return decode(this._buf, o, o + this._buf[slot * SLOT]);
+    return decode(this._buf, o, o + this._head[slot * HEAD]);
   }
 
   // ---- positions inside a leaf --------------------------------------------
 
   /** UTF-16 units of the first `k` code points of leaf `slot`. */
   _unitsOf(slot, k) {
-    return this._unitsIn(slot, this._buf[slot * SLOT] - this._buf[slot * SLOT + 1], k);
+    return this._unitsIn(slot, this._head[slot * HEAD] - this._head[slot * HEAD + 1], k);
   }
 
   /** `_unitsOf` for a leaf with `n` surrogate pairs. */
   _unitsIn(slot, n, k) {
     if (n === 0) return k; // no surrogate pair: most leaves of many texts
     // Pair j is code point pairs[j] - j: the pairs before code point `k`.
-    if (n <= HEAD) return k + this._pairsBelow(this._head, slot * HEAD, n, k, 1);
+    if (n <= HEAD_PAIRS) return k + this._pairsBelow(this._head, slot * HEAD + 2, n, k, 1);
     return k + this._pairsBelow(this._buf, slot * SLOT + 2, n, k, 1);
-  }
-
-  /** Copies pair offsets `from`..`n` of leaf `slot` (which has `n` pairs) to its head, if they all fit. */
-  _copyHead(slot, from, n) {
-    if (n > HEAD) return;
-    const head = this._head;
-    const buf = this._buf;
-    for (let j = from, h = slot * HEAD, o = slot * SLOT + 2; j < n; j++) head[h + j] = buf[o + j];
   }
 
   /**
@@ -369,8 +365,8 @@ export class RopeStore {
    */
   _pointsIn(slot, n, u) {
     if (n === 0) return u;
-    const pairs = n <= HEAD ? this._head : this._buf;
-    const o = n <= HEAD ? slot * HEAD : slot * SLOT + 2;
+    const pairs = n <= HEAD_PAIRS ? this._head : this._buf;
+    const o = n <= HEAD_PAIRS ? slot * HEAD + 2 : slot * SLOT + 2;
     // The pairs wholly before `u`: those whose low half is before it.
     const j = this._pairsBelow(pairs, o, n, u - 1, 0);
     return j < n && pairs[o + j] + 1 === u ? -1 : u - j;
@@ -382,8 +378,8 @@ export class RopeStore {
    * pairs `insert` brought.
    */
   _movePairs(slot, n, from, to, insert, d16) {
-    const pairs = this._buf;
-    const o = slot * SLOT + 2;
+    let pairs = n <= HEAD_PAIRS ? this._head : this._buf;
+    let o = n <= HEAD_PAIRS ? slot * HEAD + 2 : slot * SLOT + 2;
     let first = 0; // the first pair at or after the range
     while (first < n && pairs[o + first] < from) first++;
     let end = first; // the first pair after it
@@ -396,6 +392,14 @@ export class RopeStore {
       }
     }
     const move = added - (end - first);
+    const now = n + move;
+    if (n <= HEAD_PAIRS && now > HEAD_PAIRS) {
+      // Too many for the head from now on: to the slot.
+      const s = slot * SLOT + 2;
+      for (let j = 0; j < n; j++) this._buf[s + j] = pairs[o + j];
+      pairs = this._buf;
+      o = s;
+    }
     if (move !== 0) pairs.copyWithin(o + end + move, o + end, o + n);
     for (let j = end + move; j < n + move; j++) pairs[o + j] += d16;
     if (added > 0) {
@@ -404,8 +408,11 @@ export class RopeStore {
         if (isHigh(insert.charCodeAt(i)) && isLow(insert.charCodeAt(i + 1))) pairs[j++] = from + i++;
       }
     }
-    // A leaf that had more pairs than its head holds has none copied there yet.
-    this._copyHead(slot, n > HEAD ? 0 : first, n + move);
+    if (n > HEAD_PAIRS && now <= HEAD_PAIRS) {
+      // Few enough for the head again.
+      const h = slot * HEAD + 2;
+      for (let j = 0; j < now; j++) this._head[h + j] = pairs[o + j];
+    }
     return added;
   }
 
@@ -413,19 +420,19 @@ export class RopeStore {
 
   /**
    * The tree under `root` (of height `h`) as plain objects (`{h, node, kids,
-   * lens, cpl}` for a node, `{h: 0, slot, len, cps, text, pairs, head}` for
-   * a leaf: `head` the copy of `pairs` in its head, null when they do not
-   * fit), and
+   * lens, cpl}` for a node, `{h: 0, slot, len, cps, text, pairs, inHead}`
+   * for a leaf, `inHead` when its pair offsets are kept in its head), and
    * the slots and nodes in use and free: what the tests check the layout with.
    */
   _layout(root, h) {
     const view = (id, h) => {
       if (h === 0) {
-        const o = id * SLOT;
-        const n = this._buf[o] - this._buf[o + 1];
-        const pairs = Array.from(this._buf.subarray(o + 2, o + 2 + n));
-        const head = n <= HEAD ? Array.from(this._head.subarray(id * HEAD, id * HEAD + n)) : null;
-        return { h, slot: id, len: this._buf[o], cps: this._buf[o + 1], text: this._leafText(id), pairs, head };
+        const hd = id * HEAD;
+        const n = this._head[hd] - this._head[hd + 1];
+        const inHead = n <= HEAD_PAIRS;
+        const o = inHead ? hd + 2 : id * SLOT + 2;
+        const pairs = Array.from((inHead ? this._head : this._buf).subarray(o, o + n));
+        return { h, slot: id, len: this._head[hd], cps: this._head[hd + 1], text: this._leafText(id), pairs, inHead };
       }
       return {
         h,

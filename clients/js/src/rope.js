@@ -15,7 +15,7 @@
 // pair, so the leaves' code point counts add up to the text's.
 
 import { codePointLength, utf8Length } from './units.js';
-import { ENTRY, KIDS_FILL, KIDS_MAX, KIDS_MIN, LEAF_FILL, LEAF_MAX, LEAF_MIN, NODE, RUN_SHIFT, RopeStore, SLOT, TEXT, decode, decodeAll, grown, isHigh, isLow } from './rope-store.js';
+import { ENTRY, HEAD, KIDS_FILL, KIDS_MAX, KIDS_MIN, LEAF_FILL, LEAF_MAX, LEAF_MIN, NODE, RUN_SHIFT, RopeStore, SLOT, TEXT, decode, decodeAll, grown, isHigh, isLow } from './rope-store.js';
 
 /** The changes of an op applied without `describe`. */
 const NONE = Object.freeze([]);
@@ -122,7 +122,7 @@ export class Rope extends RopeStore {
   }
 
   _underfull(id, h) {
-    return h === 0 ? this._buf[id * SLOT] < LEAF_MIN : this._count[id] < KIDS_MIN;
+    return h === 0 ? this._head[id * HEAD] < LEAF_MIN : this._count[id] < KIDS_MIN;
   }
 
   /** `a` then `b` (height `h`, given back) as one node, or two even ones when that is too large. */
@@ -443,8 +443,8 @@ export class Rope extends RopeStore {
         // Pairs of the leaf and of the insert (none: nothing to move).
         const added = had === 0 && insert.length < 2 ? 0 : this._movePairs(n, had, from, to, insert, d16);
         const dcp = insert.length - added - remove;
-        buf[n * SLOT] = this._fingerLen = size;
-        buf[n * SLOT + 1] = this._fingerCps = cps + dcp;
+        this._head[n * HEAD] = this._fingerLen = size;
+        this._head[n * HEAD + 1] = this._fingerCps = cps + dcp;
         this._pend16 += d16;
         this._pendCps += dcp;
         this._len += d16;

@@ -4,7 +4,7 @@
 // its tree and storage (through `_inspect`).
 
 import assert from 'node:assert/strict';
-import { HEAD } from '../src/rope-store.js';
+import { HEAD_PAIRS } from '../src/rope-store.js';
 import { codePointLength, splitsPair, toCodePoints, toUtf16 } from '../src/units.js';
 
 export const PIECES = ['a', 'b', 'é', '€', '😀', '𝄞', '\r\n', '\r', '\n', ' ', 'xyz'];
@@ -65,8 +65,7 @@ export function shape(rope) {
       const pairs = [];
       for (let i = 0; i + 1 < s.length; i++) if (/[\ud800-\udbff]/.test(s[i]) && /[\udc00-\udfff]/.test(s[i + 1])) pairs.push(i++);
       assert.deepEqual(n.pairs, pairs, `pair offsets of slot ${n.slot}`);
-      if (pairs.length <= HEAD) assert.deepEqual(n.head, pairs, `head of slot ${n.slot}`);
-      else assert.equal(n.head, null);
+      assert.equal(n.inHead, pairs.length <= HEAD_PAIRS, `where slot ${n.slot} keeps its pair offsets`);
       largest = Math.max(largest, s.length);
       smallest = Math.min(smallest, s.length);
       return { len: n.len, cps: n.cps };

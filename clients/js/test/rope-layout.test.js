@@ -140,12 +140,12 @@ test('leaves full to the last unit and to the last surrogate pair keep their tex
   }
 });
 
-test('leaf heads keep a true copy of the pair offsets as leaves go over and under HEAD pairs, against a string', () => {
-  // Conversions read a leaf's pair offsets from its head (a copy of at most
-  // HEAD of them) and fall back on its slot when it has more: these edits
-  // put emoji in and take them out of leaves holding about HEAD pairs, so
-  // leaves cross that count both ways, by one pair and by many at once,
-  // checking every head after every edit and the positions around it.
+test('pair offsets move between the head and the slot of a leaf as leaves go over and under HEAD_PAIRS pairs, against a string', () => {
+  // A leaf keeps its pair offsets in its head while it has at most
+  // HEAD_PAIRS of them, in its slot when more: these edits put emoji in and
+  // take them out of leaves holding about that many, so leaves cross that
+  // count both ways, by one pair and by many at once, checking every leaf's
+  // offsets after every edit and the positions around it.
   const rand = seeded('rope leaf heads');
   const piece = () => (rand.int(12) === 0 ? '😀' : rand.int(3) === 0 ? 'é' : 'abcdefg'[rand.int(7)]);
   const parts = [];
@@ -157,7 +157,7 @@ test('leaf heads keep a true copy of the pair offsets as leaves go over and unde
   // it must go up and down many times.
   const overHead = () => {
     let count = 0;
-    const walk = (n) => (n.h === 0 ? (count += n.head === null ? 1 : 0) : n.kids.forEach(walk));
+    const walk = (n) => (n.h === 0 ? (count += n.inHead ? 0 : 1) : n.kids.forEach(walk));
     walk(rope._inspect().root);
     return count;
   };
@@ -179,7 +179,7 @@ test('leaf heads keep a true copy of the pair offsets as leaves go over and unde
     if (now < before) downs++;
     before = now;
   }
-  console.log(`# leaves went over HEAD pairs ${ups} times and under ${downs} times; ${before} over at the end`);
+  console.log(`# leaves went over HEAD_PAIRS pairs ${ups} times and under ${downs} times; ${before} over at the end`);
   assert.ok(ups >= 5 && downs >= 5);
   assert.equal(rope.toString(), text);
 });
