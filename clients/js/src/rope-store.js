@@ -33,14 +33,20 @@ const PAIRS_MAX = LEAF_MAX / 2;
 export const TEXT = 2 + PAIRS_MAX;
 /** Units of _buf per leaf: counts, pairs and text, rounded up to whole 64-byte lines. */
 export const SLOT = Math.ceil((TEXT + LEAF_MAX) / 32) * 32;
-/** Units of _head per leaf: its two counts and up to HEAD_PAIRS pair offsets, one 64-byte line. */
+/**
+ * Units of _head per leaf, one 64-byte line: its length, its code points,
+ * where its text starts in its slot (past TEXT), and up to HEAD_PAIRS pair
+ * offsets (from PAIRS_AT).
+ */
 export const HEAD = 32;
+export const START = 2;
+const PAIRS_AT = 3;
 /**
  * Most pair offsets a leaf keeps in its head; one with more keeps them in
  * its slot. Most leaves of most texts have fewer (prose with an emoji every
  * few words has about ten in a leaf of 256 units).
  */
-export const HEAD_PAIRS = HEAD - 2;
+export const HEAD_PAIRS = HEAD - PAIRS_AT;
 /**
  * Most children of an inner node. Wide, so that a 1 MB text is two levels
  * deep (a root that stays in cache, and one node a lookup reads a line of);
@@ -188,7 +194,10 @@ export class RopeStore {
     }
     const buf = this._buf;
     const o = slot * SLOT;
-    const t = o + TEXT - from;
+    // The text in the middle of its room, so an edit can move the shorter
+    // side of it (see `_replace` in rope.js).
+    const start = (LEAF_MAX - (to - from)) >> 1;
+    const t = o + TEXT + start - from;
     let pairs = 0;
     for (let i = from; i < to; i++) {
       const c = s.charCodeAt(i);
@@ -199,8 +208,9 @@ export class RopeStore {
     const hd = slot * HEAD;
     head[hd] = to - from;
     head[hd + 1] = to - from - pairs;
+    head[hd + START] = start;
     // The offsets went to the slot; a leaf with few keeps them in its head.
-    if (pairs <= HEAD_PAIRS) for (let j = 0; j < pairs; j++) head[hd + 2 + j] = buf[o + 2 + j];
+    if (pairs <= HEAD_PAIRS) for (let j = 0; j < pairs; j++) head[hd + PAIRS_AT + j] = buf[o + 2 + j];
     return slot;
   }
 
@@ -310,9 +320,9 @@ export class RopeStore {
    */
   _copyUnits(id, h, out, at) {
     if (h === 0) {
-      const o = id * SLOT;
+      const o = this._textOf(id);
       const len = this._head[id * HEAD];
-      out.set(this._buf.subarray(o + TEXT, o + TEXT + len), at);
+      out.set(this._buf.subarray(o, o + len), at);
       return at + len;
     }
     for (let e = id * NODE, end = e + this._count[id] * ENTRY; e < end; e += ENTRY) at = this._copyUnits(this._ent[e + 2], h - 1, out, at);
@@ -321,8 +331,13 @@ export class RopeStore {
 
   /** The text of leaf `slot`. */
   _leafText(slot) {
-    const o = slot * SLOT + TEXT;
+    const o = this._textOf(slot);
     return decode(this._buf, o, o + this._head[slot * HEAD]);
+  }
+
+  /** Where the text of leaf `slot` starts in _buf. */
+  _textOf(slot) {
+    return slot * SLOT + TEXT + this._head[slot * HEAD + START];
   }
 
   // ---- positions inside a leaf --------------------------------------------
@@ -336,7 +351,7 @@ export class RopeStore {
   _unitsIn(slot, n, k) {
     if (n === 0) return k; // no surrogate pair: most leaves of many texts
     // Pair j is code point pairs[j] - j: the pairs before code point `k`.
-    if (n <= HEAD_PAIRS) return k + this._pairsBelow(this._head, slot * HEAD + 2, n, k, 1);
+    if (n <= HEAD_PAIRS) return k + this._pairsBelow(this._head, slot * HEAD + PAIRS_AT, n, k, 1);
     return k + this._pairsBelow(this._buf, slot * SLOT + 2, n, k, 1);
   }
 
@@ -366,7 +381,7 @@ export class RopeStore {
   _pointsIn(slot, n, u) {
     if (n === 0) return u;
     const pairs = n <= HEAD_PAIRS ? this._head : this._buf;
-    const o = n <= HEAD_PAIRS ? slot * HEAD + 2 : slot * SLOT + 2;
+    const o = n <= HEAD_PAIRS ? slot * HEAD + PAIRS_AT : slot * SLOT + 2;
     // The pairs wholly before `u`: those whose low half is before it.
     const j = this._pairsBelow(pairs, o, n, u - 1, 0);
     return j < n && pairs[o + j] + 1 === u ? -1 : u - j;
@@ -379,7 +394,7 @@ export class RopeStore {
    */
   _movePairs(slot, n, from, to, insert, d16) {
     let pairs = n <= HEAD_PAIRS ? this._head : this._buf;
-    let o = n <= HEAD_PAIRS ? slot * HEAD + 2 : slot * SLOT + 2;
+    let o = n <= HEAD_PAIRS ? slot * HEAD + PAIRS_AT : slot * SLOT + 2;
     let first = 0; // the first pair at or after the range
     while (first < n && pairs[o + first] < from) first++;
     let end = first; // the first pair after it
@@ -410,7 +425,7 @@ export class RopeStore {
     }
     if (n > HEAD_PAIRS && now <= HEAD_PAIRS) {
       // Few enough for the head again.
-      const h = slot * HEAD + 2;
+      const h = slot * HEAD + PAIRS_AT;
       for (let j = 0; j < now; j++) this._head[h + j] = pairs[o + j];
     }
     return added;
@@ -420,7 +435,7 @@ export class RopeStore {
 
   /**
    * The tree under `root` (of height `h`) as plain objects (`{h, node, kids,
-   * lens, cpl}` for a node, `{h: 0, slot, len, cps, text, pairs, inHead}`
+   * lens, cpl}` for a node, `{h: 0, slot, len, cps, start, text, pairs, inHead}`
    * for a leaf, `inHead` when its pair offsets are kept in its head), and
    * the slots and nodes in use and free: what the tests check the layout with.
    */
@@ -430,9 +445,9 @@ export class RopeStore {
         const hd = id * HEAD;
         const n = this._head[hd] - this._head[hd + 1];
         const inHead = n <= HEAD_PAIRS;
-        const o = inHead ? hd + 2 : id * SLOT + 2;
+        const o = inHead ? hd + PAIRS_AT : id * SLOT + 2;
         const pairs = Array.from((inHead ? this._head : this._buf).subarray(o, o + n));
-        return { h, slot: id, len: this._head[hd], cps: this._head[hd + 1], text: this._leafText(id), pairs, inHead };
+        return { h, slot: id, len: this._head[hd], cps: this._head[hd + 1], start: this._head[hd + START], text: this._leafText(id), pairs, inHead };
       }
       return {
         h,

@@ -60,6 +60,7 @@ export function shape(rope) {
       const s = n.text;
       assert.equal(n.len, s.length);
       assert.ok(n.len <= info.leafMax, `a leaf of ${n.len} units`);
+      assert.ok(n.start + n.len <= info.leafMax, `the text of slot ${n.slot} within its room`);
       assert.equal(n.cps, codePointLength(s));
       assert.ok(!splitsPair(s, s.length) && !(s.length > 0 && /^[\udc00-\udfff]/.test(s)), 'no pair cut at a leaf edge');
       const pairs = [];
