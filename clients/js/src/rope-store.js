@@ -1,6 +1,7 @@
 // Where a Rope (rope.js) keeps its text: the storage layout, apart from the
-// tree's edits and lookups. Leaves are slots of one shared Uint16Array (a
-// leaf's counts, surrogate pair offsets and text side by side), inner nodes
+// tree's edits and lookups. Leaves are a head (counts, where the text
+// starts, surrogate pair offsets: one line) in one shared Uint16Array and a
+// slot (the text) in another, inner nodes
 // runs of entries of one shared Int32Array (a child's running sums and id
 // side by side), and the slots and nodes an edit drops go on free lists for
 // the next. This module hands them out, reads and sums them, and converts
@@ -13,11 +14,14 @@
 // node, each level and each leaf was several scattered lines, and every leaf
 // edit made garbage; with one array per field, each level still read a line
 // of each array, and each leaf a page for its counts and another for its
-// text. Here a lookup reads about one line per level and then one page of
-// the leaf's, and an edit inside a leaf allocates nothing.
+// text. Here a lookup reads about one line per level and then the leaf's
+// head (the heads of a 1 MB text fit in a few dozen pages, its slots span
+// thousands), an edit the head and the lines of text it moves, and an edit
+// inside a leaf allocates nothing.
 //
 // A leaf keeps the offsets of its surrogate pairs beside its counts (as
-// many as its units exceed its code points), so converting a position reads
+// many as its units exceed its code points; in its slot when they are too
+// many for its head), so converting a position reads
 // a few units instead of scanning its text (a scan costs about a nanosecond
 // a unit, more than the rest of the lookup), and a leaf without pairs
 // converts by adding. Whether an offset cuts a pair is read
@@ -136,9 +140,10 @@ export function grown(a, size) {
 export class RopeStore {
   constructor() {
     // Leaves: leaf s has a head, HEAD units of _head from s * HEAD (its
-    // length, its code points and the offsets of its surrogate pairs: their
-    // high halves, in order, as many as its units exceed its code points),
-    // and a slot, SLOT units of _buf from s * SLOT, its text from TEXT. A
+    // length, its code points, where its text starts past TEXT, and the
+    // offsets of its surrogate pairs: their high halves, in order, as many
+    // as its units exceed its code points), and a slot, SLOT units of _buf
+    // from s * SLOT, its text somewhere in TEXT..TEXT + LEAF_MAX. A
     // leaf with more than HEAD_PAIRS pairs keeps their offsets in its slot
     // (from 2) instead.
     //

@@ -5,7 +5,8 @@
 // last leaf found, where someone typing keeps landing), edits, and the
 // rebuilds that keep leaves and nodes within their bounds.
 //
-// An edit inside one leaf moves the units after it within the slot and notes
+// An edit inside one leaf moves the units before or after it (the fewer)
+// within the slot and notes
 // its change for the running sums along the path, allocating nothing. Only an
 // edit that overflows, empties or spans leaves rebuilds, and then only the
 // nodes along its path.

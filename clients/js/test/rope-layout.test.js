@@ -1,6 +1,6 @@
-// A Rope keeps each leaf's counts, surrogate pair offsets and text in one
-// slot of a shared array, and each node's children as entries of running
-// sums and ids in another (src/rope-store.js). A slip in that arithmetic
+// A Rope keeps each leaf's counts, text start and surrogate pair offsets in
+// a head, its text in a slot, and each node's children as entries of
+// running sums and ids (src/rope-store.js). A slip in that arithmetic
 // shows where an edit meets the edge of a slot or of a node: these tests
 // aim their edits there (at leaf and node edges, across them, leaves
 // filled to the last unit and to the last pair), starting with a byte order
