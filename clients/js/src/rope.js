@@ -5,7 +5,8 @@
 // last leaf found, where someone typing keeps landing), edits, and the
 // rebuilds that keep leaves and nodes within their bounds.
 //
-// An edit inside one leaf moves the units after it within the slot and notes
+// An edit inside one leaf moves the units before or after it (the fewer)
+// within the slot and notes
 // its change for the running sums along the path, allocating nothing. Only an
 // edit that overflows, empties or spans leaves rebuilds, and then only the
 // nodes along its path.
@@ -15,7 +16,7 @@
 // pair, so the leaves' code point counts add up to the text's.
 
 import { codePointLength, utf8Length } from './units.js';
-import { ENTRY, KIDS_FILL, KIDS_MAX, KIDS_MIN, LEAF_FILL, LEAF_MAX, LEAF_MIN, NODE, RUN_SHIFT, RopeStore, SLOT, TEXT, decode, decodeAll, grown, isHigh, isLow } from './rope-store.js';
+import { ENTRY, HEAD, KIDS_FILL, KIDS_MAX, KIDS_MIN, LEAF_FILL, LEAF_MAX, LEAF_MIN, NODE, RUN_SHIFT, RopeStore, SLOT, START, TEXT, decode, decodeAll, grown, isHigh, isLow } from './rope-store.js';
 
 /** The changes of an op applied without `describe`. */
 const NONE = Object.freeze([]);
@@ -122,7 +123,7 @@ export class Rope extends RopeStore {
   }
 
   _underfull(id, h) {
-    return h === 0 ? this._buf[id * SLOT] < LEAF_MIN : this._count[id] < KIDS_MIN;
+    return h === 0 ? this._head[id * HEAD] < LEAF_MIN : this._count[id] < KIDS_MIN;
   }
 
   /** `a` then `b` (height `h`, given back) as one node, or two even ones when that is too large. */
@@ -169,7 +170,7 @@ export class Rope extends RopeStore {
   /** Appends the text between code points `from` and `to` of `id` (height `h`) to `parts`. */
   _collect(id, h, from, to, parts) {
     if (h === 0) {
-      const o = id * SLOT + TEXT;
+      const o = this._textOf(id);
       parts.push(decode(this._buf, o + this._unitsOf(id, from), o + this._unitsOf(id, to)));
       return;
     }
@@ -398,7 +399,7 @@ export class Rope extends RopeStore {
     const n = this._findPoint(from);
     const k = from - this._base;
     if (to - this._base <= this._fingerCps) {
-      const o = n * SLOT + TEXT;
+      const o = this._textOf(n);
       const pairs = this._fingerLen - this._fingerCps;
       return decode(this._buf, o + this._unitsIn(n, pairs, k), o + this._unitsIn(n, pairs, to - this._base));
     }
@@ -436,15 +437,40 @@ export class Rope extends RopeStore {
       const size = len + d16;
       if (size <= LEAF_MAX && (size >= LEAF_MIN || d16 >= 0 || this._depth === 0)) {
         const buf = this._buf;
-        const o = n * SLOT + TEXT;
+        const head = this._head;
+        const room = n * SLOT + TEXT;
+        let start = head[n * HEAD + START];
+        let o = room + start;
         const removed = decode(buf, o + from, o + to);
-        if (d16 !== 0) buf.copyWithin(o + from + insert.length, o + to, o + len);
+        if (d16 !== 0) {
+          // Move the shorter side of the text: the part before the range
+          // (the text then starts elsewhere) or the one after it, where
+          // there is room; on a large text the lines of text an edit moves
+          // are most of the memory it reads.
+          const left = start >= d16; // room before the text
+          const right = start + size <= LEAF_MAX; // room after it
+          if (left && (from < len - to || !right)) {
+            buf.copyWithin(o - d16, o, o + from);
+            start -= d16;
+          } else if (right) {
+            buf.copyWithin(o + from + insert.length, o + to, o + len);
+          } else {
+            // No room on either side: the text to the middle again (the
+            // part before moves left, as start > LEAF_MAX - size >= there).
+            const there = (LEAF_MAX - size) >> 1;
+            buf.copyWithin(room + there, o, o + from);
+            buf.copyWithin(room + there + from + insert.length, o + to, o + len);
+            start = there;
+          }
+          head[n * HEAD + START] = start;
+          o = room + start;
+        }
         for (let j = 0; j < insert.length; j++) buf[o + from + j] = insert.charCodeAt(j);
         // Pairs of the leaf and of the insert (none: nothing to move).
         const added = had === 0 && insert.length < 2 ? 0 : this._movePairs(n, had, from, to, insert, d16);
         const dcp = insert.length - added - remove;
-        buf[n * SLOT] = this._fingerLen = size;
-        buf[n * SLOT + 1] = this._fingerCps = cps + dcp;
+        head[n * HEAD] = this._fingerLen = size;
+        head[n * HEAD + 1] = this._fingerCps = cps + dcp;
         this._pend16 += d16;
         this._pendCps += dcp;
         this._len += d16;

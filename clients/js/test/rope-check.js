@@ -4,6 +4,7 @@
 // its tree and storage (through `_inspect`).
 
 import assert from 'node:assert/strict';
+import { HEAD_PAIRS } from '../src/rope-store.js';
 import { codePointLength, splitsPair, toCodePoints, toUtf16 } from '../src/units.js';
 
 export const PIECES = ['a', 'b', 'é', '€', '😀', '𝄞', '\r\n', '\r', '\n', ' ', 'xyz'];
@@ -59,8 +60,13 @@ export function shape(rope) {
       const s = n.text;
       assert.equal(n.len, s.length);
       assert.ok(n.len <= info.leafMax, `a leaf of ${n.len} units`);
+      assert.ok(n.start + n.len <= info.leafMax, `the text of slot ${n.slot} within its room`);
       assert.equal(n.cps, codePointLength(s));
       assert.ok(!splitsPair(s, s.length) && !(s.length > 0 && /^[\udc00-\udfff]/.test(s)), 'no pair cut at a leaf edge');
+      const pairs = [];
+      for (let i = 0; i + 1 < s.length; i++) if (/[\ud800-\udbff]/.test(s[i]) && /[\udc00-\udfff]/.test(s[i + 1])) pairs.push(i++);
+      assert.deepEqual(n.pairs, pairs, `pair offsets of slot ${n.slot}`);
+      assert.equal(n.inHead, pairs.length <= HEAD_PAIRS, `where slot ${n.slot} keeps its pair offsets`);
       largest = Math.max(largest, s.length);
       smallest = Math.min(smallest, s.length);
       return { len: n.len, cps: n.cps };

@@ -1,6 +1,6 @@
-// A Rope keeps each leaf's counts, surrogate pair offsets and text in one
-// slot of a shared array, and each node's children as entries of running
-// sums and ids in another (src/rope-store.js). A slip in that arithmetic
+// A Rope keeps each leaf's counts, text start and surrogate pair offsets in
+// a head, its text in a slot, and each node's children as entries of
+// running sums and ids (src/rope-store.js). A slip in that arithmetic
 // shows where an edit meets the edge of a slot or of a node: these tests
 // aim their edits there (at leaf and node edges, across them, leaves
 // filled to the last unit and to the last pair), starting with a byte order
@@ -8,6 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { Rope } from '../src/rope.js';
+
 import { codePointLength, splitsPair, toCodePoints, toUtf16 } from '../src/units.js';
 import { seeded, test } from './helpers.js';
 import { checkPositions, randomText, shape } from './rope-check.js';
@@ -137,4 +138,48 @@ test('leaves full to the last unit and to the last surrogate pair keep their tex
     shape(rope);
     assert.equal(rope.toString(), text);
   }
+});
+
+test('pair offsets move between the head and the slot of a leaf as leaves go over and under HEAD_PAIRS pairs, against a string', () => {
+  // A leaf keeps its pair offsets in its head while it has at most
+  // HEAD_PAIRS of them, in its slot when more: these edits put emoji in and
+  // take them out of leaves holding about that many, so leaves cross that
+  // count both ways, by one pair and by many at once, checking every leaf's
+  // offsets after every edit and the positions around it.
+  const rand = seeded('rope leaf heads');
+  const piece = () => (rand.int(12) === 0 ? '😀' : rand.int(3) === 0 ? 'é' : 'abcdefg'[rand.int(7)]);
+  const parts = [];
+  for (let i = 0; i < 2400; i++) parts.push(rand.int(40) === 0 ? '😀😀😀😀' : piece());
+  let text = parts.join('');
+  const rope = new Rope(text);
+  assert.ok(rope._inspect().root.h > 0, 'a text of many leaves');
+  // How many leaves have more pairs than their head holds, after each edit:
+  // it must go up and down many times.
+  const overHead = () => {
+    let count = 0;
+    const walk = (n) => (n.h === 0 ? (count += n.inHead ? 0 : 1) : n.kids.forEach(walk));
+    walk(rope._inspect().root);
+    return count;
+  };
+  let before = overHead();
+  let ups = 0;
+  let downs = 0;
+  for (let step = 0; step < 2000; step++) {
+    const points = codePointLength(text);
+    const at = rand.int(points + 1);
+    // Pairs come in and go out about as often (a deletion takes one in eight).
+    const r = rand.int(10);
+    if (r < 3) text = replaceBoth(rope, text, at, 0, '😀'.repeat(1 + rand.int(rand.int(8) === 0 ? 40 : 2)));
+    else if (r < 8 && at < points) text = replaceBoth(rope, text, at, Math.min(points - at, 1 + rand.int(rand.int(8) === 0 ? 60 : 3)), '');
+    else text = replaceBoth(rope, text, at, 0, piece());
+    checkAround(rope, text, at, 3);
+    shape(rope); // every head against its leaf's pairs
+    const now = overHead();
+    if (now > before) ups++;
+    if (now < before) downs++;
+    before = now;
+  }
+  console.log(`# leaves went over HEAD_PAIRS pairs ${ups} times and under ${downs} times; ${before} over at the end`);
+  assert.ok(ups >= 5 && downs >= 5);
+  assert.equal(rope.toString(), text);
 });
