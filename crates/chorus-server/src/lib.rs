@@ -99,6 +99,17 @@ pub const SUBMIT: (&str, &str) =
     ("chorus_submit_seconds", "Time from an op's arrival at this node to its answer (ack or refusal): queueing, transform and the store's commit.");
 const SUBMIT_BUCKETS: &[f64] = &[0.000_1, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
 
+/// The embedded store's disk, one observation per transaction and per
+/// checkpoint: the summed counters give the mean, and a single fsync that
+/// stalls for 100 ms (what holds every ack queued behind it) shows only here.
+pub const SQLITE_COMMIT: (&str, &str) = (
+    "chorus_sqlite_commit_seconds",
+    "Time in COMMIT of each transaction of the embedded SQLite store (writing the WAL and, with --sqlite-sync full, its fsync).",
+);
+pub const SQLITE_CHECKPOINT: (&str, &str) =
+    ("chorus_sqlite_checkpoint_seconds", "Time of each checkpoint of the embedded SQLite store's WAL (two fsyncs whatever the sync mode).");
+const DISK_BUCKETS: &[f64] = &[0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
 /// The error codes of docs/protocol.md (section 9), each a series of
 /// `chorus_errors_total` from the start.
 pub const ERROR_CODES: &[&str] = &[
@@ -121,6 +132,10 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Full(FANOUT.0.into()), FANOUT_BUCKETS)
                 .expect("bucket list is not empty")
                 .set_buckets_for_metric(Matcher::Full(SUBMIT.0.into()), SUBMIT_BUCKETS)
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(Matcher::Full(SQLITE_COMMIT.0.into()), DISK_BUCKETS)
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(Matcher::Full(SQLITE_CHECKPOINT.0.into()), DISK_BUCKETS)
                 .expect("bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -146,7 +161,7 @@ fn register_metrics() {
     for &code in ERROR_CODES {
         metrics::counter!(ERRORS.0, "code" => code).increment(0);
     }
-    for (name, help) in [FANOUT, SUBMIT] {
+    for (name, help) in [FANOUT, SUBMIT, SQLITE_COMMIT, SQLITE_CHECKPOINT] {
         metrics::describe_histogram!(name, metrics::Unit::Seconds, help);
         // Registering the histogram gives it its buckets and a zero count.
         let _ = metrics::histogram!(name);

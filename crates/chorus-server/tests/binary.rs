@@ -7,13 +7,12 @@
 
 mod process;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chorus_redis::testing::RedisServer;
-use process::Listening;
+use process::{http_get as get, Listening};
 
 /// `chorus <args>` with no CHORUS_* variable from the environment of the tests.
 fn chorus(args: &[&str]) -> Command {
@@ -38,18 +37,6 @@ fn serve(args: &[&str], env: &[(&str, &str)]) -> Listening {
     }
     cmd.args(args).envs(env.iter().copied());
     Listening::spawn(cmd)
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("the server accepts connections");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
-    (status, body.to_owned())
 }
 
 #[test]
@@ -186,7 +173,7 @@ fn a_fresh_server_describes_every_metric_it_records() {
     let (status, body) = get(server.addr(), "/metrics");
     assert_eq!(status, 200);
     let mut names: Vec<&str> = chorus_server::COUNTERS.iter().chain(chorus_server::GAUGES).map(|(name, _)| *name).collect();
-    names.extend([chorus_server::ERRORS.0, chorus_server::FANOUT.0, chorus_server::SUBMIT.0]);
+    names.extend([chorus_server::ERRORS.0, chorus_server::FANOUT.0, chorus_server::SUBMIT.0, chorus_server::SQLITE_COMMIT.0, chorus_server::SQLITE_CHECKPOINT.0]);
     for name in &names {
         assert!(body.contains(&format!("# HELP {name} ")), "no HELP for {name}:\n{body}");
         assert!(body.contains(&format!("# TYPE {name} ")), "no TYPE for {name}:\n{body}");
@@ -201,6 +188,8 @@ fn a_fresh_server_describes_every_metric_it_records() {
     }
     assert!(body.contains("chorus_fanout_seconds_count 0"), "{body}");
     assert!(body.contains("chorus_submit_seconds_count 0"), "{body}");
+    assert!(body.contains("chorus_sqlite_commit_seconds_count 0"), "{body}");
+    assert!(body.contains("chorus_sqlite_checkpoint_seconds_count 0"), "{body}");
 
     // docs/protocol.md lists exactly these metrics, and exactly the error codes.
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md")).unwrap();

@@ -72,6 +72,36 @@ async fn a_restart_keeps_documents_and_values_and_forgets_presence() {
     drop(bob);
 }
 
+/// A histogram's count in a scrape.
+fn count(body: &str, histogram: &str) -> u64 {
+    let prefix = format!("{histogram}_count ");
+    body.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("no {histogram}:\n{body}"))
+}
+
+#[tokio::test]
+async fn every_commit_and_checkpoint_of_the_store_is_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Chorus::start(&dir.path().join("data"), &[]).await;
+    let mut ann = editor(&server.url(), "ann").await;
+    // Each op acknowledged before the next is sent: a transaction each,
+    // more than the writer commits between two checkpoints.
+    for _ in 0..150 {
+        ann.insert(ROOM, "d", 0, "x").unwrap();
+        ann.sync(ROOM, "d").await.unwrap();
+    }
+    let addr = server.addr().to_string();
+    let (status, body) = process::http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(count(&body, "chorus_sqlite_commit_seconds") >= 150, "{body}");
+    assert!(body.contains("chorus_sqlite_commit_seconds_bucket{le=\"0.001\"}"), "{body}");
+    // The checkpoint runs on a thread of its own, beside the writer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count(&process::http_get(&addr, "/metrics").1, "chorus_sqlite_checkpoint_seconds") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint timed after 150 transactions");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_second_server_on_the_same_data_folder_is_refused() {
     let dir = tempfile::tempdir().unwrap();

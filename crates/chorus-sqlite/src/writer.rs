@@ -200,6 +200,7 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Task>>, bus: &MemorySt
     metrics::counter!("chorus_sqlite_queued_microseconds_total").increment(queued / 1_000);
     metrics::counter!("chorus_sqlite_statement_microseconds_total").increment(statement / 1_000);
     metrics::counter!("chorus_sqlite_commit_microseconds_total").increment(commit / 1_000);
+    metrics::histogram!("chorus_sqlite_commit_seconds").record(commit as f64 / 1e9);
     if committed.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -227,9 +228,10 @@ fn checkpoint_loop(conn: &Connection, kicked: &mpsc::Receiver<()>, stats: &Write
         let start = Instant::now();
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
             Ok(_) => {
+                let took = start.elapsed();
                 stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-                stats.checkpoint_nanos.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                metrics::counter!("chorus_sqlite_checkpoints_total").increment(1);
+                stats.checkpoint_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+                metrics::histogram!("chorus_sqlite_checkpoint_seconds").record(took.as_secs_f64());
             }
             Err(e) => tracing::warn!(error = %e, "sqlite: a WAL checkpoint failed; the next one takes its pages"),
         }
