@@ -382,7 +382,7 @@ export class Client extends Emitter {
       return room && room._onCursor(msg);
     }
     if (type === 'ack') {
-      if (msg.id != null) this._requests.delete(msg.id);
+      this._take(msg.id);
       const room = this._rooms.get(msg.room);
       const doc = room && room.docs.get(msg.doc);
       return doc && doc._onAck(msg);

@@ -98,40 +98,16 @@ export class Emitter {
     return list ? list.length : 0;
   }
 
-  /**
-   * Emits `event` with its arguments. Written out for up to two arguments
-   * (every event the SDK emits), without gathering them into an array: a
-   * busy room emits for every cursor and op it receives, mostly to no
-   * listener or one.
-   */
-  emit(event, a, b) {
-    const n = arguments.length - 1;
+  emit(event, ...args) {
     if (depth > 0 || queue.length > 0) {
-      queue.push([this, event, n === 0 ? [] : n === 1 ? [a] : n === 2 ? [a, b] : Array.prototype.slice.call(arguments, 1)]);
+      queue.push([this, event, args]);
       if (!flushing) {
         flushing = true;
         queueMicrotask(flush);
       }
       return;
     }
-    const list = this._listeners.get(event);
-    if (list === undefined) return;
-    if (n > 2) {
-      this._dispatch(event, Array.prototype.slice.call(arguments, 1));
-      return;
-    }
-    for (let i = 0; i < list.length; i++) {
-      const fn = list[i];
-      try {
-        if (n === 1) fn(a);
-        else if (n === 0) fn();
-        else fn(a, b);
-      } catch (err) {
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
+    this._dispatch(event, args);
   }
 
   _dispatch(event, args) {
